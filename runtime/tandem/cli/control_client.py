@@ -1,0 +1,82 @@
+"""The CLI's client for a running daemon's Control socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from tandem_sdk._pb import control_pb2, control_pb2_grpc
+from tandem_sdk.protocol import GRPC_OPTIONS
+
+from tandem.store import Event, RunRecord
+
+
+class ControlClient:
+    def __init__(self, socket: Path) -> None:
+        self._channel = grpc.insecure_channel(f"unix:{socket}", options=GRPC_OPTIONS)
+        self.stub = control_pb2_grpc.ControlStub(self._channel)
+
+    @classmethod
+    def connect(cls, socket: Path, timeout: float = 2.0) -> ControlClient | None:
+        """A client if a daemon answers on `socket`, else None."""
+        if not socket.exists():
+            return None
+        client = cls(socket)
+        try:
+            client.stub.Health(control_pb2.HealthRequest(), timeout=timeout)
+        except grpc.RpcError:
+            client.close()
+            return None
+        return client
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def trigger(self, workflow: str, payload: Any, coordinator: str | None) -> str:
+        request = control_pb2.TriggerRequest(
+            workflow=workflow, payload_json=json.dumps(payload), coordinator=coordinator or ""
+        )
+        return str(self.stub.Trigger(request).run_id)
+
+    def watch(self, run_id: str) -> Iterator[Event]:
+        for message in self.stub.WatchRun(control_pb2.WatchRunRequest(run_id=run_id)):
+            yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
+
+    def run(self, run_id: str) -> RunRecord:
+        return record_from_message(
+            self.stub.GetRunTrace(control_pb2.GetRunTraceRequest(run_id=run_id))
+        )
+
+    def runs(self, workflow: str, status: str, limit: int) -> list[RunRecord]:
+        reply = self.stub.ListRuns(
+            control_pb2.ListRunsRequest(workflow=workflow, status=status, limit=limit)
+        )
+        return [record_from_message(m) for m in reply.runs]
+
+
+def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
+    usage = message.usage
+    return RunRecord(
+        id=message.id,
+        workflow=message.workflow,
+        workflow_version=message.workflow_version,
+        coordinator=message.coordinator,
+        trigger=json.loads(message.trigger_json or "null"),
+        status=message.status,
+        output=json.loads(message.output_json or "null"),
+        error=message.error or None,
+        created_at=message.created_at,
+        started_at=message.started_at or None,
+        finished_at=message.finished_at or None,
+        usage={
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "model_calls": usage.model_calls,
+        },
+        events=[Event(e.seq, e.ts, e.kind, json.loads(e.data_json)) for e in message.events],
+    )

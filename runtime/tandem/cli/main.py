@@ -1,0 +1,315 @@
+"""`tandem`: serve the daemon, trigger runs, and look at workflows, tools and runs.
+
+Every command but `serve` talks to the project's daemon over its Control socket when one
+is running, and otherwise to a host embedded in this process for the one command.
+Exit codes: 0 success, 1 a run that did not succeed (or `check` found errors), 2 usage or
+configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tandem.config import ProjectConfig
+
+    from .control_client import ControlClient
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tandem", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", type=Path, default=None, help="project folder (default: .)")
+    parser.add_argument(
+        "--workflows", type=Path, help="workflows folder (default: PROJECT/workflows)"
+    )
+    parser.add_argument(
+        "--plugins",
+        type=Path,
+        action="append",
+        help="plugin folder; repeat for more (default: PROJECT/plugins)",
+    )
+    parser.add_argument("--state", type=Path, help="state folder (default: PROJECT/.tandem)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the host daemon")
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds runs in flight get on SIGTERM before they are cancelled",
+    )
+    serve.add_argument(
+        "--no-reload", action="store_true", help="do not watch workflows for changes"
+    )
+    serve.add_argument("--isolation", choices=["process"], help="isolation tier for script runs")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    run = commands.add_parser("run", help="trigger one run and wait for it")
+    run.add_argument("workflow")
+    run.add_argument("--payload", default="null", help="trigger payload: JSON text, or @file")
+    run.add_argument("--coordinator", choices=["llm", "script"], help="override for this one run")
+    run.add_argument("--json", action="store_true", help="print the run record as JSON")
+    run.add_argument("--follow", action="store_true", help="print the trace as it happens")
+
+    workflows = commands.add_parser("workflows", help="list workflows, with load errors")
+    workflows.add_argument("--json", action="store_true")
+
+    tools = commands.add_parser("tools", help="list tools (those in a workflow's scope, if given)")
+    tools.add_argument("workflow", nargs="?", default="")
+    tools.add_argument("--json", action="store_true")
+
+    runs = commands.add_parser("runs", help="list runs; `runs show ID` for one run's trace")
+    runs.add_argument("--workflow", default="")
+    runs.add_argument(
+        "--status",
+        default="",
+        choices=[
+            "",
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "timed_out",
+            "interrupted",
+        ],
+    )
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show")
+    show = runs_commands.add_parser("show", help="one run with its trace")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+
+    commands.add_parser("check", help="validate workflows and plugins; non-zero on any error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = _config(args)
+        if args.command == "serve":
+            from .serve import serve
+
+            return serve(config, args)
+        handler = {
+            "run": cmd_run,
+            "workflows": cmd_workflows,
+            "tools": cmd_tools,
+            "runs": cmd_runs,
+            "check": cmd_check,
+        }[args.command]
+        return handler(config, args)
+    except UsageError as error:
+        print(f"tandem: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        from tandem_sdk.errors import TandemError
+
+        if isinstance(error, TandemError):
+            print(f"tandem: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _config(args: argparse.Namespace) -> ProjectConfig:
+    from tandem.config import load_config
+
+    return load_config(
+        args.project,
+        workflows_dir=args.workflows,
+        plugins_dirs=args.plugins,
+        state_dir=args.state,
+        isolation=getattr(args, "isolation", None),
+    )
+
+
+@contextlib.contextmanager
+def control(config: ProjectConfig, *, prefer_daemon: bool = True) -> Iterator[ControlClient]:
+    """A Control client: the daemon's if one is running, else an embedded host's."""
+    from .control_client import ControlClient
+
+    client = ControlClient.connect(config.control_socket) if prefer_daemon else None
+    if client is not None:
+        with contextlib.closing(client):
+            yield client
+        return
+    from tandem.embedded import EmbeddedHost
+
+    with (
+        EmbeddedHost(config) as host,
+        contextlib.closing(ControlClient(host.control_socket)) as client,
+    ):
+        yield client
+
+
+def _rpc_error(error: Exception) -> UsageError:
+    details = error.details() if hasattr(error, "details") else str(error)
+    return UsageError(details)
+
+
+def read_payload(text: str) -> Any:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise UsageError(f"--payload: cannot read {text[1:]}: {error.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--payload is not valid JSON: {error}") from None
+
+
+def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
+    from . import render
+
+    payload = read_payload(args.payload)
+    with control(config) as client:
+        try:
+            run_id = client.trigger(args.workflow, payload, args.coordinator)
+        except grpc.RpcError as error:
+            raise _rpc_error(error) from None
+        try:
+            for event in client.watch(run_id):
+                if args.follow:
+                    print(
+                        render.format_event(event),
+                        file=sys.stderr if args.json else sys.stdout,
+                        flush=True,
+                    )
+        except KeyboardInterrupt:
+            from tandem_sdk._pb import control_pb2
+
+            client.stub.CancelRun(control_pb2.CancelRunRequest(run_id=run_id))
+            raise
+        record = client.run(run_id)
+    if args.json:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
+        print(render.format_run(record, trace=False))
+    return EXIT_OK if record.status == "succeeded" else EXIT_RUN_FAILED
+
+
+def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:
+    from tandem_sdk._pb import control_pb2
+
+    with control(config) as client:
+        reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
+    rows = [
+        {
+            "name": w.name,
+            "loaded": w.loaded,
+            "coordinator": w.coordinator,
+            "version": w.version,
+            "description": w.description,
+            "tools": list(w.tools),
+            "triggers": list(w.triggers),
+            "error": w.error or None,
+        }
+        for w in reply.workflows
+    ]
+    if args.json:
+        print(json.dumps({"workflows": rows, "plugin_errors": list(reply.plugin_errors)}, indent=2))
+        return EXIT_OK
+    for row in rows:
+        state = (
+            "ok" if row["loaded"] and not row["error"] else ("stale" if row["loaded"] else "error")
+        )
+        coordinator, version = row["coordinator"] or "-", row["version"] or "-"
+        print(f"{row['name']:<24} {state:<6} {coordinator:<7} {version:<17} {row['description']}")
+        if row["error"]:
+            print("    " + str(row["error"]).replace("\n", "\n    "))
+    for error in reply.plugin_errors:
+        print(f"plugin error: {error}")
+    if not rows:
+        print(f"no workflows in {config.workflows_dir}")
+    return EXIT_OK
+
+
+def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+    from tandem_sdk._pb import control_pb2
+
+    with control(config) as client:
+        try:
+            reply = client.stub.ListWorkflowTools(
+                control_pb2.ListWorkflowToolsRequest(workflow=args.workflow)
+            )
+        except grpc.RpcError as error:
+            raise _rpc_error(error) from None
+    tools = [
+        {
+            "name": t.name,
+            "description": t.description,
+            "side_effects": t.side_effects,
+            "input_schema": json.loads(t.input_schema_json),
+        }
+        for t in reply.tools
+    ]
+    if args.json:
+        print(json.dumps(tools, indent=2))
+        return EXIT_OK
+    for tool in tools:
+        params = ", ".join(tool["input_schema"].get("properties", {}))
+        effects = "side effects" if tool["side_effects"] else "read-only"
+        summary = tool["description"].splitlines()[0] if tool["description"] else ""
+        print(f"{tool['name']}({params})  [{effects}]\n    {summary}")
+    return EXIT_OK
+
+
+def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
+    from . import render
+
+    with control(config) as client:
+        if args.runs_command == "show":
+            try:
+                record = client.run(args.run_id)
+            except grpc.RpcError as error:
+                raise _rpc_error(error) from None
+            print(
+                json.dumps(record.to_json(), indent=2)
+                if args.json
+                else render.format_run(record, trace=True)
+            )
+            return EXIT_OK
+        records = client.runs(args.workflow, args.status, args.limit)
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+    else:
+        for record in records:
+            print(render.format_run_row(record))
+    return EXIT_OK
+
+
+def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:
+    from tandem_sdk._pb import control_pb2
+
+    with control(config, prefer_daemon=False) as client:
+        reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
+    problems = [str(e) for e in reply.plugin_errors] + [w.error for w in reply.workflows if w.error]
+    for workflow in reply.workflows:
+        mark = "error" if workflow.error else "ok"
+        print(f"{mark:<6} workflow {workflow.name}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(reply.workflows)} workflow(s), {len(problems)} error(s)")
+    return EXIT_RUN_FAILED if problems else EXIT_OK

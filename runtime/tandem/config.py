@@ -1,0 +1,108 @@
+"""Where a project's workflows, plugins and state are, from flags and `tandem.yaml`.
+
+A folder with a `workflows/` subfolder is a project. Paths in `tandem.yaml` are relative
+to the file; flags win over the file, the file over the defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tandem_sdk.errors import DefinitionError
+
+CONFIG_FILE = "tandem.yaml"
+_KEYS = {"workflows_dir", "plugins_dirs", "state_dir", "isolation", "builtin_plugins"}
+# sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
+_MAX_SOCKET_DIR = 80
+
+
+def builtin_plugins_dir() -> Path:
+    """The plugins that ship with Tandem: in a wheel beside the package, else the repo's."""
+    packaged = Path(__file__).parent / "builtin_plugins"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "plugins"
+
+
+@dataclass
+class ProjectConfig:
+    root: Path
+    workflows_dir: Path
+    plugins_dirs: list[Path]
+    state_dir: Path
+    isolation: str = "process"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def socket_dir(self) -> Path:
+        """A short, private folder for unix sockets (the state dir when its path is short)."""
+        preferred = self.state_dir / "sock"
+        if len(str(preferred)) <= _MAX_SOCKET_DIR:
+            return preferred
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"tandem-{os.getuid()}-{digest}"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.socket_dir / "control.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "runs.sqlite3"
+
+    def ensure_dirs(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket_dir.chmod(0o700)
+
+
+def load_config(
+    root: Path | None = None,
+    *,
+    workflows_dir: Path | None = None,
+    plugins_dirs: list[Path] | None = None,
+    state_dir: Path | None = None,
+    isolation: str | None = None,
+) -> ProjectConfig:
+    root = (root or Path.cwd()).resolve()
+    settings = _read_file(root / CONFIG_FILE)
+    base = root
+
+    def path_of(key: str, default: str) -> Path:
+        return (base / str(settings.get(key, default))).resolve()
+
+    plugin_dirs = [(base / str(p)).resolve() for p in settings.get("plugins_dirs", ["plugins"])]
+    if plugins_dirs is not None:
+        plugin_dirs = [p.resolve() for p in plugins_dirs]
+    if settings.get("builtin_plugins", True):
+        builtin = builtin_plugins_dir().resolve()
+        if builtin not in plugin_dirs:
+            plugin_dirs.insert(0, builtin)
+    return ProjectConfig(
+        root=root,
+        workflows_dir=(workflows_dir or path_of("workflows_dir", "workflows")).resolve(),
+        plugins_dirs=plugin_dirs,
+        state_dir=(state_dir or path_of("state_dir", ".tandem")).resolve(),
+        isolation=isolation or str(settings.get("isolation", "process")),
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise DefinitionError(str(path), f"not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise DefinitionError(str(path), "must be a mapping of settings")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise DefinitionError(
+            str(path), f"unknown setting(s) {sorted(unknown)}; known: {sorted(_KEYS)}"
+        )
+    return data

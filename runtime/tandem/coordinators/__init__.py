@@ -1,0 +1,1 @@
+"""Coordinators: what decides which tools a run calls. Each is a ToolHost client."""

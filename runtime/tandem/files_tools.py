@@ -1,0 +1,42 @@
+"""The built-in `files.list` and `files.read` tools: the model reaches a workflow's virtual
+files exactly as a script does. Their schemas are derived like any plugin tool's."""
+
+from __future__ import annotations
+
+from tandem_sdk.plugin import define_tool, tool
+
+from .tools import HostTool
+
+PROVIDER = "files"
+
+
+@tool(side_effects=False, name="list")
+def list_files() -> list[str]:
+    """List the virtual paths of this workflow's files."""
+    raise AssertionError("served by the run, never called")
+
+
+@tool(side_effects=False, name="read")
+def read_file(path: str) -> str:
+    """Read one of this workflow's files as UTF-8 text.
+
+    Args:
+        path: the virtual path, as files.list gives it.
+    """
+    raise AssertionError("served by the run, never called")
+
+
+def _host_tool(function: object) -> HostTool:
+    definition = define_tool(PROVIDER, function)  # type: ignore[arg-type]
+    return HostTool.create(
+        f"{PROVIDER}.{definition.name}",
+        PROVIDER,
+        definition.description,
+        definition.input_schema,
+        definition.side_effects,
+    )
+
+
+FILE_TOOLS: dict[str, HostTool] = {
+    t.name: t for t in (_host_tool(list_files), _host_tool(read_file))
+}

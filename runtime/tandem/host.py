@@ -1,0 +1,119 @@
+"""The host: plugins, workflows, the run store and the gRPC servers, started and stopped
+as one. `tandem serve` runs it as a daemon; `tandem run` embeds one for a single run,
+through the same code paths."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+from typing import IO
+
+import grpc
+from tandem_sdk._pb import control_pb2_grpc, toolhost_pb2_grpc
+from tandem_sdk.errors import TandemError
+from tandem_sdk.protocol import GRPC_OPTIONS
+
+from .config import ProjectConfig
+from .coordinators.script import ScriptCoordinator
+from .isolation import isolation_for
+from .plugins import PluginManager
+from .runs import RunManager
+from .server.control import ControlServicer
+from .server.toolhost import ToolHostServicer
+from .store import RunStore
+from .workflows import WorkflowRegistry
+
+log = logging.getLogger(__name__)
+
+
+class HostAlreadyRunning(TandemError):
+    pass
+
+
+class Host:
+    def __init__(self, config: ProjectConfig, *, daemon: bool) -> None:
+        self.config = config
+        self.daemon = daemon
+        self.isolation = isolation_for(config.isolation)
+        # Each host instance gets its own socket folder so an embedded run never touches a
+        # daemon's sockets; only the Control socket has a well-known path.
+        self.private_dir = config.socket_dir / f"h{os.getpid()}"
+        self.toolhost_socket = self.private_dir / "toolhost.sock"
+        self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
+        self.store = RunStore(config.database)
+        self.plugins = PluginManager(
+            config.plugins_dirs, self.private_dir, config.state_dir / "plugins"
+        )
+        self.registry = WorkflowRegistry(config.workflows_dir, self.plugins.tool_names)
+        coordinator = ScriptCoordinator(
+            self.isolation, self.toolhost_socket, config.state_dir / "runs"
+        )
+        self.runs = RunManager(self.store, self.plugins, self.registry, {"script": coordinator})
+        self.interrupted: list[str] = []
+        self._servers: list[grpc.aio.Server] = []
+        self._lock: IO[str] | None = None
+
+    async def start(self) -> None:
+        self.config.ensure_dirs()
+        if self.daemon:
+            self._take_lock()
+        self.private_dir.mkdir(mode=0o700, exist_ok=True)
+        self.interrupted = self.store.mark_interrupted()
+        await self.plugins.start()
+        self.reload()
+        toolhost = grpc.aio.server(options=GRPC_OPTIONS)
+        toolhost_pb2_grpc.add_ToolHostServicer_to_server(ToolHostServicer(self.runs), toolhost)
+        toolhost.add_insecure_port(f"unix:{self.toolhost_socket}")
+        await toolhost.start()
+        self._servers.append(toolhost)
+        control = grpc.aio.server(options=GRPC_OPTIONS)
+        servicer = ControlServicer(self.runs, self.isolation.name, self.reload)
+        control_pb2_grpc.add_ControlServicer_to_server(servicer, control)
+        with contextlib.suppress(FileNotFoundError):
+            self.control_socket.unlink()
+        control.add_insecure_port(f"unix:{self.control_socket}")
+        await control.start()
+        self.control_socket.chmod(0o600)
+        self._servers.append(control)
+
+    def reload(self) -> list[str]:
+        errors = [str(e) for e in self.registry.reload()]
+        for error in errors:
+            log.warning("%s", error)
+        return errors
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.runs.shutdown(grace)
+        await asyncio.gather(*(s.stop(0.5) for s in self._servers))
+        await self.plugins.stop()
+        self.store.close()
+        shutil.rmtree(self.private_dir, ignore_errors=True)
+        if self.daemon:
+            with contextlib.suppress(FileNotFoundError):
+                self.control_socket.unlink()
+        if self._lock is not None:
+            self._lock.close()
+
+    def _take_lock(self) -> None:
+        lock = (self.config.state_dir / "daemon.lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise HostAlreadyRunning(
+                f"a tandem daemon already serves {self.config.state_dir} "
+                f"(control socket {self.config.control_socket})"
+            ) from None
+        self._lock = lock
+
+    async def watch_workflows(self) -> None:
+        """Reload on every change under the workflows folder (hot reload)."""
+        import watchfiles
+
+        async for _ in watchfiles.awatch(self.config.workflows_dir, debounce=200, recursive=True):
+            errors = self.reload()
+            log.info("workflows reloaded%s", f" with {len(errors)} error(s)" if errors else "")

@@ -1,0 +1,56 @@
+"""All plugin processes of a host, and the catalog of the tools they provide."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tandem_sdk.errors import DefinitionError, NotFound
+
+from tandem.tools import HostTool
+
+from .manifest import PluginManifest, find_plugins
+from .process import PluginProcess
+
+
+class PluginManager:
+    def __init__(self, folders: list[Path], socket_dir: Path, data_dir: Path) -> None:
+        self.folders = folders
+        self.socket_dir = socket_dir
+        self.data_dir = data_dir
+        self.plugins: dict[str, PluginProcess] = {}
+        self.errors: list[DefinitionError] = []
+
+    async def start(self) -> None:
+        """Start every plugin found; a plugin that fails to load is reported, not fatal."""
+        manifests, self.errors = find_plugins(self.folders)
+        candidates = [self._process_for(m) for m in manifests]
+        results = await asyncio.gather(*(p.start() for p in candidates), return_exceptions=True)
+        for plugin, result in zip(candidates, results, strict=True):
+            if isinstance(result, DefinitionError):
+                self.errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self.plugins[plugin.name] = plugin
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.plugins.values()), return_exceptions=True)
+
+    def tool_names(self) -> set[str]:
+        return {tool.name for plugin in self.plugins.values() for tool in plugin.tools}
+
+    def tools(self) -> list[HostTool]:
+        return [tool for plugin in self.plugins.values() for tool in plugin.tools]
+
+    def resolve(self, name: str) -> tuple[HostTool, PluginProcess]:
+        plugin_name, _, _ = name.partition(".")
+        plugin = self.plugins.get(plugin_name)
+        if plugin is not None:
+            for tool in plugin.tools:
+                if tool.name == name:
+                    return tool, plugin
+        raise NotFound(f"no plugin provides a tool named {name!r}", tool=name)
+
+    def _process_for(self, manifest: PluginManifest) -> PluginProcess:
+        return PluginProcess(manifest, self.socket_dir, self.data_dir / manifest.name)

@@ -1,0 +1,130 @@
+"""One class owns each subprocess: explicit environment, output captured and capped,
+`stop()` graceful then forced, and safe to call twice.
+
+The child leads its own session and process group, so stopping it signals everything it
+started that stayed in the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+OutputSink = Callable[[str, bytes], None]
+_CHUNK = 64 * 1024
+_TAIL = 4 * 1024
+# After the main process exits, a grandchild may still hold its pipes open.
+_DRAIN_TIMEOUT_S = 1.0
+
+
+class ManagedProcess:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        pass_fds: Sequence[int] = (),
+        output_cap: int = 256 * 1024,
+        on_output: OutputSink | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.cwd = cwd
+        self.pass_fds = tuple(pass_fds)
+        self.output_cap = output_cap
+        self.on_output = on_output
+        self.captured = {"stdout": 0, "stderr": 0}
+        self.dropped = {"stdout": 0, "stderr": 0}
+        self._tail = b""
+        self._process: asyncio.subprocess.Process | None = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._tail.decode("utf-8", "replace")
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            cwd=self.cwd,
+            pass_fds=self.pass_fds,
+            start_new_session=True,
+            limit=_CHUNK,
+        )
+        assert self._process.stdout and self._process.stderr
+        self._readers = [
+            asyncio.create_task(self._read("stdout", self._process.stdout)),
+            asyncio.create_task(self._read("stderr", self._process.stderr)),
+        ]
+
+    async def wait(self) -> int:
+        """Wait for exit, then for the output to drain (bounded), and return the exit code."""
+        assert self._process is not None, "start() first"
+        code = await self._process.wait()
+        self.kill_group()  # whatever it left behind in its group goes with it
+        await self._drain()
+        return code
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM the group, then SIGKILL after `grace` seconds. Idempotent."""
+        process = self._process
+        if process is None or self._stopped:
+            return
+        self._stopped = True
+        if process.returncode is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                self._signal_group(signal.SIGKILL)
+                await process.wait()
+        self.kill_group()
+        await self._drain()
+
+    def kill_group(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, signum: int) -> None:
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signum)
+
+    async def _drain(self) -> None:
+        if not self._readers:
+            return
+        _, pending = await asyncio.wait(self._readers, timeout=_DRAIN_TIMEOUT_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _read(self, stream: str, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(_CHUNK):
+            if stream == "stderr":
+                self._tail = (self._tail + chunk)[-_TAIL:]
+            room = self.output_cap - self.captured[stream]
+            kept = chunk[: max(room, 0)]
+            self.captured[stream] += len(kept)
+            self.dropped[stream] += len(chunk) - len(kept)
+            if kept and self.on_output:
+                self.on_output(stream, kept)

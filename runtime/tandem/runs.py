@@ -1,0 +1,179 @@
+"""Runs: created from a trigger, executed by the workflow's coordinator under its limits,
+and finished exactly once with a status the store keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from tandem_sdk.errors import DefinitionError, NotFound, TandemError, Unauthenticated
+
+from .coordinators.base import Coordinator
+from .errors import RunFailed
+from .plugins import PluginManager
+from .session import RunSession
+from .store import Event, RunRecord, RunStore
+from .workflows import WorkflowRegistry
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+class ShuttingDown(TandemError):
+    pass
+
+
+class RunManager:
+    def __init__(
+        self,
+        store: RunStore,
+        plugins: PluginManager,
+        registry: WorkflowRegistry,
+        coordinators: Mapping[str, Coordinator],
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.registry = registry
+        self.coordinators = coordinators
+        self.sessions: dict[str, RunSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.accepting = True
+
+    def trigger(
+        self, workflow_name: str, payload: Any, coordinator: str | None = None
+    ) -> RunSession:
+        if not self.accepting:
+            raise ShuttingDown("the host is shutting down and takes no new runs")
+        workflow = self.registry.get(workflow_name)
+        if workflow is None:
+            state = next((s for s in self.registry.states() if s.name == workflow_name), None)
+            if state and state.error:
+                raise DefinitionError(workflow_name, f"workflow failed to load:\n{state.error}")
+            raise NotFound(f"no workflow named {workflow_name!r}")
+        kind = coordinator or workflow.spec.coordinator
+        if kind not in self.coordinators:
+            raise DefinitionError(workflow_name, f"unknown coordinator {kind!r}")
+        if kind == "script" and workflow.script_source is None:
+            raise DefinitionError(workflow_name, "coordinator script needs coordinator_script")
+        if kind == "llm" and workflow.prompt_text is None:
+            raise DefinitionError(workflow_name, "coordinator llm needs a prompt")
+        run_id = new_run_id()
+        session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins)
+        self.store.create(
+            RunRecord(
+                id=run_id,
+                workflow=workflow.name,
+                workflow_version=workflow.version,
+                coordinator=kind,
+                trigger=payload,
+                status="queued",
+                created_at=time.time(),
+            )
+        )
+        self.sessions[run_id] = session
+        self._tasks[run_id] = asyncio.create_task(self._execute(session), name=f"run-{run_id}")
+        return session
+
+    def authenticate(self, token: str) -> RunSession:
+        run_id, _, secret = token.partition(".")
+        session = self.sessions.get(run_id)
+        if session is None or not secret or not session.token_matches(secret):
+            raise Unauthenticated("invalid or ended run token")
+        return session
+
+    async def wait(self, run_id: str) -> RunRecord:
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
+        record = self.store.get(run_id)
+        if record is None:
+            raise NotFound(f"no run {run_id!r}")
+        return record
+
+    def cancel(self, run_id: str) -> bool:
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def watch(self, run_id: str) -> AsyncIterator[Event]:
+        """The run's events so far, then live ones until it ends."""
+        session = self.sessions.get(run_id)
+        if session is None:
+            if self.store.get(run_id, events=False) is None:
+                raise NotFound(f"no run {run_id!r}")
+            for event in self.store.events(run_id):
+                yield event
+            return
+        queue = session.subscribe()
+        try:
+            last = 0
+            for event in self.store.events(run_id):
+                last = event.seq
+                yield event
+            while (event := await queue.get()) is not None:  # type: ignore[assignment]
+                if event.seq > last:
+                    yield event
+        finally:
+            session.unsubscribe(queue)
+
+    async def shutdown(self, grace: float) -> None:
+        """Take no new runs; give the ones in flight `grace` seconds, then cancel them."""
+        self.accepting = False
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _execute(self, session: RunSession) -> None:
+        status, output, error, details = "failed", None, None, None
+        self.store.mark_started(session.id, time.time())
+        session.emit(
+            "run.started",
+            workflow=session.workflow.name,
+            version=session.workflow.version,
+            coordinator=session.coordinator,
+            trigger=session.trigger,
+        )
+        try:
+            async with asyncio.timeout(session.limits.timeout_s):
+                output = await self.coordinators[session.coordinator].run(session)
+            status = "succeeded"
+            if session.limit_error is not None:
+                status, error = "failed", session.limit_error.message
+        except TimeoutError:
+            status, error = (
+                "timed_out",
+                f"the run exceeded its timeout of {session.limits.timeout_s:g}s",
+            )
+        except asyncio.CancelledError:
+            status, error = "cancelled", "the run was cancelled"
+        except RunFailed as failure:
+            error, details = failure.message, failure.details
+            if session.limit_error is not None:
+                error = f"{session.limit_error.message}; then: {error}"
+        except Exception as failure:  # a host bug must still finish the run
+            log.exception("run %s: coordinator crashed", session.id)
+            error = f"internal error: {type(failure).__name__}: {failure}"
+        finally:
+            session.active = False  # the token dies with the run, before anything else
+            session.emit("run.finished", status=status, error=error, details=details)
+            self.store.finish(session.id, status, output, error, session.usage, time.time())
+            session.close()
+            self.sessions.pop(session.id, None)
+            self._tasks.pop(session.id, None)
+            log.info("run %s %s: %s", session.id, session.workflow.name, status)

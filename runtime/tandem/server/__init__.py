@@ -1,0 +1,1 @@
+"""The gRPC face of the host: ToolHost for coordinators, Control for operators."""

@@ -1,0 +1,145 @@
+"""The Control servicer: the owner-only admin interface used by the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from tandem_sdk._pb import common_pb2, control_pb2, control_pb2_grpc
+from tandem_sdk.errors import InvalidArguments, NotFound
+from tandem_sdk.protocol import PROTOCOL_VERSION
+
+from tandem import __version__
+from tandem.runs import RunManager
+from tandem.store import Event, RunRecord
+
+from .status import streaming, unary
+from .toolhost import tool_spec
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def event_message(event: Event) -> control_pb2.RunEvent:
+    return control_pb2.RunEvent(
+        seq=event.seq, ts=event.ts, kind=event.kind, data_json=json.dumps(event.data)
+    )
+
+
+def record_message(record: RunRecord) -> control_pb2.RunRecord:
+    return control_pb2.RunRecord(
+        id=record.id,
+        workflow=record.workflow,
+        workflow_version=record.workflow_version,
+        coordinator=record.coordinator,
+        trigger_json=json.dumps(record.trigger),
+        status=record.status,
+        output_json=json.dumps(record.output),
+        error=record.error or "",
+        created_at=record.created_at,
+        started_at=record.started_at or 0.0,
+        finished_at=record.finished_at or 0.0,
+        usage=common_pb2.Usage(**record.usage),
+        events=[event_message(e) for e in record.events],
+    )
+
+
+class ControlServicer(control_pb2_grpc.ControlServicer):
+    def __init__(self, runs: RunManager, isolation: str, reload: Callable[[], list[str]]) -> None:
+        self._runs = runs
+        self._isolation = isolation
+        self._reload = reload
+
+    @unary
+    async def Health(
+        self, request: control_pb2.HealthRequest, context: Context
+    ) -> control_pb2.HealthResponse:
+        down = [name for name, plugin in self._runs.plugins.plugins.items() if not plugin.up]
+        return control_pb2.HealthResponse(
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            active_runs=self._runs.active,
+            isolation=self._isolation,
+            plugins_down=down,
+        )
+
+    @unary
+    async def Trigger(
+        self, request: control_pb2.TriggerRequest, context: Context
+    ) -> control_pb2.TriggerResponse:
+        try:
+            payload = json.loads(request.payload_json or "null")
+        except json.JSONDecodeError as error:
+            raise InvalidArguments(f"payload is not JSON: {error}") from None
+        session = self._runs.trigger(request.workflow, payload, request.coordinator or None)
+        return control_pb2.TriggerResponse(run_id=session.id)
+
+    @unary
+    async def ListWorkflows(
+        self, request: control_pb2.ListWorkflowsRequest, context: Context
+    ) -> control_pb2.ListWorkflowsResponse:
+        infos = []
+        for state in self._runs.registry.states():
+            workflow = state.current
+            info = control_pb2.WorkflowInfo(
+                name=state.name, error=str(state.error or ""), loaded=workflow is not None
+            )
+            if workflow is not None:
+                spec = workflow.spec
+                info.description = spec.description
+                info.coordinator = spec.coordinator
+                info.version = workflow.version
+                info.tools.extend(spec.tools)
+                info.triggers.extend(t.describe() for t in spec.triggers)
+            infos.append(info)
+        return control_pb2.ListWorkflowsResponse(
+            workflows=infos, plugin_errors=[str(e) for e in self._runs.plugins.errors]
+        )
+
+    @unary
+    async def ListWorkflowTools(
+        self, request: control_pb2.ListWorkflowToolsRequest, context: Context
+    ) -> control_pb2.ListWorkflowToolsResponse:
+        tools = self._runs.plugins.tools()
+        if request.workflow:
+            workflow = self._runs.registry.get(request.workflow)
+            if workflow is None:
+                raise NotFound(f"no workflow named {request.workflow!r}")
+            tools = [t for t in tools if workflow.in_scope(t.name)]
+        return control_pb2.ListWorkflowToolsResponse(tools=[tool_spec(t) for t in tools])
+
+    @unary
+    async def ListRuns(
+        self, request: control_pb2.ListRunsRequest, context: Context
+    ) -> control_pb2.ListRunsResponse:
+        records = self._runs.store.list(request.workflow, request.status, request.limit or 50)
+        return control_pb2.ListRunsResponse(runs=[record_message(r) for r in records])
+
+    @unary
+    async def GetRunTrace(
+        self, request: control_pb2.GetRunTraceRequest, context: Context
+    ) -> control_pb2.RunRecord:
+        record = self._runs.store.get(request.run_id)
+        if record is None:
+            raise NotFound(f"no run {request.run_id!r}")
+        return record_message(record)
+
+    @streaming
+    async def WatchRun(
+        self, request: control_pb2.WatchRunRequest, context: Context
+    ) -> AsyncIterator[control_pb2.RunEvent]:
+        async for event in self._runs.watch(request.run_id):
+            yield event_message(event)
+
+    @unary
+    async def CancelRun(
+        self, request: control_pb2.CancelRunRequest, context: Context
+    ) -> control_pb2.CancelRunResponse:
+        return control_pb2.CancelRunResponse(cancelled=self._runs.cancel(request.run_id))
+
+    @unary
+    async def Reload(
+        self, request: control_pb2.ReloadRequest, context: Context
+    ) -> control_pb2.ReloadResponse:
+        return control_pb2.ReloadResponse(errors=self._reload())

@@ -1,0 +1,116 @@
+"""The ToolHost servicer: authenticates the run token and hands every call to its run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from tandem_sdk._pb import common_pb2, toolhost_pb2, toolhost_pb2_grpc
+from tandem_sdk.errors import ProtocolMismatch, Unauthenticated
+from tandem_sdk.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+
+from tandem.runs import RunManager
+from tandem.session import RunSession
+from tandem.tools import HostTool
+
+from .status import unary
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def tool_spec(tool: HostTool) -> common_pb2.ToolSpec:
+    return common_pb2.ToolSpec(
+        name=tool.name,
+        description=tool.description,
+        input_schema_json=tool.schema_json,
+        side_effects=tool.side_effects,
+    )
+
+
+class ToolHostServicer(toolhost_pb2_grpc.ToolHostServicer):
+    def __init__(self, runs: RunManager) -> None:
+        self._runs = runs
+
+    def _session(self, context: Context) -> RunSession:
+        metadata = dict(context.invocation_metadata() or ())
+        protocol = str(metadata.get(PROTOCOL_HEADER, PROTOCOL_VERSION))
+        if protocol != str(PROTOCOL_VERSION):
+            raise ProtocolMismatch(int(protocol) if protocol.isdigit() else -1, PROTOCOL_VERSION)
+        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("missing 'authorization: Bearer <run token>' metadata")
+        return self._runs.authenticate(token)
+
+    @unary
+    async def GetRun(
+        self, request: toolhost_pb2.GetRunRequest, context: Context
+    ) -> toolhost_pb2.GetRunResponse:
+        session = self._session(context)
+        limits = session.limits
+        return toolhost_pb2.GetRunResponse(
+            run_id=session.id,
+            workflow=session.workflow.name,
+            workflow_version=session.workflow.version,
+            trigger_json=json.dumps(session.trigger),
+            coordinator=session.coordinator,
+            protocol_version=PROTOCOL_VERSION,
+            limits=common_pb2.RunLimits(
+                timeout_s=limits.timeout_s,
+                max_tool_calls=limits.max_tool_calls,
+                max_turns=limits.max_turns,
+                max_tokens=limits.max_tokens,
+                memory_mb=limits.memory_mb,
+            ),
+        )
+
+    @unary
+    async def ListTools(
+        self, request: toolhost_pb2.ListToolsRequest, context: Context
+    ) -> toolhost_pb2.ListToolsResponse:
+        session = self._session(context)
+        return toolhost_pb2.ListToolsResponse(
+            tools=[tool_spec(t) for t in session.tools_in_scope()]
+        )
+
+    @unary
+    async def CallTool(
+        self, request: toolhost_pb2.CallToolRequest, context: Context
+    ) -> toolhost_pb2.CallToolResponse:
+        session = self._session(context)
+        outcome = await session.call_tool(request.name, request.arguments_json)
+        if outcome.error is not None:
+            error = outcome.error
+            return toolhost_pb2.CallToolResponse(
+                is_error=True,
+                error=common_pb2.ToolError(
+                    message=error.reason,
+                    type=error.type,
+                    retryable=error.retryable,
+                ),
+            )
+        return toolhost_pb2.CallToolResponse(result_json=outcome.result_json or "null")
+
+    @unary
+    async def ListFiles(
+        self, request: toolhost_pb2.ListFilesRequest, context: Context
+    ) -> toolhost_pb2.ListFilesResponse:
+        return toolhost_pb2.ListFilesResponse(paths=self._session(context).list_files())
+
+    @unary
+    async def ReadFile(
+        self, request: toolhost_pb2.ReadFileRequest, context: Context
+    ) -> toolhost_pb2.ReadFileResponse:
+        return toolhost_pb2.ReadFileResponse(content=self._session(context).read_file(request.path))
+
+    @unary
+    async def Log(
+        self, request: toolhost_pb2.LogRequest, context: Context
+    ) -> toolhost_pb2.LogResponse:
+        session = self._session(context)
+        try:
+            fields = json.loads(request.fields_json or "{}")
+        except json.JSONDecodeError:
+            fields = {"raw": request.fields_json}
+        session.emit("log", level=request.level or "info", message=request.message, fields=fields)
+        return toolhost_pb2.LogResponse()

@@ -1,0 +1,219 @@
+"""A run in progress: its token, its scope, its limits, and the trace the host writes.
+
+Every tool call of every coordinator passes through `RunSession.call_tool`, so scope,
+argument validation, limits and tracing are the same for a script and for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tandem_sdk.errors import (
+    InterfaceError,
+    InvalidArguments,
+    LimitExceeded,
+    NotFound,
+    ToolError,
+    ToolNotInScope,
+)
+
+from .files_tools import FILE_TOOLS
+from .plugins import PluginManager
+from .store import USAGE_KEYS, Event, RunStore
+from .tools import HostTool
+from .workflows import Workflow
+from .workflows.paths import UnsafePath, normalise_virtual_path
+
+# A single event's data is cut beyond this, so one huge tool result cannot bloat the store.
+MAX_EVENT_VALUE_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    result_json: str | None = None
+    error: ToolError | None = None
+
+
+class RunSession:
+    def __init__(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        coordinator: str,
+        trigger: Any,
+        store: RunStore,
+        plugins: PluginManager,
+    ) -> None:
+        self.id = run_id
+        self.workflow = workflow
+        self.coordinator = coordinator
+        self.trigger = trigger
+        self.limits = workflow.spec.limits
+        self._secret = secrets.token_urlsafe(32)
+        self.token = f"{run_id}.{self._secret}"
+        self.active = True
+        self.tool_calls = 0
+        self.limit_error: LimitExceeded | None = None
+        self.usage: dict[str, int] = dict.fromkeys(USAGE_KEYS, 0)
+        self._store = store
+        self._plugins = plugins
+        self._seq = 0
+        self._watchers: list[asyncio.Queue[Event | None]] = []
+        self.finished = asyncio.Event()
+
+    def token_matches(self, secret: str) -> bool:
+        return self.active and hmac.compare_digest(secret.encode(), self._secret.encode())
+
+    # -- trace -----------------------------------------------------------------------------
+
+    def emit(self, kind: str, **data: Any) -> Event:
+        self._seq += 1
+        event = Event(self._seq, time.time(), kind, _capped(data))
+        self._store.append_event(self.id, event)
+        for queue in self._watchers:
+            queue.put_nowait(event)
+        return event
+
+    def subscribe(self) -> asyncio.Queue[Event | None]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._watchers.append(queue)
+        if self.finished.is_set():
+            queue.put_nowait(None)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event | None]) -> None:
+        if queue in self._watchers:
+            self._watchers.remove(queue)
+
+    def close(self) -> None:
+        """Revoke the token and end every watcher's stream."""
+        self.active = False
+        self.finished.set()
+        for queue in self._watchers:
+            queue.put_nowait(None)
+
+    # -- tools -----------------------------------------------------------------------------
+
+    def tools_in_scope(self) -> list[HostTool]:
+        tools = [t for t in self._plugins.tools() if self.workflow.in_scope(t.name)]
+        if self.workflow.files:
+            tools.extend(FILE_TOOLS.values())
+        return tools
+
+    def resolve_tool(self, name: str) -> HostTool:
+        if self.workflow.files and name in FILE_TOOLS:
+            return FILE_TOOLS[name]
+        tool, _ = self._plugins.resolve(name)  # NotFound for a tool nobody provides
+        if not self.workflow.in_scope(name):
+            raise ToolNotInScope(
+                f"tool {name!r} is not in the scope of workflow {self.workflow.name!r}",
+                tool=name,
+                run_id=self.id,
+            )
+        return tool
+
+    async def call_tool(self, name: str, arguments_json: str) -> ToolOutcome:
+        """Check scope, limits and arguments, dispatch, and trace it all."""
+        try:
+            tool = self.resolve_tool(name)
+            self._count_call(name)
+            arguments = tool.parse_arguments(arguments_json)
+        except InterfaceError as error:
+            error.run_id = self.id
+            self.emit("tool.refused", tool=name, error=type(error).__name__, message=error.message)
+            raise
+        call = self.emit("tool.call", tool=name, arguments=arguments)
+        started = time.perf_counter()
+        try:
+            result_json = await self._dispatch(tool, arguments, arguments_json)
+        except ToolError as error:
+            self.emit(
+                "tool.result",
+                call=call.seq,
+                tool=name,
+                ok=False,
+                error_type=error.type,
+                message=error.reason,
+                duration_ms=_ms(started),
+            )
+            return ToolOutcome(error=error)
+        except InterfaceError as error:
+            error.run_id = self.id
+            self.emit(
+                "tool.result",
+                call=call.seq,
+                tool=name,
+                ok=False,
+                error_type=type(error).__name__,
+                message=error.message,
+                duration_ms=_ms(started),
+            )
+            raise
+        self.emit(
+            "tool.result",
+            call=call.seq,
+            tool=name,
+            ok=True,
+            result=json.loads(result_json),
+            duration_ms=_ms(started),
+        )
+        return ToolOutcome(result_json=result_json)
+
+    async def _dispatch(
+        self, tool: HostTool, arguments: dict[str, Any], arguments_json: str
+    ) -> str:
+        if tool.provider == "files":
+            if tool.name == "files.list":
+                return json.dumps(self.list_files())
+            return json.dumps(self.read_file(str(arguments["path"])).decode("utf-8", "replace"))
+        _, plugin = self._plugins.resolve(tool.name)
+        bare = tool.name.partition(".")[2]
+        return await plugin.invoke(bare, arguments_json, self.id, self.workflow.name)
+
+    def _count_call(self, name: str) -> None:
+        if self.tool_calls >= self.limits.max_tool_calls:
+            self.limit_error = LimitExceeded(
+                f"run {self.id} reached max_tool_calls ({self.limits.max_tool_calls})",
+                tool=name,
+                run_id=self.id,
+            )
+            raise self.limit_error
+        self.tool_calls += 1
+
+    # -- virtual files ---------------------------------------------------------------------
+
+    def list_files(self) -> list[str]:
+        return sorted(self.workflow.files)
+
+    def read_file(self, path: str) -> bytes:
+        try:
+            key = normalise_virtual_path(path)
+        except UnsafePath as error:
+            raise InvalidArguments(f"virtual file path rejected: {error}", run_id=self.id) from None
+        if key not in self.workflow.files:
+            raise NotFound(f"workflow {self.workflow.name!r} has no file {path!r}", run_id=self.id)
+        return self.workflow.files[key]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_EVENT_VALUE_CHARS:
+        return (
+            value[:MAX_EVENT_VALUE_CHARS] + f"... [{len(value) - MAX_EVENT_VALUE_CHARS} chars cut]"
+        )
+    if isinstance(value, dict):
+        return {k: _capped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) > 1000:
+            return [_capped(v) for v in value[:1000]] + [f"... [{len(value) - 1000} items cut]"]
+        return [_capped(v) for v in value]
+    return value

@@ -1,0 +1,226 @@
+"""The run store: SQLite in the state folder. Every event is committed as it happens, so
+nothing a run did is lost when a coordinator or the daemon dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "model_calls",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    coordinator TEXT NOT NULL,
+    trigger_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output_json TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    usage_json TEXT NOT NULL DEFAULT '{}',
+    host_pid INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+@dataclass
+class Event:
+    seq: int
+    ts: float
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    id: str
+    workflow: str
+    workflow_version: str
+    coordinator: str
+    trigger: Any
+    status: str
+    output: Any = None
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
+    events: list[Event] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "workflow_version": self.workflow_version,
+            "coordinator": self.coordinator,
+            "trigger": self.trigger,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "usage": self.usage,
+            "events": [
+                {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
+            ],
+        }
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(self, record: RunRecord) -> None:
+        self._db.execute(
+            "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
+            " created_at, usage_json, host_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.workflow,
+                record.workflow_version,
+                record.coordinator,
+                json.dumps(record.trigger),
+                record.status,
+                record.created_at,
+                json.dumps(record.usage),
+                os.getpid(),
+            ),
+        )
+
+    def mark_started(self, run_id: str, at: float) -> None:
+        self._db.execute("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))
+
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        output: Any,
+        error: str | None,
+        usage: dict[str, int],
+        at: float,
+    ) -> None:
+        self._db.execute(
+            "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?, finished_at=?"
+            " WHERE id=?",
+            (status, json.dumps(output), error, json.dumps(usage), at, run_id),
+        )
+
+    def append_event(self, run_id: str, event: Event) -> None:
+        self._db.execute(
+            "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
+            (run_id, event.seq, event.ts, event.kind, json.dumps(event.data, default=str)),
+        )
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs left active by a host process that is gone are `interrupted`."""
+        rows = self._db.execute(
+            f"SELECT id, host_pid FROM runs WHERE status IN {ACTIVE}"  # noqa: S608 - constants
+        ).fetchall()
+        orphaned = [run_id for run_id, pid in rows if not _alive(pid) or pid == os.getpid()]
+        now = time.time()
+        for run_id in orphaned:
+            self._db.execute(
+                "UPDATE runs SET status='interrupted', finished_at=?,"
+                " error='the host stopped before the run finished' WHERE id=?",
+                (now, run_id),
+            )
+        return orphaned
+
+    def get(self, run_id: str, *, events: bool = True) -> RunRecord | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        record = _record(row)
+        if events:
+            record.events = self.events(run_id)
+        return record
+
+    def events(self, run_id: str, after: int = 0) -> list[Event]:
+        rows = self._db.execute(
+            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+            (run_id, after),
+        ).fetchall()
+        return [Event(seq, ts, kind, json.loads(data)) for seq, ts, kind, data in rows]
+
+    def list(self, workflow: str = "", status: str = "", limit: int = 50) -> list[RunRecord]:
+        query = "SELECT * FROM runs WHERE (?='' OR workflow=?) AND (?='' OR status=?)"
+        query += " ORDER BY created_at DESC LIMIT ?"
+        rows = self._db.execute(query, (workflow, workflow, status, status, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    (
+        run_id,
+        workflow,
+        version,
+        coordinator,
+        trigger_json,
+        status,
+        output_json,
+        error,
+        created_at,
+        started_at,
+        finished_at,
+        usage_json,
+        _pid,
+    ) = row
+    return RunRecord(
+        id=run_id,
+        workflow=workflow,
+        workflow_version=version,
+        coordinator=coordinator,
+        trigger=json.loads(trigger_json),
+        status=status,
+        output=json.loads(output_json) if output_json else None,
+        error=error,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        usage={**dict.fromkeys(USAGE_KEYS, 0), **json.loads(usage_json)},
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,48 @@
+"""Tools as the host knows them: spec, schema validator, and where they come from."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from tandem_sdk.errors import InvalidArguments
+
+
+@dataclass(frozen=True)
+class HostTool:
+    name: str  # "plugin.tool"
+    provider: str  # the plugin name, or "files" for the built-in file tools
+    description: str
+    input_schema: dict[str, Any]
+    side_effects: bool
+    _validator: Draft202012Validator = field(compare=False, repr=False)
+
+    @classmethod
+    def create(
+        cls, name: str, provider: str, description: str, schema: dict[str, Any], side_effects: bool
+    ) -> HostTool:
+        Draft202012Validator.check_schema(schema)
+        return cls(name, provider, description, schema, side_effects, Draft202012Validator(schema))
+
+    def parse_arguments(self, arguments_json: str) -> dict[str, Any]:
+        """The arguments as a dict, or InvalidArguments naming what is wrong."""
+        try:
+            arguments = json.loads(arguments_json or "{}")
+        except json.JSONDecodeError as error:
+            raise InvalidArguments(
+                f"{self.name}: arguments are not JSON: {error}", tool=self.name
+            ) from None
+        if not isinstance(arguments, dict):
+            raise InvalidArguments(f"{self.name}: arguments must be a JSON object", tool=self.name)
+        problem = jsonschema.exceptions.best_match(self._validator.iter_errors(arguments))
+        if problem is not None:
+            where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
+            raise InvalidArguments(f"{self.name}: {where}: {problem.message}", tool=self.name)
+        return arguments
+
+    @property
+    def schema_json(self) -> str:
+        return json.dumps(self.input_schema, sort_keys=True)

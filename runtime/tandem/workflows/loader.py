@@ -1,0 +1,165 @@
+"""Load one workflow folder into an immutable, fully checked `Workflow`.
+
+Everything that can be checked without running anything is checked here: the YAML, every
+field, the script's syntax and its `handler`, the prompt, tool names against the plugins,
+and every virtual file. Problems are collected, each naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import hashlib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+import yaml
+from tandem_sdk.errors import DefinitionError
+
+from .paths import UnsafePath, normalise_virtual_path, resolve_inside
+from .spec import WorkflowSpec
+
+WORKFLOW_FILE = "workflow.yaml"
+MAX_FILES_BYTES = 16 * 1024 * 1024
+
+
+class WorkflowError(DefinitionError):
+    """One or more problems in a workflow; `problems` are (file, field, message)."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        lines = [
+            f"{file}: {name}: {message}" if name else f"{file}: {message}"
+            for file, name, message in problems
+        ]
+        super().__init__(problems[0][0], "\n".join(lines))
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    folder: Path
+    spec: WorkflowSpec
+    version: str
+    script_source: str | None
+    prompt_text: str | None
+    files: dict[str, bytes] = field(repr=False)
+
+    def in_scope(self, tool: str) -> bool:
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.spec.tools)
+
+    @property
+    def script_path(self) -> Path | None:
+        name = self.spec.coordinator_script
+        return self.folder / name if name else None
+
+
+def load_workflow(folder: Path, known_tools: Collection[str]) -> Workflow:
+    yaml_path = folder / WORKFLOW_FILE
+    where = str(yaml_path)
+    problems: list[tuple[str, str, str]] = []
+    try:
+        raw_bytes = yaml_path.read_bytes()
+        data = yaml.safe_load(raw_bytes)
+    except (OSError, yaml.YAMLError) as error:
+        raise WorkflowError([(where, "", f"cannot read: {error}")]) from error
+    if not isinstance(data, dict):
+        raise WorkflowError([(where, "", "must be a mapping of fields")])
+    data.setdefault("name", folder.name)
+    try:
+        spec = WorkflowSpec.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise WorkflowError(
+            [(where, ".".join(str(p) for p in e["loc"]) or "", e["msg"]) for e in error.errors()]
+        ) from error
+    if spec.name != folder.name:
+        problems.append(
+            (where, "name", f"{spec.name!r} must match the folder name {folder.name!r}")
+        )
+
+    hasher = hashlib.sha256(raw_bytes)
+    script_source = _read_text(
+        folder, spec.coordinator_script, where, "coordinator_script", problems
+    )
+    if spec.coordinator == "script" and spec.coordinator_script is None:
+        problems.append((where, "coordinator_script", "required when coordinator: script"))
+    if script_source is not None and spec.coordinator_script:
+        _check_script(str(folder / spec.coordinator_script), script_source, problems)
+    prompt_text = _read_text(folder, spec.prompt, where, "prompt", problems)
+    if spec.coordinator == "llm" and spec.prompt is None:
+        problems.append((where, "prompt", "required when coordinator: llm"))
+
+    for pattern in spec.tools:
+        if not any(fnmatch.fnmatchcase(tool, pattern) for tool in known_tools):
+            problems.append((where, "tools", f"no plugin provides a tool matching {pattern!r}"))
+
+    files: dict[str, bytes] = {}
+    total = 0
+    for virtual, source in sorted(spec.files.items()):
+        try:
+            key = normalise_virtual_path(virtual)
+            target = resolve_inside(folder, source)
+            content = target.read_bytes()
+        except (UnsafePath, OSError) as error:
+            problems.append((where, f"files.{virtual}", str(error)))
+            continue
+        total += len(content)
+        files[key] = content
+    if total > MAX_FILES_BYTES:
+        problems.append((where, "files", f"{total} bytes in all; at most {MAX_FILES_BYTES}"))
+    if problems:
+        raise WorkflowError(problems)
+
+    for part in (script_source, prompt_text):
+        hasher.update(b"\0" + (part or "").encode())
+    for key, content in files.items():
+        hasher.update(b"\0" + key.encode() + b"\0" + content)
+    return Workflow(
+        name=spec.name,
+        folder=folder,
+        spec=spec,
+        version=hasher.hexdigest()[:16],
+        script_source=script_source,
+        prompt_text=prompt_text,
+        files=files,
+    )
+
+
+def _read_text(
+    folder: Path,
+    name: str | None,
+    where: str,
+    field_name: str,
+    problems: list[tuple[str, str, str]],
+) -> str | None:
+    if name is None:
+        return None
+    try:
+        return resolve_inside(folder, name).read_text(encoding="utf-8")
+    except (UnsafePath, OSError, UnicodeDecodeError) as error:
+        problems.append((where, field_name, f"{name}: {error}"))
+        return None
+
+
+def _check_script(path: str, source: str, problems: list[tuple[str, str, str]]) -> None:
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as error:
+        problems.append((path, f"line {error.lineno}", f"syntax error: {error.msg}"))
+        return
+    handlers = [
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "handler"
+    ]
+    if not handlers:
+        problems.append(
+            (path, "handler", "define handler(trigger, tools, virtual_files, subagent)")
+        )
+    elif len(handlers[0].args.args) != 4:
+        problems.append(
+            (path, "handler", "takes exactly (trigger, tools, virtual_files, subagent)")
+        )

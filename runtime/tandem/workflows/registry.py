@@ -1,0 +1,62 @@
+"""All workflows of a project, reloadable: a folder that stops loading keeps its last
+good version, and one broken workflow never stops the others."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from .loader import WORKFLOW_FILE, Workflow, WorkflowError, load_workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    name: str
+    folder: Path
+    current: Workflow | None  # the version runs get
+    error: WorkflowError | None  # why the latest load failed, if it did
+
+
+class WorkflowRegistry:
+    def __init__(self, folder: Path, known_tools: Callable[[], Collection[str]]) -> None:
+        self.folder = folder
+        self._known_tools = known_tools
+        self._states: dict[str, WorkflowState] = {}
+
+    def reload(self) -> list[WorkflowError]:
+        """Load every workflow folder again; returns the errors of this load."""
+        found: dict[str, WorkflowState] = {}
+        errors: list[WorkflowError] = []
+        tools = self._known_tools()
+        folders = sorted(self.folder.iterdir()) if self.folder.is_dir() else []
+        for folder in folders:
+            if not (folder / WORKFLOW_FILE).is_file():
+                continue
+            previous = self._states.get(folder.name)
+            try:
+                workflow = load_workflow(folder, tools)
+            except WorkflowError as error:
+                errors.append(error)
+                last_good = previous.current if previous else None
+                found[folder.name] = WorkflowState(folder.name, folder, last_good, error)
+                continue
+            if (
+                previous is None
+                or previous.current is None
+                or previous.current.version != workflow.version
+            ):
+                log.info("loaded workflow %s (version %s)", workflow.name, workflow.version)
+            found[folder.name] = WorkflowState(folder.name, folder, workflow, None)
+        self._states = found
+        return errors
+
+    def get(self, name: str) -> Workflow | None:
+        state = self._states.get(name)
+        return state.current if state else None
+
+    def states(self) -> list[WorkflowState]:
+        return list(self._states.values())

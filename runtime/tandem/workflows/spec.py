@@ -1,0 +1,79 @@
+"""The schema of `workflow.yaml`. Unknown keys are errors, so typos cannot pass silently."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 300
+    max_tool_calls: Annotated[int, Field(ge=1, le=100_000)] = 100
+    max_turns: Annotated[int, Field(ge=1, le=1_000)] = 20
+    max_tokens: Annotated[int, Field(ge=1_000)] = 200_000
+    memory_mb: Annotated[int, Field(ge=64, le=65_536)] = 512
+
+
+class Webhook(_Strict):
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")]
+    secret_env: str | None = None
+
+
+class Trigger(_Strict):
+    """Exactly one of: `manual: {}`, `schedule: "<cron>"`, `webhook: {path, secret_env}`."""
+
+    manual: dict[str, Any] | None = None
+    schedule: str | None = None
+    webhook: Webhook | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+    def kind(self) -> str:
+        set_fields = [k for k in ("manual", "schedule", "webhook") if getattr(self, k) is not None]
+        if len(set_fields) != 1:
+            raise ValueError("a trigger has exactly one of manual, schedule, webhook")
+        return set_fields[0]
+
+    def describe(self) -> str:
+        kind = self.kind()
+        if kind == "schedule":
+            return f"schedule {self.schedule}"
+        if kind == "webhook" and self.webhook:
+            return f"webhook {self.webhook.path}"
+        return kind
+
+
+class WorkflowSpec(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+    description: str = ""
+    triggers: list[Trigger] = Field(default_factory=lambda: [Trigger(manual={})])
+    coordinator: Literal["llm", "script"]
+    coordinator_script: str | None = None
+    prompt: str | None = None
+    model: str = DEFAULT_MODEL
+    tools: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+    isolation: Literal["process", "namespace"] | None = None
+
+    @field_validator("triggers")
+    @classmethod
+    def _one_kind_each(cls, triggers: list[Trigger]) -> list[Trigger]:
+        for trigger in triggers:
+            trigger.kind()
+        return triggers

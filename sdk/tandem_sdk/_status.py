@@ -1,0 +1,46 @@
+"""The single place where InterfaceError classes and gRPC status codes meet.
+
+The host uses `status_for` to answer; the SDK uses `error_from_rpc` to raise.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from .errors import (
+    InterfaceError,
+    InvalidArguments,
+    LimitExceeded,
+    NotFound,
+    ToolNotInScope,
+    ToolTimeout,
+    ToolUnavailable,
+    Unauthenticated,
+)
+
+_BY_CLASS: dict[type[InterfaceError], grpc.StatusCode] = {
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    ToolNotInScope: grpc.StatusCode.PERMISSION_DENIED,
+    InvalidArguments: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ToolUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ToolTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+_BY_CODE = {code: cls for cls, code in _BY_CLASS.items()}
+
+
+def status_for(error: InterfaceError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in _BY_CLASS:
+            return _BY_CLASS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def error_from_rpc(error: grpc.RpcError, *, tool: str | None = None) -> InterfaceError:
+    code: grpc.StatusCode = error.code()
+    details: str = error.details() or code.name
+    cls = _BY_CODE.get(code, InterfaceError)
+    if cls is InterfaceError:
+        details = f"{code.name}: {details}"
+    return cls(details, tool=tool)

@@ -1,0 +1,104 @@
+"""The one exception tree of Tandem, shared by the SDK and the host.
+
+    TandemError
+    ├── ProtocolMismatch          SDK and host speak different protocol versions
+    ├── InterfaceError            ToolHost refused a call (a gRPC status; fields: run_id, tool)
+    │   ├── Unauthenticated       bad or ended run token            UNAUTHENTICATED
+    │   ├── ToolNotInScope        tool not listed by the workflow   PERMISSION_DENIED
+    │   ├── InvalidArguments      arguments fail the tool's schema  INVALID_ARGUMENT
+    │   ├── NotFound              unknown tool or virtual file      NOT_FOUND
+    │   ├── LimitExceeded         a run limit was hit               RESOURCE_EXHAUSTED
+    │   ├── ToolUnavailable       the plugin is down (retryable)    UNAVAILABLE
+    │   └── ToolTimeout           the plugin did not answer in time DEADLINE_EXCEEDED
+    ├── ToolError                 the tool ran and failed: a result, not a transport error
+    ├── SubagentError             the subagent could not give a valid answer
+    └── DefinitionError           a plugin or workflow is malformed (found at load)
+
+The mapping between InterfaceError classes and gRPC status codes lives in
+`tandem_sdk._status` and nowhere else.
+"""
+
+from __future__ import annotations
+
+
+class TandemError(Exception):
+    """Base of every error Tandem raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolMismatch(TandemError):
+    def __init__(self, sdk_version: int, host_version: int) -> None:
+        super().__init__(
+            f"tandem_sdk speaks protocol v{sdk_version} but the host speaks v{host_version}: "
+            "install the SDK version that matches the daemon"
+        )
+        self.sdk_version = sdk_version
+        self.host_version = host_version
+
+
+class InterfaceError(TandemError):
+    """A ToolHost call that the host refused."""
+
+    def __init__(self, message: str, *, tool: str | None = None, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.run_id = run_id
+
+
+class Unauthenticated(InterfaceError):
+    pass
+
+
+class ToolNotInScope(InterfaceError):
+    pass
+
+
+class InvalidArguments(InterfaceError):
+    pass
+
+
+class NotFound(InterfaceError):
+    pass
+
+
+class LimitExceeded(InterfaceError):
+    pass
+
+
+class ToolUnavailable(InterfaceError):
+    retryable = True
+
+
+class ToolTimeout(InterfaceError):
+    retryable = True
+
+
+class ToolError(TandemError):
+    """The tool ran and failed. `type` is the exception class name the tool raised."""
+
+    def __init__(
+        self, message: str, *, tool: str, type: str = "Error", retryable: bool = False
+    ) -> None:
+        super().__init__(f"{tool}: {type}: {message}")
+        self.tool = tool
+        self.type = type
+        self.retryable = retryable
+        self.reason = message
+
+
+class SubagentError(TandemError):
+    pass
+
+
+class DefinitionError(TandemError):
+    """A plugin function or a workflow that cannot be loaded; `where` names it."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.reason = message

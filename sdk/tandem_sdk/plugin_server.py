@@ -1,0 +1,143 @@
+"""`python -m tandem_sdk.plugin_server`: serve one plugin's tools over the Plugin service.
+
+The host starts it as a subprocess with only the plugin's own secrets in its environment:
+
+    python -m tandem_sdk.plugin_server --name state --version 0.1.0 \\
+        --module plugins/state/plugin.py --socket /run/.../plugin-state.sock
+
+A module that fails to import, or a tool with a bad signature, exits with status 3 and
+the reason on stderr, which the host reports as the plugin's load error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+import grpc
+import pydantic
+
+from ._pb import common_pb2, plugin_pb2, plugin_pb2_grpc
+from .errors import DefinitionError
+from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
+from .protocol import GRPC_OPTIONS
+
+EXIT_LOAD_ERROR = 3
+
+
+def load_module(plugin: str, path: Path) -> ModuleType:
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"tandem_plugin_{plugin}", path)
+    if spec is None or spec.loader is None:
+        raise DefinitionError(f"plugin {plugin!r}", f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def collect_tools(plugin: str, module: ModuleType) -> dict[str, ToolDefinition]:
+    tools: dict[str, ToolDefinition] = {}
+    for value in vars(module).values():
+        if is_tool(value):
+            definition = define_tool(plugin, value)
+            if definition.name in tools:
+                raise DefinitionError(f"plugin {plugin!r}", f"two tools named {definition.name!r}")
+            tools[definition.name] = definition
+    if not tools:
+        raise DefinitionError(f"plugin {plugin!r}", f"{module.__file__} defines no @tool function")
+    return tools
+
+
+class PluginServicer(plugin_pb2_grpc.PluginServicer):
+    def __init__(self, name: str, version: str, tools: dict[str, ToolDefinition]) -> None:
+        self._name = name
+        self._version = version
+        self._tools = tools
+
+    def Describe(
+        self, request: plugin_pb2.DescribeRequest, context: grpc.ServicerContext
+    ) -> plugin_pb2.DescribeResponse:
+        return plugin_pb2.DescribeResponse(
+            name=self._name,
+            version=self._version,
+            tools=[
+                common_pb2.ToolSpec(
+                    name=t.name,
+                    description=t.description,
+                    input_schema_json=schema_json(t),
+                    side_effects=t.side_effects,
+                )
+                for t in self._tools.values()
+            ],
+        )
+
+    def Invoke(
+        self, request: plugin_pb2.InvokeRequest, context: grpc.ServicerContext
+    ) -> plugin_pb2.InvokeResponse:
+        definition = self._tools.get(request.tool)
+        if definition is None:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"plugin {self._name!r} has no tool {request.tool!r}"
+            )
+        run = RunContext(run_id=request.run.run_id, workflow=request.run.workflow)
+        try:
+            result = definition.invoke(request.arguments_json, run)
+        except pydantic.ValidationError as error:
+            return _error_response("InvalidArguments", str(error), retryable=False)
+        except Exception as error:
+            return _error_response(
+                type(error).__name__, str(error), getattr(error, "retryable", False)
+            )
+        return plugin_pb2.InvokeResponse(result_json=json.dumps(result))
+
+
+def _error_response(kind: str, message: str, retryable: Any) -> plugin_pb2.InvokeResponse:
+    error = common_pb2.ToolError(message=message, type=kind, retryable=bool(retryable))
+    return plugin_pb2.InvokeResponse(is_error=True, error=error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tandem_sdk.plugin_server")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--version", default="0")
+    parser.add_argument("--module", required=True, type=Path)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args(argv)
+    try:
+        tools = collect_tools(args.name, load_module(args.name, args.module))
+    except DefinitionError as error:
+        print(error, file=sys.stderr)
+        return EXIT_LOAD_ERROR
+    except Exception as error:
+        print(f"plugin {args.name!r}: {args.module} failed to import: {error!r}", file=sys.stderr)
+        return EXIT_LOAD_ERROR
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=GRPC_OPTIONS)
+    plugin_pb2_grpc.add_PluginServicer_to_server(
+        PluginServicer(args.name, args.version, tools), server
+    )
+    server.add_insecure_port(f"unix:{args.socket}")
+    server.start()
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stopping.wait()
+    server.stop(grace=1.0).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
