@@ -1,0 +1,162 @@
+"""Shared fixtures: throwaway projects and real daemons on temporary sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tandem.cli.control_client import ControlClient
+from tandem.config import load_config
+from tandem.store import RunRecord
+
+REPO = Path(__file__).resolve().parent.parent
+TANDEM = [sys.executable, "-m", "tandem.cli"]
+READY_LINE = "control socket"
+
+
+class Project:
+    """A project folder built by a test: workflows and plugins written from strings."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "workflows").mkdir(parents=True, exist_ok=True)
+        (root / "plugins").mkdir(exist_ok=True)
+
+    @property
+    def config(self) -> Any:
+        return load_config(self.root)
+
+    def workflow(
+        self,
+        name: str,
+        *,
+        script: str | None = None,
+        prompt: str | None = None,
+        files: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> Path:
+        folder = self.root / "workflows" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        spec: dict[str, Any] = {"name": name, **fields}
+        if script is not None:
+            (folder / "script.py").write_text(textwrap.dedent(script))
+            spec.setdefault("coordinator", "script")
+            spec.setdefault("coordinator_script", "script.py")
+        if prompt is not None:
+            (folder / "prompt.md").write_text(textwrap.dedent(prompt))
+            spec.setdefault("coordinator", "llm")
+            spec.setdefault("prompt", "prompt.md")
+        if files:
+            spec["files"] = {}
+            for virtual, content in files.items():
+                (folder / "files").mkdir(exist_ok=True)
+                (folder / "files" / virtual).write_text(content)
+                spec["files"][virtual] = f"files/{virtual}"
+        (folder / "workflow.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        return folder
+
+    def raw_workflow(self, name: str, yaml_text: str, **extra_files: str) -> Path:
+        folder = self.root / "workflows" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "workflow.yaml").write_text(textwrap.dedent(yaml_text))
+        for filename, content in extra_files.items():
+            (folder / filename).write_text(textwrap.dedent(content))
+        return folder
+
+    def plugin(self, name: str, code: str, **manifest: Any) -> Path:
+        folder = self.root / "plugins" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "plugin.py").write_text(textwrap.dedent(code))
+        (folder / "plugin.yaml").write_text(yaml.safe_dump({"name": name, **manifest}))
+        return folder
+
+
+class Daemon:
+    """`tandem serve` as a real subprocess, ready once it logs its control socket."""
+
+    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+        self.project = project
+        self.log: list[str] = []
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [*TANDEM, "--project", str(project.root), "serve", "--no-reload", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._ready.wait(30):
+            self.kill()
+            raise RuntimeError("daemon did not become ready:\n" + "\n".join(self.log))
+        self.client = ControlClient(project.config.control_socket)
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+            if READY_LINE in line:
+                self._ready.set()
+        self._ready.set()
+
+    def run(self, workflow: str, payload: Any = None, coordinator: str | None = None) -> RunRecord:
+        run_id = self.client.trigger(workflow, payload, coordinator)
+        for _ in self.client.watch(run_id):
+            pass
+        return self.client.run(run_id)
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def close(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+        if self.process.poll() is None:
+            self.terminate()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "project")
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Any]:
+    daemons: list[Daemon] = []
+
+    def start(project: Project, *args: str, env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(project, *args, env=env)
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        daemon.close()
+
+
+def tandem(project: Project, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess."""
+    return subprocess.run(
+        [*TANDEM, "--project", str(project.root), *args],
+        capture_output=True,
+        text=True,
+        timeout=kwargs.pop("timeout", 60),
+        **kwargs,
+    )
