@@ -70,6 +70,8 @@ def main() -> int:
         if OUT.exists():
             shutil.rmtree(OUT)
         shutil.copytree(fresh, OUT)
+        # Sandboxed runs read the SDK as an unprivileged user; a temp dir's 0700 would stop them.
+        OUT.chmod(0o755)
     return 0
 
 
