@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tandem.cli.control_client import ControlClient
 from tandem.config import load_config
 from tandem.store import RunRecord
@@ -84,12 +83,15 @@ class Project:
 class Daemon:
     """`tandem serve` as a real subprocess, ready once it logs its control socket."""
 
-    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, project: Project, *args: str, env: dict[str, str] | None = None, reload: bool = False
+    ) -> None:
         self.project = project
         self.log: list[str] = []
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            [*TANDEM, "--project", str(project.root), "serve", "--no-reload", *args],
+            [*TANDEM, "--project", str(project.root), "serve", *args]
+            + ([] if reload else ["--no-reload"]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -141,8 +143,10 @@ def project(tmp_path: Path) -> Project:
 def start_daemon() -> Iterator[Any]:
     daemons: list[Daemon] = []
 
-    def start(project: Project, *args: str, env: dict[str, str] | None = None) -> Daemon:
-        daemon = Daemon(project, *args, env=env)
+    def start(
+        project: Project, *args: str, env: dict[str, str] | None = None, reload: bool = False
+    ) -> Daemon:
+        daemon = Daemon(project, *args, env=env, reload=reload)
         daemons.append(daemon)
         return daemon
 

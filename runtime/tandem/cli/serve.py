@@ -28,6 +28,13 @@ async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await host.start()
+    watcher = None
+    if not args.no_reload:
+        watcher = asyncio.create_task(host.watch_workflows())
+        # Let the watcher register its inotify watches (its first step), then load once more
+        # so a change made between the first load and the watch is not missed.
+        await asyncio.sleep(0)
+        host.reload()
     for run_id in host.interrupted:
         log.warning("run %s was left unfinished by a previous host: marked interrupted", run_id)
     log.info(
@@ -38,7 +45,6 @@ async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
         host.isolation.name,
     )
     log.info("control socket %s", host.control_socket)
-    watcher = None if args.no_reload else asyncio.create_task(host.watch_workflows())
     try:
         await stop.wait()
         log.info("stopping: runs in flight get %.1fs", args.grace)

@@ -18,6 +18,8 @@ import pydantic
 import yaml
 from tandem_sdk.errors import DefinitionError
 
+from tandem.files_tools import FILE_TOOLS
+
 from .paths import UnsafePath, normalise_virtual_path, resolve_inside
 from .spec import WorkflowSpec
 
@@ -94,8 +96,9 @@ def load_workflow(folder: Path, known_tools: Collection[str]) -> Workflow:
     if spec.coordinator == "llm" and spec.prompt is None:
         problems.append((where, "prompt", "required when coordinator: llm"))
 
+    offered = set(known_tools) | (set(FILE_TOOLS) if spec.files else set())
     for pattern in spec.tools:
-        if not any(fnmatch.fnmatchcase(tool, pattern) for tool in known_tools):
+        if not any(fnmatch.fnmatchcase(tool, pattern) for tool in offered):
             problems.append((where, "tools", f"no plugin provides a tool matching {pattern!r}"))
 
     files: dict[str, bytes] = {}

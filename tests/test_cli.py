@@ -1,0 +1,138 @@
+"""The `tandem` command line as a user drives it, with and without a daemon."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import Project, tandem
+
+OK = """
+def handler(trigger, tools, virtual_files, subagent):
+    count = tools.state.increment(key="n")
+    return {"hello": (trigger or {}).get("name", "world"), "n": count}
+"""
+FAILS = "def handler(trigger, tools, virtual_files, subagent):\n    raise RuntimeError('no')\n"
+
+
+@pytest.fixture
+def cli_project(project: Project) -> Project:
+    project.workflow("greet", tools=["state.*"], script=OK, description="Say hello")
+    project.workflow("fails", script=FAILS)
+    return project
+
+
+def test_run_without_daemon_uses_an_embedded_host(cli_project: Project, tmp_path) -> None:
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"name": "ada"}')
+    result = tandem(cli_project, "run", "greet", "--payload", f"@{payload}", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["status"] == "succeeded"
+    assert record["output"] == {"hello": "ada", "n": 1}
+    assert record["coordinator"] == "script"
+    assert {"id", "workflow", "usage", "events", "error"} <= set(record)
+    assert record["usage"]["model_calls"] == 0
+    assert [e["kind"] for e in record["events"]][-1] == "run.finished"
+
+    failed = tandem(cli_project, "run", "fails")
+    assert failed.returncode == 1
+    assert "failed" in failed.stdout and "RuntimeError: no" in failed.stdout
+
+    shown = tandem(cli_project, "runs", "show", record["id"])
+    assert shown.returncode == 0
+    assert "state.increment" in shown.stdout and "succeeded" in shown.stdout
+    listed = tandem(cli_project, "runs", "--workflow", "greet", "--json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [record["id"]]
+
+
+def test_run_through_the_daemon(cli_project: Project, start_daemon) -> None:
+    daemon = start_daemon(cli_project)
+    result = tandem(cli_project, "run", "greet", "--payload", '{"name": "bob"}', "--follow")
+    assert result.returncode == 0, result.stderr
+    assert "tool.call" in result.stdout and "state.increment" in result.stdout
+    assert '"hello": "bob"' in result.stdout
+    # It went through the daemon: the daemon's store has it.
+    runs = daemon.client.runs("greet", "", 10)
+    assert len(runs) == 1 and runs[0].output == {"hello": "bob", "n": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "greet", "--payload", "{nope"], "--payload is not valid JSON"),
+        (["run", "greet", "--payload", "@/nonexistent/file.json"], "cannot read"),
+        (["run", "nobody"], "no workflow named 'nobody'"),
+        (["runs", "show", "no-such-run"], "no run 'no-such-run'"),
+        (["tools", "nobody"], "no workflow named 'nobody'"),
+    ],
+)
+def test_usage_errors_exit_2(cli_project: Project, args: list[str], message: str) -> None:
+    result = tandem(cli_project, *args)
+    assert result.returncode == 2, result
+    assert message in result.stderr
+
+
+def test_workflows_and_tools_listings(cli_project: Project) -> None:
+    listed = tandem(cli_project, "workflows")
+    assert listed.returncode == 0
+    assert "greet" in listed.stdout and "Say hello" in listed.stdout
+    tools = json.loads(tandem(cli_project, "tools", "greet", "--json").stdout)
+    names = {t["name"] for t in tools}
+    assert {"state.get", "state.set", "state.increment"} <= names
+    get = next(t for t in tools if t["name"] == "state.get")
+    assert get["side_effects"] is False
+    assert get["input_schema"]["required"] == ["key"]
+    assert tandem(cli_project, "tools", "fails", "--json").stdout.strip() == "[]"
+
+
+def test_every_command_has_help(cli_project: Project) -> None:
+    for command in ["serve", "run", "workflows", "tools", "runs", "check"]:
+        result = tandem(cli_project, command, "--help")
+        assert result.returncode == 0 and "usage: tandem" in result.stdout, command
+
+
+def test_tandem_yaml_sets_the_folders(project: Project) -> None:
+    (project.root / "flows").mkdir(parents=True)
+    (project.root / "tandem.yaml").write_text("workflows_dir: flows\nstate_dir: var/state\n")
+    flow = project.root / "flows" / "x"
+    flow.mkdir()
+    (flow / "workflow.yaml").write_text("coordinator: script\ncoordinator_script: s.py\n")
+    (flow / "s.py").write_text(
+        "def handler(trigger, tools, virtual_files, subagent):\n    return 7\n"
+    )
+    result = tandem(project, "run", "x", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["output"] == 7
+    assert (project.root / "var" / "state" / "runs.sqlite3").is_file()
+
+    (project.root / "tandem.yaml").write_text("workflow_dir: flows\n")
+    bad = tandem(project, "workflows")
+    assert bad.returncode == 2 and "unknown setting(s) ['workflow_dir']" in bad.stderr
+
+
+def test_daemon_hot_reloads_workflows(cli_project: Project, start_daemon) -> None:
+    daemon = start_daemon(cli_project, reload=True)
+    script = cli_project.root / "workflows" / "greet" / "script.py"
+    script.write_text(OK.replace('"hello"', '"reloaded"'))
+    assert _eventually(lambda: "reloaded" in daemon.run("greet").output), daemon.log
+
+    script.write_text("def handler(:\n")
+
+    def broken() -> str:
+        listed = json.loads(tandem(cli_project, "workflows", "--json").stdout)
+        return next(w["error"] for w in listed["workflows"] if w["name"] == "greet") or ""
+
+    assert _eventually(lambda: "syntax error" in broken()), daemon.log
+    assert "reloaded" in daemon.run("greet").output, "the last good version keeps serving"
+
+
+def _eventually(condition, within: float = 20.0) -> bool:
+    """File-system events arrive asynchronously: check a condition until a bound."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,91 @@
+"""Plugin processes: restarted after a crash, bounded by their call timeout, and given
+only the secrets their manifest names."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+FRAGILE = '''
+import os, signal, time
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def pid() -> int:
+    """The plugin process id."""
+    return os.getpid()
+
+@tool
+def die() -> None:
+    """Kill this plugin process in the middle of the call."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@tool
+def hang(seconds: float) -> None:
+    """Sleep past the call timeout.
+
+    Args:
+        seconds: how long to sleep.
+    """
+    time.sleep(seconds)
+
+@tool(side_effects=False)
+def env() -> dict:
+    """The plugin's environment."""
+    return dict(os.environ)
+'''
+
+SCRIPT = """
+from tandem_sdk import errors
+
+def outcome(call):
+    try:
+        return {"ok": call()}
+    except errors.TandemError as error:
+        return {"error": type(error).__name__, "message": str(error)}
+
+def handler(trigger, tools, virtual_files, subagent):
+    before = tools.fragile.pid()
+    killed = outcome(lambda: tools.fragile.die())
+    after = outcome(lambda: tools.fragile.pid())
+    slow = outcome(lambda: tools.fragile.hang(seconds=30))
+    return {"before": before, "killed": killed, "after": after, "slow": slow}
+"""
+
+
+def test_killed_plugin_fails_the_call_and_restarts(project: Project, start_daemon) -> None:
+    project.plugin("fragile", FRAGILE, call_timeout_s=2)
+    project.workflow("crash", tools=["fragile.*"], script=SCRIPT)
+    daemon = start_daemon(project)
+    record = daemon.run("crash")
+
+    assert record.status == "succeeded", record.error
+    out = record.output
+    assert out["killed"]["error"] == "ToolUnavailable"
+    assert "fragile" in out["killed"]["message"]
+    assert "ok" in out["after"], out["after"]
+    assert out["after"]["ok"] != out["before"], "the call after the crash reached a new process"
+    assert out["slow"]["error"] == "ToolTimeout"
+    assert "did not answer within 2s" in out["slow"]["message"]
+    # The host is still healthy and the plugin serves the next run.
+    assert daemon.run("crash").output["killed"]["error"] == "ToolUnavailable"
+
+
+def test_plugin_sees_only_its_own_secrets(project: Project, start_daemon) -> None:
+    project.plugin("fragile", FRAGILE, secrets=["FRAGILE_TOKEN"])
+    project.workflow(
+        "env",
+        tools=["fragile.env"],
+        script="""
+        def handler(trigger, tools, virtual_files, subagent):
+            return tools.fragile.env()
+        """,
+    )
+    daemon = start_daemon(
+        project,
+        env={"FRAGILE_TOKEN": "mine", "OTHER_SECRET": "not-yours", "ANTHROPIC_API_KEY": "k"},
+    )
+    env = daemon.run("env").output
+    assert env["FRAGILE_TOKEN"] == "mine"
+    assert "OTHER_SECRET" not in env
+    assert "ANTHROPIC_API_KEY" not in env
+    assert set(env) <= {"PATH", "LANG", "HOME", "TANDEM_PLUGIN_DATA", "FRAGILE_TOKEN", "LC_CTYPE"}

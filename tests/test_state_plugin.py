@@ -1,0 +1,54 @@
+"""The built-in `state` plugin: durable per-workflow key-value state."""
+
+from __future__ import annotations
+
+from conftest import Project
+
+SCRIPT = """
+from tandem_sdk import ToolError
+
+def handler(trigger, tools, virtual_files, subagent):
+    s = tools.state
+    first = s.add_once(key="msg:1")
+    again = s.add_once(key="msg:1")
+    s.set(key="config", value={"channels": ["eng"], "n": 3})
+    try:
+        s.increment(key="config")
+        wrong = None
+    except ToolError as error:
+        wrong = error.type
+    return {
+        "first": first, "again": again,
+        "config": s.get(key="config"),
+        "missing": s.get(key="nope", default=42),
+        "count": s.increment(key="runs"),
+        "keys": s.keys(prefix="msg:"),
+        "deleted": s.delete(key="msg:1"),
+        "deleted_again": s.delete(key="msg:1"),
+        "wrong": wrong,
+    }
+"""
+
+
+def test_state_is_durable_and_per_workflow(project: Project, start_daemon) -> None:
+    project.workflow("one", tools=["state.*"], script=SCRIPT)
+    project.workflow("two", tools=["state.*"], script=SCRIPT)
+    daemon = start_daemon(project)
+    first = daemon.run("one").output
+    assert first == {
+        "first": True,
+        "again": False,
+        "config": {"channels": ["eng"], "n": 3},
+        "missing": 42,
+        "count": 1,
+        "keys": ["msg:1"],
+        "deleted": True,
+        "deleted_again": False,
+        "wrong": "TypeError",
+    }
+    assert daemon.run("one").output["count"] == 2
+    assert daemon.run("two").output["count"] == 1, "each workflow has its own namespace"
+
+    daemon.terminate()
+    restarted = start_daemon(project)
+    assert restarted.run("one").output["count"] == 3, "state survives a restart"
