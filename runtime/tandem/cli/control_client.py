@@ -35,6 +35,12 @@ class ControlClient:
     def close(self) -> None:
         self._channel.close()
 
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def trigger(self, workflow: str, payload: Any, coordinator: str | None) -> str:
         request = control_pb2.TriggerRequest(
             workflow=workflow, payload_json=json.dumps(payload), coordinator=coordinator or ""
