@@ -136,3 +136,15 @@ def _eventually(condition, within: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_schedule_trigger_fires_runs(project: Project, start_daemon) -> None:
+    project.workflow(
+        "ticker",
+        triggers=[{"schedule": "* * * * * *"}],  # every second (sixth field: seconds)
+        script="def handler(trigger, tools, virtual_files, subagent):\n    return trigger\n",
+    )
+    daemon = start_daemon(project)
+    assert _eventually(lambda: len(daemon.client.runs("ticker", "succeeded", 10)) >= 2)
+    payload = daemon.client.runs("ticker", "succeeded", 1)[0].output
+    assert payload["trigger"] == "schedule" and payload["schedule"] == "* * * * * *"

@@ -1,4 +1,4 @@
-"""`tandem`: serve the daemon, trigger runs, and look at workflows, tools and runs.
+"""Tandem: serve the daemon, trigger runs, and look at workflows, tools and runs.
 
 Every command but `serve` talks to the project's daemon over its Control socket when one
 is running, and otherwise to a host embedded in this process for the one command.

@@ -10,6 +10,7 @@ import signal
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
+from tandem.schedule import Scheduler
 
 log = logging.getLogger("tandem")
 
@@ -35,6 +36,14 @@ async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
         # so a change made between the first load and the watch is not missed.
         await asyncio.sleep(0)
         host.reload()
+    scheduler = asyncio.create_task(Scheduler(host.runs).run_forever())
+    for state in host.registry.states():
+        if state.current and any(t.webhook for t in state.current.spec.triggers):
+            log.warning(
+                "workflow %s declares a webhook trigger; this version does not serve "
+                "webhooks yet (manual and schedule triggers work)",
+                state.name,
+            )
     for run_id in host.interrupted:
         log.warning("run %s was left unfinished by a previous host: marked interrupted", run_id)
     log.info(
@@ -49,6 +58,9 @@ async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("stopping: runs in flight get %.1fs", args.grace)
     finally:
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
