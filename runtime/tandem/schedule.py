@@ -50,7 +50,8 @@ class Scheduler:
         ]
         if not slots:
             return MAX_SLEEP_S
-        return max(0.0, min(MAX_SLEEP_S, (min(slots) - now).total_seconds()))
+        wait: float = (min(slots) - now).total_seconds()
+        return max(0.0, min(MAX_SLEEP_S, wait))
 
     async def run_forever(self) -> None:
         while True:
