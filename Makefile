@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install test check demo bench proto clean
 
 install: $(STAMP)
+	@# The namespace sandbox: bubblewrap, and libseccomp for its filter (Debian packages).
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		apt-get install -y -qq bubblewrap libseccomp2; } || echo "install bubblewrap for the namespace sandbox"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

@@ -17,7 +17,14 @@ import yaml
 from tandem_sdk.errors import DefinitionError
 
 CONFIG_FILE = "tandem.yaml"
-_KEYS = {"workflows_dir", "plugins_dirs", "state_dir", "isolation", "builtin_plugins"}
+_KEYS = {
+    "workflows_dir",
+    "plugins_dirs",
+    "state_dir",
+    "isolation",
+    "isolation_fallback",
+    "builtin_plugins",
+}
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
 _MAX_SOCKET_DIR = 80
 
@@ -34,7 +41,9 @@ class ProjectConfig:
     workflows_dir: Path
     plugins_dirs: list[Path]
     state_dir: Path
-    isolation: str = "process"
+    isolation: str = "namespace"
+    # Start with the `process` tier when `namespace` is unavailable, instead of refusing.
+    isolation_fallback: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,6 +76,7 @@ def load_config(
     plugins_dirs: list[Path] | None = None,
     state_dir: Path | None = None,
     isolation: str | None = None,
+    isolation_fallback: bool | None = None,
 ) -> ProjectConfig:
     root = (root or Path.cwd()).resolve()
     settings = _read_file(root / CONFIG_FILE)
@@ -87,7 +97,12 @@ def load_config(
         workflows_dir=(workflows_dir or path_of("workflows_dir", "workflows")).resolve(),
         plugins_dirs=plugin_dirs,
         state_dir=(state_dir or path_of("state_dir", ".tandem")).resolve(),
-        isolation=isolation or str(settings.get("isolation", "process")),
+        isolation=isolation or str(settings.get("isolation", "namespace")),
+        isolation_fallback=bool(
+            settings.get("isolation_fallback", False)
+            if isolation_fallback is None
+            else isolation_fallback
+        ),
     )
 
 

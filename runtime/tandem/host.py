@@ -19,7 +19,7 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
-from .isolation import isolation_for
+from .isolation import choose_isolation
 from .plugins import PluginManager
 from .runs import RunManager
 from .server.control import ControlServicer
@@ -38,7 +38,11 @@ class Host:
     def __init__(self, config: ProjectConfig, *, daemon: bool) -> None:
         self.config = config
         self.daemon = daemon
-        self.isolation = isolation_for(config.isolation)
+        # Probed here, so a daemon that cannot isolate as asked says so before it starts.
+        self.isolation_choice = choose_isolation(
+            config.isolation, fallback=config.isolation_fallback
+        )
+        self.isolation = self.isolation_choice.default
         # Each host instance gets its own socket folder so an embedded run never touches a
         # daemon's sockets; only the Control socket has a well-known path.
         self.private_dir = config.socket_dir / f"h{os.getpid()}"
@@ -50,7 +54,7 @@ class Host:
         )
         self.registry = WorkflowRegistry(config.workflows_dir, self.plugins.tool_names)
         coordinator = ScriptCoordinator(
-            self.isolation, self.toolhost_socket, config.state_dir / "runs"
+            self.isolation_choice, self.toolhost_socket, config.state_dir / "runs"
         )
         self.runs = RunManager(self.store, self.plugins, self.registry, {"script": coordinator})
         self.interrupted: list[str] = []

@@ -53,7 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-reload", action="store_true", help="do not watch workflows for changes"
     )
-    serve.add_argument("--isolation", choices=["process"], help="isolation tier for script runs")
+    serve.add_argument(
+        "--isolation",
+        choices=["process", "namespace"],
+        help="isolation tier for script runs (default: namespace, or tandem.yaml's)",
+    )
+    serve.add_argument(
+        "--isolation-fallback",
+        action="store_true",
+        default=None,
+        help="start with the process tier when the namespace tier is unavailable",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     run = commands.add_parser("run", help="trigger one run and wait for it")
@@ -93,7 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
 
-    commands.add_parser("check", help="validate workflows and plugins; non-zero on any error")
+    check = commands.add_parser(
+        "check", help="validate workflows and plugins; non-zero on any error"
+    )
+    check.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="report the isolation tiers this machine supports instead",
+    )
     return parser
 
 
@@ -136,6 +153,7 @@ def _config(args: argparse.Namespace) -> ProjectConfig:
         plugins_dirs=args.plugins,
         state_dir=args.state,
         isolation=getattr(args, "isolation", None),
+        isolation_fallback=getattr(args, "isolation_fallback", None),
     )
 
 
@@ -303,6 +321,9 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
 def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:
     from tandem_sdk._pb import control_pb2
 
+    if args.sandbox:
+        return check_sandbox(config)
+
     with control(config, prefer_daemon=False) as client:
         reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
     problems = [str(e) for e in reply.plugin_errors] + [w.error for w in reply.workflows if w.error]
@@ -313,3 +334,18 @@ def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     print(f"{len(reply.workflows)} workflow(s), {len(problems)} error(s)")
     return EXIT_RUN_FAILED if problems else EXIT_OK
+
+
+def check_sandbox(config: ProjectConfig) -> int:
+    """Print what each tier can do here; non-zero when the configured tier is unavailable."""
+    from tandem.isolation.probe import probe
+
+    report = probe()
+    for line in report.lines():
+        print(line)
+    tier = report.tiers[config.isolation]
+    fallback = config.isolation_fallback and report.tiers["process"].available
+    usable = tier.available or fallback
+    verdict = "uses" if tier.available else ("falls back to process from" if fallback else "lacks")
+    print(f"this project {verdict} isolation {config.isolation!r}")
+    return EXIT_OK if usable else EXIT_RUN_FAILED

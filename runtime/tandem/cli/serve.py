@@ -24,6 +24,8 @@ def serve(config: ProjectConfig, args: argparse.Namespace) -> int:
 
 async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
     host = Host(config, daemon=True)
+    for warning in host.isolation_choice.warnings:
+        log.warning("%s", warning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

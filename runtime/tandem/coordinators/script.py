@@ -6,15 +6,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tandem.errors import RunFailed
-from tandem.isolation import Isolation, LaunchRequest
+from tandem.isolation import (
+    Isolation,
+    IsolationChoice,
+    IsolationUnavailable,
+    LaunchRequest,
+    identity,
+)
+from tandem.isolation.identity import RunUser
+from tandem.isolation.rundir import (
+    RunDir,
+    create_run_dir,
+    hand_socket_to,
+    remove_run_dir,
+    sandbox_base,
+)
 from tandem.proc import ManagedProcess
+from tandem.server.run_gate import run_gate
 from tandem.session import RunSession
+
+log = logging.getLogger(__name__)
 
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 OUTPUT_CAP_BYTES = 256 * 1024
@@ -24,33 +41,60 @@ _RESULT_DRAIN_S = 1.0
 class ScriptCoordinator:
     kind = "script"
 
-    def __init__(self, isolation: Isolation, toolhost_socket: Path, runs_dir: Path) -> None:
-        self.isolation = isolation
+    def __init__(
+        self, isolation: Isolation | IsolationChoice, toolhost_socket: Path, runs_dir: Path
+    ) -> None:
+        if not isinstance(isolation, IsolationChoice):
+            isolation = IsolationChoice(isolation, {isolation.name: isolation})
+        self.tiers = isolation
+        self.isolation = isolation.default
         self.toolhost_socket = toolhost_socket
         self.runs_dir = runs_dir
 
     async def run(self, session: RunSession) -> Any:
         workflow = session.workflow
         assert workflow.script_source is not None and workflow.script_path is not None
-        workdir = self.runs_dir / session.id
-        workdir.mkdir(mode=0o700, parents=True)
-        token_file = workdir / ".token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(session.token)
-        script_file = workdir / ".script.py"
-        script_file.write_text(workflow.script_source)
+        try:
+            isolation = self.tiers.for_workflow(workflow.spec.isolation)
+        except IsolationUnavailable as error:
+            raise RunFailed(error.message) from None
+        user = identity.allocate()
+        try:
+            rundir = create_run_dir(
+                sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
+            )
+            try:
+                async with run_gate(rundir.socket, self.toolhost_socket, session.id):
+                    hand_socket_to(rundir, user)
+                    return await self._launch(session, isolation, rundir, user)
+            finally:
+                remove_run_dir(rundir)
+        finally:
+            if user is not None:
+                # Whatever the run started, wherever it went (setsid, double fork), dies here.
+                if await identity.kill_all(user):
+                    user.release()
+                else:
+                    log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
+
+    async def _launch(
+        self, session: RunSession, isolation: Isolation, rundir: RunDir, user: RunUser | None
+    ) -> Any:
+        workflow = session.workflow
+        assert workflow.script_path is not None
         read_fd, write_fd = os.pipe()
-        plan = self.isolation.plan(
+        plan = isolation.plan(
             LaunchRequest(
                 run_id=session.id,
-                workdir=workdir,
-                toolhost_socket=self.toolhost_socket,
-                token_file=token_file,
-                script_file=script_file,
+                workdir=rundir.workdir,
+                toolhost_socket=rundir.socket,
+                token_file=rundir.token_file,
+                script_file=rundir.script_file,
                 script_origin=str(workflow.script_path),
                 workflow_dir=workflow.folder,
                 result_fd=write_fd,
                 limits=session.limits,
+                user=user,
             )
         )
         process = ManagedProcess(
@@ -67,8 +111,14 @@ class ScriptCoordinator:
             try:
                 await process.start()
             finally:
-                os.close(write_fd)
-            session.emit("process.started", pid=process.pid, isolation=self.isolation.name)
+                for fd in (write_fd, *plan.owned_fds):
+                    os.close(fd)
+            session.emit(
+                "process.started",
+                pid=process.pid,
+                isolation=isolation.name,
+                uid=user.uid if user else os.getuid(),
+            )
             result_task = asyncio.create_task(_read_result(read_fd))
             code = await process.wait()
             raw = await asyncio.wait_for(asyncio.shield(result_task), _RESULT_DRAIN_S)
@@ -91,7 +141,6 @@ class ScriptCoordinator:
                         dropped_bytes=dropped,
                         kept_bytes=process.captured[stream],
                     )
-            shutil.rmtree(workdir, ignore_errors=True)
         return _outcome(raw, code)
 
 

@@ -2,9 +2,9 @@
 the command line, environment and descriptors of the sandboxed process."""
 
 from .base import Isolation, LaunchPlan, LaunchRequest
+from .namespace import NamespaceIsolation
 from .process import ProcessIsolation
-
-TIERS: dict[str, type[Isolation]] = {"process": ProcessIsolation}
+from .select import STRICTNESS, TIERS, IsolationChoice, IsolationUnavailable, choose_isolation
 
 
 def isolation_for(name: str) -> Isolation:
@@ -14,4 +14,16 @@ def isolation_for(name: str) -> Isolation:
         raise ValueError(f"unknown isolation tier {name!r}; known: {sorted(TIERS)}") from None
 
 
-__all__ = ["TIERS", "Isolation", "LaunchPlan", "LaunchRequest", "ProcessIsolation", "isolation_for"]
+__all__ = [
+    "STRICTNESS",
+    "TIERS",
+    "Isolation",
+    "IsolationChoice",
+    "IsolationUnavailable",
+    "LaunchPlan",
+    "LaunchRequest",
+    "NamespaceIsolation",
+    "ProcessIsolation",
+    "choose_isolation",
+    "isolation_for",
+]

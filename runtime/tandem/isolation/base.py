@@ -9,6 +9,8 @@ from typing import Protocol
 
 from tandem.workflows.spec import Limits
 
+from .identity import RunUser
+
 
 @dataclass(frozen=True)
 class LaunchRequest:
@@ -21,6 +23,7 @@ class LaunchRequest:
     workflow_dir: Path
     result_fd: int
     limits: Limits
+    user: RunUser | None = None  # the run's own uid, when the daemon is root
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: Path
     pass_fds: tuple[int, ...] = field(default=())
+    owned_fds: tuple[int, ...] = field(default=())  # opened by plan(); closed after the spawn
 
 
 class Isolation(Protocol):

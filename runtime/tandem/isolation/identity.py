@@ -1,0 +1,124 @@
+"""Per-run unprivileged identities, and the one sound way to end everything a run started.
+
+When the daemon is root, every run gets a uid and gid of its own, drawn from a range no
+account uses. That buys three things at once:
+- the run cannot signal, ptrace or read the files of the daemon or of any other run;
+- RLIMIT_NPROC counts only the run's own processes, so it bounds a fork bomb;
+- `kill(-1, SIGKILL)` issued *as that uid* reaches every process the run started, also
+  one that called setsid() or double-forked away from its process group, and nothing
+  else. On Linux kill(-1) walks the task list under a lock that fork() must also take,
+  so a process cannot fork its way past it.
+
+A uid is held with a lock file for the length of the run, so two daemons on one machine
+never share one, and it returns to the pool only once no process of it is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+# Above the ranges Linux distributions hand to people, services and container mappings
+# (systemd's container range ends at 1878982656), below the 32-bit "no uid" values.
+UID_BASE = 2_000_000_000
+UID_COUNT = 1 << 20
+_KILL_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class RunUser:
+    uid: int
+    gid: int
+    _lock: IO[bytes] | None = None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
+
+def daemon_is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _lock_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "tandem-uids"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if info.st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+        raise PermissionError(f"{path} is not a folder owned by this user")
+    return path
+
+
+def allocate() -> RunUser | None:
+    """A fresh uid for one run, or None when the daemon is not root and cannot switch."""
+    if not daemon_is_root():
+        return None
+    folder = _lock_dir()
+    for _ in range(100):
+        uid = UID_BASE + secrets.randbelow(UID_COUNT)
+        lock = (folder / str(uid)).open("ab")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        if processes_of(uid):  # left over from a daemon that crashed mid-run
+            lock.close()
+            continue
+        return RunUser(uid, uid, lock)
+    raise RuntimeError("no free sandbox uid found")
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of the live processes (zombies aside) whose real uid is `uid`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:  # gone in the meantime
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        state = fields.get("State", "").split()
+        uids = fields.get("Uid", "").split()
+        if uids and int(uids[0]) == uid and state and state[0] not in ("Z", "X"):
+            pids.append(int(entry.name))
+    return pids
+
+
+async def kill_all(user: RunUser) -> bool:
+    """SIGKILL every process of the run's uid; True once none is left."""
+    for _ in range(_KILL_ROUNDS):
+        if not processes_of(user.uid):
+            return True
+        # /bin/sh's built-in kill, run as the run's uid: kill(-1) then reaches exactly
+        # the processes that uid may signal, i.e. its own, wherever they are.
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            "kill -KILL -1",
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            env={},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await process.wait()
+        # SIGKILL is delivered at once, but a process is gone only when the kernel has
+        # torn it down; give that a moment before looking again.
+        for _ in range(50):
+            if not processes_of(user.uid):
+                return True
+            await asyncio.sleep(0.01)
+    return not processes_of(user.uid)

@@ -1,0 +1,78 @@
+"""The host side of one run: a folder holding its token, its script snapshot, its own
+ToolHost socket and (for the `process` tier) its working directory.
+
+The folders live under a root-owned base in the temp folder, mode 0711, because a run's
+uid must reach its own folder while the state folder may sit somewhere private. Each
+run's folder is root:<run gid> 0710: the run may enter it but not change it (so it can
+neither rename nor delete its socket), and no other run may enter it at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .identity import RunUser
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+    workdir: Path
+    socket: Path
+    token_file: Path
+    script_file: Path
+
+
+def sandbox_base(state_dir: Path) -> Path:
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+    base = Path(tempfile.gettempdir()) / f"tandem-runs-{digest}"
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    info = base.lstat()
+    if base.is_symlink() or not base.is_dir() or info.st_uid != os.geteuid():
+        raise PermissionError(f"{base} is not a folder owned by this user")
+    base.chmod(0o711)
+    return base
+
+
+def create_run_dir(
+    base: Path, run_id: str, user: RunUser | None, token: str, script_source: str
+) -> RunDir:
+    root = base / run_id
+    root.mkdir(mode=0o700)
+    run = RunDir(
+        root=root,
+        workdir=root / "work",
+        socket=root / "toolhost.sock",
+        token_file=root / "token",
+        script_file=root / "script.py",
+    )
+    run.workdir.mkdir(mode=0o700)
+    for path, text in ((run.token_file, token), (run.script_file, script_source)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+    if user is not None:
+        for path in (run.workdir, run.token_file, run.script_file):
+            os.chown(path, user.uid, user.gid)
+        os.chown(root, 0, user.gid)
+        root.chmod(0o710)
+    return run
+
+
+def hand_socket_to(run: RunDir, user: RunUser | None) -> None:
+    """Only the run's uid (and root) may connect: connecting needs write permission."""
+    if user is not None:
+        os.chown(run.socket, user.uid, user.gid)
+    run.socket.chmod(0o600)
+
+
+def remove_run_dir(run: RunDir) -> None:
+    # rmtree does not follow symlinks a script may have planted in its working directory.
+    shutil.rmtree(run.root, ignore_errors=True)
