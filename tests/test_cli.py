@@ -58,20 +58,21 @@ def test_run_through_the_daemon(cli_project: Project, start_daemon) -> None:
     assert len(runs) == 1 and runs[0].output == {"hello": "bob", "n": 1}
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["run", "greet", "--payload", "{nope"], "--payload is not valid JSON"),
-        (["run", "greet", "--payload", "@/nonexistent/file.json"], "cannot read"),
-        (["run", "nobody"], "no workflow named 'nobody'"),
-        (["runs", "show", "no-such-run"], "no run 'no-such-run'"),
-        (["tools", "nobody"], "no workflow named 'nobody'"),
-    ],
-)
-def test_usage_errors_exit_2(cli_project: Project, args: list[str], message: str) -> None:
-    result = tandem(cli_project, *args)
-    assert result.returncode == 2, result
-    assert message in result.stderr
+USAGE_ERRORS = [
+    (["run", "greet", "--payload", "{nope"], "--payload is not valid JSON"),
+    (["run", "greet", "--payload", "@/nonexistent/file.json"], "cannot read"),
+    (["run", "nobody"], "no workflow named 'nobody'"),
+    (["runs", "show", "no-such-run"], "no run 'no-such-run'"),
+    (["tools", "nobody"], "no workflow named 'nobody'"),
+]
+
+
+def test_usage_errors_exit_2(cli_project: Project, start_daemon) -> None:
+    start_daemon(cli_project)  # one daemon answers every case faster than embedded hosts
+    for args, message in USAGE_ERRORS:
+        result = tandem(cli_project, *args)
+        assert result.returncode == 2, (args, result)
+        assert message in result.stderr, (args, result.stderr)
 
 
 def test_workflows_and_tools_listings(cli_project: Project) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 from conftest import Project, tandem
 from tandem.workflows import WorkflowRegistry
 
@@ -162,26 +161,43 @@ def test_reload_keeps_the_last_good_version(project: Project) -> None:
     assert newer.script_source is not None and "better" in newer.script_source
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["../workflow.yaml", "/etc/passwd", "files/../../x", "a\x00b", "", ".", "..\\x", "C:x"],
-)
-def test_virtual_file_path_attacks(project: Project, start_daemon, path: str) -> None:
+PATH_ATTACKS = [
+    "../workflow.yaml",
+    "/etc/passwd",
+    "files/../../x",
+    "a\x00b",
+    "",
+    ".",
+    "..\\x",
+    "C:x",
+]
+
+
+def test_virtual_file_path_attacks(project: Project, start_daemon) -> None:
     project.workflow(
         "reader",
         files={"notes.md": "hi"},
         script="""
         from tandem_sdk import errors
         def handler(trigger, tools, virtual_files, subagent):
-            try:
-                return {"read": virtual_files.read(trigger["path"])}
-            except errors.InterfaceError as error:
-                return {"error": type(error).__name__, "message": str(error)}
+            outcomes = {}
+            for path in trigger["paths"]:
+                try:
+                    outcomes[path] = {"read": virtual_files.read(path)}
+                except errors.InterfaceError as error:
+                    outcomes[path] = {"error": type(error).__name__, "message": str(error)}
+            return outcomes
         """,
     )
-    record = start_daemon(project).run("reader", {"path": path})
-    assert record.status == "succeeded"
-    assert record.output["error"] in {"InvalidArguments", "NotFound"}, record.output
+    record = start_daemon(project).run("reader", {"paths": PATH_ATTACKS})
+    assert record.status == "succeeded", record.error
+    assert set(record.output) == set(PATH_ATTACKS)
+    for path, outcome in record.output.items():
+        assert outcome.get("error") in {"InvalidArguments", "NotFound"}, (path, outcome)
+    assert record.output["../workflow.yaml"]["error"] == "InvalidArguments"
+    assert "'..'" in record.output["../workflow.yaml"]["message"]
+    assert "absolute" in record.output["/etc/passwd"]["message"]
+    assert "NUL" in record.output["a\x00b"]["message"]
 
 
 def test_virtual_files_read_by_script_and_built_in_tool(project: Project, start_daemon) -> None:
