@@ -20,6 +20,9 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation
+from .llm.api import ModelApi
+from .llm.coordinator import LlmCoordinator
+from .llm.subagent import SubagentService
 from .plugins import PluginManager
 from .runs import RunManager
 from .server.control import ControlServicer
@@ -56,7 +59,14 @@ class Host:
         coordinator = ScriptCoordinator(
             self.isolation_choice, self.toolhost_socket, config.state_dir / "runs"
         )
-        self.runs = RunManager(self.store, self.plugins, self.registry, {"script": coordinator})
+        # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
+        self.model_api = ModelApi.from_env()
+        self.runs = RunManager(
+            self.store,
+            self.plugins,
+            self.registry,
+            {"script": coordinator, "llm": LlmCoordinator(self.model_api, self.toolhost_socket)},
+        )
         self.interrupted: list[str] = []
         self._servers: list[grpc.aio.Server] = []
         self._lock: IO[str] | None = None
@@ -70,7 +80,10 @@ class Host:
         await self.plugins.start()
         self.reload()
         toolhost = grpc.aio.server(options=GRPC_OPTIONS)
-        toolhost_pb2_grpc.add_ToolHostServicer_to_server(ToolHostServicer(self.runs), toolhost)
+        subagents = SubagentService(self.model_api, self.toolhost_socket)
+        toolhost_pb2_grpc.add_ToolHostServicer_to_server(
+            ToolHostServicer(self.runs, subagents), toolhost
+        )
         toolhost.add_insecure_port(f"unix:{self.toolhost_socket}")
         await toolhost.start()
         self._servers.append(toolhost)
@@ -94,6 +107,7 @@ class Host:
         await self.runs.shutdown(grace)
         await asyncio.gather(*(s.stop(0.5) for s in self._servers))
         await self.plugins.stop()
+        await self.model_api.close()
         self.store.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
         if self.daemon:

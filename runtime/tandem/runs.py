@@ -13,7 +13,7 @@ from typing import Any
 from tandem_sdk.errors import DefinitionError, NotFound, TandemError, Unauthenticated
 
 from .coordinators.base import Coordinator
-from .errors import RunFailed
+from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .session import RunSession
 from .store import Event, RunRecord, RunStore
@@ -164,7 +164,7 @@ class RunManager:
             status, error = "cancelled", "the run was cancelled"
         except RunFailed as failure:
             error, details = failure.message, failure.details
-            if session.limit_error is not None:
+            if session.limit_error is not None and not isinstance(failure, LimitReached):
                 error = f"{session.limit_error.message}; then: {error}"
         except Exception as failure:  # a host bug must still finish the run
             log.exception("run %s: coordinator crashed", session.id)

@@ -1,6 +1,8 @@
 """The single place where InterfaceError classes and gRPC status codes meet.
 
-The host uses `status_for` to answer; the SDK uses `error_from_rpc` to raise.
+The host uses `status_for` to answer; the SDK uses `error_from_rpc` to raise. A subagent
+that could not answer is not a refusal of the interface: it has a status of its own,
+`SUBAGENT_FAILED`, raised as SubagentError.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from .errors import (
     InvalidArguments,
     LimitExceeded,
     NotFound,
+    SubagentError,
+    TandemError,
     ToolNotInScope,
     ToolTimeout,
     ToolUnavailable,
@@ -28,6 +32,7 @@ _BY_CLASS: dict[type[InterfaceError], grpc.StatusCode] = {
     ToolTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 _BY_CODE = {code: cls for cls, code in _BY_CLASS.items()}
+SUBAGENT_FAILED = grpc.StatusCode.ABORTED
 
 
 def status_for(error: InterfaceError) -> grpc.StatusCode:
@@ -37,9 +42,11 @@ def status_for(error: InterfaceError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def error_from_rpc(error: grpc.RpcError, *, tool: str | None = None) -> InterfaceError:
+def error_from_rpc(error: grpc.RpcError, *, tool: str | None = None) -> TandemError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or code.name
+    if code == SUBAGENT_FAILED:
+        return SubagentError(details)
     cls = _BY_CODE.get(code, InterfaceError)
     if cls is InterfaceError:
         details = f"{code.name}: {details}"

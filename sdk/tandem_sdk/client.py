@@ -1,39 +1,34 @@
 """A synchronous ToolHost client: what a script coordinator talks through.
 
-Only this module and the plugin server touch generated `*_pb2` types; callers get plain
-Python values and the exceptions of `tandem_sdk.errors`.
+Only the clients (this module, `aio`, and their shared `_convert`) and the plugin server
+touch generated `*_pb2` types; callers get plain Python values and the exceptions of
+`tandem_sdk.errors`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from ._convert import (
+    RunInfo,
+    SubagentResult,
+    ToolInfo,
+    call_request,
+    call_result,
+    log_request,
+    run_info,
+    subagent_request,
+    subagent_result,
+    tool_infos,
+)
 from ._pb import toolhost_pb2, toolhost_pb2_grpc
 from ._status import error_from_rpc
-from .errors import ProtocolMismatch, ToolError
 from .protocol import GRPC_OPTIONS, PROTOCOL_HEADER, PROTOCOL_VERSION
 
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    workflow: str
-    workflow_version: str
-    trigger: Any
-    coordinator: str
-    limits: dict[str, float]
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    side_effects: bool
+__all__ = ["RunInfo", "SubagentResult", "ToolHostClient", "ToolInfo"]
 
 
 class ToolHostClient:
@@ -57,44 +52,16 @@ class ToolHostClient:
         self.close()
 
     def get_run(self) -> RunInfo:
-        reply = self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest())
-        if reply.protocol_version != PROTOCOL_VERSION:
-            raise ProtocolMismatch(PROTOCOL_VERSION, reply.protocol_version)
-        limits = reply.limits
-        return RunInfo(
-            run_id=reply.run_id,
-            workflow=reply.workflow,
-            workflow_version=reply.workflow_version,
-            trigger=json.loads(reply.trigger_json or "null"),
-            coordinator=reply.coordinator,
-            limits={
-                "timeout_s": limits.timeout_s,
-                "max_tool_calls": limits.max_tool_calls,
-                "max_turns": limits.max_turns,
-                "max_tokens": limits.max_tokens,
-                "memory_mb": limits.memory_mb,
-            },
-        )
+        return run_info(self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest()))
 
     def list_tools(self) -> list[ToolInfo]:
-        reply = self._call(self._stub.ListTools, toolhost_pb2.ListToolsRequest())
-        return [
-            ToolInfo(t.name, t.description, json.loads(t.input_schema_json), t.side_effects)
-            for t in reply.tools
-        ]
+        return tool_infos(self._call(self._stub.ListTools, toolhost_pb2.ListToolsRequest()))
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         """Call a tool; returns its JSON result or raises ToolError / InterfaceError."""
-        request = toolhost_pb2.CallToolRequest(name=name, arguments_json=json.dumps(arguments))
-        reply = self._call(self._stub.CallTool, request, tool=name)
-        if reply.is_error:
-            raise ToolError(
-                reply.error.message,
-                tool=name,
-                type=reply.error.type,
-                retryable=reply.error.retryable,
-            )
-        return json.loads(reply.result_json) if reply.result_json else None
+        return call_result(
+            self._call(self._stub.CallTool, call_request(name, arguments), tool=name), name
+        )
 
     def list_files(self) -> list[str]:
         return list(self._call(self._stub.ListFiles, toolhost_pb2.ListFilesRequest()).paths)
@@ -105,10 +72,20 @@ class ToolHostClient:
         )
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
-        request = toolhost_pb2.LogRequest(
-            level=level, message=message, fields_json=json.dumps(fields or {}, default=str)
-        )
-        self._call(self._stub.Log, request)
+        self._call(self._stub.Log, log_request(level, message, fields))
+
+    def subagent(
+        self,
+        prompt: str,
+        input: Any = None,
+        schema: dict[str, Any] | None = None,
+        tools: Sequence[str] | None = None,
+        model: str | None = None,
+    ) -> SubagentResult:
+        """Ask the host's LLM for help as a child of this run; raises SubagentError when it
+        cannot give a (schema-valid) answer, LimitExceeded when the run's budget is spent."""
+        request = subagent_request(prompt, input, schema, tools, model)
+        return subagent_result(self._call(self._stub.Subagent, request))
 
     def _call(self, method: Any, request: Any, *, tool: str | None = None) -> Any:
         try:

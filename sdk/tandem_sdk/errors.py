@@ -11,7 +11,7 @@
     │   ├── ToolUnavailable       the plugin is down (retryable)    UNAVAILABLE
     │   └── ToolTimeout           the plugin did not answer in time DEADLINE_EXCEEDED
     ├── ToolError                 the tool ran and failed: a result, not a transport error
-    ├── SubagentError             the subagent could not give a valid answer
+    ├── SubagentError             the subagent could not give a valid answer     ABORTED
     └── DefinitionError           a plugin or workflow is malformed (found at load)
 
 The mapping between InterfaceError classes and gRPC status codes lives in
@@ -92,7 +92,12 @@ class ToolError(TandemError):
 
 
 class SubagentError(TandemError):
-    pass
+    """The subagent could not answer: the model refused, the API failed, or its answer did
+    not match the requested schema even when asked again."""
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class DefinitionError(TandemError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ToolHostClient
-from .script import Tools, VirtualFiles, unavailable_subagent
+from .script import Subagent, Tools, VirtualFiles
 
 Handler = Callable[[Any, Tools, VirtualFiles, Callable[..., Any]], Any]
 
@@ -58,7 +58,7 @@ def run(env: dict[str, str]) -> dict[str, Any]:
             env.get("TANDEM_SCRIPT_ORIGIN", "script.py"),
             env.get("TANDEM_WORKFLOW_DIR", ""),
         )
-        output = handler(info.trigger, Tools(client), VirtualFiles(client), unavailable_subagent)
+        output = handler(info.trigger, Tools(client), VirtualFiles(client), Subagent(client))
     try:
         json.dumps(output)
     except (TypeError, ValueError) as error:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .client import ToolHostClient
-from .errors import SubagentError
+from .client import SubagentResult, ToolHostClient, ToolInfo
 
 
 class PluginTools:
@@ -57,6 +57,11 @@ class Tools:
     def list(self) -> list[str]:
         return [tool.name for tool in self._client.list_tools()]
 
+    def describe(self) -> builtins.list[ToolInfo]:
+        """The tools in scope with their descriptions and input schemas: what a model
+        coordinating this workflow is offered."""
+        return self._client.list_tools()
+
 
 class VirtualFiles(Mapping[str, str]):
     """The workflow's declared files, read-only, by virtual path: `virtual_files["team.md"]`."""
@@ -89,5 +94,27 @@ class VirtualFiles(Mapping[str, str]):
         return self._paths
 
 
-def unavailable_subagent(*_: Any, **__: Any) -> Any:
-    raise SubagentError("subagent() is not available in this version of the host")
+class Subagent:
+    """`subagent(prompt, input=None, schema=None, tools=None, model=None)`: ask the host's
+    LLM for help, as a child of this run (its tokens and tool calls are the run's).
+
+    Returns the model's text, or, when `schema` (a JSON Schema) is given, its answer parsed
+    and validated. `tools` names the run's tools it may use (globs allowed; none by
+    default). Raises SubagentError when no valid answer comes, LimitExceeded when the run's
+    token budget is spent, ToolNotInScope when `tools` asks for more than the run's scope.
+    """
+
+    def __init__(self, client: ToolHostClient) -> None:
+        self._client = client
+        self.last: SubagentResult | None = None  # the last call's text, output and usage
+
+    def __call__(
+        self,
+        prompt: str,
+        input: Any = None,
+        schema: dict[str, Any] | None = None,
+        tools: Sequence[str] | None = None,
+        model: str | None = None,
+    ) -> Any:
+        self.last = self._client.subagent(prompt, input, schema, tools, model)
+        return self.last.output if schema is not None else self.last.text

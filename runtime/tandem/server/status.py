@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from tandem_sdk._status import status_for
-from tandem_sdk.errors import DefinitionError, InterfaceError, ProtocolMismatch
+from tandem_sdk._status import SUBAGENT_FAILED, status_for
+from tandem_sdk.errors import DefinitionError, InterfaceError, ProtocolMismatch, SubagentError
 
 from tandem.runs import ShuttingDown
 
 log = logging.getLogger(__name__)
+# The errors that become a status; anything else is a host bug, answered INTERNAL.
+_ANSWERED = (InterfaceError, ProtocolMismatch, DefinitionError, SubagentError, ShuttingDown)
 S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -27,6 +29,8 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any,
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, error.message)
     if isinstance(error, DefinitionError):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+    if isinstance(error, SubagentError):
+        await context.abort(SUBAGENT_FAILED, error.message)
     if isinstance(error, ShuttingDown):
         await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
     log.exception("internal error in a gRPC method", exc_info=error)
@@ -42,7 +46,7 @@ def unary(
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
         try:
             return await method(self, request, context)
-        except (InterfaceError, ProtocolMismatch, DefinitionError, ShuttingDown) as error:
+        except _ANSWERED as error:
             await abort_for(error, context)
 
     return wrapper
@@ -58,7 +62,7 @@ def streaming(
         try:
             async for item in method(self, request, context):
                 yield item
-        except (InterfaceError, ProtocolMismatch, DefinitionError, ShuttingDown) as error:
+        except _ANSWERED as error:
             await abort_for(error, context)
 
     return wrapper

@@ -7,9 +7,10 @@ from typing import Any
 
 import grpc
 from tandem_sdk._pb import common_pb2, toolhost_pb2, toolhost_pb2_grpc
-from tandem_sdk.errors import ProtocolMismatch, Unauthenticated
+from tandem_sdk.errors import InvalidArguments, ProtocolMismatch, Unauthenticated
 from tandem_sdk.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 
+from tandem.llm.subagent import SubagentCall, SubagentService
 from tandem.runs import RunManager
 from tandem.session import RunSession
 from tandem.tools import HostTool
@@ -29,8 +30,9 @@ def tool_spec(tool: HostTool) -> common_pb2.ToolSpec:
 
 
 class ToolHostServicer(toolhost_pb2_grpc.ToolHostServicer):
-    def __init__(self, runs: RunManager) -> None:
+    def __init__(self, runs: RunManager, subagents: SubagentService) -> None:
         self._runs = runs
+        self._subagents = subagents
 
     def _session(self, context: Context) -> RunSession:
         metadata = dict(context.invocation_metadata() or ())
@@ -114,3 +116,39 @@ class ToolHostServicer(toolhost_pb2_grpc.ToolHostServicer):
             fields = {"raw": request.fields_json}
         session.emit("log", level=request.level or "info", message=request.message, fields=fields)
         return toolhost_pb2.LogResponse()
+
+    @unary
+    async def Subagent(
+        self, request: toolhost_pb2.SubagentRequest, context: Context
+    ) -> toolhost_pb2.SubagentResponse:
+        session = self._session(context)
+        call = SubagentCall(
+            prompt=request.prompt,
+            input=_json_field(request.input_json, "input_json"),
+            schema=_json_field(request.output_schema_json, "output_schema_json"),
+            tools=list(request.tools),
+            model=request.model or None,
+        )
+        answer = await self._subagents.run(session, call)
+        usage = answer.usage
+        return toolhost_pb2.SubagentResponse(
+            text=answer.text,
+            output_json="" if answer.output is None else json.dumps(answer.output),
+            usage=common_pb2.Usage(
+                input_tokens=usage["input_tokens"],
+                output_tokens=usage["output_tokens"],
+                cache_read_tokens=usage["cache_read_tokens"],
+                cache_write_tokens=usage["cache_write_tokens"],
+                model_calls=usage["model_calls"],
+            ),
+        )
+
+
+def _json_field(text: str, field: str) -> Any:
+    """An optional JSON field: empty means absent."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArguments(f"{field} is not JSON: {error}") from None

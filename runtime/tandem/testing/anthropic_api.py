@@ -121,6 +121,15 @@ class AnthropicStandIn:
         with self._lock:
             self._replies.extend(replies)
 
+    def reset(self) -> None:
+        """Forget the script, the recorded requests and problems, and the cache: a fresh
+        stand-in on the same address, for tests that share one."""
+        with self._lock:
+            self._replies.clear()
+            self.requests.clear()
+            self.problems.clear()
+            self._cache = PromptCache()
+
     @property
     def remaining(self) -> int:
         with self._lock:

@@ -1,0 +1,63 @@
+"""What the model is told: the system prompt of a run and of a subagent, and the first
+user message. The stable part comes first and is cached; what changes per run follows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tandem.llm.loop import CACHE
+from tandem.llm.naming import to_api_name
+
+JSON = dict[str, Any]
+START = (
+    "Carry out the task for this trigger now, using the tools when you need them. When you"
+    " are done, reply with the result as your final answer."
+)
+
+
+def run_system(prompt: str, files: list[str], trigger: Any) -> list[JSON]:
+    stable = prompt.strip()
+    if files:
+        listing = "\n".join(f"- {path}" for path in files)
+        stable += (
+            f"\n\nThis workflow has these files; read them with the {to_api_name('files.read')}"
+            f" tool ({to_api_name('files.list')} lists them):\n{listing}"
+        )
+    return [
+        {"type": "text", "text": stable, "cache_control": CACHE},
+        {
+            "type": "text",
+            "text": "The run was triggered with this payload (JSON):\n" + _json(trigger),
+        },
+    ]
+
+
+def subagent_system(workflow: str, schema: JSON | None) -> list[JSON]:
+    text = (
+        f"You help a script of the workflow {workflow!r}: answer its request in the user"
+        " message, using the tools offered if you need them."
+    )
+    if schema is not None:
+        text += (
+            "\n\nYour final answer must be one JSON value, and nothing else, that validates"
+            " against this JSON Schema:\n" + _json(schema)
+        )
+    return [{"type": "text", "text": text, "cache_control": CACHE}]
+
+
+def subagent_request(prompt: str, input: Any) -> str:
+    if input is None:
+        return prompt
+    return f"{prompt}\n\nInput (JSON):\n{_json(input)}"
+
+
+def schema_retry(problem: str) -> str:
+    return (
+        f"Your answer is not valid: {problem}. Answer again with only the JSON value, valid"
+        " against the schema."
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)

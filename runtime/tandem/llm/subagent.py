@@ -1,0 +1,147 @@
+"""The subagent: a script asks the model for help, as a child of its run.
+
+It runs the same loop as the LLM coordinator, through a ToolHost client holding the parent
+run's token: its tool calls are the run's (same scope, same limits, same trace), its
+tokens count on the run. It may be offered a subset of the run's tools, never more.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from tandem_sdk.aio import AsyncToolHostClient
+from tandem_sdk.client import ToolInfo
+from tandem_sdk.errors import InvalidArguments, LimitExceeded, SubagentError, ToolNotInScope
+
+from tandem.errors import LimitReached, RunFailed
+from tandem.llm.api import ModelApi
+from tandem.llm.ledger import RunLedger
+from tandem.llm.loop import ToolUseLoop
+from tandem.llm.prompts import schema_retry, subagent_request, subagent_system
+from tandem.session import RunSession
+
+
+@dataclass(frozen=True)
+class SubagentCall:
+    prompt: str
+    input: Any = None
+    schema: dict[str, Any] | None = None
+    tools: Sequence[str] = ()
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class SubagentAnswer:
+    text: str
+    output: Any  # the parsed answer when a schema was given
+    usage: dict[str, int]
+
+
+class SubagentService:
+    def __init__(self, api: ModelApi, toolhost_socket: Path) -> None:
+        self.api = api
+        self.toolhost_socket = toolhost_socket
+
+    async def run(self, session: RunSession, call: SubagentCall) -> SubagentAnswer:
+        """Answer, or raise SubagentError (no valid answer), LimitExceeded (the run's
+        budget is spent), ToolNotInScope or InvalidArguments (a bad request)."""
+        validator = _validator(call.schema)
+        if not self.api.configured:
+            raise SubagentError(
+                "subagent() needs an Anthropic API key: set ANTHROPIC_API_KEY in the"
+                " environment of the tandem daemon",
+                run_id=session.id,
+            )
+        child = f"sub-{secrets.token_hex(3)}"
+        ledger = RunLedger(session, subagent=child)
+        model = call.model or session.workflow.spec.model
+        async with AsyncToolHostClient(f"unix:{self.toolhost_socket}", session.token) as tools:
+            offered = _subset(await tools.list_tools(), call.tools, session.id)
+            ledger.emit(
+                "subagent.started",
+                model=model,
+                prompt=call.prompt,
+                tools=[t.name for t in offered],
+                schema=call.schema is not None,
+            )
+            loop = ToolUseLoop(
+                api=self.api,
+                tools=tools,
+                ledger=ledger,
+                model=model,
+                system=subagent_system(session.workflow.name, call.schema),
+                offered=offered,
+                max_turns=session.limits.max_turns,
+                restrict=True,
+            )
+            try:
+                text = await loop.ask(subagent_request(call.prompt, call.input))
+                output = None
+                if validator is not None:
+                    output, problem = _parse(text, validator)
+                    if problem is not None:
+                        ledger.emit("subagent.retry", problem=problem)
+                        text = await loop.ask(schema_retry(problem))
+                        output, problem = _parse(text, validator)
+                    if problem is not None:
+                        raise RunFailed(f"its answer did not match the schema, twice: {problem}")
+            except LimitReached as error:
+                ledger.emit("subagent.finished", ok=False, error=error.message, usage=ledger.usage)
+                if error.limit == "max_turns":
+                    raise SubagentError(f"subagent: {error.message}", run_id=session.id) from None
+                raise LimitExceeded(error.message, run_id=session.id) from None
+            except RunFailed as error:
+                ledger.emit("subagent.finished", ok=False, error=error.message, usage=ledger.usage)
+                raise SubagentError(f"subagent: {error.message}", run_id=session.id) from None
+        ledger.emit("subagent.finished", ok=True, usage=ledger.usage)
+        return SubagentAnswer(text, output, dict(ledger.usage))
+
+
+def _validator(schema: dict[str, Any] | None) -> Draft202012Validator | None:
+    if schema is None:
+        return None
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise InvalidArguments(
+            f"subagent: the output schema is not valid: {error.message}"
+        ) from None
+    return Draft202012Validator(schema)
+
+
+def _subset(in_scope: list[ToolInfo], patterns: Sequence[str], run_id: str) -> list[ToolInfo]:
+    """The run's tools that the patterns name; a pattern naming none of them is refused,
+    since it asks for something outside the run's scope."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(t.name, pattern) for t in in_scope):
+            raise ToolNotInScope(
+                f"subagent: {pattern!r} names no tool in the scope of this run",
+                tool=pattern,
+                run_id=run_id,
+            )
+    return [t for t in in_scope if any(fnmatch.fnmatchcase(t.name, p) for p in patterns)]
+
+
+def _parse(text: str, validator: Draft202012Validator) -> tuple[Any, str | None]:
+    """The answer as JSON and the first problem with it, if any."""
+    body = text.strip()
+    if body.startswith("```"):  # models often fence JSON even when told not to
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0].strip()
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError as error:
+        return None, f"it is not JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    problem = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if problem is not None:
+        where = "/".join(str(p) for p in problem.absolute_path) or "the answer"
+        return None, f"{where}: {problem.message}"
+    return value, None
