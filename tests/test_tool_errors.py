@@ -180,3 +180,24 @@ def test_max_tool_calls_fails_the_run_even_if_the_script_swallows_it(
     assert record.status == "failed"
     assert "max_tool_calls (3)" in record.error
     assert sum(1 for e in record.events if e.kind == "tool.call") == 3
+
+
+def test_protocol_mismatch_is_readable(project: Project, start_daemon) -> None:
+    project.workflow(
+        "old_sdk",
+        script="""
+        import os
+        from tandem_sdk import ToolHostClient, errors
+
+        def handler(trigger, tools, virtual_files, subagent):
+            token = open(os.environ["TANDEM_TOKEN_FILE"]).read()
+            client = ToolHostClient(os.environ["TANDEM_TOOLHOST"], token)
+            client._metadata = (("authorization", "Bearer " + token), ("tandem-protocol", "99"))
+            try:
+                client.list_tools()
+            except errors.InterfaceError as error:
+                return str(error)
+        """,
+    )
+    message = start_daemon(project).run("old_sdk").output
+    assert "protocol v99" in message and "host speaks v1" in message
