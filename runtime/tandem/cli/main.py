@@ -332,8 +332,23 @@ def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(f"{mark:<6} workflow {workflow.name}")
     for problem in problems:
         print(problem, file=sys.stderr)
+    for warning in model_key_warnings([w.name for w in reply.workflows if w.coordinator == "llm"]):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{len(reply.workflows)} workflow(s), {len(problems)} error(s)")
     return EXIT_RUN_FAILED if problems else EXIT_OK
+
+
+def model_key_warnings(llm_workflows: list[str]) -> list[str]:
+    """A warning, not an error: the daemon's environment, not this one, is what counts."""
+    from tandem.llm.api import KEY_VARIABLE, ModelApi
+
+    if not llm_workflows or ModelApi.from_env().configured:
+        return []
+    return [
+        f"workflow {name} uses coordinator llm, and {KEY_VARIABLE} is not set here:"
+        " its runs fail unless the daemon's environment has it"
+        for name in llm_workflows
+    ]
 
 
 def check_sandbox(config: ProjectConfig) -> int:
