@@ -192,6 +192,8 @@ def test_usage_is_shown_by_the_cli(llm: LlmHost, daemon: Any, api: AnthropicStan
     shown = tandem(llm.project, "runs", "show", record.id)
     assert shown.returncode == 0, shown.stderr
     assert "model calls 1, tokens in 1234 out 56" in shown.stdout
+    response_line = next(line for line in shown.stdout.splitlines() if "model.response" in line)
+    assert "end_turn  in 1234 out 56" in response_line and "ok" in response_line
     listed = tandem(llm.project, "runs", "--json")
     row = next(r for r in json.loads(listed.stdout) if r["id"] == record.id)
     assert row["usage"]["input_tokens"] == 1234 and row["usage"]["model_calls"] == 1

@@ -40,12 +40,29 @@ def format_event(event: Event) -> str:
             body += "\n" + str(data["details"]).rstrip()
     elif kind == "run.started":
         body = f"{data.get('workflow')} ({data.get('coordinator')}, version {data.get('version')})"
+    elif kind == "model.response":
+        body = _model_response(data)
     else:
         body = _short(data)
     stamp = (
         time.strftime("%H:%M:%S", time.localtime(event.ts)) + f".{int(event.ts * 1000) % 1000:03d}"
     )
     return f"{stamp} {kind:<14} {body}"
+
+
+def _model_response(data: dict[str, Any]) -> str:
+    usage = data.get("usage", {})
+    body = (
+        f"{data.get('stop_reason')}  in {usage.get('input_tokens', 0)}"
+        f" out {usage.get('output_tokens', 0)} cache read {usage.get('cache_read_tokens', 0)}"
+        f" write {usage.get('cache_write_tokens', 0)}  [{data.get('latency_ms', 0):.0f} ms]"
+    )
+    uses = [f"{u.get('tool')}({_short(u.get('input', {}), 60)})" for u in data.get("tool_uses", [])]
+    if uses:
+        body += " -> " + ", ".join(uses)
+    if data.get("text"):
+        body += "  " + _short(data["text"], 100)
+    return ("" if "subagent" not in data else f"[{data['subagent']}] ") + body
 
 
 def usage_line(usage: dict[str, int]) -> str:

@@ -142,7 +142,7 @@ class ToolUseLoop:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             text=_text(_block_param(b) for b in response.content),
             tool_uses=[
-                {"id": b.id, "tool": _tandem_name(b.name), "input": b.input}
+                {"id": b.id, "tool": _tandem_name(b.name) or b.name, "input": b.input}
                 for b in response.content
                 if b.type == "tool_use"
             ],
