@@ -13,7 +13,9 @@ import pytest
 from conftest import REPO, Project, tandem
 from llm_fixtures import LlmHost, llm_host
 from tandem.cli.main import model_key_warnings
+from tandem.plugins.manifest import read_manifest
 from tandem.testing import AnthropicStandIn, Reply
+from tandem_sdk.errors import DefinitionError
 
 NO_KEY = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
 
@@ -106,3 +108,9 @@ def test_no_warning_with_a_key_or_without_llm_workflows(monkeypatch: pytest.Monk
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     assert model_key_warnings([]) == []
     assert len(model_key_warnings(["a", "b"])) == 2
+
+
+def test_a_plugin_cannot_ask_for_the_model_key(project: Project) -> None:
+    folder = project.plugin("greedy", "", secrets=["SLACK_TOKEN", "ANTHROPIC_API_KEY"])
+    with pytest.raises(DefinitionError, match="ANTHROPIC_API_KEY is the daemon's own"):
+        read_manifest(folder)

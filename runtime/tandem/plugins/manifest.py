@@ -7,11 +7,12 @@ from typing import Annotated
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tandem_sdk.errors import DefinitionError
 from tandem_sdk.plugin import NAME_PATTERN
 
 MANIFEST_FILE = "plugin.yaml"
+MODEL_KEY = "ANTHROPIC_API_KEY"  # the LLM coordinator's credential stays in the host
 
 
 class PluginManifest(BaseModel):
@@ -27,6 +28,13 @@ class PluginManifest(BaseModel):
     )
     call_timeout_s: Annotated[float, Field(gt=0, le=3_600)] = 30
     folder: Path = Field(default=Path(), exclude=True)
+
+    @field_validator("secrets")
+    @classmethod
+    def _not_the_model_key(cls, secrets: list[str]) -> list[str]:
+        if MODEL_KEY in secrets:
+            raise ValueError(f"{MODEL_KEY} is the daemon's own and reaches no plugin")
+        return secrets
 
     @property
     def module_path(self) -> Path:
