@@ -154,3 +154,19 @@ def test_stalled_reply_is_released_by_stop() -> None:
     stand_in.stop()  # idempotent
     caller.join(30)
     assert failed.is_set()
+
+
+def test_released_stall_answers_with_the_next_reply(api: AnthropicStandIn) -> None:
+    release = threading.Event()
+    api.add(Reply.stall(release), Reply.text("late"))
+    answered: list[str] = []
+
+    def call() -> None:
+        message = client(api).messages.create(model="m", max_tokens=5, messages=HELLO)
+        answered.append(message.content[0].text)  # type: ignore[union-attr]
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    release.set()
+    caller.join(30)
+    assert answered == ["late"]

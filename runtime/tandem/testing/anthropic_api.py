@@ -200,7 +200,14 @@ class AnthropicStandIn:
             if self._stopping.is_set():
                 reply.hold.set()
             reply.hold.wait()
-            return 529, error_body("overloaded_error", "stalled reply released", request_id), {}
+            if self._stopping.is_set():
+                return 503, error_body("api_error", "the stand-in stopped", request_id), {}
+            following = self._next_reply()
+            if following is None:
+                return self._refuse(
+                    400, "invalid_request_error", "no scripted reply after a stall", request_id
+                )
+            return self._answer(following, body, request_id)
         headers = {"request-id": request_id, **reply.headers}
         if reply.is_error:
             return (

@@ -113,7 +113,8 @@ class Reply:
 
     @classmethod
     def stall(cls, release: threading.Event | None = None) -> Reply:
-        """Never answer (until `release` is set or the stand-in stops): for timeout tests."""
+        """Hold the request until `release` is set, then answer it with the next reply of
+        the script; never, if nothing releases it before the stand-in stops (timeout tests)."""
         return cls(hold=release or threading.Event())
 
     @property
