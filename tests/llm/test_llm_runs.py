@@ -266,3 +266,23 @@ def test_wall_timeout_stops_a_hanging_model(daemon: Any, api: AnthropicStandIn) 
 
     assert record.status == "timed_out"
     assert "timeout of 0.5s" in record.error
+
+
+def test_answer_cut_off_at_max_tokens_fails_the_run(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.text("The answer is", stop_reason="max_tokens"))
+    record = daemon.run("plain")
+
+    assert record.status == "failed"
+    assert record.error == "the model's answer was cut off at max_tokens (8192 tokens)"
+    assert api.requests[0].body["max_tokens"] == 8192
+
+
+def test_paused_turn_is_sent_back_to_continue(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.text("Working on it", stop_reason="pause_turn"), Reply.text("done"))
+    record = daemon.run("plain")
+
+    assert record.status == "succeeded", record.error
+    assert record.output == "done"
+    last = api.requests[1].messages[-1]
+    assert last["role"] == "assistant" and last["content"][0]["text"] == "Working on it"
+    assert api.problems == []

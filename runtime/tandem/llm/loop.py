@@ -73,6 +73,7 @@ class ToolUseLoop:
         self._max_turns = max_turns
         self.messages: list[JSON] = []
         self.turns = 0
+        self._cap = MAX_OUTPUT_TOKENS  # the last request's max_tokens
 
     async def ask(self, text: str) -> str:
         self.messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
@@ -95,15 +96,12 @@ class ToolUseLoop:
                 raise RunFailed("the model refused to continue" + (f": {said}" if said else ""))
             elif stop == "max_tokens":
                 raise RunFailed(
-                    f"the model's answer was cut off at max_tokens ({self._output_cap()} tokens)"
+                    f"the model's answer was cut off at max_tokens ({self._cap} tokens)"
                 )
             else:
                 raise RunFailed(f"the model stopped with stop_reason {stop!r}")
 
     # -- model -----------------------------------------------------------------------------
-
-    def _output_cap(self) -> int:
-        return max(1, min(MAX_OUTPUT_TOKENS, self._ledger.remaining_tokens()))
 
     async def _send(self) -> Message:
         if self.turns >= self._max_turns:
@@ -111,9 +109,10 @@ class ToolUseLoop:
                 "max_turns", f"the model did not finish within max_turns ({self._max_turns})"
             )
         self.turns += 1
+        self._cap = max(1, min(MAX_OUTPUT_TOKENS, self._ledger.remaining_tokens()))
         params: JSON = {
             "model": self._model,
-            "max_tokens": self._output_cap(),
+            "max_tokens": self._cap,
             "system": self._system,
             "messages": _with_cache_breakpoint(self.messages),
         }
