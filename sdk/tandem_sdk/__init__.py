@@ -1,6 +1,6 @@
 """tandem_sdk: what workflow scripts and plugins import. It never imports the host."""
 
-from .client import RunInfo, ToolHostClient, ToolInfo
+from .client import RunInfo, SubagentResult, ToolHostClient, ToolInfo
 from .errors import (
     DefinitionError,
     InterfaceError,
@@ -30,6 +30,7 @@ __all__ = [
     "RunContext",
     "RunInfo",
     "SubagentError",
+    "SubagentResult",
     "TandemError",
     "ToolError",
     "ToolHostClient",
