@@ -44,7 +44,9 @@ def unreadable_by_others(runtime: RunnerRuntime) -> list[str]:
     for folder in runtime.folders:
         for ancestor in reversed(folder.parents):
             if not _mode(ancestor) & stat.S_IXOTH:
-                problems.append(f"{ancestor} (mode {stat.S_IMODE(_mode(ancestor)):o}) hides {folder}")
+                problems.append(
+                    f"{ancestor} (mode {stat.S_IMODE(_mode(ancestor)):o}) hides {folder}"
+                )
                 break
         else:
             problems.extend(_unreadable_inside(folder))

@@ -1,0 +1,208 @@
+"""The adversarial lab: a real daemon per test module and tier, the module's attack
+workflows, and the checks every attack ends with: nothing of the run left running, and
+the daemon still serving a normal run.
+
+Each test module names its workflows in WORKFLOWS ({name: (script, extra yaml fields)})
+and its plugins in PLUGINS; the `lab` fixture builds them into one project.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TANDEM, Daemon, Project
+from tandem.cli.control_client import ControlClient
+from tandem.isolation.identity import UID_BASE, UID_COUNT
+from tandem.isolation.runtime_paths import runner_runtime
+from tandem.store import RunRecord
+
+TIERS = ["namespace", "process"]
+CANARY = "canary-" + secrets.token_hex(8)
+SECRET_ENV = {"ANTHROPIC_API_KEY": f"sk-ant-{CANARY}", "VAULT_TOKEN": f"vault-{CANARY}"}
+
+UTIL_PLUGIN = '''
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def echo(text: str) -> str:
+    """Echo text back.
+
+    Args:
+        text: what to echo.
+    """
+    return text
+'''
+NORMAL_SCRIPT = """
+def handler(trigger, tools, virtual_files, subagent):
+    return {"echo": tools.util.echo(text="still serving")}
+"""
+
+
+class LabDaemon(Daemon):
+    """`tandem serve`, optionally under a command prefix (see `runtime_made_reachable`)."""
+
+    def __init__(self, project: Project, prefix: list[str], *args: str, env: dict[str, str]):
+        self.project = project
+        self.log: list[str] = []
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [*prefix, *TANDEM, "--project", str(project.root), "serve", "--no-reload", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._ready.wait(30) or self.process.poll() is not None:
+            self.kill()
+            raise RuntimeError("daemon did not become ready:\n" + "\n".join(self.log))
+        self.client = ControlClient(project.config.control_socket)
+
+    @property
+    def pid(self) -> int:
+        # Under a prefix the daemon is the prefix's last exec, so the pid is the same.
+        return self.process.pid
+
+
+class Lab:
+    def __init__(self, tier: str, project: Project, daemon: LabDaemon) -> None:
+        self.tier = tier
+        self.project = project
+        self.daemon = daemon
+        self.uids: set[int] = set()  # every uid this lab's runs ran as
+
+    def run(self, workflow: str, payload: Any = None) -> RunRecord:
+        record = self.daemon.run(workflow, payload)
+        self.uids.update(e.data["uid"] for e in record.events if e.kind == "process.started")
+        return record
+
+    def stdout(self, record: RunRecord) -> str:
+        return "".join(e.data["text"] for e in record.events if e.kind == "stdout")
+
+    def assert_contained(self) -> None:
+        """Nothing of any run is left, and the daemon still serves a normal run."""
+        assert self.daemon.process.poll() is None, "the daemon died"
+        left = leftovers(self.daemon.pid, self.uids)
+        assert left == [], f"{left[:5]}\n" + "\n".join(self.daemon.log[-5:])
+        record = self.run("normal")
+        assert record.status == "succeeded", record.error
+        assert record.output == {"echo": "still serving"}
+
+
+def leftovers(daemon_pid: int, uids: set[int]) -> list[str]:
+    """Live processes of the runs' uids, and the daemon's descendants other than plugins.
+
+    Only this daemon's: other daemons on the machine may be running sandboxes of their own.
+    """
+    parents: dict[int, int] = {}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields["State"].split()[0] in ("Z", "X"):
+            continue
+        pid, uid = int(entry.name), int(fields["Uid"].split()[0])
+        parents[pid] = int(fields["PPid"])
+        if uid in uids and UID_BASE <= uid < UID_BASE + UID_COUNT:
+            found.append(f"{pid} uid {uid}: {cmdline}")
+        elif "tandem_sdk.plugin_server" not in cmdline and _descends(pid, daemon_pid, parents):
+            found.append(f"{pid} (child of the daemon): {cmdline}")
+    return found
+
+
+def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+    seen = 0
+    while ppid > 1 and seen < 64:
+        if ppid == ancestor:
+            return True
+        try:
+            line = next(
+                x for x in Path(f"/proc/{ppid}/status").read_text().splitlines() if "PPid" in x
+            )
+        except (OSError, StopIteration):
+            return False
+        ppid, seen = int(line.split()[1]), seen + 1
+    return False
+
+
+def runtime_made_reachable() -> list[str]:
+    """A command prefix giving the daemon a mount namespace in which the Python runtime is
+    readable by other users, for the process tier when root.
+
+    The process tier runs scripts as an unprivileged uid, so it needs a runtime installed
+    where others may read it, as a system or /opt install is. On this machine Python lives
+    under /root (mode 0700); the daemon refuses the process tier there (tested below), so
+    the process-tier attacks run it in a mount namespace where a tmpfs of mode 0711 covers
+    each private folder, with the runtime bound back inside it.
+    """
+    blocking: dict[Path, list[Path]] = {}
+    for folder in runner_runtime().folders:
+        for ancestor in reversed(folder.parents):
+            if not ancestor.stat().st_mode & stat.S_IXOTH:
+                blocking.setdefault(ancestor, []).append(folder)
+                break
+    if not blocking:
+        return []
+    lines = ["set -e"]
+    for n, (private, folders) in enumerate(blocking.items()):
+        stash = f"/tmp/.tandem-lab-{os.getpid()}-{n}"
+        lines += [f"mkdir -p {stash}", f"mount --bind {private} {stash}"]
+        lines += [f"mount -t tmpfs -o mode=0711,size=1m tmpfs {private}"]
+        for folder in folders:
+            relative = folder.relative_to(private)
+            lines += [f"mkdir -p {folder}", f"mount --bind {stash}/{relative} {folder}"]
+            for parent in folder.relative_to(private).parents:
+                lines.append(f"chmod 0711 {private / parent}")
+        lines += [f"umount -l {stash}", f"rmdir {stash}"]
+    lines.append('exec "$@"')
+    script = "\n".join(lines)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
+
+
+def build_project(root: Path, module: Any) -> Project:
+    project = Project(root)
+    project.plugin("util", UTIL_PLUGIN)
+    for name, code in getattr(module, "PLUGINS", {}).items():
+        project.plugin(name, code, **getattr(module, "PLUGIN_MANIFESTS", {}).get(name, {}))
+    project.workflow("normal", script=NORMAL_SCRIPT, tools=["util.*"])
+    for name, (script, fields) in module.WORKFLOWS.items():
+        project.workflow(name, script=script, **fields)
+    return project
+
+
+@pytest.fixture(scope="module", params=TIERS)
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tier: str = request.param
+    only = getattr(request.module, "TIERS_ONLY", None)
+    if only is not None and tier not in only:
+        pytest.skip(f"these attacks target the {only[0]} tier; docs/sandbox.md covers the rest")
+    if tier == "process" and os.geteuid() != 0:
+        pytest.skip("the process-tier lab makes the runtime reachable with a mount namespace")
+    project = build_project(tmp_path_factory.mktemp(f"lab-{tier}") / "project", request.module)
+    prefix = runtime_made_reachable() if tier == "process" else []
+    daemon = LabDaemon(project, prefix, "--isolation", tier, env=SECRET_ENV)
+    assert f"isolation {tier}" in "\n".join(daemon.log)
+    try:
+        yield Lab(tier, project, daemon)
+    finally:
+        daemon.close()
