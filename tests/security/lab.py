@@ -187,6 +187,8 @@ def build_project(root: Path, module: Any) -> Project:
     project.workflow("normal", script=NORMAL_SCRIPT, tools=["util.*"])
     for name, (script, fields) in module.WORKFLOWS.items():
         project.workflow(name, script=script, **fields)
+    if hasattr(module, "prepare"):
+        module.prepare(project)
     return project
 
 
