@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from conftest import TANDEM, Daemon, Project
 from tandem.cli.control_client import ControlClient
 from tandem.isolation.identity import UID_BASE, UID_COUNT
-from tandem.isolation.runtime_paths import runner_runtime
+from tandem.isolation.runtime_paths import reachable_runtime_command as runtime_made_reachable
 from tandem.store import RunRecord
 
 TIERS = ["namespace", "process"]
@@ -143,40 +142,6 @@ def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
             return False
         ppid, seen = int(line.split()[1]), seen + 1
     return False
-
-
-def runtime_made_reachable() -> list[str]:
-    """A command prefix giving the daemon a mount namespace in which the Python runtime is
-    readable by other users, for the process tier when root.
-
-    The process tier runs scripts as an unprivileged uid, so it needs a runtime installed
-    where others may read it, as a system or /opt install is. On this machine Python lives
-    under /root (mode 0700); the daemon refuses the process tier there (tested below), so
-    the process-tier attacks run it in a mount namespace where a tmpfs of mode 0711 covers
-    each private folder, with the runtime bound back inside it.
-    """
-    blocking: dict[Path, list[Path]] = {}
-    for folder in runner_runtime().folders:
-        for ancestor in reversed(folder.parents):
-            if not ancestor.stat().st_mode & stat.S_IXOTH:
-                blocking.setdefault(ancestor, []).append(folder)
-                break
-    if not blocking:
-        return []
-    lines = ["set -e"]
-    for n, (private, folders) in enumerate(blocking.items()):
-        stash = f"/tmp/.tandem-lab-{os.getpid()}-{n}"
-        lines += [f"mkdir -p {stash}", f"mount --bind {private} {stash}"]
-        lines += [f"mount -t tmpfs -o mode=0711,size=1m tmpfs {private}"]
-        for folder in folders:
-            relative = folder.relative_to(private)
-            lines += [f"mkdir -p {folder}", f"mount --bind {stash}/{relative} {folder}"]
-            for parent in folder.relative_to(private).parents:
-                lines.append(f"chmod 0711 {private / parent}")
-        lines += [f"umount -l {stash}", f"rmdir {stash}"]
-    lines.append('exec "$@"')
-    script = "\n".join(lines)
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
 
 
 def build_project(root: Path, module: Any) -> Project:

@@ -73,3 +73,37 @@ def _mode(path: Path) -> int:
         return path.stat().st_mode
     except OSError:
         return 0
+
+
+def reachable_runtime_command() -> list[str]:
+    """A command prefix that runs a root daemon in a mount namespace of its own in which
+    the Python runtime is readable by other users (empty when it already is).
+
+    The process tier runs scripts as an unprivileged uid, so it needs a runtime installed
+    where others may read it, as a system or /opt install is. Where Python lives under a
+    private folder (a pyenv in /root, mode 0700) the daemon refuses the process tier; the
+    tests and benchmarks then use this prefix: a tmpfs of mode 0711 covers each private
+    folder, with the runtime bound back inside it. Only root can do this.
+    """
+    blocking: dict[Path, list[Path]] = {}
+    for folder in runner_runtime().folders:
+        for ancestor in reversed(folder.parents):
+            if not ancestor.stat().st_mode & stat.S_IXOTH:
+                blocking.setdefault(ancestor, []).append(folder)
+                break
+    if not blocking:
+        return []
+    lines = ["set -e"]
+    for n, (private, folders) in enumerate(blocking.items()):
+        stash = f"/tmp/.tandem-lab-{os.getpid()}-{n}"
+        lines += [f"mkdir -p {stash}", f"mount --bind {private} {stash}"]
+        lines += [f"mount -t tmpfs -o mode=0711,size=1m tmpfs {private}"]
+        for folder in folders:
+            relative = folder.relative_to(private)
+            lines += [f"mkdir -p {folder}", f"mount --bind {stash}/{relative} {folder}"]
+            for parent in folder.relative_to(private).parents:
+                lines.append(f"chmod 0711 {private / parent}")
+        lines += [f"umount -l {stash}", f"rmdir {stash}"]
+    lines.append('exec "$@"')
+    script = "\n".join(lines)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
