@@ -273,11 +273,13 @@ def test_secrets_of_the_host_and_daemon_stay_out_of_reach(lab: Lab) -> None:
 
 
 def test_host_processes_are_invisible(lab: Lab) -> None:
-    if lab.tier == "process":
-        pytest.skip("the process tier shares the host's process list (docs/sandbox.md)")
     record = lab.run("list_processes")
     assert record.status == "succeeded", record.error
     cmdlines = [c or "" for c in record.output.values()]
+    if lab.tier == "process":  # a documented gap (docs/sandbox.md), pinned here
+        assert any("tandem.cli" in c for c in cmdlines)
+        lab.assert_contained()
+        return
     assert not any("tandem.cli" in c or "plugin_server" in c for c in cmdlines), cmdlines
     assert str(lab.daemon.pid) not in record.output or lab.daemon.pid < 10
     assert len(record.output) <= 6, cmdlines  # pid 1, the shell, the runner, a thread or two
@@ -285,8 +287,6 @@ def test_host_processes_are_invisible(lab: Lab) -> None:
 
 
 def test_no_network_but_the_toolhost_socket(lab: Lab) -> None:
-    if lab.tier == "process":
-        pytest.skip("the process tier shares the host's network (docs/sandbox.md)")
     abstract = f"tandem-lab-{secrets.token_hex(6)}"
     with (
         socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server,
@@ -300,6 +300,10 @@ def test_no_network_but_the_toolhost_socket(lab: Lab) -> None:
         record = lab.run("reach_network", {"port": port, "abstract": abstract})
         assert record.status == "succeeded", record.error
         out = record.output
+        if lab.tier == "process":  # a documented gap (docs/sandbox.md), pinned here
+            assert out["tcp"] == out["abstract"] == {"ok": "connected"}
+            lab.assert_contained()
+            return
         assert out["interfaces"] == ["lo"]
         assert _denied(out["tcp"], "ECONNREFUSED")
         assert _denied(out["abstract"], "ECONNREFUSED")
