@@ -59,23 +59,24 @@ class ScriptCoordinator:
         except IsolationUnavailable as error:
             raise RunFailed(error.message) from None
         user = identity.allocate()
+        rundir: RunDir | None = None
         try:
             rundir = create_run_dir(
                 sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
             )
-            try:
-                async with run_gate(rundir.socket, self.toolhost_socket, session.id):
-                    hand_socket_to(rundir, user)
-                    return await self._launch(session, isolation, rundir, user)
-            finally:
-                remove_run_dir(rundir)
+            async with run_gate(rundir.socket, self.toolhost_socket, session.id):
+                hand_socket_to(rundir, user)
+                return await self._launch(session, isolation, rundir, user)
         finally:
+            # Whatever the run started, wherever it went (setsid, double fork), dies here,
+            # before its folder goes, so nothing is still writing into it.
             if user is not None:
-                # Whatever the run started, wherever it went (setsid, double fork), dies here.
                 if await identity.kill_all(user):
                     user.release()
                 else:
                     log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
+            if rundir is not None:
+                remove_run_dir(rundir)
 
     async def _launch(
         self, session: RunSession, isolation: Isolation, rundir: RunDir, user: RunUser | None
