@@ -31,6 +31,22 @@ from .script import Subagent, Tools, VirtualFiles
 Handler = Callable[[Any, Tools, VirtualFiles, Callable[..., Any]], Any]
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when the host dies, so a crashed daemon leaves
+    no script running (the host marks the run interrupted when it starts again)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    # Compared with the parent seen before the request, not with 1: inside a pid namespace
+    # the parent legitimately is pid 1.
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def apply_rlimits(spec: str) -> None:
     for name, value in json.loads(spec or "{}").items():
         limit = int(value)
@@ -72,6 +88,7 @@ def main() -> int:
     env = dict(os.environ)
     result_fd = int(env["TANDEM_RESULT_FD"])
     try:
+        die_with_parent()
         apply_rlimits(env.get("TANDEM_RLIMITS", ""))
         outcome = run(env)
         code = 0

@@ -79,9 +79,6 @@ class NamespaceIsolation:
                 "--no-new-privs",
                 "--",
             ]
-        # A shell stays between bubblewrap's pid 1 and the runner: the runner reads a parent
-        # pid of 1 as "the host died", which in a pid namespace would always be true.
-        argv += ["/bin/sh", "-c", '"$@"; exit $?', "sh"]
         argv += [str(runtime.executable), "-I", "-B", "-m", "tandem_sdk.runner"]
         return LaunchPlan(
             argv=argv,
