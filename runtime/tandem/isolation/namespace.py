@@ -98,6 +98,13 @@ def _filesystem(folders: tuple[Path, ...]) -> list[str]:
             args += ["--symlink", str(path.readlink()), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    # Sticky and world-writable, as /tmp is: only the run's one uid is in here, and the
+    # tmpfs belongs to whoever mounted it (root, when the daemon is root).
+    for mount, size in (("/dev/shm", SHM_BYTES), ("/tmp", TMP_BYTES), (WORKDIR, WORKDIR_BYTES)):
+        args += ["--size", str(size), "--perms", "1777", "--tmpfs", mount]
+    # The runtime's folders come after the tmpfs mounts, so a venv that lives under /tmp
+    # (a checkout there) is mounted on top of the empty /tmp, not hidden by it.
     made: set[Path] = {Path("/")}
     for folder in folders:
         if folder.is_relative_to("/usr"):
@@ -108,9 +115,4 @@ def _filesystem(folders: tuple[Path, ...]) -> list[str]:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += ["--ro-bind", str(folder), str(folder)]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    # Sticky and world-writable, as /tmp is: only the run's one uid is in here, and the
-    # tmpfs belongs to whoever mounted it (root, when the daemon is root).
-    for mount, size in (("/dev/shm", SHM_BYTES), ("/tmp", TMP_BYTES), (WORKDIR, WORKDIR_BYTES)):
-        args += ["--size", str(size), "--perms", "1777", "--tmpfs", mount]
     return args
