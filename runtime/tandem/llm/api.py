@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
-from anthropic.types import Message
+if TYPE_CHECKING:  # imported on the first model call: it costs every host start a second
+    import anthropic
+    from anthropic.types import Message
 
 from tandem.errors import RunFailed
 
@@ -52,11 +53,15 @@ class ModelApi:
         if self._api_key is None:
             raise ModelApiError(MISSING_KEY)
         if self._client is None:
+            import anthropic
+
             self._client = anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.base_url)
         return self._client
 
     async def create(self, **params: Any) -> Message:
         """One `messages.create`; the SDK retries 408/409/429/5xx itself before we see them."""
+        import anthropic
+
         try:
             message: Message = await self.client().messages.create(**params)
         except anthropic.APIStatusError as error:

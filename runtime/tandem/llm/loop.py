@@ -13,9 +13,8 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from anthropic.types import Message
 from tandem_sdk.aio import AsyncToolHostClient
 from tandem_sdk.client import ToolInfo
 from tandem_sdk.errors import InterfaceError, LimitExceeded, ToolError, Unauthenticated
@@ -24,6 +23,9 @@ from tandem.errors import LimitReached, RunFailed
 from tandem.llm.api import ModelApi
 from tandem.llm.ledger import Ledger
 from tandem.llm.naming import UnmappableName, from_api_name, to_api_name
+
+if TYPE_CHECKING:
+    from anthropic.types import Message
 
 JSON = dict[str, Any]
 # Per request; the run's token budget caps it further.
