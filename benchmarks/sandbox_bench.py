@@ -21,26 +21,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
+
+from bench import COLD_SCRIPT
+from bench import PLUGIN as BENCH_PLUGIN
 
 COLD_STARTS = 20
 TIERS = ("process", "namespace")
-SCRIPT = """
-def handler(trigger, tools, virtual_files, subagent):
-    return tools.bench.echo(value=1)
-"""
-PLUGIN = '''
-from tandem_sdk import tool
-
-@tool(side_effects=False)
-def echo(value: int) -> int:
-    """Return the value.
-
-    Args:
-        value: any integer.
-    """
-    return value
-'''
+# One plugin and one cold-start workflow for every benchmark.
+SCRIPT, PLUGIN = COLD_SCRIPT, textwrap.dedent(BENCH_PLUGIN)
 
 
 def _percentiles(samples: list[float]) -> str:
