@@ -51,6 +51,20 @@ MALFORMED = {
         "triggers.0.schedule",
         "cron",
     ),
+    "impossible_cron": (
+        "coordinator: script\ncoordinator_script: script.py\n"
+        "triggers: [{schedule: '0 0 31 2 *'}]\n",
+        {"script.py": GOOD_SCRIPT},
+        "triggers.0.schedule",
+        "can never fire",
+    ),
+    "cron_step_out_of_range": (
+        "coordinator: script\ncoordinator_script: script.py\n"
+        "triggers: [{schedule: '*/61 * * * *'}]\n",
+        {"script.py": GOOD_SCRIPT},
+        "triggers.0.schedule",
+        "minute step /61 is out of range",
+    ),
     "bad_coordinator": (
         "coordinator: robot\n",
         {},

@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from typing import IO
 
 import grpc
@@ -104,17 +105,26 @@ class Host:
         return errors
 
     async def stop(self, grace: float = 10.0) -> None:
-        await self.runs.shutdown(grace)
-        await asyncio.gather(*(s.stop(0.5) for s in self._servers))
-        await self.plugins.stop()
-        await self.model_api.close()
+        """Stop everything this host started. Each step runs whatever failed before it, so
+        no socket or plugin process outlives a host that met an error."""
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("runs", lambda: self.runs.shutdown(grace)),
+            ("servers", lambda: asyncio.gather(*(s.stop(0.5) for s in self._servers))),
+            ("plugins", self.plugins.stop),
+            ("model API client", self.model_api.close),
+        ]
+        for what, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping the host: %s failed; going on", what)
         self.store.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
-        if self.daemon:
+        if self._lock is not None:  # only the daemon holding the lock owns the socket
             with contextlib.suppress(FileNotFoundError):
                 self.control_socket.unlink()
-        if self._lock is not None:
             self._lock.close()
+            self._lock = None
 
     def _take_lock(self) -> None:
         lock = (self.config.state_dir / "daemon.lock").open("a+")

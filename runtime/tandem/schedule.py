@@ -3,16 +3,19 @@
 Cron has five fields (minute precision) or six, the sixth being seconds (croniter's
 convention). Fires missed while the daemon was down are not caught up: a schedule says
 "run every so often while serving", not "exactly once per slot".
+
+Expressions are checked when a workflow loads (`tandem.cron`); should one still fail to
+give a slot, that schedule alone is skipped and logged, and every other keeps firing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from croniter import croniter
-
+from tandem.cron import next_slot
 from tandem.runs import RunManager
 
 log = logging.getLogger(__name__)
@@ -24,45 +27,65 @@ class Scheduler:
     def __init__(self, runs: RunManager) -> None:
         self._runs = runs
         self._since = datetime.now(UTC)
+        self._broken: set[tuple[str, str]] = set()  # reported once each
 
-    def due(self, now: datetime) -> list[tuple[str, str, datetime]]:
-        """(workflow, cron, slot) for every slot in (since, now]."""
-        fires = []
+    def _schedules(self) -> Iterator[tuple[str, str]]:
         for state in self._runs.registry.states():
             workflow = state.current
             if workflow is None:
                 continue
             for trigger in workflow.spec.triggers:
-                if trigger.schedule is None:
-                    continue
-                slot = croniter(trigger.schedule, self._since).get_next(datetime)
-                if slot <= now:
-                    fires.append((workflow.name, trigger.schedule, slot))
+                if trigger.schedule is not None:
+                    yield workflow.name, trigger.schedule
+
+    def _next(self, workflow: str, cron: str, after: datetime) -> datetime | None:
+        """The next slot of one schedule, or None (logged once) when it cannot say."""
+        try:
+            slot = next_slot(cron, after)
+        except Exception as error:  # one bad schedule must never stop the others
+            if (workflow, cron) not in self._broken:
+                self._broken.add((workflow, cron))
+                log.error(
+                    "schedule %r of workflow %s skipped: %s: %s",
+                    cron,
+                    workflow,
+                    type(error).__name__,
+                    error,
+                )
+            return None
+        self._broken.discard((workflow, cron))
+        return slot
+
+    def due(self, now: datetime) -> list[tuple[str, str, datetime]]:
+        """(workflow, cron, slot) for every schedule with a slot in (since, now]."""
+        fires = []
+        for workflow, cron in self._schedules():
+            slot = self._next(workflow, cron, self._since)
+            if slot is not None and slot <= now:
+                fires.append((workflow, cron, slot))
         return fires
 
     def next_wake(self, now: datetime) -> float:
-        slots = [
-            croniter(t.schedule, now).get_next(datetime)
-            for s in self._runs.registry.states()
-            if s.current is not None
-            for t in s.current.spec.triggers
-            if t.schedule is not None
-        ]
-        if not slots:
+        slots = [self._next(w, c, now) for w, c in self._schedules()]
+        known = [s for s in slots if s is not None]
+        if not known:
             return MAX_SLEEP_S
-        wait: float = (min(slots) - now).total_seconds()
+        wait: float = (min(known) - now).total_seconds()
         return max(0.0, min(MAX_SLEEP_S, wait))
+
+    def fire_due(self, now: datetime) -> None:
+        for workflow, cron, slot in self.due(now):
+            payload = {"trigger": "schedule", "schedule": cron, "slot": slot.isoformat()}
+            try:
+                session = self._runs.trigger(workflow, payload)
+            except Exception as error:  # one workflow's failure must not stop the others
+                log.warning("scheduled run of %s not started: %s", workflow, error)
+                continue
+            log.info("scheduled run %s of %s (%s)", session.id, workflow, cron)
+        self._since = now
 
     async def run_forever(self) -> None:
         while True:
             now = datetime.now(UTC)
-            for workflow, cron, slot in self.due(now):
-                payload = {"trigger": "schedule", "schedule": cron, "slot": slot.isoformat()}
-                try:
-                    session = self._runs.trigger(workflow, payload)
-                except Exception as error:  # one workflow's failure must not stop the others
-                    log.warning("scheduled run of %s not started: %s", workflow, error)
-                    continue
-                log.info("scheduled run %s of %s (%s)", session.id, workflow, cron)
-            self._since = now
+            self.fire_due(now)
             await asyncio.sleep(self.next_wake(now) + 0.001)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
@@ -22,23 +23,65 @@ def serve(config: ProjectConfig, args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config, args))
 
 
-async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
+class BackgroundTasks:
+    """The daemon's long-lived tasks. One that dies is logged at ERROR at once (the daemon
+    keeps serving what it can); stopping them never raises, so shutdown always runs."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def start(self, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_report_death)
+        self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _report_death(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("background task %s died; it stays stopped", task.get_name(), exc_info=error)
+    else:
+        log.error("background task %s ended unexpectedly", task.get_name())
+
+
+async def _serve(
+    config: ProjectConfig, args: argparse.Namespace, stop: asyncio.Event | None = None
+) -> int:
     host = Host(config, daemon=True)
     for warning in host.isolation_choice.warnings:
         log.warning("%s", warning)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await host.start()
-    watcher = None
-    if not args.no_reload:
-        watcher = asyncio.create_task(host.watch_workflows())
-        # Let the watcher register its inotify watches (its first step), then load once more
-        # so a change made between the first load and the watch is not missed.
-        await asyncio.sleep(0)
-        host.reload()
-    scheduler = asyncio.create_task(Scheduler(host.runs).run_forever())
+    background = BackgroundTasks()
+    try:
+        await host.start()
+        if not args.no_reload:
+            background.start("workflow-watcher", host.watch_workflows())
+            # Let the watcher register its inotify watches (its first step), then load once
+            # more so a change made between the first load and the watch is not missed.
+            await asyncio.sleep(0)
+            host.reload()
+        background.start("scheduler", Scheduler(host.runs).run_forever())
+        _announce(host, config)
+        await stop.wait()
+        log.info("stopping: runs in flight get %.1fs", args.grace)
+    finally:
+        await background.stop()
+        await host.stop(grace=args.grace)
+    log.info("stopped")
+    return 0
+
+
+def _announce(host: Host, config: ProjectConfig) -> None:
     for state in host.registry.states():
         if state.current and any(t.webhook for t in state.current.spec.triggers):
             log.warning(
@@ -56,17 +99,3 @@ async def _serve(config: ProjectConfig, args: argparse.Namespace) -> int:
         host.isolation.name,
     )
     log.info("control socket %s", host.control_socket)
-    try:
-        await stop.wait()
-        log.info("stopping: runs in flight get %.1fs", args.grace)
-    finally:
-        scheduler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        await host.stop(grace=args.grace)
-    log.info("stopped")
-    return 0

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tandem.cron import check_cron
+
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
@@ -37,10 +39,7 @@ class Trigger(_Strict):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"{value!r} is not a valid cron expression")
+            check_cron(value)  # BadCron is a ValueError: pydantic names the field
         return value
 
     def kind(self) -> str:
