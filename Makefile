@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test check demo bench proto clean
+.PHONY: install test stress check demo bench proto clean
 
 install: $(STAMP)
 	@# The namespace sandbox: bubblewrap, and libseccomp for its filter (Debian packages).
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/pytest -q
+
+# The fault-injection loops at full length (the quick suite runs them short).
+stress: install
+	TANDEM_STRESS_CRASHES=200 $(BIN)/pytest -q -s -m stress
 
 check: install
 	$(BIN)/ruff check .

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,14 @@ def tandem(project: Project, *args: str, **kwargs: Any) -> subprocess.CompletedP
         timeout=kwargs.pop("timeout", 60),
         **kwargs,
     )
+
+
+def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:
+    """For what arrives asynchronously (file events, restarts, schedules): check a
+    condition until a bound."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from conftest import Project, tandem
+from conftest import Project, eventually, tandem
 
 OK = """
 def handler(trigger, tools, virtual_files, subagent):
@@ -117,7 +116,7 @@ def test_daemon_hot_reloads_workflows(cli_project: Project, start_daemon) -> Non
     daemon = start_daemon(cli_project, reload=True)
     script = cli_project.root / "workflows" / "greet" / "script.py"
     script.write_text(OK.replace('"hello"', '"reloaded"'))
-    assert _eventually(lambda: "reloaded" in daemon.run("greet").output), daemon.log
+    assert eventually(lambda: "reloaded" in daemon.run("greet").output), daemon.log
 
     script.write_text("def handler(:\n")
 
@@ -125,18 +124,8 @@ def test_daemon_hot_reloads_workflows(cli_project: Project, start_daemon) -> Non
         listed = json.loads(tandem(cli_project, "workflows", "--json").stdout)
         return next(w["error"] for w in listed["workflows"] if w["name"] == "greet") or ""
 
-    assert _eventually(lambda: "syntax error" in broken()), daemon.log
+    assert eventually(lambda: "syntax error" in broken()), daemon.log
     assert "reloaded" in daemon.run("greet").output, "the last good version keeps serving"
-
-
-def _eventually(condition, within: float = 20.0) -> bool:
-    """File-system events arrive asynchronously: check a condition until a bound."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_schedule_trigger_fires_runs(project: Project, start_daemon) -> None:
@@ -146,6 +135,6 @@ def test_schedule_trigger_fires_runs(project: Project, start_daemon) -> None:
         script="def handler(trigger, tools, virtual_files, subagent):\n    return trigger\n",
     )
     daemon = start_daemon(project)
-    assert _eventually(lambda: len(daemon.client.runs("ticker", "succeeded", 10)) >= 2)
+    assert eventually(lambda: len(daemon.client.runs("ticker", "succeeded", 10)) >= 2)
     payload = daemon.client.runs("ticker", "succeeded", 1)[0].output
     assert payload["trigger"] == "schedule" and payload["schedule"] == "* * * * * *"

@@ -3,7 +3,10 @@ only the secrets their manifest names."""
 
 from __future__ import annotations
 
-from conftest import Project
+import json
+import re
+
+from conftest import Project, eventually, tandem
 
 FRAGILE = '''
 import os, signal, time
@@ -92,3 +95,39 @@ def test_plugin_sees_only_its_own_secrets(project: Project, start_daemon) -> Non
     assert "OTHER_SECRET" not in env
     assert "ANTHROPIC_API_KEY" not in env
     assert set(env) <= {"PATH", "LANG", "HOME", "TANDEM_PLUGIN_DATA", "FRAGILE_TOKEN", "LC_CTYPE"}
+
+
+SHORT_LIVED = '''
+import os, threading
+from tandem_sdk import tool
+
+# Dies on its own shortly after every start: a crash loop no call causes.
+threading.Timer(0.3, os._exit, args=(7,)).start()
+
+@tool(side_effects=False)
+def ping() -> str:
+    """Answer."""
+    return "pong"
+'''
+
+
+def test_a_plugin_that_keeps_dying_is_backed_off_and_reported(
+    project: Project, start_daemon
+) -> None:
+    project.plugin("flaky", SHORT_LIVED)
+    daemon = start_daemon(project)
+
+    def status() -> dict:
+        result = tandem(project, "status", "--json")
+        return json.loads(result.stdout)["plugins"][0]
+
+    assert eventually(lambda: status()["crash_loop"], within=60)
+    flaky = status()
+    assert flaky["name"] == "flaky" and "exited with status 7" in flaky["last_error"]
+    result = tandem(project, "status")
+    assert result.returncode == 1 and "crash loop" in result.stdout
+    errors = [line for line in daemon.log if " ERROR " in line and "crash loop" in line]
+    assert len(errors) == 1, daemon.log
+    # Backed off, not a tight loop: each wait doubles.
+    waits = [float(m) for m in re.findall(r"restarting in ([0-9.]+)s", "\n".join(daemon.log))]
+    assert waits[:5] == [0.1, 0.2, 0.4, 0.8, 1.6], waits

@@ -149,6 +149,7 @@ class RunManager:
             coordinator=session.coordinator,
             trigger=session.trigger,
         )
+        session.deadline = time.monotonic() + session.limits.timeout_s
         try:
             async with asyncio.timeout(session.limits.timeout_s):
                 output = await self.coordinators[session.coordinator].run(session)

@@ -59,6 +59,7 @@ class RunSession:
         self.token = f"{run_id}.{self._secret}"
         self.active = True
         self.tool_calls = 0
+        self.deadline: float | None = None  # monotonic; set when the run starts
         self.limit_error: LimitExceeded | None = None
         self.usage: dict[str, int] = dict.fromkeys(USAGE_KEYS, 0)
         self._store = store
@@ -155,6 +156,18 @@ class RunSession:
                 duration_ms=_ms(started),
             )
             raise
+        except asyncio.CancelledError:
+            # The caller went away (or the run ended): the trace still closes the call.
+            self.emit(
+                "tool.result",
+                call=call.seq,
+                tool=name,
+                ok=False,
+                error_type="Cancelled",
+                message="the call was cancelled before the tool answered",
+                duration_ms=_ms(started),
+            )
+            raise
         self.emit(
             "tool.result",
             call=call.seq,
@@ -174,7 +187,10 @@ class RunSession:
             return json.dumps(self.read_file(str(arguments["path"])).decode("utf-8", "replace"))
         _, plugin = self._plugins.resolve(tool.name)
         bare = tool.name.partition(".")[2]
-        return await plugin.invoke(bare, arguments_json, self.id, self.workflow.name)
+        time_left = None if self.deadline is None else self.deadline - time.monotonic()
+        return await plugin.invoke(
+            bare, arguments_json, self.id, self.workflow.name, time_left_s=time_left
+        )
 
     def _count_call(self, name: str) -> None:
         if self.tool_calls >= self.limits.max_tool_calls:

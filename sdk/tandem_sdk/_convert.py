@@ -37,6 +37,12 @@ class SubagentResult:
     usage: dict[str, int] = field(default_factory=dict)  # this subagent's own tokens
 
 
+def call_timeout(info: RunInfo, current: float) -> float:
+    """The deadline for a run's calls: no call can usefully outlive the run itself."""
+    timeout = info.limits.get("timeout_s", 0)
+    return float(timeout) if timeout > 0 else current
+
+
 def run_info(reply: toolhost_pb2.GetRunResponse) -> RunInfo:
     if reply.protocol_version != PROTOCOL_VERSION:
         raise ProtocolMismatch(PROTOCOL_VERSION, reply.protocol_version)

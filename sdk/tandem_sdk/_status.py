@@ -42,11 +42,20 @@ def status_for(error: InterfaceError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def error_from_rpc(error: grpc.RpcError, *, tool: str | None = None) -> TandemError:
+# What gRPC itself says when the caller's own deadline passes (the host's timeouts say more).
+_LOCAL_DEADLINE = "Deadline Exceeded"
+
+
+def error_from_rpc(
+    error: grpc.RpcError, *, tool: str | None = None, timeout_s: float | None = None
+) -> TandemError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or code.name
     if code == SUBAGENT_FAILED:
         return SubagentError(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and details == _LOCAL_DEADLINE:
+        waited = f" within {timeout_s:g}s" if timeout_s else ""
+        details = f"{tool or 'the call'}: no answer from the host{waited}"
     cls = _BY_CODE.get(code, InterfaceError)
     if cls is InterfaceError:
         details = f"{code.name}: {details}"

@@ -15,6 +15,7 @@ from ._convert import (
     ToolInfo,
     call_request,
     call_result,
+    call_timeout,
     log_request,
     run_info,
     subagent_request,
@@ -23,7 +24,7 @@ from ._convert import (
 )
 from ._pb import toolhost_pb2, toolhost_pb2_grpc
 from ._status import error_from_rpc
-from .protocol import GRPC_OPTIONS, PROTOCOL_HEADER, PROTOCOL_VERSION
+from .protocol import DEFAULT_CALL_TIMEOUT_S, GRPC_OPTIONS, PROTOCOL_HEADER, PROTOCOL_VERSION
 
 Reply = TypeVar("Reply")
 
@@ -31,7 +32,12 @@ Reply = TypeVar("Reply")
 class AsyncToolHostClient:
     """One run's asyncio connection to the host. `target` is a gRPC target (`unix:/path`)."""
 
-    def __init__(self, target: str, token: str) -> None:
+    def __init__(
+        self, target: str, token: str, *, timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+    ) -> None:
+        # Every call has a deadline (DEADLINE_EXCEEDED raises ToolTimeout); get_run()
+        # replaces the default with the run's own time limit.
+        self.timeout_s = timeout_s
         self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
         self._stub = toolhost_pb2_grpc.ToolHostStub(self._channel)
         self._metadata = (
@@ -49,7 +55,9 @@ class AsyncToolHostClient:
         await self.close()
 
     async def get_run(self) -> RunInfo:
-        return run_info(await self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest()))
+        info = run_info(await self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest()))
+        self.timeout_s = call_timeout(info, self.timeout_s)
+        return info
 
     async def list_tools(self) -> list[ToolInfo]:
         return tool_infos(await self._call(self._stub.ListTools, toolhost_pb2.ListToolsRequest()))
@@ -83,6 +91,6 @@ class AsyncToolHostClient:
 
     async def _call(self, method: Any, request: Any, *, tool: str | None = None) -> Any:
         try:
-            return await method(request, metadata=self._metadata)
+            return await method(request, metadata=self._metadata, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
-            raise error_from_rpc(error, tool=tool) from None
+            raise error_from_rpc(error, tool=tool, timeout_s=self.timeout_s) from None

@@ -18,6 +18,7 @@ from ._convert import (
     ToolInfo,
     call_request,
     call_result,
+    call_timeout,
     log_request,
     run_info,
     subagent_request,
@@ -26,7 +27,7 @@ from ._convert import (
 )
 from ._pb import toolhost_pb2, toolhost_pb2_grpc
 from ._status import error_from_rpc
-from .protocol import GRPC_OPTIONS, PROTOCOL_HEADER, PROTOCOL_VERSION
+from .protocol import DEFAULT_CALL_TIMEOUT_S, GRPC_OPTIONS, PROTOCOL_HEADER, PROTOCOL_VERSION
 
 __all__ = ["RunInfo", "SubagentResult", "ToolHostClient", "ToolInfo"]
 
@@ -34,7 +35,12 @@ __all__ = ["RunInfo", "SubagentResult", "ToolHostClient", "ToolInfo"]
 class ToolHostClient:
     """One run's connection to the host. `target` is a gRPC target such as `unix:/path`."""
 
-    def __init__(self, target: str, token: str) -> None:
+    def __init__(
+        self, target: str, token: str, *, timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+    ) -> None:
+        # Every call has a deadline (DEADLINE_EXCEEDED raises ToolTimeout); get_run()
+        # replaces the default with the run's own time limit.
+        self.timeout_s = timeout_s
         self._channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
         self._stub = toolhost_pb2_grpc.ToolHostStub(self._channel)
         self._metadata = (
@@ -52,7 +58,9 @@ class ToolHostClient:
         self.close()
 
     def get_run(self) -> RunInfo:
-        return run_info(self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest()))
+        info = run_info(self._call(self._stub.GetRun, toolhost_pb2.GetRunRequest()))
+        self.timeout_s = call_timeout(info, self.timeout_s)
+        return info
 
     def list_tools(self) -> list[ToolInfo]:
         return tool_infos(self._call(self._stub.ListTools, toolhost_pb2.ListToolsRequest()))
@@ -89,6 +97,6 @@ class ToolHostClient:
 
     def _call(self, method: Any, request: Any, *, tool: str | None = None) -> Any:
         try:
-            return method(request, metadata=self._metadata)
+            return method(request, metadata=self._metadata, timeout=self.timeout_s)
         except grpc.RpcError as error:
-            raise error_from_rpc(error, tool=tool) from None
+            raise error_from_rpc(error, tool=tool, timeout_s=self.timeout_s) from None

@@ -79,12 +79,14 @@ class ToolTimeout(InterfaceError):
 
 
 class ToolError(TandemError):
-    """The tool ran and failed. `type` is the exception class name the tool raised."""
+    """The tool ran and failed. `type` is the exception class name the tool raised, or the
+    `type` a plugin gave when it raised ToolError itself (`ToolError("...",
+    type="already_reacted")`: a code callers can match on)."""
 
     def __init__(
-        self, message: str, *, tool: str, type: str = "Error", retryable: bool = False
+        self, message: str, *, tool: str = "", type: str = "Error", retryable: bool = False
     ) -> None:
-        super().__init__(f"{tool}: {type}: {message}")
+        super().__init__(f"{tool}: {type}: {message}" if tool else f"{type}: {message}")
         self.tool = tool
         self.type = type
         self.retryable = retryable

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
@@ -35,10 +36,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class RunContext:
-    """Who is calling a tool. Ask for it by annotating a parameter with this type."""
+    """Who is calling a tool, and until when. Ask for it by annotating a parameter with
+    this type."""
 
     run_id: str
     workflow: str
+    deadline_unix: float = 0.0  # when the host stops waiting for this call; 0: unknown
+
+    def time_left(self) -> float | None:
+        """Seconds until the host stops waiting (never negative), or None if unknown: how
+        long a tool may wait, for example before retrying a rate-limited request."""
+        if not self.deadline_unix:
+            return None
+        return max(self.deadline_unix - time.time(), 0.0)
 
 
 @dataclass(frozen=True)

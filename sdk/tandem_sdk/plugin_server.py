@@ -26,7 +26,7 @@ import grpc
 import pydantic
 
 from ._pb import common_pb2, plugin_pb2, plugin_pb2_grpc
-from .errors import DefinitionError
+from .errors import DefinitionError, ToolError
 from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
 from .protocol import GRPC_OPTIONS
 
@@ -87,11 +87,17 @@ class PluginServicer(plugin_pb2_grpc.PluginServicer):
             context.abort(
                 grpc.StatusCode.NOT_FOUND, f"plugin {self._name!r} has no tool {request.tool!r}"
             )
-        run = RunContext(run_id=request.run.run_id, workflow=request.run.workflow)
+        run = RunContext(
+            run_id=request.run.run_id,
+            workflow=request.run.workflow,
+            deadline_unix=request.run.deadline_unix,
+        )
         try:
             result = definition.invoke(request.arguments_json, run)
         except pydantic.ValidationError as error:
             return _error_response("InvalidArguments", str(error), retryable=False)
+        except ToolError as error:  # the plugin named the failure itself
+            return _error_response(error.type, error.reason, error.retryable)
         except Exception as error:
             return _error_response(
                 type(error).__name__, str(error), getattr(error, "retryable", False)

@@ -2,6 +2,9 @@
 
 PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "tandem-protocol"
+# A call's deadline until the client knows its run's own time limit (from GetRun): no call
+# waits forever, whatever fails on the way.
+DEFAULT_CALL_TIMEOUT_S = 60.0
 # Messages larger than this are refused on both sides (RESOURCE_EXHAUSTED).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 

@@ -16,6 +16,7 @@ from tandem.store import Event, RunRecord
 
 class ControlClient:
     def __init__(self, socket: Path) -> None:
+        self.socket = socket
         self._channel = grpc.insecure_channel(f"unix:{socket}", options=GRPC_OPTIONS)
         self.stub = control_pb2_grpc.ControlStub(self._channel)
 

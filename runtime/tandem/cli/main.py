@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
 
+    status = commands.add_parser("status", help="the host's health: runs, plugins, restarts")
+    status.add_argument("--json", action="store_true")
+
     check = commands.add_parser(
         "check", help="validate workflows and plugins; non-zero on any error"
     )
@@ -127,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "workflows": cmd_workflows,
             "tools": cmd_tools,
             "runs": cmd_runs,
+            "status": cmd_status,
             "check": cmd_check,
         }[args.command]
         return handler(config, args)
@@ -316,6 +320,52 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
         for record in records:
             print(render.format_run_row(record))
     return EXIT_OK
+
+
+def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
+    """The daemon's health, or an embedded host's when no daemon runs; exit 1 when a
+    plugin is down."""
+    from tandem_sdk._pb import control_pb2
+
+    with control(config) as client:
+        serving = client.socket == config.control_socket
+        reply = client.stub.Health(control_pb2.HealthRequest())
+    plugins = [
+        {
+            "name": p.name,
+            "up": p.up,
+            "pid": p.pid or None,
+            "restarts": p.restarts,
+            "crash_loop": p.crash_loop,
+            "last_error": p.last_error or None,
+        }
+        for p in reply.plugins
+    ]
+    healthy = all(p["up"] and not p["crash_loop"] for p in plugins)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "daemon": serving,
+                    "version": reply.version,
+                    "isolation": reply.isolation,
+                    "active_runs": reply.active_runs,
+                    "plugins": plugins,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK if healthy else EXIT_RUN_FAILED
+    where = f"daemon on {config.control_socket}" if serving else "no daemon (embedded host)"
+    print(f"{where}; tandem {reply.version}, isolation {reply.isolation}")
+    print(f"active runs: {reply.active_runs}")
+    for plugin in plugins:
+        state = "crash loop" if plugin["crash_loop"] else ("up" if plugin["up"] else "down")
+        pid = f"pid {plugin['pid']}" if plugin["pid"] else "no pid"
+        print(f"plugin {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}")
+        if plugin["last_error"] and (plugin["crash_loop"] or not plugin["up"]):
+            print(f"    last error: {plugin['last_error']}")
+    return EXIT_OK if healthy else EXIT_RUN_FAILED
 
 
 def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:

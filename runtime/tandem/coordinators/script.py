@@ -64,7 +64,10 @@ class ScriptCoordinator:
             rundir = create_run_dir(
                 sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
             )
-            async with run_gate(rundir.socket, self.toolhost_socket, session.id):
+            gate = run_gate(
+                rundir.socket, self.toolhost_socket, session.id, session.limits.timeout_s
+            )
+            async with gate:
                 hand_socket_to(rundir, user)
                 return await self._launch(session, isolation, rundir, user)
         finally:

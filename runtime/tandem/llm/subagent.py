@@ -63,7 +63,10 @@ class SubagentService:
         child = f"sub-{secrets.token_hex(3)}"
         ledger = RunLedger(session, subagent=child)
         model = call.model or session.workflow.spec.model
-        async with AsyncToolHostClient(f"unix:{self.toolhost_socket}", session.token) as tools:
+        target = f"unix:{self.toolhost_socket}"
+        async with AsyncToolHostClient(
+            target, session.token, timeout_s=session.limits.timeout_s
+        ) as tools:
             offered = _subset(await tools.list_tools(), call.tools, session.id)
             ledger.emit(
                 "subagent.started",

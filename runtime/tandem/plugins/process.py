@@ -1,8 +1,18 @@
 """One plugin subprocess: started, described, supervised and restarted with backoff.
 
-Calls in flight when the process dies fail with ToolUnavailable at once (closing the
-channel cancels them); calls that arrive while it restarts wait for it, bounded by their
-own timeout.
+Each launch is a `_Generation` (process, channel, stub). What happens to calls when the
+process dies (docs/architecture.md, "When a plugin dies"):
+
+- A call in flight fails at once with ToolUnavailable naming the plugin: the plugin may
+  have started it, so it is never retried. The first call to see the connection break
+  marks the generation lost, so later calls wait for the next one instead of reaching a
+  dead socket.
+- A call that never reached the process (gRPC could not connect to it) waits for the
+  restarted process within its own timeout and is sent again.
+- Every call is bounded by the plugin's `call_timeout_s`, waiting included: a plugin too
+  slow to answer is ToolTimeout, one that is down for all that time ToolUnavailable.
+- Restarts back off exponentially; a plugin that keeps dying is reported at ERROR as a
+  crash loop, and calls that cannot be served before their deadline fail at once.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import logging
 import os
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,8 +43,33 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 20.0
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
-# A process that stayed up this long is healthy again: its next crash restarts quickly.
+# A process that answered a call, or stayed up this long, was healthy: its exit restarts
+# it quickly. Backoff grows only for a process that dies before it can serve.
 STABLE_AFTER_S = 30.0
+# This many exits within CRASH_LOOP_WINDOW_S is a crash loop, reported at ERROR.
+CRASH_LOOP_EXITS = 5
+CRASH_LOOP_WINDOW_S = 60.0
+# The channel is made before the plugin binds its socket: retry the connection quickly
+# (gRPC's default first backoff is a whole second, which every restart would wait out).
+_CHANNEL_OPTIONS = [
+    *GRPC_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 250),
+]
+# gRPC core's words for a call that failed before any connection carried it.
+_NEVER_SENT = "failed to connect to all addresses"
+
+
+@dataclass(eq=False)
+class _Generation:
+    """One launch of the plugin process and the channel that reaches it."""
+
+    process: ManagedProcess
+    channel: grpc.aio.Channel
+    stub: plugin_pb2_grpc.PluginAsyncStub
+    lost: bool = False
+    served: bool = False  # answered a call: it was healthy, whatever ends it later
 
 
 class PluginProcess:
@@ -44,10 +81,11 @@ class PluginProcess:
         self.tools: list[HostTool] = []
         self.restarts = 0
         self.last_error: str | None = None
-        self._process: ManagedProcess | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: plugin_pb2_grpc.PluginAsyncStub | None = None
+        self.crash_loop = False
+        self._generation: _Generation | None = None
         self._ready = asyncio.Event()
+        self._next_start_at = 0.0  # monotonic time of the next restart attempt
+        self._exits: deque[float] = deque(maxlen=CRASH_LOOP_EXITS)
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -57,49 +95,111 @@ class PluginProcess:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._generation.process.pid if self._generation else None
 
     async def start(self) -> None:
         """Start and describe the plugin; DefinitionError if it cannot load."""
         await self._launch()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"plugin-{self.name}")
 
-    async def invoke(self, tool: str, arguments_json: str, run_id: str, workflow: str) -> str:
-        """Run `tool`; returns the result JSON, raises ToolError or an InterfaceError."""
+    async def invoke(
+        self,
+        tool: str,
+        arguments_json: str,
+        run_id: str,
+        workflow: str,
+        *,
+        time_left_s: float | None = None,
+    ) -> str:
+        """Run `tool` within the plugin's call timeout, and within `time_left_s` (the
+        run's) when given; returns the result JSON, raises ToolError or an InterfaceError."""
         full_name = f"{self.name}.{tool}"
-        timeout = self.manifest.call_timeout_s
-        deadline = time.monotonic() + timeout
-        try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except TimeoutError:
-            raise ToolUnavailable(
-                f"plugin {self.name!r} is down: {self.last_error}", tool=full_name
-            ) from None
-        stub = self._stub
-        assert stub is not None
+        budget = self.manifest.call_timeout_s
+        if time_left_s is not None:
+            budget = max(min(budget, time_left_s), 0.001)
+        deadline = time.monotonic() + budget
         request = plugin_pb2.InvokeRequest(
             tool=tool,
             arguments_json=arguments_json,
-            run=plugin_pb2.RunContext(run_id=run_id, workflow=workflow),
+            run=plugin_pb2.RunContext(
+                run_id=run_id, workflow=workflow, deadline_unix=time.time() + budget
+            ),
         )
-        try:
-            reply = await stub.Invoke(request, timeout=max(deadline - time.monotonic(), 0.001))
-        except grpc.aio.AioRpcError as error:
-            raise self._call_error(error, full_name, timeout) from None
-        if reply.is_error:
-            raise ToolError(
-                reply.error.message,
-                tool=full_name,
-                type=reply.error.type,
-                retryable=reply.error.retryable,
-            )
-        return reply.result_json or "null"
+        while True:
+            generation = await self._serving(full_name, deadline, budget)
+            try:
+                reply = await generation.stub.Invoke(request, timeout=_remaining(deadline))
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code != grpc.StatusCode.UNAVAILABLE:
+                    raise self._call_error(error, full_name, budget) from None
+                self._lose(generation, f"connection failed: {error.details()}")
+                if _NEVER_SENT in (error.details() or ""):
+                    continue  # the process never saw it: send it to the next one
+                raise self._went_away(full_name, error.details()) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # our caller cancelled us
+                # The supervisor closed the channel under the call: the process died.
+                self._lose(generation, "process exited")
+                raise self._went_away(full_name, "the process exited") from None
+            generation.served = True
+            if reply.is_error:
+                raise ToolError(
+                    reply.error.message,
+                    tool=full_name,
+                    type=reply.error.type,
+                    retryable=reply.error.retryable,
+                )
+            return reply.result_json or "null"
 
-    def _call_error(self, error: grpc.aio.AioRpcError, tool: str, timeout: float) -> Exception:
+    async def _serving(self, tool: str, deadline: float, budget: float) -> _Generation:
+        """The live generation, waiting for a restart to finish if need be."""
+        while True:
+            generation = self._generation
+            if self._ready.is_set() and generation is not None and not generation.lost:
+                return generation
+            if self._stopping:
+                raise ToolUnavailable(f"{tool}: plugin {self.name!r} is stopping", tool=tool)
+            if self.crash_loop and self._next_start_at > deadline:
+                raise ToolUnavailable(
+                    f"{tool}: plugin {self.name!r} is in a crash loop, next restart in "
+                    f"{self._next_start_at - time.monotonic():.1f}s: {self.last_error}",
+                    tool=tool,
+                )
+            try:
+                await asyncio.wait_for(self._ready.wait(), _remaining(deadline))
+            except TimeoutError:
+                raise ToolUnavailable(
+                    f"{tool}: plugin {self.name!r} is down and did not come back within "
+                    f"{budget:g}s ({self.last_error})",
+                    tool=tool,
+                ) from None
+
+    def _lose(self, generation: _Generation, why: str = "") -> None:
+        """Stop sending calls to `generation`; the supervisor restarts the process."""
+        if generation.lost:
+            return
+        generation.lost = True
+        if generation is self._generation:
+            self._ready.clear()
+        if why:  # the supervisor reports exits itself
+            log.warning("plugin %s (pid %s) lost: %s", self.name, generation.process.pid, why)
+        generation.process.kill_group()  # a process we cannot reach is of no use
+
+    def _went_away(self, tool: str, details: str | None) -> ToolUnavailable:
+        return ToolUnavailable(
+            f"{tool}: plugin {self.name!r} went away during the call ({details}); "
+            "it is being restarted",
+            tool=tool,
+        )
+
+    def _call_error(self, error: grpc.aio.AioRpcError, tool: str, budget: float) -> Exception:
         code = error.code()
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return ToolTimeout(
-                f"{tool}: plugin {self.name!r} did not answer within {timeout:g}s", tool=tool
+                f"{tool}: plugin {self.name!r} did not answer within {budget:g}s", tool=tool
             )
         if code == grpc.StatusCode.NOT_FOUND:
             return NotFound(error.details() or f"unknown tool {tool}", tool=tool)
@@ -110,6 +210,7 @@ class PluginProcess:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._ready.set()  # wake waiting calls, which see _stopping and fail
         if self._supervisor:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,34 +221,19 @@ class PluginProcess:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        manifest = self.manifest
-        argv = [
-            sys.executable,
-            "-I",
-            "-m",
-            "tandem_sdk.plugin_server",
-            "--name",
-            manifest.name,
-            "--version",
-            manifest.version,
-            "--module",
-            str(manifest.module_path),
-            "--socket",
-            str(self.socket_path),
-        ]
         process = ManagedProcess(
             f"plugin {self.name}",
-            argv,
+            self._argv(),
             env=self._environment(),
             cwd=self.data_dir,
             on_output=self._log_output,
         )
         await process.start()
-        self._process = process
-        self._channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}", options=GRPC_OPTIONS)
-        self._stub = plugin_pb2_grpc.PluginStub(self._channel)
+        channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
+        generation = _Generation(process, channel, plugin_pb2_grpc.PluginStub(channel))
+        self._generation = generation
         describe = asyncio.ensure_future(
-            self._stub.Describe(
+            generation.stub.Describe(
                 plugin_pb2.DescribeRequest(), wait_for_ready=True, timeout=START_TIMEOUT_S
             )
         )
@@ -177,20 +263,21 @@ class PluginProcess:
     async def _supervise(self) -> None:
         backoff = BACKOFF_MIN_S
         while not self._stopping:
-            assert self._process is not None
+            generation = self._generation
+            assert generation is not None
             started = time.monotonic()
-            code = await self._process.wait()
-            self._ready.clear()
+            code = await generation.process.wait()
+            self._lose(generation)
             self.last_error = (
-                f"exited with status {code}: {self._process.stderr_tail.strip()[-500:]}"
+                f"exited with status {code}: {generation.process.stderr_tail.strip()[-500:]}"
             )
-            log.warning("plugin %s %s; restarting", self.name, self.last_error)
             await self._teardown()
-            if time.monotonic() - started > STABLE_AFTER_S:
+            if generation.served or time.monotonic() - started > STABLE_AFTER_S:
                 backoff = BACKOFF_MIN_S
             while not self._stopping:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                backoff = self._note_exit(backoff)
+                await asyncio.sleep(max(self._next_start_at - time.monotonic(), 0))
+                restart_began = time.monotonic()
                 try:
                     await self._launch()
                 except DefinitionError as error:
@@ -198,17 +285,63 @@ class PluginProcess:
                     log.warning("plugin %s failed to restart: %s", self.name, error)
                     continue
                 self.restarts += 1
+                log.info(
+                    "plugin %s restarted (pid %s) in %.0f ms",
+                    self.name,
+                    self.pid,
+                    (time.monotonic() - restart_began) * 1000,
+                )
                 break
+
+    def _note_exit(self, backoff: float) -> float:
+        """Record an exit or failed start, schedule the next attempt; returns the next backoff."""
+        now = time.monotonic()
+        self._exits.append(now)
+        self._next_start_at = now + backoff
+        window = now - self._exits[0]
+        looping = len(self._exits) == CRASH_LOOP_EXITS and window < CRASH_LOOP_WINDOW_S
+        if looping and not self.crash_loop:
+            log.error(
+                "plugin %s is in a crash loop: %d exits in %.0fs; restarting with backoff "
+                "up to %gs. Last error: %s",
+                self.name,
+                CRASH_LOOP_EXITS,
+                window,
+                BACKOFF_MAX_S,
+                self.last_error,
+            )
+        elif not looping and self.crash_loop:
+            log.info("plugin %s is out of its crash loop", self.name)
+        self.crash_loop = looping
+        log.warning("plugin %s %s; restarting in %.1fs", self.name, self.last_error, backoff)
+        return min(backoff * 2, BACKOFF_MAX_S)
 
     async def _teardown(self) -> None:
         self._ready.clear()
-        if self._channel is not None:
-            await self._channel.close()  # fails the calls in flight at once
-            self._channel = None
-        if self._process is not None:
-            await self._process.stop()
+        generation = self._generation
+        if generation is None:
+            return
+        await generation.channel.close()  # fails the calls still in flight at once
+        await generation.process.stop()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+
+    def _argv(self) -> list[str]:
+        manifest = self.manifest
+        return [
+            sys.executable,
+            "-I",
+            "-m",
+            "tandem_sdk.plugin_server",
+            "--name",
+            manifest.name,
+            "--version",
+            manifest.version,
+            "--module",
+            str(manifest.module_path),
+            "--socket",
+            str(self.socket_path),
+        ]
 
     def _environment(self) -> dict[str, str]:
         env = {
@@ -225,3 +358,7 @@ class PluginProcess:
     def _log_output(self, stream: str, chunk: bytes) -> None:
         for line in chunk.decode("utf-8", "replace").splitlines():
             log.info("plugin %s %s: %s", self.name, stream, line)
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)

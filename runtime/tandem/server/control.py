@@ -55,13 +55,24 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def Health(
         self, request: control_pb2.HealthRequest, context: Context
     ) -> control_pb2.HealthResponse:
-        down = [name for name, plugin in self._runs.plugins.plugins.items() if not plugin.up]
+        plugins = self._runs.plugins.plugins
         return control_pb2.HealthResponse(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
             active_runs=self._runs.active,
             isolation=self._isolation,
-            plugins_down=down,
+            plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
+            plugins=[
+                control_pb2.PluginStatus(
+                    name=name,
+                    up=plugin.up,
+                    pid=plugin.pid or 0,
+                    restarts=plugin.restarts,
+                    crash_loop=plugin.crash_loop,
+                    last_error=plugin.last_error or "",
+                )
+                for name, plugin in sorted(plugins.items())
+            ],
         )
 
     @unary

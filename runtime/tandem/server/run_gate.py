@@ -9,6 +9,9 @@ shared servicer, after three checks of its own:
 - a request larger than MAX_REQUEST_BYTES is refused with RESOURCE_EXHAUSTED by gRPC;
 - at most MAX_CONCURRENT_CALLS calls are in flight; more are RESOURCE_EXHAUSTED at once.
 
+A forwarded call keeps the caller's deadline, or gets the run's time limit when the caller
+set none, so a call never waits on the servicer forever.
+
 Forwarding bytes keeps the gate independent of the servicer: the same code paths, scope
 checks and trace serve every coordinator.
 """
@@ -45,7 +48,7 @@ def _names_run(metadata: Any, run_id: str) -> bool:
     return scheme.lower() == "bearer" and token.partition(".")[0] == run_id
 
 
-def _forwarder(channel: grpc.aio.Channel, path: str, run_id: str) -> Handler:
+def _forwarder(channel: grpc.aio.Channel, path: str, run_id: str, timeout_s: float) -> Handler:
     # No (de)serializers: bytes in, bytes out.
     call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
 
@@ -55,8 +58,10 @@ def _forwarder(channel: grpc.aio.Channel, path: str, run_id: str) -> Handler:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "this socket serves another run's token"
             )
+        remaining = context.time_remaining()
+        timeout = timeout_s if remaining is None else min(remaining, timeout_s)
         try:
-            reply: bytes = await call(request, metadata=tuple(metadata or ()))
+            reply: bytes = await call(request, metadata=tuple(metadata or ()), timeout=timeout)
         except grpc.aio.AioRpcError as error:
             await context.abort(error.code(), error.details() or "")
         return reply
@@ -65,13 +70,16 @@ def _forwarder(channel: grpc.aio.Channel, path: str, run_id: str) -> Handler:
 
 
 @contextlib.asynccontextmanager
-async def run_gate(socket: Path, upstream: Path, run_id: str) -> AsyncIterator[None]:
-    """Serve `run_id`'s calls on `socket`, forwarding them to the shared `upstream`."""
+async def run_gate(
+    socket: Path, upstream: Path, run_id: str, timeout_s: float
+) -> AsyncIterator[None]:
+    """Serve `run_id`'s calls on `socket`, forwarding them to the shared `upstream`, each
+    within `timeout_s` at most."""
     channel = grpc.aio.insecure_channel(f"unix:{upstream}", options=GRPC_OPTIONS)
     server = grpc.aio.server(options=_options(), maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         method.name: grpc.unary_unary_rpc_method_handler(
-            _forwarder(channel, f"/{_SERVICE.full_name}/{method.name}", run_id)
+            _forwarder(channel, f"/{_SERVICE.full_name}/{method.name}", run_id, timeout_s)
         )
         for method in _SERVICE.methods
         if not (method.client_streaming or method.server_streaming)

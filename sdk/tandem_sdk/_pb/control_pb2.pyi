@@ -43,12 +43,15 @@ class HealthResponse(_message.Message):
     ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
     ISOLATION_FIELD_NUMBER: _builtins.int
     PLUGINS_DOWN_FIELD_NUMBER: _builtins.int
+    PLUGINS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     protocol_version: _builtins.int
     active_runs: _builtins.int
     isolation: _builtins.str
     @_builtins.property
     def plugins_down(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def plugins(self) -> _containers.RepeatedCompositeFieldContainer[Global___PluginStatus]: ...
     def __init__(
         self,
         *,
@@ -57,14 +60,52 @@ class HealthResponse(_message.Message):
         active_runs: _builtins.int = ...,
         isolation: _builtins.str = ...,
         plugins_down: _abc.Iterable[_builtins.str] | None = ...,
+        plugins: _abc.Iterable[Global___PluginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HealthResponse: _TypeAlias = HealthResponse  # noqa: Y015
+
+@_typing.final
+class PluginStatus(_message.Message):
+    """One plugin process as its supervisor sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UP_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    RESTARTS_FIELD_NUMBER: _builtins.int
+    CRASH_LOOP_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    up: _builtins.bool
+    pid: _builtins.int
+    restarts: _builtins.int
+    crash_loop: _builtins.bool
+    """exiting again and again: restarts are backed off"""
+    last_error: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        up: _builtins.bool = ...,
+        pid: _builtins.int = ...,
+        restarts: _builtins.int = ...,
+        crash_loop: _builtins.bool = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "last_error", b"last_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PluginStatus: _TypeAlias = PluginStatus  # noqa: Y015
 
 @_typing.final
 class TriggerRequest(_message.Message):

@@ -70,17 +70,23 @@ class RunContext(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     WORKFLOW_FIELD_NUMBER: _builtins.int
+    DEADLINE_UNIX_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     workflow: _builtins.str
+    deadline_unix: _builtins.float
+    """When the host stops waiting for this call (unix time, seconds): the sooner of the
+    plugin's call timeout and the run's own time limit. 0: unknown.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         workflow: _builtins.str = ...,
+        deadline_unix: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline_unix", b"deadline_unix", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
