@@ -65,6 +65,13 @@ MALFORMED = {
         "triggers.0.schedule",
         "minute step /61 is out of range",
     ),
+    "webhook_without_secret": (
+        "coordinator: script\ncoordinator_script: script.py\n"
+        "triggers: [{webhook: {path: /hooks/x}}]\n",
+        {"script.py": GOOD_SCRIPT},
+        "triggers.0.webhook.secret_env",
+        "Field required",
+    ),
     "bad_coordinator": (
         "coordinator: robot\n",
         {},

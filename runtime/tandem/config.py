@@ -24,7 +24,9 @@ _KEYS = {
     "isolation",
     "isolation_fallback",
     "builtin_plugins",
+    "http",
 }
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
 _MAX_SOCKET_DIR = 80
 
@@ -44,6 +46,9 @@ class ProjectConfig:
     isolation: str = "namespace"
     # Start with the `process` tier when `namespace` is unavailable, instead of refusing.
     isolation_fallback: bool = False
+    # The daemon's HTTP listener for webhooks: "HOST:PORT", or None for none.
+    http_listen: str | None = None
+    http_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,9 +82,11 @@ def load_config(
     state_dir: Path | None = None,
     isolation: str | None = None,
     isolation_fallback: bool | None = None,
+    http_listen: str | None = None,
 ) -> ProjectConfig:
     root = (root or Path.cwd()).resolve()
     settings = _read_file(root / CONFIG_FILE)
+    http = _http_settings(root / CONFIG_FILE, settings.get("http"))
     base = root
 
     def path_of(key: str, default: str) -> Path:
@@ -103,7 +110,25 @@ def load_config(
             if isolation_fallback is None
             else isolation_fallback
         ),
+        http_listen=http_listen or http.get("listen"),
+        http_max_body_bytes=int(http.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
     )
+
+
+def _http_settings(path: Path, value: Any) -> dict[str, Any]:
+    """`http: HOST:PORT`, or `http: {listen: HOST:PORT, max_body_bytes: N}`."""
+    if value is None:
+        return {}
+    if isinstance(value, str | int):
+        return {"listen": str(value)}
+    if not isinstance(value, dict) or set(value) - {"listen", "max_body_bytes"}:
+        raise DefinitionError(
+            str(path), "http: expected HOST:PORT or {listen: HOST:PORT, max_body_bytes: N}"
+        )
+    size = value.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    if not isinstance(size, int) or size < 1:
+        raise DefinitionError(str(path), "http.max_body_bytes: expected a positive integer")
+    return {**value, "listen": None if value.get("listen") is None else str(value["listen"])}
 
 
 def _read_file(path: Path) -> dict[str, Any]:

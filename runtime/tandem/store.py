@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS events (
     data_json TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+-- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    workflow TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    run_id TEXT,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (workflow, delivery)
+);
 """
 
 
@@ -144,6 +152,34 @@ class RunStore:
         self._db.execute(
             "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
             (run_id, event.seq, event.ts, event.kind, json.dumps(event.data, default=str)),
+        )
+
+    def claim_delivery(self, workflow: str, delivery: str) -> bool:
+        """Record a webhook delivery for `workflow`; False when it was already taken."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO webhook_deliveries (workflow, delivery, received_at)"
+            " VALUES (?, ?, ?)",
+            (workflow, delivery, time.time()),
+        )
+        return cursor.rowcount == 1
+
+    def delivery_started(self, workflow: str, delivery: str, run_id: str) -> None:
+        self._db.execute(
+            "UPDATE webhook_deliveries SET run_id=? WHERE workflow=? AND delivery=?",
+            (run_id, workflow, delivery),
+        )
+
+    def delivery_run(self, workflow: str, delivery: str) -> str | None:
+        row = self._db.execute(
+            "SELECT run_id FROM webhook_deliveries WHERE workflow=? AND delivery=?",
+            (workflow, delivery),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def release_delivery(self, workflow: str, delivery: str) -> None:
+        """Forget a claimed delivery whose run could not start, so a redelivery may."""
+        self._db.execute(
+            "DELETE FROM webhook_deliveries WHERE workflow=? AND delivery=?", (workflow, delivery)
         )
 
     def mark_interrupted(self) -> list[str]:

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="start with the process tier when the namespace tier is unavailable",
     )
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve webhook triggers over HTTP here (PORT alone binds to loopback)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     run = commands.add_parser("run", help="trigger one run and wait for it")
@@ -158,6 +163,7 @@ def _config(args: argparse.Namespace) -> ProjectConfig:
         state_dir=args.state,
         isolation=getattr(args, "isolation", None),
         isolation_fallback=getattr(args, "isolation_fallback", None),
+        http_listen=getattr(args, "http", None),
     )
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
 from tandem.schedule import Scheduler
+from tandem.webhooks import HttpListener, WebhookIntake, bind_listener, parse_listen
+from tandem.webhooks.listener import create_app
 
 log = logging.getLogger("tandem")
 
@@ -62,8 +66,16 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     background = BackgroundTasks()
+    listener: HttpListener | None = None
+    sock: socket.socket | None = None
     try:
+        # Bound first: a taken port stops the daemon before it starts anything.
+        sock = bind_listener(*parse_listen(config.http_listen)) if config.http_listen else None
         await host.start()
+        if sock is not None:
+            intake = WebhookIntake(host.registry, host.runs, host.store)
+            listener = HttpListener(create_app(intake, config.http_max_body_bytes), sock)
+            background.start("http-listener", listener.serve())
         if not args.no_reload:
             background.start("workflow-watcher", host.watch_workflows())
             # Let the watcher register its inotify watches (its first step), then load once
@@ -71,24 +83,40 @@ async def _serve(
             await asyncio.sleep(0)
             host.reload()
         background.start("scheduler", Scheduler(host.runs).run_forever())
-        _announce(host, config)
+        _announce(host, config, listener)
         await stop.wait()
         log.info("stopping: runs in flight get %.1fs", args.grace)
     finally:
+        if listener is not None:
+            listener.stop()  # no new deliveries; uvicorn finishes the ones it holds
+        elif sock is not None:
+            sock.close()
         await background.stop()
         await host.stop(grace=args.grace)
     log.info("stopped")
     return 0
 
 
-def _announce(host: Host, config: ProjectConfig) -> None:
+def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) -> None:
     for state in host.registry.states():
-        if state.current and any(t.webhook for t in state.current.spec.triggers):
-            log.warning(
-                "workflow %s declares a webhook trigger; this version does not serve "
-                "webhooks yet (manual and schedule triggers work)",
-                state.name,
-            )
+        triggers = state.current.spec.triggers if state.current else []
+        for hook in (t.webhook for t in triggers if t.webhook):
+            if listener is None:
+                log.warning(
+                    "workflow %s has a webhook trigger (%s) but the daemon serves no HTTP: "
+                    "start it with --http HOST:PORT (or http: in tandem.yaml)",
+                    state.name,
+                    hook.path,
+                )
+            else:
+                log.info("webhook POST %s%s -> %s", listener.address, hook.path, state.name)
+            if not os.environ.get(hook.secret_env):
+                log.warning(
+                    "workflow %s: %s is not set; deliveries to %s are refused until it is",
+                    state.name,
+                    hook.secret_env,
+                    hook.path,
+                )
     for run_id in host.interrupted:
         log.warning("run %s was left unfinished by a previous host: marked interrupted", run_id)
     log.info(
@@ -98,4 +126,6 @@ def _announce(host: Host, config: ProjectConfig) -> None:
         len(host.plugins.plugins),
         host.isolation.name,
     )
+    if listener is not None:
+        log.info("http listener %s", listener.address)
     log.info("control socket %s", host.control_socket)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tandem.cron import check_cron
 
@@ -24,12 +24,32 @@ class Limits(_Strict):
 
 
 class Webhook(_Strict):
-    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")]
-    secret_env: str | None = None
+    """An HTTP path the daemon serves (`tandem serve --http`). Every delivery is verified:
+
+    - `verify: github` (default): HMAC-SHA256 of the raw body in `X-Hub-Signature-256`;
+      `X-GitHub-Event` may be filtered by `events`, the payload's `action` by `actions`,
+      and `X-GitHub-Delivery` deduplicates redeliveries.
+    - `verify: hmac`: any sender signing the raw body with HMAC-SHA256 into `header`
+      (hex, optionally prefixed `sha256=`); `delivery_header`, if named, deduplicates.
+    """
+
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$", max_length=200)]
+    verify: Literal["github", "hmac"] = "github"
+    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    events: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")] = "X-Signature-256"
+    delivery_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")] | None = None
+
+    @model_validator(mode="after")
+    def _events_need_github(self) -> Webhook:
+        if self.events and self.verify != "github":
+            raise ValueError("events filters GitHub's X-GitHub-Event: it needs verify: github")
+        return self
 
 
 class Trigger(_Strict):
-    """Exactly one of: `manual: {}`, `schedule: "<cron>"`, `webhook: {path, secret_env}`."""
+    """Exactly one of: `manual: {}`, `schedule: "<cron>"`, `webhook: {path, secret_env, ...}`."""
 
     manual: dict[str, Any] | None = None
     schedule: str | None = None

@@ -1,0 +1,128 @@
+"""The daemon's HTTP listener: a starlette app served by uvicorn on the daemon's own event
+loop. It only serves webhook paths; everything else is the intake's."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from tandem_sdk.errors import TandemError
+
+from .intake import Delivery, WebhookIntake
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_HOST = "127.0.0.1"
+
+
+class ListenError(TandemError):
+    pass
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` or `PORT` (loopback unless a host is named)."""
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]") or DEFAULT_HOST
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ListenError(f"--http {text!r}: expected HOST:PORT, :PORT or PORT") from None
+    return host, port
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind now, so a taken port is a clear error at start rather than inside uvicorn."""
+    family = socket.AF_INET6 if _is_ipv6(host) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def create_app(intake: WebhookIntake, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    async def deliver(request: Request) -> Response:
+        path = request.url.path
+        if not intake.knows(path):
+            return JSONResponse({"error": f"no webhook at {path}"}, status_code=404)
+        if request.method != "POST":
+            return JSONResponse(
+                {"error": "webhooks take POST"}, status_code=405, headers={"Allow": "POST"}
+            )
+        too_large = JSONResponse(
+            {"error": f"the body is over the limit of {max_body_bytes} bytes"}, status_code=413
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                return too_large
+        client = request.client
+        answer = intake.receive(
+            Delivery(
+                path=path,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=bytes(body),
+                remote=f"{client.host}:{client.port}" if client else "?",
+            )
+        )
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", deliver, methods=methods)])
+
+
+class _DaemonServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the daemon owns SIGTERM and SIGINT, and stops this server itself
+
+
+class HttpListener:
+    def __init__(self, app: Starlette, sock: socket.socket) -> None:
+        self._sock = sock
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # the daemon's logging
+            access_log=False,  # the intake logs each delivery
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _DaemonServer(config)
+
+    @property
+    def address(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._sock])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
