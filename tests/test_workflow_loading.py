@@ -28,10 +28,10 @@ MALFORMED = {
     "missing_prompt": ("coordinator: llm\nprompt: prompt.md\n", {}, "prompt", "prompt.md"),
     "no_script_given": ("coordinator: script\n", {}, "coordinator_script", "required"),
     "unknown_tool": (
-        "coordinator: script\ncoordinator_script: script.py\ntools: [state.get, slack.*]\n",
+        "coordinator: script\ncoordinator_script: script.py\ntools: [state.get, nosuch.*]\n",
         {"script.py": GOOD_SCRIPT},
         "tools",
-        "'slack.*'",
+        "'nosuch.*'",
     ),
     "bad_limits": (
         "coordinator: script\ncoordinator_script: script.py\nlimits: {timeout_s: -1}\n",

@@ -37,9 +37,7 @@ def github_headers(secret: str | None, event: str, body: bytes, delivery: str) -
     if secret is not None:
         key = secret.encode()
         headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
-        headers["X-Hub-Signature-256"] = (
-            "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-        )
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
     return headers
 
 
