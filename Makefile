@@ -30,8 +30,9 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/python scripts/gen_proto.py --check
 
+# The pr_merged example end to end, on local stand-ins for Slack, GitHub and the model.
 demo: install
-	$(BIN)/tandem run hello --payload '{"name": "Ada"}' --follow
+	$(BIN)/python scripts/demo.py
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
