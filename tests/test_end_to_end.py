@@ -52,8 +52,13 @@ def test_script_run_end_to_end(project: Project, start_daemon) -> None:
     assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
     calls = [e.data for e in record.events if e.kind == "tool.call"]
     assert calls == [
-        {"tool": "util.echo", "arguments": {"text": "ada", "times": 2}},
-        {"tool": "util.who", "arguments": {}},
+        {
+            "tool": "util.echo",
+            "executed": True,
+            "source": "plugin",
+            "arguments": {"text": "ada", "times": 2},
+        },
+        {"tool": "util.who", "executed": True, "source": "plugin", "arguments": {}},
     ]
     results = [e.data for e in record.events if e.kind == "tool.result"]
     assert [r["ok"] for r in results] == [True, True]

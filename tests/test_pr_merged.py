@@ -5,68 +5,13 @@ githubkit plugins against the Slack and GitHub stand-ins, a signed GitHub webhoo
 from __future__ import annotations
 
 import json
-import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import REPO, Daemon, Project
-from tandem.testing import AnthropicStandIn
-from tandem.testing.github_api import GitHubStandIn, pull_request_event
+from pr_merged_fixtures import SECRET, SETTINGS, SWEEP, WEBHOOK_101, Setup
+from tandem.testing.github_api import pull_request_event
 from tandem.testing.github_webhook import deliver
 from tandem.testing.pr_merged import webhook_conversation
-from tandem.testing.slack_api import SlackStandIn
-
-SECRET = "pr-merged-test-secret"
-ENG = "C0ENG00001"
-SETTINGS = json.loads((REPO / "workflows/pr_merged/files/settings.json").read_text())
-# What a sweep of the seeded #eng must do (workspace.py): merged -> :merged:, closed -> :x:.
-SWEEP = {
-    ("1764460920.000300", "merged"),  # links 101 and 104, both merged: one reaction
-    ("1764460980.000400", "x"),  # 102 closed without merging
-    ("1764461160.000700", "merged"),  # 103 open and 101 merged
-}
-# 105's message already has :merged:; 103 is open; 999 is unknown; #7 is an issue.
-WEBHOOK_101 = {("1764460920.000300", "merged"), ("1764461160.000700", "merged")}
-
-
-class Setup:
-    def __init__(self, root: Path) -> None:
-        self.slack = SlackStandIn().start()
-        self.github = GitHubStandIn().start()
-        self.model = AnthropicStandIn().start()
-        project = Project(root)
-        shutil.copytree(REPO / "workflows" / "pr_merged", root / "workflows" / "pr_merged")
-        env = {
-            **self.slack.env,
-            **self.github.env,
-            **self.model.env,
-            "GITHUB_WEBHOOK_SECRET": SECRET,
-        }
-        self.daemon = Daemon(project, "--http", "127.0.0.1:0", env=env)
-        self.url = next(
-            m.group(1)
-            for line in self.daemon.log
-            if (m := re.search(r"http listener (http://\S+)", line))
-        )
-
-    def added(self) -> set[tuple[str, str]]:
-        return {(r.ts, r.name) for r in self.slack.reactions_added if r.channel == ENG}
-
-    def run(self, payload: object = None, coordinator: str | None = None):
-        run_id = self.daemon.client.trigger("pr_merged", payload, coordinator)
-        return self.wait(run_id)
-
-    def wait(self, run_id: str):
-        for _ in self.daemon.client.watch(run_id):
-            pass
-        return self.daemon.client.run(run_id)
-
-    def close(self) -> None:
-        self.daemon.close()
-        for stand_in in (self.slack, self.github, self.model):
-            stand_in.stop()
 
 
 @pytest.fixture(scope="module")

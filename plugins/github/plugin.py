@@ -72,7 +72,7 @@ class PullStatus(TypedDict):
     author: str
 
 
-@tool(side_effects=False)
+@tool(read_only=True)
 def pr_status(
     url: str = "", owner: str = "", repo: str = "", number: int = 0, *, ctx: RunContext
 ) -> PullStatus:

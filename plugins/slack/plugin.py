@@ -72,7 +72,7 @@ _channel_ids: dict[str, str] = {}  # channel name -> id, as conversations.list g
 _channel_ids_lock = threading.Lock()
 
 
-@tool(side_effects=False)
+@tool(read_only=True)
 def get_messages(channel: str, ctx: RunContext, limit: int = 20) -> list[dict[str, Any]]:
     """Read the most recent messages of a Slack channel, newest first.
 
@@ -102,7 +102,7 @@ def get_messages(channel: str, ctx: RunContext, limit: int = 20) -> list[dict[st
     return [_summary(message) for message in messages[:limit]]
 
 
-@tool
+@tool(destructive=False, idempotent=True)
 def add_reaction(channel: str, ts: str, name: str, ctx: RunContext) -> dict[str, Any]:
     """Add an emoji reaction from the bot to a Slack message.
 

@@ -32,7 +32,7 @@ def _db() -> sqlite3.Connection:
     return connection
 
 
-@tool(side_effects=False)
+@tool(read_only=True, open_world=False)
 def get(key: str, ctx: RunContext, default: JsonValue = None) -> JsonValue:
     """Read the value stored under a key, or `default` when there is none.
 
@@ -48,7 +48,7 @@ def get(key: str, ctx: RunContext, default: JsonValue = None) -> JsonValue:
     return json.loads(row[0]) if row else default
 
 
-@tool
+@tool(destructive=True, idempotent=True, open_world=False)
 def set(key: str, value: JsonValue, ctx: RunContext) -> None:
     """Store a JSON value under a key, replacing what was there.
 
@@ -63,7 +63,7 @@ def set(key: str, value: JsonValue, ctx: RunContext) -> None:
     )
 
 
-@tool
+@tool(destructive=True, idempotent=True, open_world=False)
 def delete(key: str, ctx: RunContext) -> bool:
     """Remove a key. Returns whether it existed.
 
@@ -74,7 +74,7 @@ def delete(key: str, ctx: RunContext) -> bool:
     return cursor.rowcount > 0
 
 
-@tool(side_effects=False)
+@tool(read_only=True, open_world=False)
 def keys(ctx: RunContext, prefix: str = "", limit: int = 1000) -> list[str]:
     """List stored keys that start with a prefix, in order.
 
@@ -93,7 +93,7 @@ def keys(ctx: RunContext, prefix: str = "", limit: int = 1000) -> list[str]:
     return [key for (key,) in rows]
 
 
-@tool
+@tool(destructive=False, idempotent=True, open_world=False, dry_run_result=True)
 def add_once(key: str, ctx: RunContext) -> bool:
     """Mark a key as handled. True the first time, False if it was already marked: an atomic
     check-and-set for "have I handled this already?".
@@ -107,7 +107,7 @@ def add_once(key: str, ctx: RunContext) -> bool:
     return cursor.rowcount == 1
 
 
-@tool
+@tool(destructive=False, idempotent=False, open_world=False)
 def increment(key: str, ctx: RunContext, by: int = 1) -> int:
     """Add to an integer counter (missing counts as 0) and return the new value.
 

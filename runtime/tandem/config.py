@@ -25,8 +25,11 @@ _KEYS = {
     "isolation_fallback",
     "builtin_plugins",
     "http",
+    "record",
 }
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A tool result up to this size is kept whole in the trace (what replay answers with).
+DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
 _MAX_SOCKET_DIR = 80
 
@@ -49,6 +52,7 @@ class ProjectConfig:
     # The daemon's HTTP listener for webhooks: "HOST:PORT", or None for none.
     http_listen: str | None = None
     http_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,7 +116,22 @@ def load_config(
         ),
         http_listen=http_listen or http.get("listen"),
         http_max_body_bytes=int(http.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
+        record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
     )
+
+
+def _record_cap(path: Path, value: Any) -> int:
+    """`record: {max_result_bytes: N}`: the largest tool result a trace keeps whole."""
+    if value is None:
+        return DEFAULT_RECORD_MAX_RESULT_BYTES
+    size = value.get("max_result_bytes") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"max_result_bytes"}
+        or not (isinstance(size, int) and size > 0)
+    ):
+        raise DefinitionError(str(path), "record: expected {max_result_bytes: N}, N > 0")
+    return size
 
 
 def _http_settings(path: Path, value: Any) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from .tools import HostTool
 PROVIDER = "files"
 
 
-@tool(side_effects=False, name="list")
+@tool(read_only=True, open_world=False, name="list")
 def list_files() -> list[str]:
     """List the virtual paths of this workflow's files."""
     raise AssertionError("served by the run, never called")
 
 
-@tool(side_effects=False, name="read")
+@tool(read_only=True, open_world=False, name="read")
 def read_file(path: str) -> str:
     """Read one of this workflow's files as UTF-8 text.
 
@@ -33,7 +33,7 @@ def _host_tool(function: object) -> HostTool:
         PROVIDER,
         definition.description,
         definition.input_schema,
-        definition.side_effects,
+        definition.annotations,
     )
 
 

@@ -67,6 +67,7 @@ class Host:
             self.plugins,
             self.registry,
             {"script": coordinator, "llm": LlmCoordinator(self.model_api, self.toolhost_socket)},
+            record_max_result_bytes=config.record_max_result_bytes,
         )
         self.interrupted: list[str] = []
         self._servers: list[grpc.aio.Server] = []

@@ -8,16 +8,26 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from tandem_sdk.errors import DefinitionError, NotFound, TandemError, Unauthenticated
+from tandem_sdk.errors import (
+    DefinitionError,
+    InvalidArguments,
+    NotFound,
+    TandemError,
+    Unauthenticated,
+)
 
+from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
-from .session import RunSession
+from .replay.recording import Recording
+from .session import RunMode, RunSession
 from .store import Event, RunRecord, RunStore
-from .workflows import WorkflowRegistry
+from .workflows import Workflow, WorkflowRegistry
+from .workflows.loader import WorkflowError, load_workflow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,16 @@ class ShuttingDown(TandemError):
     pass
 
 
+def version_content(workflow: Workflow) -> dict[str, Any]:
+    """What a workflow version is made of, kept beside the runs that used it."""
+    return {
+        "spec": workflow.spec.model_dump(mode="json"),
+        "prompt": workflow.prompt_text,
+        "script": workflow.script_source,
+        "files": {path: data.decode("utf-8", "replace") for path, data in workflow.files.items()},
+    }
+
+
 class RunManager:
     def __init__(
         self,
@@ -37,7 +57,10 @@ class RunManager:
         plugins: PluginManager,
         registry: WorkflowRegistry,
         coordinators: Mapping[str, Coordinator],
+        *,
+        record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES,
     ) -> None:
+        self.record_max_result_bytes = record_max_result_bytes
         self.store = store
         self.plugins = plugins
         self.registry = registry
@@ -47,11 +70,22 @@ class RunManager:
         self.accepting = True
 
     def trigger(
-        self, workflow_name: str, payload: Any, coordinator: str | None = None
+        self,
+        workflow_name: str,
+        payload: Any,
+        coordinator: str | None = None,
+        *,
+        dry_run: bool = False,
+        replay: Recording | None = None,
+        live_reads: bool = False,
+        workflow: Workflow | None = None,
     ) -> RunSession:
+        """Start a run. `dry_run` plans every call with side effects instead of making it;
+        `replay` answers calls from a recorded run; `workflow` replaces the registry's
+        version (a candidate folder)."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
-        workflow = self.registry.get(workflow_name)
+        workflow = workflow or self.registry.get(workflow_name)
         if workflow is None:
             state = next((s for s in self.registry.states() if s.name == workflow_name), None)
             if state and state.error:
@@ -65,7 +99,9 @@ class RunManager:
         if kind == "llm" and workflow.prompt_text is None:
             raise DefinitionError(workflow_name, "coordinator llm needs a prompt")
         run_id = new_run_id()
-        session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins)
+        mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes)
+        session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
+        self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
         self.store.create(
             RunRecord(
                 id=run_id,
@@ -75,11 +111,46 @@ class RunManager:
                 trigger=payload,
                 status="queued",
                 created_at=time.time(),
+                mode=mode.name,
+                source_run=replay.run.id if replay else None,
             )
         )
         self.sessions[run_id] = session
         self._tasks[run_id] = asyncio.create_task(self._execute(session), name=f"run-{run_id}")
         return session
+
+    def replay(
+        self,
+        run_id: str,
+        coordinator: str | None = None,
+        *,
+        workflow_path: Path | None = None,
+        live_reads: bool = False,
+    ) -> RunSession:
+        """Run a recorded run's trigger again through the current workflow (or the one in
+        `workflow_path`), its tool calls answered from the recording."""
+        record = self.store.get(run_id)
+        if record is None:
+            raise NotFound(f"no run {run_id!r}")
+        candidate = None
+        if workflow_path is not None:
+            try:
+                candidate = load_workflow(workflow_path, self.plugins.tool_names())
+            except WorkflowError as error:
+                raise DefinitionError(str(workflow_path), str(error)) from None
+            if candidate.name != record.workflow:
+                raise InvalidArguments(
+                    f"{workflow_path} is workflow {candidate.name!r}; run {run_id} is of "
+                    f"{record.workflow!r}"
+                )
+        return self.trigger(
+            record.workflow,
+            record.trigger,
+            coordinator,
+            replay=Recording.from_run(record),
+            live_reads=live_reads,
+            workflow=candidate,
+        )
 
     def authenticate(self, token: str) -> RunSession:
         run_id, _, secret = token.partition(".")
@@ -142,12 +213,15 @@ class RunManager:
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
         self.store.mark_started(session.id, time.time())
+        mode = session.mode
         session.emit(
             "run.started",
             workflow=session.workflow.name,
             version=session.workflow.version,
             coordinator=session.coordinator,
-            trigger=session.trigger,
+            mode=mode.name,
+            **({"source_run": mode.recording.run.id} if mode.recording else {}),
+            raw={"trigger": session.trigger},
         )
         session.deadline = time.monotonic() + session.limits.timeout_s
         try:

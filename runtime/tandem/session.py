@@ -22,9 +22,13 @@ from tandem_sdk.errors import (
     ToolError,
     ToolNotInScope,
 )
+from tandem_sdk.plan import canonical
 
+from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .files_tools import FILE_TOOLS
 from .plugins import PluginManager
+from .replay.answers import replayed_answer
+from .replay.recording import RecordedCall, Recording
 from .store import USAGE_KEYS, Event, RunStore
 from .tools import HostTool
 from .workflows import Workflow
@@ -40,6 +44,27 @@ class ToolOutcome:
     error: ToolError | None = None
 
 
+@dataclass(frozen=True)
+class RunMode:
+    """How a run's tool calls are answered. The host decides, never the coordinator:
+
+    - live: every call reaches its plugin;
+    - dry run: read-only tools run, every other call is planned and answered with the
+      tool's dry-run result;
+    - replay: calls are answered from `recording`; an unrecorded read-only call runs live
+      only with `live_reads`; a tool with side effects never runs.
+    """
+
+    dry_run: bool = False
+    recording: Recording | None = None
+    live_reads: bool = False
+    max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
+
+    @property
+    def name(self) -> str:
+        return "replay" if self.recording else "dry_run" if self.dry_run else "live"
+
+
 class RunSession:
     def __init__(
         self,
@@ -49,8 +74,12 @@ class RunSession:
         trigger: Any,
         store: RunStore,
         plugins: PluginManager,
+        mode: RunMode | None = None,
     ) -> None:
         self.id = run_id
+        self.mode = mode or RunMode()
+        # Ids of the subagents running now: a tool call may carry one only while it runs.
+        self.subagents: set[str] = set()
         self.workflow = workflow
         self.coordinator = coordinator
         self.trigger = trigger
@@ -73,9 +102,11 @@ class RunSession:
 
     # -- trace -----------------------------------------------------------------------------
 
-    def emit(self, kind: str, **data: Any) -> Event:
+    def emit(self, kind: str, *, raw: dict[str, Any] | None = None, **data: Any) -> Event:
+        """Write an event. `data` values are capped so a trace stays small; `raw` ones are
+        kept whole (tool arguments and results, already bounded, that replay relies on)."""
         self._seq += 1
-        event = Event(self._seq, time.time(), kind, _capped(data))
+        event = Event(self._seq, time.time(), kind, {**_capped(data), **(raw or {})})
         self._store.append_event(self.id, event)
         for queue in self._watchers:
             queue.put_nowait(event)
@@ -119,8 +150,10 @@ class RunSession:
             )
         return tool
 
-    async def call_tool(self, name: str, arguments_json: str) -> ToolOutcome:
-        """Check scope, limits and arguments, dispatch, and trace it all."""
+    async def call_tool(
+        self, name: str, arguments_json: str, *, subagent: str | None = None
+    ) -> ToolOutcome:
+        """Check scope, limits and arguments, answer as the run's mode says, trace it all."""
         try:
             tool = self.resolve_tool(name)
             self._count_call(name)
@@ -129,18 +162,28 @@ class RunSession:
             error.run_id = self.id
             self.emit("tool.refused", tool=name, error=type(error).__name__, message=error.message)
             raise
-        call = self.emit("tool.call", tool=name, arguments=arguments)
+        source, recorded = self._source(tool, arguments)
+        tagged = {"subagent": subagent} if subagent in self.subagents else {}
+        call = self.emit(
+            "tool.call",
+            tool=name,
+            executed=source == "plugin",
+            source=source,
+            **tagged,
+            raw={"arguments": arguments},
+        )
         started = time.perf_counter()
+        closing: dict[str, Any] = {"call": call.seq, "tool": name, "executed": source == "plugin"}
         try:
-            result_json = await self._dispatch(tool, arguments, arguments_json)
+            result_json = await self._answer(source, recorded, tool, arguments, arguments_json)
         except ToolError as error:
             self.emit(
                 "tool.result",
-                call=call.seq,
-                tool=name,
+                **closing,
                 ok=False,
                 error_type=error.type,
                 message=error.reason,
+                retryable=error.retryable,
                 duration_ms=_ms(started),
             )
             return ToolOutcome(error=error)
@@ -148,11 +191,11 @@ class RunSession:
             error.run_id = self.id
             self.emit(
                 "tool.result",
-                call=call.seq,
-                tool=name,
+                **closing,
                 ok=False,
                 error_type=type(error).__name__,
                 message=error.message,
+                retryable=error.retryable,
                 duration_ms=_ms(started),
             )
             raise
@@ -160,8 +203,7 @@ class RunSession:
             # The caller went away (or the run ended): the trace still closes the call.
             self.emit(
                 "tool.result",
-                call=call.seq,
-                tool=name,
+                **closing,
                 ok=False,
                 error_type="Cancelled",
                 message="the call was cancelled before the tool answered",
@@ -170,13 +212,57 @@ class RunSession:
             raise
         self.emit(
             "tool.result",
-            call=call.seq,
-            tool=name,
+            **closing,
             ok=True,
-            result=json.loads(result_json),
             duration_ms=_ms(started),
+            raw=self._kept_result(result_json),
         )
         return ToolOutcome(result_json=result_json)
+
+    def _source(self, tool: HostTool, arguments: dict[str, Any]) -> tuple[str, RecordedCall | None]:
+        """Who answers: "plugin" (the call runs), "planned" (a dry run's stand-in),
+        "recording" (a replay's recorded answer) or "unrecorded" (a replay has none)."""
+        mode = self.mode
+        if tool.provider == "files":
+            return "plugin", None  # the workflow's own files: inputs, served as recorded
+        if mode.recording is not None:
+            recorded = mode.recording.take(tool.name, arguments)
+            if recorded is not None:
+                return "recording", recorded
+            if mode.live_reads and tool.annotations.read_only:
+                return "plugin", None
+            return "unrecorded", None
+        if mode.dry_run and not tool.annotations.read_only:
+            return "planned", None
+        return "plugin", None
+
+    async def _answer(
+        self,
+        source: str,
+        recorded: RecordedCall | None,
+        tool: HostTool,
+        arguments: dict[str, Any],
+        arguments_json: str,
+    ) -> str:
+        if source == "planned":
+            return tool.dry_run_result(arguments)
+        if source == "recording" and recorded is not None:
+            return replayed_answer(recorded)
+        if source == "unrecorded":
+            hint = " (read-only: --live-reads would run it)" if tool.annotations.read_only else ""
+            raise ToolError(
+                f"{tool.name}({canonical(arguments)}) has no recorded answer in run "
+                f"{self.mode.recording.run.id if self.mode.recording else '?'}{hint}",
+                tool=tool.name,
+                type="not_recorded",
+            )
+        return await self._dispatch(tool, arguments, arguments_json)
+
+    def _kept_result(self, result_json: str) -> dict[str, Any]:
+        size = len(result_json.encode())
+        if size > self.mode.max_result_bytes:
+            return {"result_over_cap": size}
+        return {"result": json.loads(result_json)}
 
     async def _dispatch(
         self, tool: HostTool, arguments: dict[str, Any], arguments_json: str

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 ACTIVE = ("queued", "running")
+MODES = ("live", "dry_run", "replay")
+# Columns added after the first release, for stores made before them.
+_ADDED_COLUMNS = {
+    "mode": "TEXT NOT NULL DEFAULT 'live'",
+    "source_run": "TEXT",
+    "flag_json": "TEXT",
+}
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
 USAGE_KEYS = (
     "input_tokens",
@@ -35,7 +42,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     finished_at REAL,
     usage_json TEXT NOT NULL DEFAULT '{}',
-    host_pid INTEGER NOT NULL
+    host_pid INTEGER NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'live',
+    source_run TEXT,
+    flag_json TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -45,6 +55,14 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     data_json TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
+);
+-- The content of every workflow version a run used, so a trace says exactly which
+-- prompt, script and files ran, and replay and export can use them.
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    version TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    content_json TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 -- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
@@ -80,6 +98,9 @@ class RunRecord:
     finished_at: float | None = None
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
     events: list[Event] = field(default_factory=list)
+    mode: str = "live"  # live | dry_run | replay
+    source_run: str | None = None  # the recorded run a replay answered from
+    flag: dict[str, Any] | None = None  # {"reason", "calls": [indexes]} once a person flags it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,10 +116,27 @@ class RunRecord:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "usage": self.usage,
+            "mode": self.mode,
+            "source_run": self.source_run,
+            "flag": self.flag,
             "events": [
                 {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
             ],
         }
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs to list: empty strings match everything; times are unix seconds."""
+
+    workflow: str = ""
+    status: str = ""
+    coordinator: str = ""
+    mode: str = ""
+    flagged: bool = False
+    since: float = 0.0
+    until: float = float("inf")
+    limit: int = 50
 
 
 class RunStore:
@@ -109,6 +147,10 @@ class RunStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -116,7 +158,8 @@ class RunStore:
     def create(self, record: RunRecord) -> None:
         self._db.execute(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
-            " created_at, usage_json, host_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, usage_json, host_pid, mode, source_run)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.workflow,
@@ -127,8 +170,30 @@ class RunStore:
                 record.created_at,
                 json.dumps(record.usage),
                 os.getpid(),
+                record.mode,
+                record.source_run,
             ),
         )
+
+    def keep_version(self, version: str, workflow: str, content: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO workflow_versions (version, workflow, content_json, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (version, workflow, json.dumps(content), time.time()),
+        )
+
+    def version_content(self, version: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT content_json FROM workflow_versions WHERE version=?", (version,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def flag(self, run_id: str, flag: dict[str, Any] | None) -> bool:
+        cursor = self._db.execute(
+            "UPDATE runs SET flag_json=? WHERE id=?",
+            (None if flag is None else json.dumps(flag), run_id),
+        )
+        return cursor.rowcount == 1
 
     def mark_started(self, run_id: str, at: float) -> None:
         self._db.execute("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))
@@ -213,10 +278,31 @@ class RunStore:
         ).fetchall()
         return [Event(seq, ts, kind, json.loads(data)) for seq, ts, kind, data in rows]
 
-    def list(self, workflow: str = "", status: str = "", limit: int = 50) -> list[RunRecord]:
-        query = "SELECT * FROM runs WHERE (?='' OR workflow=?) AND (?='' OR status=?)"
-        query += " ORDER BY created_at DESC LIMIT ?"
-        rows = self._db.execute(query, (workflow, workflow, status, status, limit)).fetchall()
+    def list(self, query: RunQuery | None = None) -> list[RunRecord]:
+        q = query or RunQuery()
+        sql = (
+            "SELECT * FROM runs WHERE (?='' OR workflow=?) AND (?='' OR status=?)"
+            " AND (?='' OR coordinator=?) AND (?='' OR mode=?)"
+            " AND (? = 0 OR flag_json IS NOT NULL) AND created_at >= ? AND created_at <= ?"
+            " ORDER BY created_at DESC LIMIT ?"
+        )
+        rows = self._db.execute(
+            sql,
+            (
+                q.workflow,
+                q.workflow,
+                q.status,
+                q.status,
+                q.coordinator,
+                q.coordinator,
+                q.mode,
+                q.mode,
+                int(q.flagged),
+                q.since,
+                q.until,
+                q.limit,
+            ),
+        ).fetchall()
         return [_record(row) for row in rows]
 
 
@@ -235,6 +321,9 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         finished_at,
         usage_json,
         _pid,
+        mode,
+        source_run,
+        flag_json,
     ) = row
     return RunRecord(
         id=run_id,
@@ -249,6 +338,9 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         started_at=started_at,
         finished_at=finished_at,
         usage={**dict.fromkeys(USAGE_KEYS, 0), **json.loads(usage_json)},
+        mode=mode,
+        source_run=source_run,
+        flag=json.loads(flag_json) if flag_json else None,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+from tandem_sdk.annotations import ToolAnnotations
 from tandem_sdk.errors import InvalidArguments
 
 
@@ -17,15 +18,33 @@ class HostTool:
     provider: str  # the plugin name, or "files" for the built-in file tools
     description: str
     input_schema: dict[str, Any]
-    side_effects: bool
+    annotations: ToolAnnotations
+    dry_run_result_json: str  # what a dry run answers instead of a call; "" = the default
     _validator: Draft202012Validator = field(compare=False, repr=False)
 
     @classmethod
     def create(
-        cls, name: str, provider: str, description: str, schema: dict[str, Any], side_effects: bool
+        cls,
+        name: str,
+        provider: str,
+        description: str,
+        schema: dict[str, Any],
+        annotations: ToolAnnotations,
+        dry_run_result_json: str = "",
     ) -> HostTool:
         Draft202012Validator.check_schema(schema)
-        return cls(name, provider, description, schema, side_effects, Draft202012Validator(schema))
+        validator = Draft202012Validator(schema)
+        return cls(name, provider, description, schema, annotations, dry_run_result_json, validator)
+
+    @property
+    def side_effects(self) -> bool:
+        return self.annotations.side_effects
+
+    def dry_run_result(self, arguments: dict[str, Any]) -> str:
+        """What a dry run answers instead of calling this tool, as JSON text."""
+        if self.dry_run_result_json:
+            return self.dry_run_result_json
+        return json.dumps({"dry_run": True, "tool": self.name, "arguments": arguments})
 
     def parse_arguments(self, arguments_json: str) -> dict[str, Any]:
         """The arguments as a dict, or InvalidArguments naming what is wrong."""

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._pb import toolhost_pb2
+from ._pb import common_pb2, toolhost_pb2
+from .annotations import ToolAnnotations
 from .errors import ProtocolMismatch, ToolError
 from .protocol import PROTOCOL_VERSION
 
@@ -27,7 +28,11 @@ class ToolInfo:
     name: str
     description: str
     input_schema: dict[str, Any]
-    side_effects: bool
+    annotations: ToolAnnotations = field(default_factory=ToolAnnotations)
+
+    @property
+    def side_effects(self) -> bool:
+        return self.annotations.side_effects
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,21 @@ def run_info(reply: toolhost_pb2.GetRunResponse) -> RunInfo:
 
 def tool_infos(reply: toolhost_pb2.ListToolsResponse) -> list[ToolInfo]:
     return [
-        ToolInfo(t.name, t.description, json.loads(t.input_schema_json), t.side_effects)
+        ToolInfo(t.name, t.description, json.loads(t.input_schema_json), annotations_of(t))
         for t in reply.tools
     ]
+
+
+def annotations_of(spec: common_pb2.ToolSpec) -> ToolAnnotations:
+    """A spec's annotations; from `side_effects` alone when the sender predates them."""
+    if not spec.HasField("annotations"):
+        return ToolAnnotations(read_only=not spec.side_effects)
+    a = spec.annotations
+    return ToolAnnotations(a.read_only, a.destructive, a.idempotent, a.open_world)
+
+
+def annotations_pb(annotations: ToolAnnotations) -> common_pb2.ToolAnnotations:
+    return common_pb2.ToolAnnotations(**annotations.to_json())
 
 
 def call_request(name: str, arguments: dict[str, Any]) -> toolhost_pb2.CallToolRequest:

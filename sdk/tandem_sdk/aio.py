@@ -33,7 +33,12 @@ class AsyncToolHostClient:
     """One run's asyncio connection to the host. `target` is a gRPC target (`unix:/path`)."""
 
     def __init__(
-        self, target: str, token: str, *, timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+        self,
+        target: str,
+        token: str,
+        *,
+        timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         # Every call has a deadline (DEADLINE_EXCEEDED raises ToolTimeout); get_run()
         # replaces the default with the run's own time limit.
@@ -43,6 +48,7 @@ class AsyncToolHostClient:
         self._metadata = (
             ("authorization", f"Bearer {token}"),
             (PROTOCOL_HEADER, str(PROTOCOL_VERSION)),
+            *metadata,
         )
 
     async def close(self) -> None:

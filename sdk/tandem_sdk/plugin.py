@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints, overload
 
+from .annotations import ToolAnnotations, resolve_annotations
 from .errors import DefinitionError
 
 if TYPE_CHECKING:  # imported where used: a script process never pays for them
@@ -56,11 +57,17 @@ class ToolDefinition:
     name: str
     description: str
     input_schema: dict[str, Any]
-    side_effects: bool
+    annotations: ToolAnnotations
     function: Callable[..., Any]
     arguments: type[pydantic.BaseModel]
     context_parameter: str | None
     returns: pydantic.TypeAdapter[Any]
+    # What a dry run answers instead of calling the tool: JSON text, "" for the host's default.
+    dry_run_result_json: str = ""
+
+    @property
+    def side_effects(self) -> bool:
+        return self.annotations.side_effects
 
     def invoke(self, arguments_json: str, context: RunContext) -> Any:
         """Validate, call, and return the JSON-ready result. Exceptions are the tool's."""
@@ -71,19 +78,56 @@ class ToolDefinition:
         return self.returns.dump_python(self.function(**kwargs), mode="json")
 
 
+_NO_RESULT = object()
+
+
 @overload
 def tool(function: F, /) -> F: ...
 @overload
-def tool(*, side_effects: bool = True, name: str | None = None) -> Callable[[F], F]: ...
+def tool(
+    *,
+    side_effects: bool | None = None,
+    read_only: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
+    dry_run_result: Any = _NO_RESULT,
+    name: str | None = None,
+) -> Callable[[F], F]: ...
 
 
 def tool(
-    function: F | None = None, /, *, side_effects: bool = True, name: str | None = None
+    function: F | None = None,
+    /,
+    *,
+    side_effects: bool | None = None,
+    read_only: bool | None = None,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool | None = None,
+    dry_run_result: Any = _NO_RESULT,
+    name: str | None = None,
 ) -> F | Callable[[F], F]:
-    """Mark a function as a tool. Tools have side effects unless they say otherwise."""
+    """Mark a function as a tool, saying what it does (MCP's tool annotations):
+
+    - `read_only=True` (or `side_effects=False`): it changes nothing; dry runs call it.
+    - otherwise it has side effects; say whether it is `destructive` (default True: it may
+      delete or overwrite) and `idempotent` (default False: a repeat changes more).
+    - `open_world=False` for a tool that only reaches a closed store (default True).
+    - `dry_run_result`: the JSON value a dry run answers instead of calling it (default:
+      the host's `{"dry_run": true, ...}`).
+    """
 
     def mark(f: F) -> F:
-        f.__tandem_tool__ = {"side_effects": side_effects, "name": name or f.__name__}  # type: ignore[attr-defined]
+        f.__tandem_tool__ = {  # type: ignore[attr-defined]
+            "name": name or f.__name__,
+            "side_effects": side_effects,
+            "read_only": read_only,
+            "destructive": destructive,
+            "idempotent": idempotent,
+            "open_world": open_world,
+            "dry_run_result": dry_run_result,
+        }
         return f
 
     return mark(function) if function is not None else mark
@@ -149,15 +193,31 @@ def define_tool(plugin: str, function: Callable[..., Any]) -> ToolDefinition:
         raise DefinitionError(
             where, f"types cannot be expressed as JSON schema: {error}"
         ) from error
+    annotations = resolve_annotations(
+        where,
+        side_effects=marks.get("side_effects"),
+        read_only=marks.get("read_only"),
+        destructive=marks.get("destructive"),
+        idempotent=marks.get("idempotent"),
+        open_world=marks.get("open_world"),
+    )
+    dry_run_result = marks.get("dry_run_result", _NO_RESULT)
+    if dry_run_result is not _NO_RESULT and annotations.read_only:
+        raise DefinitionError(where, "dry_run_result: a read-only tool runs in dry runs")
+    try:
+        dry_run_json = "" if dry_run_result is _NO_RESULT else json.dumps(dry_run_result)
+    except (TypeError, ValueError) as error:
+        raise DefinitionError(where, f"dry_run_result is not JSON: {error}") from None
     return ToolDefinition(
         name=name,
         description=description,
         input_schema=schema,
-        side_effects=bool(marks.get("side_effects", True)),
+        annotations=annotations,
         function=function,
         arguments=model,
         context_parameter=context_parameter,
         returns=returns,
+        dry_run_result_json=dry_run_json,
     )
 
 

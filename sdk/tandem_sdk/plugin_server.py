@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import pydantic
 
+from ._convert import annotations_pb
 from ._pb import common_pb2, plugin_pb2, plugin_pb2_grpc
 from .errors import DefinitionError, ToolError
 from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
@@ -74,6 +75,8 @@ class PluginServicer(plugin_pb2_grpc.PluginServicer):
                     description=t.description,
                     input_schema_json=schema_json(t),
                     side_effects=t.side_effects,
+                    annotations=annotations_pb(t.annotations),
+                    dry_run_result_json=t.dry_run_result_json,
                 )
                 for t in self._tools.values()
             ],

@@ -12,3 +12,6 @@ GRPC_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+# The host's subagent marks its own tool calls with its id, so a trace (and a tool plan)
+# tells them from the run's own. The host honours only ids of subagents it is running.
+SUBAGENT_HEADER = "tandem-subagent"

@@ -70,8 +70,8 @@ def test_multi_turn_run_calls_tools_and_ends(daemon: Any, api: AnthropicStandIn)
     assert third.tool_results()[0]["content"] == "15"
     calls = kinds(record, "tool.call")
     assert calls == [
-        {"tool": "util.add", "arguments": {"a": 2, "b": 3}},
-        {"tool": "util.add", "arguments": {"a": 5, "b": 10}},
+        {"tool": "util.add", "executed": True, "source": "plugin", "arguments": {"a": 2, "b": 3}},
+        {"tool": "util.add", "executed": True, "source": "plugin", "arguments": {"a": 5, "b": 10}},
     ]
     responses = kinds(record, "model.response")
     assert [r["stop_reason"] for r in responses] == ["tool_use", "tool_use", "end_turn"]

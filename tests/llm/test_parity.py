@@ -37,7 +37,12 @@ def handler(trigger, tools, virtual_files, subagent):
     except errors.TandemError as error:
         refusal = f"{type(error).__name__}: {error}"
     offered = [
-        {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+        {
+            "name": t.name,
+            "description": t.description,
+            "behaviour": t.annotations.describe(),
+            "input_schema": t.input_schema,
+        }
         for t in tools.describe()
     ]
     return {"offered": offered, "refusal": refusal}
@@ -137,8 +142,10 @@ def test_model_is_offered_exactly_what_list_tools_gives_a_script(observed: Obser
         from_api_name(t["name"]): (t.get("description", ""), t["input_schema"])
         for t in observed.api.requests[0].tools
     }
+    # The API has no field for annotations: the model reads them after the description.
     offered_to_script = {
-        t["name"]: (t["description"], t["input_schema"]) for t in observed.script.output["offered"]
+        t["name"]: (f"{t['description']}\n\n[{t['behaviour']}]", t["input_schema"])
+        for t in observed.script.output["offered"]
     }
     assert offered_to_model == offered_to_script
     assert set(offered_to_script) == {"util.add", "util.echo", "files.list", "files.read"}

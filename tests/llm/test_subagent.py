@@ -86,7 +86,13 @@ def test_text_answer_as_a_child_of_the_run(daemon: Any, api: AnthropicStandIn) -
     )
     child = started["subagent"]
     assert [e["subagent"] for e in events(record, "model.response")] == [child]
-    assert finished == {"subagent": child, "ok": True, "usage": record.output["usage"]}
+    assert finished == {
+        "subagent": child,
+        "ok": True,
+        "usage": record.output["usage"],
+        "text": "Two numbers, one and two.",  # kept whole: what a replay answers with
+        "output": None,
+    }
     # The run's usage is the subagent's: its tokens count on the parent run.
     assert record.usage == record.output["usage"]
     assert record.usage["model_calls"] == 1 and record.usage["output_tokens"] > 0
@@ -108,7 +114,14 @@ def test_schema_answer_using_a_subset_of_the_run_tools(daemon: Any, api: Anthrop
     assert added["content"] == "5" and "is_error" not in added
     # In the run's scope but not offered to this subagent: refused before ToolHost.
     assert echoed["is_error"] is True and "util__echo" in echoed["content"]
-    assert events(record, "tool.call") == [{"tool": "util.add", "arguments": {"a": 2, "b": 3}}]
+    [call] = events(record, "tool.call")
+    assert (call["tool"], call["arguments"], call["executed"]) == (
+        "util.add",
+        {"a": 2, "b": 3},
+        True,
+    )
+    # Marked as the subagent's own call, by the id its events carry.
+    assert call["subagent"] == events(record, "subagent.started")[0]["subagent"]
     assert record.usage["model_calls"] == 2
 
 

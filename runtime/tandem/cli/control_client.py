@@ -42,9 +42,14 @@ class ControlClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def trigger(self, workflow: str, payload: Any, coordinator: str | None) -> str:
+    def trigger(
+        self, workflow: str, payload: Any, coordinator: str | None, *, dry_run: bool = False
+    ) -> str:
         request = control_pb2.TriggerRequest(
-            workflow=workflow, payload_json=json.dumps(payload), coordinator=coordinator or ""
+            workflow=workflow,
+            payload_json=json.dumps(payload),
+            coordinator=coordinator or "",
+            dry_run=dry_run,
         )
         return str(self.stub.Trigger(request).run_id)
 
@@ -57,11 +62,38 @@ class ControlClient:
             self.stub.GetRunTrace(control_pb2.GetRunTraceRequest(run_id=run_id))
         )
 
-    def runs(self, workflow: str, status: str, limit: int) -> list[RunRecord]:
-        reply = self.stub.ListRuns(
-            control_pb2.ListRunsRequest(workflow=workflow, status=status, limit=limit)
+    def runs(
+        self, workflow: str = "", status: str = "", limit: int = 50, **filters: Any
+    ) -> list[RunRecord]:
+        """Recent runs, newest first; `filters`: coordinator, mode, flagged, since, until."""
+        request = control_pb2.ListRunsRequest(
+            workflow=workflow, status=status, limit=limit, **filters
         )
-        return [record_from_message(m) for m in reply.runs]
+        return [record_from_message(m) for m in self.stub.ListRuns(request).runs]
+
+    def replay(
+        self,
+        run_id: str,
+        coordinator: str | None = None,
+        workflow_path: str | None = None,
+        live_reads: bool = False,
+    ) -> str:
+        request = control_pb2.ReplayRequest(
+            run_id=run_id,
+            coordinator=coordinator or "",
+            workflow_path=workflow_path or "",
+            live_reads=live_reads,
+        )
+        return str(self.stub.Replay(request).run_id)
+
+    def export(self, run_id: str) -> dict[str, Any]:
+        """The run as a fixture (see tandem.replay.fixtures)."""
+        reply = self.stub.ExportRun(control_pb2.ExportRunRequest(run_id=run_id))
+        fixture: dict[str, Any] = json.loads(reply.fixture_json)
+        return fixture
+
+    def flag(self, run_id: str, reason: str, calls: list[int]) -> None:
+        self.stub.FlagRun(control_pb2.FlagRunRequest(run_id=run_id, reason=reason, calls=calls))
 
 
 def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
@@ -86,4 +118,7 @@ def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
             "model_calls": usage.model_calls,
         },
         events=[Event(e.seq, e.ts, e.kind, json.loads(e.data_json)) for e in message.events],
+        mode=message.mode or "live",
+        source_run=message.source_run or None,
+        flag=json.loads(message.flag_json) if message.flag_json else None,
     )

@@ -77,6 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--coordinator", choices=["llm", "script"], help="override for this one run")
     run.add_argument("--json", action="store_true", help="print the run record as JSON")
     run.add_argument("--follow", action="store_true", help="print the trace as it happens")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read-only tools run; every other call is planned, not made",
+    )
+
+    replay = commands.add_parser(
+        "replay", help="replay recorded runs through the current workflow; diff the tool plans"
+    )
+    replay.add_argument("run_id", nargs="?", default="", metavar="RUN_ID")
+    replay.add_argument("--coordinator", choices=["llm", "script"], help="replay with this one")
+    replay.add_argument(
+        "--workflow",
+        metavar="NAME|PATH",
+        help="with --last: whose runs; a folder: replay against it",
+    )
+    replay.add_argument("--last", type=int, default=0, metavar="N", help="the last N runs")
+    replay.add_argument(
+        "--live-reads", action="store_true", help="run unrecorded read-only calls for real"
+    )
+    replay.add_argument(
+        "--strict-order", action="store_true", help="calls made in another order disagree"
+    )
+    replay.add_argument("--json", action="store_true")
 
     workflows = commands.add_parser("workflows", help="list workflows, with load errors")
     workflows.add_argument("--json", action="store_true")
@@ -85,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("workflow", nargs="?", default="")
     tools.add_argument("--json", action="store_true")
 
-    runs = commands.add_parser("runs", help="list runs; `runs show ID` for one run's trace")
+    runs = commands.add_parser("runs", help="list runs; `runs show|export|flag ID` for one run")
     runs.add_argument("--workflow", default="")
+    runs.add_argument("--coordinator", default="", choices=["", "llm", "script"])
+    runs.add_argument("--mode", default="", choices=["", "live", "dry_run", "replay"])
+    runs.add_argument("--flagged", action="store_true", help="only runs flagged as wrong")
+    runs.add_argument("--since", help="an ISO date or time, or an age like 2h or 7d")
+    runs.add_argument("--until", help="an ISO date or time, or an age like 30m")
     runs.add_argument(
         "--status",
         default="",
@@ -103,10 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--json", action="store_true")
-    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show|export|flag")
     show = runs_commands.add_parser("show", help="one run with its trace")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+    export = runs_commands.add_parser("export", help="write a run as a test fixture")
+    export.add_argument("run_id")
+    export.add_argument("folder", help="where to write <workflow>-<run id>.json")
+    flag = runs_commands.add_parser("flag", help="mark a run as wrong, saying why")
+    flag.add_argument("run_id")
+    flag.add_argument("reason", nargs="?", default="")
+    flag.add_argument(
+        "--call",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="the wrong call, numbered as `runs show` numbers them; repeatable",
+    )
+    flag.add_argument("--clear", action="store_true", help="remove the flag")
 
     status = commands.add_parser("status", help="the host's health: runs, plugins, restarts")
     status.add_argument("--json", action="store_true")
@@ -130,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, args)
+        from .replay import cmd_replay
+        from .runs import cmd_runs
+
         handler = {
             "run": cmd_run,
+            "replay": cmd_replay,
             "workflows": cmd_workflows,
             "tools": cmd_tools,
             "runs": cmd_runs,
@@ -211,14 +259,15 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
     payload = read_payload(args.payload)
     with control(config) as client:
         try:
-            run_id = client.trigger(args.workflow, payload, args.coordinator)
+            run_id = client.trigger(args.workflow, payload, args.coordinator, dry_run=args.dry_run)
         except grpc.RpcError as error:
             raise _rpc_error(error) from None
+        renderer = render.TraceRenderer()
         try:
             for event in client.watch(run_id):
                 if args.follow:
                     print(
-                        render.format_event(event),
+                        renderer.line(event),
                         file=sys.stderr if args.json else sys.stdout,
                         flush=True,
                     )
@@ -282,11 +331,15 @@ def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
             )
         except grpc.RpcError as error:
             raise _rpc_error(error) from None
+    from tandem_sdk._convert import annotations_of
+
     tools = [
         {
             "name": t.name,
             "description": t.description,
             "side_effects": t.side_effects,
+            "annotations": annotations_of(t).to_json(),
+            "dry_run_result": json.loads(t.dry_run_result_json) if t.dry_run_result_json else None,
             "input_schema": json.loads(t.input_schema_json),
         }
         for t in reply.tools
@@ -294,37 +347,11 @@ def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tools, indent=2))
         return EXIT_OK
-    for tool in tools:
+    for tool, spec in zip(tools, reply.tools, strict=True):
         params = ", ".join(tool["input_schema"].get("properties", {}))
-        effects = "side effects" if tool["side_effects"] else "read-only"
+        effects = annotations_of(spec).describe()
         summary = tool["description"].splitlines()[0] if tool["description"] else ""
         print(f"{tool['name']}({params})  [{effects}]\n    {summary}")
-    return EXIT_OK
-
-
-def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
-    import grpc
-
-    from . import render
-
-    with control(config) as client:
-        if args.runs_command == "show":
-            try:
-                record = client.run(args.run_id)
-            except grpc.RpcError as error:
-                raise _rpc_error(error) from None
-            print(
-                json.dumps(record.to_json(), indent=2)
-                if args.json
-                else render.format_run(record, trace=True)
-            )
-            return EXIT_OK
-        records = client.runs(args.workflow, args.status, args.limit)
-    if args.json:
-        print(json.dumps([r.to_json() for r in records], indent=2))
-    else:
-        for record in records:
-            print(render.format_run_row(record))
     return EXIT_OK
 
 

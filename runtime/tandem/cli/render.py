@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from tandem_sdk.plan import in_plan
+
 from tandem.store import Event, RunRecord
 
 
@@ -19,6 +21,10 @@ def format_event(event: Event) -> str:
     kind = event.kind
     if kind == "tool.call":
         body = f"{data['tool']}({_short(data.get('arguments', {}))})"
+        mark = _SOURCES.get(str(data.get("source", "plugin")), "")
+        if data.get("subagent"):
+            mark = f"[{data['subagent']}] " + mark
+        body = f"{body}  {mark}".rstrip()
     elif kind == "tool.result":
         outcome = (
             _short(data.get("result"))
@@ -40,6 +46,10 @@ def format_event(event: Event) -> str:
             body += "\n" + str(data["details"]).rstrip()
     elif kind == "run.started":
         body = f"{data.get('workflow')} ({data.get('coordinator')}, version {data.get('version')})"
+        if data.get("mode", "live") != "live":
+            body += f"  {str(data['mode']).upper().replace('_', ' ')}"
+            if data.get("source_run"):
+                body += f" of {data['source_run']}"
     elif kind == "model.response":
         body = _model_response(data)
     else:
@@ -48,6 +58,31 @@ def format_event(event: Event) -> str:
         time.strftime("%H:%M:%S", time.localtime(event.ts)) + f".{int(event.ts * 1000) % 1000:03d}"
     )
     return f"{stamp} {kind:<14} {body}"
+
+
+# How a call was answered, marked in the trace; a plain call ran for real.
+_SOURCES = {
+    "plugin": "",
+    "planned": "[planned: dry run, not executed]",
+    "recording": "[answered from the recording]",
+    "unrecorded": "[no recorded answer]",
+}
+
+
+class TraceRenderer:
+    """Trace lines that number the run's own tool calls (`call 1`, `call 2`, ...), as
+    `tandem runs flag --call N` counts them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def line(self, event: Event) -> str:
+        text = format_event(event)
+        data = event.data
+        if event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"])):
+            self.calls += 1
+            return f"{text}  (call {self.calls})"
+        return text
 
 
 def _model_response(data: dict[str, Any]) -> str:
@@ -79,13 +114,22 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
         f"  version {record.workflow_version}, {duration(record)}",
         f"  usage: {usage_line(record.usage)}",
     ]
+    if record.mode != "live":
+        source = f" of {record.source_run}" if record.source_run else ""
+        lines.append(f"  mode: {record.mode.replace('_', ' ')}{source}")
+    if record.flag:
+        calls = ", ".join(str(i + 1) for i in record.flag.get("calls", []))
+        lines.append(
+            f"  FLAGGED: {record.flag.get('reason')}" + (f" (calls {calls})" if calls else "")
+        )
     if record.error:
         lines.append(f"  error: {record.error}")
     if record.output is not None:
         lines.append("  output: " + json.dumps(record.output, indent=2).replace("\n", "\n  "))
     if trace:
         lines.append("  trace:")
-        lines.extend("    " + format_event(e) for e in record.events)
+        renderer = TraceRenderer()
+        lines.extend("    " + renderer.line(e) for e in record.events)
     return "\n".join(lines)
 
 
@@ -98,7 +142,13 @@ def duration(record: RunRecord) -> str:
 def format_run_row(record: RunRecord) -> str:
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_at))
     tokens = record.usage.get("input_tokens", 0) + record.usage.get("output_tokens", 0)
+    marks = "".join(
+        (
+            f" [{record.mode.replace('_', ' ')}]" if record.mode != "live" else "",
+            " [flagged]" if record.flag else "",
+        )
+    )
     return (
         f"{record.id:<24} {created}  {record.workflow:<20} {record.coordinator:<7}"
-        f" {record.status:<11} {duration(record):>12}  {tokens:>8} tok"
+        f" {record.status:<11} {duration(record):>12}  {tokens:>8} tok{marks}"
     )

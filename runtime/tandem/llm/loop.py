@@ -39,8 +39,9 @@ def tool_definitions(tools: Iterable[ToolInfo]) -> list[JSON]:
     definitions: list[JSON] = []
     for tool in tools:
         definition: JSON = {"name": to_api_name(tool.name), "input_schema": tool.input_schema}
-        if tool.description:
-            definition["description"] = tool.description
+        # The API has no field for what a tool does: the model reads it in the description.
+        behaviour = f"[{tool.annotations.describe()}]"
+        definition["description"] = f"{tool.description}\n\n{behaviour}".strip()
         definitions.append(definition)
     if definitions:
         definitions[-1] = {**definitions[-1], "cache_control": CACHE}

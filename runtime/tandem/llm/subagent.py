@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from tandem_sdk.aio import AsyncToolHostClient
 from tandem_sdk.client import ToolInfo
 from tandem_sdk.errors import InvalidArguments, LimitExceeded, SubagentError, ToolNotInScope
+from tandem_sdk.protocol import SUBAGENT_HEADER
 
 from tandem.errors import LimitReached, RunFailed
 from tandem.llm.api import ModelApi
@@ -27,6 +28,7 @@ from tandem.llm.ledger import RunLedger
 from tandem.llm.loop import ToolUseLoop
 from tandem.llm.prompts import schema_retry, subagent_request, subagent_system
 from tandem.session import RunSession
+from tandem.store import USAGE_KEYS
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,21 @@ class SubagentCall:
     schema: dict[str, Any] | None = None
     tools: Sequence[str] = ()
     model: str | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The call as a recording keeps it and a replay matches it."""
+        return {
+            "prompt": self.prompt,
+            "input": self.input,
+            "schema": self.schema,
+            "tools": list(self.tools),
+            "model": self.model,
+        }
+
+
+def call_summary(request: dict[str, Any]) -> str:
+    prompt = str(request.get("prompt", ""))
+    return repr(prompt if len(prompt) <= 60 else prompt[:57] + "...")
 
 
 @dataclass(frozen=True)
@@ -54,18 +71,38 @@ class SubagentService:
         """Answer, or raise SubagentError (no valid answer), LimitExceeded (the run's
         budget is spent), ToolNotInScope or InvalidArguments (a bad request)."""
         validator = _validator(call.schema)
+        request = call.request()
+        if session.mode.recording is not None:
+            return self._replayed(session, request)
         if not self.api.configured:
             raise SubagentError(
                 "subagent() needs an Anthropic API key: set ANTHROPIC_API_KEY in the"
                 " environment of the tandem daemon",
                 run_id=session.id,
             )
-        child = f"sub-{secrets.token_hex(3)}"
+        child = f"sub-{secrets.token_hex(8)}"  # unguessable: it marks the subagent's calls
+        session.subagents.add(child)
+        try:
+            return await self._run(session, call, request, child, validator)
+        finally:
+            session.subagents.discard(child)
+
+    async def _run(
+        self,
+        session: RunSession,
+        call: SubagentCall,
+        request: dict[str, Any],
+        child: str,
+        validator: Draft202012Validator | None,
+    ) -> SubagentAnswer:
         ledger = RunLedger(session, subagent=child)
         model = call.model or session.workflow.spec.model
         target = f"unix:{self.toolhost_socket}"
         async with AsyncToolHostClient(
-            target, session.token, timeout_s=session.limits.timeout_s
+            target,
+            session.token,
+            timeout_s=session.limits.timeout_s,
+            metadata=((SUBAGENT_HEADER, child),),
         ) as tools:
             offered = _subset(await tools.list_tools(), call.tools, session.id)
             ledger.emit(
@@ -74,6 +111,7 @@ class SubagentService:
                 prompt=call.prompt,
                 tools=[t.name for t in offered],
                 schema=call.schema is not None,
+                raw={"request": request},
             )
             loop = ToolUseLoop(
                 api=self.api,
@@ -104,8 +142,32 @@ class SubagentService:
             except RunFailed as error:
                 ledger.emit("subagent.finished", ok=False, error=error.message, usage=ledger.usage)
                 raise SubagentError(f"subagent: {error.message}", run_id=session.id) from None
-        ledger.emit("subagent.finished", ok=True, usage=ledger.usage)
+        ledger.emit(
+            "subagent.finished", ok=True, usage=ledger.usage, raw={"text": text, "output": output}
+        )
         return SubagentAnswer(text, output, dict(ledger.usage))
+
+    def _replayed(self, session: RunSession, request: dict[str, Any]) -> SubagentAnswer:
+        """A replay's subagent: the recorded answer to the same request, never the model."""
+        assert session.mode.recording is not None
+        child = f"sub-{secrets.token_hex(8)}"
+        ledger = RunLedger(session, subagent=child)
+        ledger.emit("subagent.started", replayed=True, raw={"request": request})
+        recorded = session.mode.recording.take_subagent(request)
+        if recorded is None or recorded.error is not None:
+            why = "has no recorded answer" if recorded is None else f"failed: {recorded.error}"
+            ledger.emit("subagent.finished", ok=False, replayed=True, error=why)
+            raise SubagentError(
+                f"subagent({call_summary(request)}) {why} in run {session.mode.recording.run.id}",
+                run_id=session.id,
+            )
+        ledger.emit(
+            "subagent.finished",
+            ok=True,
+            replayed=True,
+            raw={"text": recorded.text, "output": recorded.output},
+        )
+        return SubagentAnswer(recorded.text or "", recorded.output, dict.fromkeys(USAGE_KEYS, 0))
 
 
 def _validator(schema: dict[str, Any] | None) -> Draft202012Validator | None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from tandem_sdk._convert import annotations_of
 from tandem_sdk._pb import plugin_pb2, plugin_pb2_grpc
 from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout, ToolUnavailable
 from tandem_sdk.protocol import GRPC_OPTIONS
@@ -253,7 +254,8 @@ class PluginProcess:
                 self.name,
                 t.description,
                 json.loads(t.input_schema_json),
-                t.side_effects,
+                annotations_of(t),
+                t.dry_run_result_json,
             )
             for t in reply.tools
         ]

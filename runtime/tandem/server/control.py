@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,8 +13,9 @@ from tandem_sdk.errors import InvalidArguments, NotFound
 from tandem_sdk.protocol import PROTOCOL_VERSION
 
 from tandem import __version__
+from tandem.replay import fixture_of
 from tandem.runs import RunManager
-from tandem.store import Event, RunRecord
+from tandem.store import Event, RunQuery, RunRecord
 
 from .status import streaming, unary
 from .toolhost import tool_spec
@@ -42,6 +44,9 @@ def record_message(record: RunRecord) -> control_pb2.RunRecord:
         finished_at=record.finished_at or 0.0,
         usage=common_pb2.Usage(**record.usage),
         events=[event_message(e) for e in record.events],
+        mode=record.mode,
+        source_run=record.source_run or "",
+        flag_json=json.dumps(record.flag) if record.flag else "",
     )
 
 
@@ -83,7 +88,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             payload = json.loads(request.payload_json or "null")
         except json.JSONDecodeError as error:
             raise InvalidArguments(f"payload is not JSON: {error}") from None
-        session = self._runs.trigger(request.workflow, payload, request.coordinator or None)
+        session = self._runs.trigger(
+            request.workflow, payload, request.coordinator or None, dry_run=request.dry_run
+        )
         return control_pb2.TriggerResponse(run_id=session.id)
 
     @unary
@@ -124,8 +131,50 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ListRuns(
         self, request: control_pb2.ListRunsRequest, context: Context
     ) -> control_pb2.ListRunsResponse:
-        records = self._runs.store.list(request.workflow, request.status, request.limit or 50)
+        query = RunQuery(
+            workflow=request.workflow,
+            status=request.status,
+            coordinator=request.coordinator,
+            mode=request.mode,
+            flagged=request.flagged,
+            since=request.since,
+            until=request.until or float("inf"),
+            limit=request.limit or 50,
+        )
+        records = self._runs.store.list(query)
         return control_pb2.ListRunsResponse(runs=[record_message(r) for r in records])
+
+    @unary
+    async def Replay(
+        self, request: control_pb2.ReplayRequest, context: Context
+    ) -> control_pb2.TriggerResponse:
+        session = self._runs.replay(
+            request.run_id,
+            request.coordinator or None,
+            workflow_path=Path(request.workflow_path) if request.workflow_path else None,
+            live_reads=request.live_reads,
+        )
+        return control_pb2.TriggerResponse(run_id=session.id)
+
+    @unary
+    async def ExportRun(
+        self, request: control_pb2.ExportRunRequest, context: Context
+    ) -> control_pb2.ExportRunResponse:
+        store = self._runs.store
+        record = store.get(request.run_id)
+        if record is None:
+            raise NotFound(f"no run {request.run_id!r}")
+        fixture = fixture_of(record, store.version_content(record.workflow_version))
+        return control_pb2.ExportRunResponse(fixture_json=json.dumps(fixture))
+
+    @unary
+    async def FlagRun(
+        self, request: control_pb2.FlagRunRequest, context: Context
+    ) -> control_pb2.FlagRunResponse:
+        flag = {"reason": request.reason, "calls": list(request.calls)} if request.reason else None
+        if not self._runs.store.flag(request.run_id, flag):
+            raise NotFound(f"no run {request.run_id!r}")
+        return control_pb2.FlagRunResponse()
 
     @unary
     async def GetRunTrace(

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import grpc
+from tandem_sdk._convert import annotations_pb
 from tandem_sdk._pb import common_pb2, toolhost_pb2, toolhost_pb2_grpc
 from tandem_sdk.errors import InvalidArguments, ProtocolMismatch, Unauthenticated
-from tandem_sdk.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
+from tandem_sdk.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, SUBAGENT_HEADER
 
 from tandem.llm.subagent import SubagentCall, SubagentService
 from tandem.runs import RunManager
@@ -26,6 +27,8 @@ def tool_spec(tool: HostTool) -> common_pb2.ToolSpec:
         description=tool.description,
         input_schema_json=tool.schema_json,
         side_effects=tool.side_effects,
+        annotations=annotations_pb(tool.annotations),
+        dry_run_result_json=tool.dry_run_result_json,
     )
 
 
@@ -80,7 +83,11 @@ class ToolHostServicer(toolhost_pb2_grpc.ToolHostServicer):
         self, request: toolhost_pb2.CallToolRequest, context: Context
     ) -> toolhost_pb2.CallToolResponse:
         session = self._session(context)
-        outcome = await session.call_tool(request.name, request.arguments_json)
+        metadata = dict(context.invocation_metadata() or ())
+        subagent = metadata.get(SUBAGENT_HEADER)
+        outcome = await session.call_tool(
+            request.name, request.arguments_json, subagent=str(subagent) if subagent else None
+        )
         if outcome.error is not None:
             error = outcome.error
             return toolhost_pb2.CallToolResponse(

@@ -24,19 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tandem/v1/common.proto\x12\ttandem.v1\"^\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x14\n\x0cside_effects\x18\x04 \x01(\x08\"=\n\tToolError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"p\n\tRunLimits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x16\n\x0emax_tool_calls\x18\x02 \x01(\x05\x12\x11\n\tmax_turns\x18\x03 \x01(\x05\x12\x12\n\nmax_tokens\x18\x04 \x01(\x03\x12\x11\n\tmemory_mb\x18\x05 \x01(\x05\"\x80\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x05 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tandem/v1/common.proto\x12\ttandem.v1\"\xac\x01\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x14\n\x0cside_effects\x18\x04 \x01(\x08\x12/\n\x0b\x61nnotations\x18\x05 \x01(\x0b\x32\x1a.tandem.v1.ToolAnnotations\x12\x1b\n\x13\x64ry_run_result_json\x18\x06 \x01(\t\"a\n\x0fToolAnnotations\x12\x11\n\tread_only\x18\x01 \x01(\x08\x12\x13\n\x0b\x64\x65structive\x18\x02 \x01(\x08\x12\x12\n\nidempotent\x18\x03 \x01(\x08\x12\x12\n\nopen_world\x18\x04 \x01(\x08\"=\n\tToolError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"p\n\tRunLimits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x16\n\x0emax_tool_calls\x18\x02 \x01(\x05\x12\x11\n\tmax_turns\x18\x03 \x01(\x05\x12\x12\n\nmax_tokens\x18\x04 \x01(\x03\x12\x11\n\tmemory_mb\x18\x05 \x01(\x05\"\x80\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x04 \x01(\x03\x12\x13\n\x0bmodel_calls\x18\x05 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOOLSPEC']._serialized_start=37
-  _globals['_TOOLSPEC']._serialized_end=131
-  _globals['_TOOLERROR']._serialized_start=133
-  _globals['_TOOLERROR']._serialized_end=194
-  _globals['_RUNLIMITS']._serialized_start=196
-  _globals['_RUNLIMITS']._serialized_end=308
-  _globals['_USAGE']._serialized_start=311
-  _globals['_USAGE']._serialized_end=439
+  _globals['_TOOLSPEC']._serialized_start=38
+  _globals['_TOOLSPEC']._serialized_end=210
+  _globals['_TOOLANNOTATIONS']._serialized_start=212
+  _globals['_TOOLANNOTATIONS']._serialized_end=309
+  _globals['_TOOLERROR']._serialized_start=311
+  _globals['_TOOLERROR']._serialized_end=372
+  _globals['_RUNLIMITS']._serialized_start=374
+  _globals['_RUNLIMITS']._serialized_end=486
+  _globals['_USAGE']._serialized_start=489
+  _globals['_USAGE']._serialized_end=617
 # @@protoc_insertion_point(module_scope)

@@ -29,12 +29,19 @@ class ToolSpec(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     SIDE_EFFECTS_FIELD_NUMBER: _builtins.int
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_RESULT_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"plugin.tool", e.g. "state.get" """
     description: _builtins.str
     input_schema_json: _builtins.str
     """JSON Schema (draft 2020-12) of the arguments object"""
     side_effects: _builtins.bool
+    """= !annotations.read_only, for older readers"""
+    dry_run_result_json: _builtins.str
+    """what a dry run answers instead; "" = the host's default"""
+    @_builtins.property
+    def annotations(self) -> Global___ToolAnnotations: ...
     def __init__(
         self,
         *,
@@ -42,14 +49,48 @@ class ToolSpec(_message.Message):
         description: _builtins.str = ...,
         input_schema_json: _builtins.str = ...,
         side_effects: _builtins.bool = ...,
+        annotations: Global___ToolAnnotations | None = ...,
+        dry_run_result_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema_json", b"input_schema_json", "name", b"name", "side_effects", b"side_effects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "description", b"description", "dry_run_result_json", b"dry_run_result_json", "input_schema_json", b"input_schema_json", "name", b"name", "side_effects", b"side_effects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ToolSpec: _TypeAlias = ToolSpec  # noqa: Y015
+
+@_typing.final
+class ToolAnnotations(_message.Message):
+    """What a tool does, in MCP's tool-annotation vocabulary (readOnlyHint, destructiveHint,
+    idempotentHint, openWorldHint).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    DESTRUCTIVE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENT_FIELD_NUMBER: _builtins.int
+    OPEN_WORLD_FIELD_NUMBER: _builtins.int
+    read_only: _builtins.bool
+    destructive: _builtins.bool
+    idempotent: _builtins.bool
+    open_world: _builtins.bool
+    def __init__(
+        self,
+        *,
+        read_only: _builtins.bool = ...,
+        destructive: _builtins.bool = ...,
+        idempotent: _builtins.bool = ...,
+        open_world: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destructive", b"destructive", "idempotent", b"idempotent", "open_world", b"open_world", "read_only", b"read_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolAnnotations: _TypeAlias = ToolAnnotations  # noqa: Y015
 
 @_typing.final
 class ToolError(_message.Message):

@@ -114,24 +114,142 @@ class TriggerRequest(_message.Message):
     WORKFLOW_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     COORDINATOR_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     payload_json: _builtins.str
     coordinator: _builtins.str
     """optional one-run override: "llm" | "script" """
+    dry_run: _builtins.bool
+    """read-only tools run; every other call is planned, not made"""
     def __init__(
         self,
         *,
         workflow: _builtins.str = ...,
         payload_json: _builtins.str = ...,
         coordinator: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "payload_json", b"payload_json", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "dry_run", b"dry_run", "payload_json", b"payload_json", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TriggerRequest: _TypeAlias = TriggerRequest  # noqa: Y015
+
+@_typing.final
+class ReplayRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    COORDINATOR_FIELD_NUMBER: _builtins.int
+    WORKFLOW_PATH_FIELD_NUMBER: _builtins.int
+    LIVE_READS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """the recorded run"""
+    coordinator: _builtins.str
+    """optional: "llm" | "script"; default the workflow's"""
+    workflow_path: _builtins.str
+    """optional: a workflow folder to replay against instead"""
+    live_reads: _builtins.bool
+    """run unrecorded read-only calls live"""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        coordinator: _builtins.str = ...,
+        workflow_path: _builtins.str = ...,
+        live_reads: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "live_reads", b"live_reads", "run_id", b"run_id", "workflow_path", b"workflow_path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayRequest: _TypeAlias = ReplayRequest  # noqa: Y015
+
+@_typing.final
+class FlagRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    reason: _builtins.str
+    """empty: clear the flag"""
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """indexes of the run's own tool calls that were wrong"""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        calls: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlagRunRequest: _TypeAlias = FlagRunRequest  # noqa: Y015
+
+@_typing.final
+class FlagRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlagRunResponse: _TypeAlias = FlagRunResponse  # noqa: Y015
+
+@_typing.final
+class ExportRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportRunRequest: _TypeAlias = ExportRunRequest  # noqa: Y015
+
+@_typing.final
+class ExportRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIXTURE_JSON_FIELD_NUMBER: _builtins.int
+    fixture_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        fixture_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixture_json", b"fixture_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportRunResponse: _TypeAlias = ExportRunResponse  # noqa: Y015
 
 @_typing.final
 class TriggerResponse(_message.Message):
@@ -321,6 +439,9 @@ class RunRecord(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    SOURCE_RUN_FIELD_NUMBER: _builtins.int
+    FLAG_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.str
@@ -332,6 +453,12 @@ class RunRecord(_message.Message):
     created_at: _builtins.float
     started_at: _builtins.float
     finished_at: _builtins.float
+    mode: _builtins.str
+    """live | dry_run | replay"""
+    source_run: _builtins.str
+    """a replay's recorded run"""
+    flag_json: _builtins.str
+    """{"reason", "calls"} when flagged"""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -352,10 +479,13 @@ class RunRecord(_message.Message):
         finished_at: _builtins.float = ...,
         usage: _common_pb2.Usage | None = ...,
         events: _abc.Iterable[Global___RunEvent] | None = ...,
+        mode: _builtins.str = ...,
+        source_run: _builtins.str = ...,
+        flag_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "id", b"id", "output_json", b"output_json", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,19 +498,37 @@ class ListRunsRequest(_message.Message):
     WORKFLOW_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    COORDINATOR_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    FLAGGED_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     status: _builtins.str
     limit: _builtins.int
+    coordinator: _builtins.str
+    mode: _builtins.str
+    """live | dry_run | replay; empty: all"""
+    flagged: _builtins.bool
+    since: _builtins.float
+    """unix seconds; 0: no bound"""
+    until: _builtins.float
+    """unix seconds; 0: no bound"""
     def __init__(
         self,
         *,
         workflow: _builtins.str = ...,
         status: _builtins.str = ...,
         limit: _builtins.int = ...,
+        coordinator: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        flagged: _builtins.bool = ...,
+        since: _builtins.float = ...,
+        until: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "status", b"status", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "flagged", b"flagged", "limit", b"limit", "mode", b"mode", "since", b"since", "status", b"status", "until", b"until", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -79,6 +79,21 @@ class ControlStub:
                 request_serializer=tandem_dot_v1_dot_control__pb2.ReloadRequest.SerializeToString,
                 response_deserializer=tandem_dot_v1_dot_control__pb2.ReloadResponse.FromString,
                 _registered_method=True)
+        self.Replay = channel.unary_unary(
+                '/tandem.v1.Control/Replay',
+                request_serializer=tandem_dot_v1_dot_control__pb2.ReplayRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
+                _registered_method=True)
+        self.FlagRun = channel.unary_unary(
+                '/tandem.v1.Control/FlagRun',
+                request_serializer=tandem_dot_v1_dot_control__pb2.FlagRunRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.FlagRunResponse.FromString,
+                _registered_method=True)
+        self.ExportRun = channel.unary_unary(
+                '/tandem.v1.Control/ExportRun',
+                request_serializer=tandem_dot_v1_dot_control__pb2.ExportRunRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.ExportRunResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -139,6 +154,27 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Replay(self, request, context):
+        """Runs a recorded run's trigger again, answering tool calls from its recording.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FlagRun(self, request, context):
+        """Marks a run as wrong (or clears the mark), for review and regression fixtures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportRun(self, request, context):
+        """A recorded run as a fixture (JSON), for `tandem runs export`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +222,21 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Reload,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.ReloadRequest.FromString,
                     response_serializer=tandem_dot_v1_dot_control__pb2.ReloadResponse.SerializeToString,
+            ),
+            'Replay': grpc.unary_unary_rpc_method_handler(
+                    servicer.Replay,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.ReplayRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.SerializeToString,
+            ),
+            'FlagRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.FlagRun,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.FlagRunRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.FlagRunResponse.SerializeToString,
+            ),
+            'ExportRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportRun,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.ExportRunRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.ExportRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +482,87 @@ class Control:
             '/tandem.v1.Control/Reload',
             tandem_dot_v1_dot_control__pb2.ReloadRequest.SerializeToString,
             tandem_dot_v1_dot_control__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/Replay',
+            tandem_dot_v1_dot_control__pb2.ReplayRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FlagRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/FlagRun',
+            tandem_dot_v1_dot_control__pb2.FlagRunRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.FlagRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/ExportRun',
+            tandem_dot_v1_dot_control__pb2.ExportRunRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.ExportRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class ControlStub:
     """Streams the run's events as they are written, then ends when the run does."""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.CancelRunRequest, _control_pb2.CancelRunResponse]
     Reload: _grpc.UnaryUnaryMultiCallable[_control_pb2.ReloadRequest, _control_pb2.ReloadResponse]
+    Replay: _grpc.UnaryUnaryMultiCallable[_control_pb2.ReplayRequest, _control_pb2.TriggerResponse]
+    """Runs a recorded run's trigger again, answering tool calls from its recording."""
+    FlagRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.FlagRunRequest, _control_pb2.FlagRunResponse]
+    """Marks a run as wrong (or clears the mark), for review and regression fixtures."""
+    ExportRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.ExportRunRequest, _control_pb2.ExportRunResponse]
+    """A recorded run as a fixture (JSON), for `tandem runs export`."""
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -55,6 +61,12 @@ class ControlAsyncStub(ControlStub):
     """Streams the run's events as they are written, then ends when the run does."""
     CancelRun: _aio.UnaryUnaryMultiCallable[_control_pb2.CancelRunRequest, _control_pb2.CancelRunResponse]  # type: ignore[assignment]
     Reload: _aio.UnaryUnaryMultiCallable[_control_pb2.ReloadRequest, _control_pb2.ReloadResponse]  # type: ignore[assignment]
+    Replay: _aio.UnaryUnaryMultiCallable[_control_pb2.ReplayRequest, _control_pb2.TriggerResponse]  # type: ignore[assignment]
+    """Runs a recorded run's trigger again, answering tool calls from its recording."""
+    FlagRun: _aio.UnaryUnaryMultiCallable[_control_pb2.FlagRunRequest, _control_pb2.FlagRunResponse]  # type: ignore[assignment]
+    """Marks a run as wrong (or clears the mark), for review and regression fixtures."""
+    ExportRun: _aio.UnaryUnaryMultiCallable[_control_pb2.ExportRunRequest, _control_pb2.ExportRunResponse]  # type: ignore[assignment]
+    """A recorded run as a fixture (JSON), for `tandem runs export`."""
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -120,5 +132,29 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         request: _control_pb2.ReloadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ReloadResponse, _abc.Awaitable[_control_pb2.ReloadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Replay(
+        self,
+        request: _control_pb2.ReplayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.TriggerResponse, _abc.Awaitable[_control_pb2.TriggerResponse]]:
+        """Runs a recorded run's trigger again, answering tool calls from its recording."""
+
+    @_abc_1.abstractmethod
+    def FlagRun(
+        self,
+        request: _control_pb2.FlagRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.FlagRunResponse, _abc.Awaitable[_control_pb2.FlagRunResponse]]:
+        """Marks a run as wrong (or clears the mark), for review and regression fixtures."""
+
+    @_abc_1.abstractmethod
+    def ExportRun(
+        self,
+        request: _control_pb2.ExportRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.ExportRunResponse, _abc.Awaitable[_control_pb2.ExportRunResponse]]:
+        """A recorded run as a fixture (JSON), for `tandem runs export`."""
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

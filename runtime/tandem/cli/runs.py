@@ -1,0 +1,92 @@
+"""`tandem runs`: list runs (filtered), show one as a timeline, export one as a fixture,
+flag one as wrong."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+
+from tandem.config import ProjectConfig
+from tandem.replay import write_fixture
+
+from . import render
+from .control_client import ControlClient
+from .main import EXIT_OK, UsageError, _rpc_error, control
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
+    handler = {"show": _show, "export": _export, "flag": _flag}.get(args.runs_command or "")
+    with control(config) as client:
+        try:
+            if handler is not None:
+                return handler(client, args)
+            records = client.runs(
+                args.workflow,
+                args.status,
+                args.limit,
+                coordinator=args.coordinator,
+                mode=args.mode,
+                flagged=args.flagged,
+                since=parse_time(args.since, "--since") if args.since else 0.0,
+                until=parse_time(args.until, "--until") if args.until else 0.0,
+            )
+        except grpc.RpcError as error:
+            raise _rpc_error(error) from None
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+    else:
+        for record in records:
+            print(render.format_run_row(record))
+    return EXIT_OK
+
+
+def _show(client: ControlClient, args: argparse.Namespace) -> int:
+    record = client.run(args.run_id)
+    print(
+        json.dumps(record.to_json(), indent=2)
+        if args.json
+        else render.format_run(record, trace=True)
+    )
+    return EXIT_OK
+
+
+def _export(client: ControlClient, args: argparse.Namespace) -> int:
+    path = write_fixture(client.export(args.run_id), Path(args.folder))
+    print(path)
+    return EXIT_OK
+
+
+def _flag(client: ControlClient, args: argparse.Namespace) -> int:
+    if args.clear:
+        client.flag(args.run_id, "", [])
+        print(f"run {args.run_id}: flag cleared")
+        return EXIT_OK
+    if not args.reason:
+        raise UsageError("say why the run is wrong: tandem runs flag RUN_ID REASON")
+    if any(n < 1 for n in args.call):
+        raise UsageError("--call counts from 1, as `tandem runs show` numbers the calls")
+    client.flag(args.run_id, args.reason, [n - 1 for n in args.call])
+    calls = f" (calls {', '.join(map(str, args.call))})" if args.call else ""
+    print(f"run {args.run_id} flagged{calls}: {args.reason}")
+    return EXIT_OK
+
+
+def parse_time(text: str, flag: str) -> float:
+    """An ISO date or time (local unless it says), or an age like 30m, 2h, 7d."""
+    if match := _RELATIVE.match(text.strip()):
+        return time.time() - float(match[1]) * _UNIT_S[match[2]]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"{flag} {text!r}: expected an ISO date or time, or an age like 2h"
+        ) from None

@@ -1,0 +1,51 @@
+"""A recorded run as a fixture file: what `tandem runs export` writes and
+`tandem_sdk.testing` replays offline. Version 1:
+
+    {"fixture": 1, "run", "workflow", "workflow_version", "coordinator", "status",
+     "trigger", "files": {path: text}, "calls": [{"tool", "arguments", "result" |
+     "error": {"type", "message", "retryable"} | "result_over_cap": bytes}],
+     "subagent_calls": [{"request", "text", "output"} | {"request", "error"}],
+     "output", "flagged": null | {"reason", "calls": [0-based indexes into "calls"]}}
+
+`calls` is the run's tool plan: its own calls in order, without reads of its virtual files
+(those are in `files`) and without the calls its subagents made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tandem_sdk.plan import in_plan
+
+from tandem.store import RunRecord
+
+from .recording import Recording
+
+FIXTURE_VERSION = 1
+
+
+def fixture_of(run: RunRecord, version: dict[str, Any] | None) -> dict[str, Any]:
+    recording = Recording.from_run(run)
+    return {
+        "fixture": FIXTURE_VERSION,
+        "run": run.id,
+        "workflow": run.workflow,
+        "workflow_version": run.workflow_version,
+        "coordinator": run.coordinator,
+        "status": run.status,
+        "trigger": run.trigger,
+        "files": (version or {}).get("files", {}),
+        "calls": [c.to_fixture() for c in recording.calls if in_plan(c.tool)],
+        "subagent_calls": [s.to_fixture() for s in recording.subagent_calls],
+        "output": run.output,
+        "flagged": run.flag,
+    }
+
+
+def write_fixture(fixture: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{fixture['workflow']}-{fixture['run']}.json"
+    path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
+    return path
