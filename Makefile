@@ -36,6 +36,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/replay_bench.py
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py
