@@ -221,3 +221,44 @@ def test_api_key_never_reaches_a_script_or_a_plugin(llm: LlmHost, daemon: Any) -
         assert environment, side
         assert not [name for name in environment if name.startswith("ANTHROPIC")], side
         assert llm.api.api_key not in json.dumps(environment), side
+
+
+def test_a_replay_answers_the_subagent_from_the_recording(
+    llm: LlmHost, daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(
+        Reply.tool_use(("util__add", {"a": 2, "b": 3})),
+        Reply.text('{"sum": 5}'),
+    )
+    kwargs = {"schema": SUM_SCHEMA, "tools": ["util.add"], "input": [2, 3]}
+    recorded = daemon.run("asking", {"prompt": "Add these", "kwargs": kwargs})
+    assert recorded.output["answer"] == {"sum": 5}
+    asked = len(api.requests)
+
+    replay_id = daemon.client.replay(recorded.id)
+    for _ in daemon.client.watch(replay_id):
+        pass
+    replay = daemon.client.run(replay_id)
+    assert replay.status == "succeeded", replay.error
+    assert len(api.requests) == asked, "no model call in a replay"
+    assert replay.output["answer"] == {"sum": 5}
+    assert replay.usage["model_calls"] == 0
+    assert events(replay, "tool.call") == [], "the subagent's own calls are not replayed"
+    assert events(replay, "subagent.finished")[0]["replayed"] is True
+
+    # A script asking something else finds no recorded answer: SubagentError, by prompt.
+    candidate = llm.project.root / "candidates" / "asking"
+    candidate.mkdir(parents=True, exist_ok=True)
+    (candidate / "script.py").write_text(
+        ASKING_SCRIPT.replace('trigger["prompt"]', '"Multiply these"')
+    )
+    (candidate / "workflow.yaml").write_text(
+        (llm.project.root / "workflows" / "asking" / "workflow.yaml").read_text()
+    )
+    replay_id = daemon.client.replay(recorded.id, workflow_path=str(candidate))
+    for _ in daemon.client.watch(replay_id):
+        pass
+    answer = daemon.client.run(replay_id).output
+    assert answer["error"] == "SubagentError"
+    assert "'Multiply these'" in answer["message"] and "no recorded answer" in answer["message"]
+    assert len(api.requests) == asked
