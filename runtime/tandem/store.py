@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 ACTIVE = ("queued", "running")
-MODES = ("live", "dry_run", "replay")
+MODES = ("live", "dry_run", "replay", "shadow")
 # Columns added after the first release, for stores made before them.
 _ADDED_COLUMNS = {
     "mode": "TEXT NOT NULL DEFAULT 'live'",
     "source_run": "TEXT",
     "flag_json": "TEXT",
+    "plan_diff_json": "TEXT",
 }
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
 USAGE_KEYS = (
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host_pid INTEGER NOT NULL,
     mode TEXT NOT NULL DEFAULT 'live',
     source_run TEXT,
-    flag_json TEXT
+    flag_json TEXT,
+    plan_diff_json TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -101,6 +103,8 @@ class RunRecord:
     mode: str = "live"  # live | dry_run | replay
     source_run: str | None = None  # the recorded run a replay answered from
     flag: dict[str, Any] | None = None  # {"reason", "calls": [indexes]} once a person flags it
+    # A shadow's tool plan against its primary's: {"agree", "summary", "entries"}.
+    plan_diff: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +123,7 @@ class RunRecord:
             "mode": self.mode,
             "source_run": self.source_run,
             "flag": self.flag,
+            "plan_diff": self.plan_diff,
             "events": [
                 {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
             ],
@@ -187,6 +192,11 @@ class RunStore:
             "SELECT content_json FROM workflow_versions WHERE version=?", (version,)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def set_plan_diff(self, run_id: str, diff: dict[str, Any]) -> None:
+        self._db.execute(
+            "UPDATE runs SET plan_diff_json=? WHERE id=?", (json.dumps(diff), run_id)
+        )
 
     def flag(self, run_id: str, flag: dict[str, Any] | None) -> bool:
         cursor = self._db.execute(
@@ -324,6 +334,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         mode,
         source_run,
         flag_json,
+        plan_diff_json,
     ) = row
     return RunRecord(
         id=run_id,
@@ -341,6 +352,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         mode=mode,
         source_run=source_run,
         flag=json.loads(flag_json) if flag_json else None,
+        plan_diff=json.loads(plan_diff_json) if plan_diff_json else None,
     )
 
 

@@ -121,4 +121,5 @@ def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
         mode=message.mode or "live",
         source_run=message.source_run or None,
         flag=json.loads(message.flag_json) if message.flag_json else None,
+        plan_diff=json.loads(message.plan_diff_json) if message.plan_diff_json else None,
     )

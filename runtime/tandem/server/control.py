@@ -47,6 +47,7 @@ def record_message(record: RunRecord) -> control_pb2.RunRecord:
         mode=record.mode,
         source_run=record.source_run or "",
         flag_json=json.dumps(record.flag) if record.flag else "",
+        plan_diff_json=json.dumps(record.plan_diff) if record.plan_diff else "",
     )
 
 

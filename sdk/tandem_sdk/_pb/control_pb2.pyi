@@ -442,6 +442,7 @@ class RunRecord(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     SOURCE_RUN_FIELD_NUMBER: _builtins.int
     FLAG_JSON_FIELD_NUMBER: _builtins.int
+    PLAN_DIFF_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.str
@@ -459,6 +460,8 @@ class RunRecord(_message.Message):
     """a replay's recorded run"""
     flag_json: _builtins.str
     """{"reason", "calls"} when flagged"""
+    plan_diff_json: _builtins.str
+    """a shadow's tool plan against its primary's"""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -482,10 +485,11 @@ class RunRecord(_message.Message):
         mode: _builtins.str = ...,
         source_run: _builtins.str = ...,
         flag_json: _builtins.str = ...,
+        plan_diff_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
