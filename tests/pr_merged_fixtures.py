@@ -44,21 +44,26 @@ def webhook_trigger(number: int, delivery: str = "recorded") -> dict[str, Any]:
 class Setup:
     """Stand-ins and a daemon serving a copy of workflows/pr_merged."""
 
-    def __init__(self, root: Path, tandem_yaml: str = "") -> None:
+    def __init__(self, root: Path, tandem_yaml: str = "", *, start: bool = True) -> None:
         self.slack = SlackStandIn().start()
         self.github = GitHubStandIn().start()
         self.model = AnthropicStandIn().start()
-        self.project = project = Project(root)
+        self.project = Project(root)
         shutil.copytree(REPO / "workflows" / "pr_merged", root / "workflows" / "pr_merged")
         if tandem_yaml:
             (root / "tandem.yaml").write_text(tandem_yaml)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the daemon (after a test has changed the project, if it wanted to)."""
         env = {
             **self.slack.env,
             **self.github.env,
             **self.model.env,
             "GITHUB_WEBHOOK_SECRET": SECRET,
         }
-        self.daemon = Daemon(project, "--http", "127.0.0.1:0", env=env)
+        self.daemon = Daemon(self.project, "--http", "127.0.0.1:0", env=env)
         self.url = next(
             m.group(1)
             for line in self.daemon.log

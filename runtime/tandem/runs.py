@@ -18,12 +18,13 @@ from tandem_sdk.errors import (
     TandemError,
     Unauthenticated,
 )
+from tandem_sdk.plan import diff_plans
 
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
-from .replay.recording import Recording
+from .replay.recording import Recording, attempted_plan
 from .session import RunMode, RunSession
 from .store import Event, RunRecord, RunStore
 from .workflows import Workflow, WorkflowRegistry
@@ -252,3 +253,46 @@ class RunManager:
             self.sessions.pop(session.id, None)
             self._tasks.pop(session.id, None)
             log.info("run %s %s: %s", session.id, session.workflow.name, status)
+            self._after(session)
+
+    def _after(self, session: RunSession) -> None:
+        """Shadows: start one when a live run of a shadowed workflow ends (so it never
+        delays the run), and keep a shadow's plan diff when it ends. Never raises: a shadow
+        must not fail the run it shadows."""
+        try:
+            if session.mode.name == "live" and session.workflow.spec.shadow and self.accepting:
+                self._start_shadow(session)
+            elif session.mode.name == "shadow":
+                self._compare_shadow(session)
+        except Exception:
+            log.exception("run %s: shadow bookkeeping failed", session.id)
+
+    def _start_shadow(self, primary: RunSession) -> None:
+        record = self.store.get(primary.id)
+        assert record is not None
+        shadow = self.trigger(
+            primary.workflow.name,
+            record.trigger,
+            primary.workflow.spec.shadow,
+            dry_run=True,
+            replay=Recording.from_run(record),
+            live_reads=True,
+            workflow=primary.workflow,  # the version the primary ran
+        )
+        log.info("run %s: shadow %s (%s)", primary.id, shadow.id, shadow.coordinator)
+
+    def _compare_shadow(self, shadow: RunSession) -> None:
+        recording = shadow.mode.recording
+        assert recording is not None
+        record = self.store.get(shadow.id)
+        assert record is not None
+        diff = diff_plans(recording.plan, attempted_plan(record))
+        self.store.set_plan_diff(
+            shadow.id,
+            {
+                "primary": recording.run.id,
+                "agree": diff.agrees(),
+                "summary": diff.summary(),
+                "entries": diff.to_json(),
+            },
+        )

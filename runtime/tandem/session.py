@@ -53,6 +53,8 @@ class RunMode:
       tool's dry-run result;
     - replay: calls are answered from `recording`; an unrecorded read-only call runs live
       only with `live_reads`; a tool with side effects never runs.
+    - shadow (a replay that is also a dry run): as a replay, reads run live when not
+      recorded, and an unrecorded call with side effects is planned.
     """
 
     dry_run: bool = False
@@ -62,7 +64,9 @@ class RunMode:
 
     @property
     def name(self) -> str:
-        return "replay" if self.recording else "dry_run" if self.dry_run else "live"
+        if self.recording is not None:
+            return "shadow" if self.dry_run else "replay"
+        return "dry_run" if self.dry_run else "live"
 
 
 class RunSession:
@@ -231,7 +235,7 @@ class RunSession:
                 return "recording", recorded
             if mode.live_reads and tool.annotations.read_only:
                 return "plugin", None
-            return "unrecorded", None
+            return ("planned" if mode.dry_run else "unrecorded"), None
         if mode.dry_run and not tool.annotations.read_only:
             return "planned", None
         return "plugin", None

@@ -194,9 +194,7 @@ class RunStore:
         return None if row is None else dict(json.loads(row[0]))
 
     def set_plan_diff(self, run_id: str, diff: dict[str, Any]) -> None:
-        self._db.execute(
-            "UPDATE runs SET plan_diff_json=? WHERE id=?", (json.dumps(diff), run_id)
-        )
+        self._db.execute("UPDATE runs SET plan_diff_json=? WHERE id=?", (json.dumps(diff), run_id))
 
     def flag(self, run_id: str, flag: dict[str, Any] | None) -> bool:
         cursor = self._db.execute(

@@ -73,6 +73,13 @@ class DiffEntry:
             "replayed": self.replayed.to_json() if self.replayed else None,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DiffEntry:
+        def call(side: Any) -> PlannedCall | None:
+            return PlannedCall(side["tool"], dict(side["arguments"])) if side else None
+
+        return cls(data["kind"], call(data.get("recorded")), call(data.get("replayed")))
+
 
 @dataclass(frozen=True)
 class PlanDiff:
@@ -94,6 +101,10 @@ class PlanDiff:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in self.entries]
+
+    @classmethod
+    def from_json(cls, entries: list[dict[str, Any]]) -> PlanDiff:
+        return cls([DiffEntry.from_json(entry) for entry in entries])
 
 
 def diff_plans(recorded: Sequence[PlannedCall], replayed: Sequence[PlannedCall]) -> PlanDiff:

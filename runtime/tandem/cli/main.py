@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true")
 
+    from . import shadow as shadow_cli
+
+    shadow_cli.add_parser(commands)
+
     workflows = commands.add_parser("workflows", help="list workflows, with load errors")
     workflows.add_argument("--json", action="store_true")
 
@@ -176,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             return serve(config, args)
         from .replay import cmd_replay
         from .runs import cmd_runs
+        from .shadow import cmd_shadow
 
         handler = {
             "run": cmd_run,
             "replay": cmd_replay,
+            "shadow": cmd_shadow,
             "workflows": cmd_workflows,
             "tools": cmd_tools,
             "runs": cmd_runs,

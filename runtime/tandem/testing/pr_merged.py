@@ -14,17 +14,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from .replies import Reply
-from .workspace import CHANNELS, MESSAGES, OWNER, REPO, WEB
+from .workspace import CHANNELS, MESSAGES, OWNER, PULLS, REPO, WEB
 
 _LINK = re.compile(r"<([^>|]+)(?:\|[^>]*)?>")
 
 
 def webhook_conversation(number: int, settings: Mapping[str, Any]) -> list[Reply]:
-    """The model's turns for a webhook delivery saying pull request `number` merged;
-    `settings` is the workflow's `settings.json`."""
+    """The model's turns for a webhook delivery saying pull request `number` closed (merged
+    or not, as the seed says); `settings` is the workflow's `settings.json`."""
     channel = str(settings["channel"])
     limit = settings["look_back"]
-    emoji = settings["reactions"]["merged"]
+    status = next(p.status for p in PULLS if p.number == number)
+    emoji = settings["reactions"][status]
     url = f"{WEB}/{OWNER}/{REPO}/pull/{number}"
     channel_id = next(c.id for c in CHANNELS if c.name == channel)
     linking = [
@@ -45,7 +46,7 @@ def webhook_conversation(number: int, settings: Mapping[str, Any]) -> list[Reply
             ("github__pr_status", {"url": url}),
             text=f"The delivery is about {OWNER}/{REPO}#{number}; checking its status.",
         ),
-        Reply.tool_use(*reactions, text=f"It merged; {len(reactions)} message(s) link it."),
+        Reply.tool_use(*reactions, text=f"It is {status}; {len(reactions)} message(s) link it."),
         Reply.text(
             f"Added {len(reactions)} reaction(s): :{emoji}: on the messages linking "
             f"{OWNER}/{REPO}#{number}. No unknown pull requests."

@@ -95,6 +95,14 @@ def load_workflow(folder: Path, known_tools: Collection[str]) -> Workflow:
     prompt_text = _read_text(folder, spec.prompt, where, "prompt", problems)
     if spec.coordinator == "llm" and spec.prompt is None:
         problems.append((where, "prompt", "required when coordinator: llm"))
+    if spec.shadow == spec.coordinator:
+        problems.append(
+            (where, "shadow", f"the shadow must be the other coordinator, not {spec.shadow}")
+        )
+    elif spec.shadow == "script" and spec.coordinator_script is None:
+        problems.append((where, "coordinator_script", "required when shadow: script"))
+    elif spec.shadow == "llm" and spec.prompt is None:
+        problems.append((where, "prompt", "required when shadow: llm"))
 
     offered = set(known_tools) | (set(FILE_TOOLS) if spec.files else set())
     for pattern in spec.tools:

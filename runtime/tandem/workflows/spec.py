@@ -89,6 +89,9 @@ class WorkflowSpec(_Strict):
     files: dict[str, str] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
     isolation: Literal["process", "namespace"] | None = None
+    # Run the other coordinator beside every real trigger, as a dry run answered from the
+    # primary run's recording, and keep the two plans' diff (`tandem shadow`).
+    shadow: Literal["llm", "script"] | None = None
 
     @field_validator("triggers")
     @classmethod
