@@ -84,6 +84,8 @@ class RunSession:
         self.mode = mode or RunMode()
         # Ids of the subagents running now: a tool call may carry one only while it runs.
         self.subagents: set[str] = set()
+        # Calls waiting for a person's decision, by their tool.call event's seq.
+        self.approvals: dict[int, asyncio.Future[tuple[bool, str]]] = {}
         self.workflow = workflow
         self.coordinator = coordinator
         self.trigger = trigger
@@ -179,6 +181,8 @@ class RunSession:
         started = time.perf_counter()
         closing: dict[str, Any] = {"call": call.seq, "tool": name, "executed": source == "plugin"}
         try:
+            if source == "plugin" and self._needs_approval(tool, subagent):
+                await self._approval(call.seq, tool)
             result_json = await self._answer(source, recorded, tool, arguments, arguments_json)
         except ToolError as error:
             self.emit(
@@ -222,6 +226,58 @@ class RunSession:
             raw=self._kept_result(result_json),
         )
         return ToolOutcome(result_json=result_json)
+
+    def _needs_approval(self, tool: HostTool, subagent: str | None) -> bool:
+        acting = "llm" if self.coordinator == "llm" or subagent in self.subagents else "script"
+        annotations = tool.annotations
+        return self.workflow.spec.approvals.required(
+            acting, tool.name, annotations.destructive, annotations.read_only
+        )
+
+    async def _approval(self, seq: int, tool: HostTool) -> None:
+        """Hold the call until a person decides (`tandem approve|deny`); a denial, or no
+        decision in time, is a ToolError of type `denied` that the coordinator sees."""
+        future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self.approvals[seq] = future
+        timeout = self._approval_timeout()
+        self.emit(
+            "approval.waiting",
+            call=seq,
+            tool=tool.name,
+            timeout_s=round(timeout, 1),
+            decide=f"tandem approve {self.id} {seq}  |  tandem deny {self.id} {seq} REASON",
+        )
+        self._store.set_status(self.id, "waiting")
+        try:
+            approved, reason = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            approved, reason = False, f"no decision within {timeout:.0f}s"
+        finally:
+            self.approvals.pop(seq, None)
+            if not self.approvals and self.active:
+                self._store.set_status(self.id, "running")
+        self.emit("approval.decided", call=seq, tool=tool.name, approved=approved, reason=reason)
+        if not approved:
+            raise ToolError(f"a person denied this call: {reason}", tool=tool.name, type="denied")
+
+    def _approval_timeout(self) -> float:
+        """The configured wait, and in any case ending a second before the run's own limit,
+        so the coordinator learns of the denial before the run times out."""
+        configured = self.workflow.spec.approvals.timeout_s
+        left = None if self.deadline is None else self.deadline - time.monotonic() - 1.0
+        bounds = [b for b in (configured, left) if b is not None]
+        return max(min(bounds), 0.1) if bounds else 3600.0
+
+    def decide(self, seq: int | None, approved: bool, reason: str) -> list[int]:
+        """Answer the waiting call `seq` (every waiting call when None); the seqs answered."""
+        waiting = [seq] if seq is not None else sorted(self.approvals)
+        decided = []
+        for key in waiting:
+            future = self.approvals.get(key)
+            if future is not None and not future.done():
+                future.set_result((approved, reason))
+                decided.append(key)
+        return decided
 
     def _source(self, tool: HostTool, arguments: dict[str, Any]) -> tuple[str, RecordedCall | None]:
         """Who answers: "plugin" (the call runs), "planned" (a dry run's stand-in),

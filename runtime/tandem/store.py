@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
 MODES = ("live", "dry_run", "replay", "shadow")
 # Columns added after the first release, for stores made before them.
 _ADDED_COLUMNS = {
@@ -202,6 +202,10 @@ class RunStore:
             (None if flag is None else json.dumps(flag), run_id),
         )
         return cursor.rowcount == 1
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """running <-> waiting, while a call waits for approval."""
+        self._db.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
 
     def mark_started(self, run_id: str, at: float) -> None:
         self._db.execute("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))

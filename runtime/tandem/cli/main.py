@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true")
 
+    from . import approve as approve_cli
     from . import shadow as shadow_cli
 
     shadow_cli.add_parser(commands)
+    approve_cli.add_parser(commands)
 
     workflows = commands.add_parser("workflows", help="list workflows, with load errors")
     workflows.add_argument("--json", action="store_true")
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
             "",
             "queued",
             "running",
+            "waiting",
             "succeeded",
             "failed",
             "cancelled",
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, args)
+        from .approve import cmd_decide
         from .replay import cmd_replay
         from .runs import cmd_runs
         from .shadow import cmd_shadow
@@ -186,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             "run": cmd_run,
             "replay": cmd_replay,
             "shadow": cmd_shadow,
+            "approve": cmd_decide,
+            "deny": cmd_decide,
             "workflows": cmd_workflows,
             "tools": cmd_tools,
             "runs": cmd_runs,

@@ -52,6 +52,11 @@ def format_event(event: Event) -> str:
                 body += f" of {data['source_run']}"
     elif kind == "model.response":
         body = _model_response(data)
+    elif kind == "approval.waiting":
+        body = f"call {data['call']} ({data['tool']}) WAITS for approval: {data['decide']}"
+    elif kind == "approval.decided":
+        verdict = "approved" if data.get("approved") else f"DENIED ({data.get('reason')})"
+        body = f"call {data['call']} ({data['tool']}) {verdict}"
     else:
         body = _short(data)
     stamp = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -77,6 +78,28 @@ class Trigger(_Strict):
         return kind
 
 
+class Approvals(_Strict):
+    """Which tool calls wait for a person, per coordinator: `destructive` (tools annotated
+    so), `side_effects` (every tool that is not read-only), or tool names and globs. A
+    subagent's calls follow the `llm` list. `timeout_s`: how long a call waits before it
+    is denied (default: until just before the run's own time limit)."""
+
+    llm: list[str] = Field(default_factory=list)
+    script: list[str] = Field(default_factory=list)
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+    def required(self, coordinator: str, tool: str, destructive: bool, read_only: bool) -> bool:
+        if read_only:
+            return False
+        rules = self.llm if coordinator == "llm" else self.script
+        return any(
+            (rule == "destructive" and destructive)
+            or rule == "side_effects"
+            or fnmatch.fnmatchcase(tool, rule)
+            for rule in rules
+        )
+
+
 class WorkflowSpec(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
     description: str = ""
@@ -92,6 +115,7 @@ class WorkflowSpec(_Strict):
     # Run the other coordinator beside every real trigger, as a dry run answered from the
     # primary run's recording, and keep the two plans' diff (`tandem shadow`).
     shadow: Literal["llm", "script"] | None = None
+    approvals: Approvals = Field(default_factory=Approvals)
 
     @field_validator("triggers")
     @classmethod

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as tandem_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tandem/v1/control.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"\x0f\n\rHealthRequest\"\xa3\x01\n\x0eHealthResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\x13\n\x0b\x61\x63tive_runs\x18\x03 \x01(\x05\x12\x11\n\tisolation\x18\x04 \x01(\t\x12\x14\n\x0cplugins_down\x18\x05 \x03(\t\x12(\n\x07plugins\x18\x06 \x03(\x0b\x32\x17.tandem.v1.PluginStatus\"o\n\x0cPluginStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\x12\n\ncrash_loop\x18\x05 \x01(\x08\x12\x12\n\nlast_error\x18\x06 \x01(\t\"^\n\x0eTriggerRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"_\n\rReplayRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\x12\x15\n\rworkflow_path\x18\x03 \x01(\t\x12\x12\n\nlive_reads\x18\x04 \x01(\x08\"?\n\x0e\x46lagRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x03(\x05\"\x11\n\x0f\x46lagRunResponse\"\"\n\x10\x45xportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\")\n\x11\x45xportRunResponse\x12\x14\n\x0c\x66ixture_json\x18\x01 \x01(\t\"!\n\x0fTriggerResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x97\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08triggers\x18\x06 \x03(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\"\x16\n\x14ListWorkflowsRequest\"Z\n\x15ListWorkflowsResponse\x12*\n\tworkflows\x18\x01 \x03(\x0b\x32\x17.tandem.v1.WorkflowInfo\x12\x15\n\rplugin_errors\x18\x02 \x03(\t\",\n\x18ListWorkflowToolsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"?\n\x19ListWorkflowToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"D\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\n\n\x02ts\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\t\"\xf2\x02\n\tRunRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x14\n\x0ctrigger_json\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\x12\x1f\n\x05usage\x18\x0c \x01(\x0b\x32\x10.tandem.v1.Usage\x12#\n\x06\x65vents\x18\r \x03(\x0b\x32\x13.tandem.v1.RunEvent\x12\x0c\n\x04mode\x18\x0e \x01(\t\x12\x12\n\nsource_run\x18\x0f \x01(\t\x12\x11\n\tflag_json\x18\x10 \x01(\t\x12\x16\n\x0eplan_diff_json\x18\x11 \x01(\t\"\x94\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x06 \x01(\x08\x12\r\n\x05since\x18\x07 \x01(\x01\x12\r\n\x05until\x18\x08 \x01(\x01\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tandem.v1.RunRecord\"$\n\x12GetRunTraceRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"&\n\x11\x43\x61ncelRunResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x0f\n\rReloadRequest\" \n\x0eReloadResponse\x12\x0e\n\x06\x65rrors\x18\x01 \x03(\t2\xd7\x06\n\x07\x43ontrol\x12=\n\x06Health\x12\x18.tandem.v1.HealthRequest\x1a\x19.tandem.v1.HealthResponse\x12@\n\x07Trigger\x12\x19.tandem.v1.TriggerRequest\x1a\x1a.tandem.v1.TriggerResponse\x12R\n\rListWorkflows\x12\x1f.tandem.v1.ListWorkflowsRequest\x1a .tandem.v1.ListWorkflowsResponse\x12^\n\x11ListWorkflowTools\x12#.tandem.v1.ListWorkflowToolsRequest\x1a$.tandem.v1.ListWorkflowToolsResponse\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x42\n\x0bGetRunTrace\x12\x1d.tandem.v1.GetRunTraceRequest\x1a\x14.tandem.v1.RunRecord\x12=\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x13.tandem.v1.RunEvent0\x01\x12\x46\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x1c.tandem.v1.CancelRunResponse\x12=\n\x06Reload\x12\x18.tandem.v1.ReloadRequest\x1a\x19.tandem.v1.ReloadResponse\x12>\n\x06Replay\x12\x18.tandem.v1.ReplayRequest\x1a\x1a.tandem.v1.TriggerResponse\x12@\n\x07\x46lagRun\x12\x19.tandem.v1.FlagRunRequest\x1a\x1a.tandem.v1.FlagRunResponse\x12\x46\n\tExportRun\x12\x1b.tandem.v1.ExportRunRequest\x1a\x1c.tandem.v1.ExportRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tandem/v1/control.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"\x0f\n\rHealthRequest\"\xa3\x01\n\x0eHealthResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\x13\n\x0b\x61\x63tive_runs\x18\x03 \x01(\x05\x12\x11\n\tisolation\x18\x04 \x01(\t\x12\x14\n\x0cplugins_down\x18\x05 \x03(\t\x12(\n\x07plugins\x18\x06 \x03(\x0b\x32\x17.tandem.v1.PluginStatus\"o\n\x0cPluginStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\x12\n\ncrash_loop\x18\x05 \x01(\x08\x12\x12\n\nlast_error\x18\x06 \x01(\t\"^\n\x0eTriggerRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"_\n\rReplayRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\x12\x15\n\rworkflow_path\x18\x03 \x01(\t\x12\x12\n\nlive_reads\x18\x04 \x01(\x08\"?\n\x0e\x46lagRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x03(\x05\"\x11\n\x0f\x46lagRunResponse\"N\n\rDecideRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63\x61ll\x18\x02 \x01(\x05\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x1f\n\x0e\x44\x65\x63ideResponse\x12\r\n\x05\x63\x61lls\x18\x01 \x03(\x05\"\"\n\x10\x45xportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\")\n\x11\x45xportRunResponse\x12\x14\n\x0c\x66ixture_json\x18\x01 \x01(\t\"!\n\x0fTriggerResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x97\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08triggers\x18\x06 \x03(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\"\x16\n\x14ListWorkflowsRequest\"Z\n\x15ListWorkflowsResponse\x12*\n\tworkflows\x18\x01 \x03(\x0b\x32\x17.tandem.v1.WorkflowInfo\x12\x15\n\rplugin_errors\x18\x02 \x03(\t\",\n\x18ListWorkflowToolsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"?\n\x19ListWorkflowToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"D\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\n\n\x02ts\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\t\"\xf2\x02\n\tRunRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x14\n\x0ctrigger_json\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\x12\x1f\n\x05usage\x18\x0c \x01(\x0b\x32\x10.tandem.v1.Usage\x12#\n\x06\x65vents\x18\r \x03(\x0b\x32\x13.tandem.v1.RunEvent\x12\x0c\n\x04mode\x18\x0e \x01(\t\x12\x12\n\nsource_run\x18\x0f \x01(\t\x12\x11\n\tflag_json\x18\x10 \x01(\t\x12\x16\n\x0eplan_diff_json\x18\x11 \x01(\t\"\x94\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x06 \x01(\x08\x12\r\n\x05since\x18\x07 \x01(\x01\x12\r\n\x05until\x18\x08 \x01(\x01\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tandem.v1.RunRecord\"$\n\x12GetRunTraceRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"&\n\x11\x43\x61ncelRunResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x0f\n\rReloadRequest\" \n\x0eReloadResponse\x12\x0e\n\x06\x65rrors\x18\x01 \x03(\t2\x96\x07\n\x07\x43ontrol\x12=\n\x06Health\x12\x18.tandem.v1.HealthRequest\x1a\x19.tandem.v1.HealthResponse\x12@\n\x07Trigger\x12\x19.tandem.v1.TriggerRequest\x1a\x1a.tandem.v1.TriggerResponse\x12R\n\rListWorkflows\x12\x1f.tandem.v1.ListWorkflowsRequest\x1a .tandem.v1.ListWorkflowsResponse\x12^\n\x11ListWorkflowTools\x12#.tandem.v1.ListWorkflowToolsRequest\x1a$.tandem.v1.ListWorkflowToolsResponse\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x42\n\x0bGetRunTrace\x12\x1d.tandem.v1.GetRunTraceRequest\x1a\x14.tandem.v1.RunRecord\x12=\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x13.tandem.v1.RunEvent0\x01\x12\x46\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x1c.tandem.v1.CancelRunResponse\x12=\n\x06Reload\x12\x18.tandem.v1.ReloadRequest\x1a\x19.tandem.v1.ReloadResponse\x12>\n\x06Replay\x12\x18.tandem.v1.ReplayRequest\x1a\x1a.tandem.v1.TriggerResponse\x12@\n\x07\x46lagRun\x12\x19.tandem.v1.FlagRunRequest\x1a\x1a.tandem.v1.FlagRunResponse\x12\x46\n\tExportRun\x12\x1b.tandem.v1.ExportRunRequest\x1a\x1c.tandem.v1.ExportRunResponse\x12=\n\x06\x44\x65\x63ide\x12\x18.tandem.v1.DecideRequest\x1a\x19.tandem.v1.DecideResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,42 +46,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAGRUNREQUEST']._serialized_end=614
   _globals['_FLAGRUNRESPONSE']._serialized_start=616
   _globals['_FLAGRUNRESPONSE']._serialized_end=633
-  _globals['_EXPORTRUNREQUEST']._serialized_start=635
-  _globals['_EXPORTRUNREQUEST']._serialized_end=669
-  _globals['_EXPORTRUNRESPONSE']._serialized_start=671
-  _globals['_EXPORTRUNRESPONSE']._serialized_end=712
-  _globals['_TRIGGERRESPONSE']._serialized_start=714
-  _globals['_TRIGGERRESPONSE']._serialized_end=747
-  _globals['_WORKFLOWINFO']._serialized_start=750
-  _globals['_WORKFLOWINFO']._serialized_end=901
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=903
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=925
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=927
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1017
-  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_start=1019
-  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_end=1063
-  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_start=1065
-  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_end=1128
-  _globals['_RUNEVENT']._serialized_start=1130
-  _globals['_RUNEVENT']._serialized_end=1198
-  _globals['_RUNRECORD']._serialized_start=1201
-  _globals['_RUNRECORD']._serialized_end=1571
-  _globals['_LISTRUNSREQUEST']._serialized_start=1574
-  _globals['_LISTRUNSREQUEST']._serialized_end=1722
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1724
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1778
-  _globals['_GETRUNTRACEREQUEST']._serialized_start=1780
-  _globals['_GETRUNTRACEREQUEST']._serialized_end=1816
-  _globals['_WATCHRUNREQUEST']._serialized_start=1818
-  _globals['_WATCHRUNREQUEST']._serialized_end=1851
-  _globals['_CANCELRUNREQUEST']._serialized_start=1853
-  _globals['_CANCELRUNREQUEST']._serialized_end=1887
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1889
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1927
-  _globals['_RELOADREQUEST']._serialized_start=1929
-  _globals['_RELOADREQUEST']._serialized_end=1944
-  _globals['_RELOADRESPONSE']._serialized_start=1946
-  _globals['_RELOADRESPONSE']._serialized_end=1978
-  _globals['_CONTROL']._serialized_start=1981
-  _globals['_CONTROL']._serialized_end=2836
+  _globals['_DECIDEREQUEST']._serialized_start=635
+  _globals['_DECIDEREQUEST']._serialized_end=713
+  _globals['_DECIDERESPONSE']._serialized_start=715
+  _globals['_DECIDERESPONSE']._serialized_end=746
+  _globals['_EXPORTRUNREQUEST']._serialized_start=748
+  _globals['_EXPORTRUNREQUEST']._serialized_end=782
+  _globals['_EXPORTRUNRESPONSE']._serialized_start=784
+  _globals['_EXPORTRUNRESPONSE']._serialized_end=825
+  _globals['_TRIGGERRESPONSE']._serialized_start=827
+  _globals['_TRIGGERRESPONSE']._serialized_end=860
+  _globals['_WORKFLOWINFO']._serialized_start=863
+  _globals['_WORKFLOWINFO']._serialized_end=1014
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1016
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1038
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1040
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1130
+  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_start=1132
+  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_end=1176
+  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_start=1178
+  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_end=1241
+  _globals['_RUNEVENT']._serialized_start=1243
+  _globals['_RUNEVENT']._serialized_end=1311
+  _globals['_RUNRECORD']._serialized_start=1314
+  _globals['_RUNRECORD']._serialized_end=1684
+  _globals['_LISTRUNSREQUEST']._serialized_start=1687
+  _globals['_LISTRUNSREQUEST']._serialized_end=1835
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1837
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1891
+  _globals['_GETRUNTRACEREQUEST']._serialized_start=1893
+  _globals['_GETRUNTRACEREQUEST']._serialized_end=1929
+  _globals['_WATCHRUNREQUEST']._serialized_start=1931
+  _globals['_WATCHRUNREQUEST']._serialized_end=1964
+  _globals['_CANCELRUNREQUEST']._serialized_start=1966
+  _globals['_CANCELRUNREQUEST']._serialized_end=2000
+  _globals['_CANCELRUNRESPONSE']._serialized_start=2002
+  _globals['_CANCELRUNRESPONSE']._serialized_end=2040
+  _globals['_RELOADREQUEST']._serialized_start=2042
+  _globals['_RELOADREQUEST']._serialized_end=2057
+  _globals['_RELOADRESPONSE']._serialized_start=2059
+  _globals['_RELOADRESPONSE']._serialized_end=2091
+  _globals['_CONTROL']._serialized_start=2094
+  _globals['_CONTROL']._serialized_end=3012
 # @@protoc_insertion_point(module_scope)

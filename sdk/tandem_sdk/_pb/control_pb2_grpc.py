@@ -94,6 +94,11 @@ class ControlStub:
                 request_serializer=tandem_dot_v1_dot_control__pb2.ExportRunRequest.SerializeToString,
                 response_deserializer=tandem_dot_v1_dot_control__pb2.ExportRunResponse.FromString,
                 _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/tandem.v1.Control/Decide',
+                request_serializer=tandem_dot_v1_dot_control__pb2.DecideRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.DecideResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -175,6 +180,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Decide(self, request, context):
+        """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +249,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ExportRun,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.ExportRunRequest.FromString,
                     response_serializer=tandem_dot_v1_dot_control__pb2.ExportRunResponse.SerializeToString,
+            ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.DecideRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.DecideResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +580,33 @@ class Control:
             '/tandem.v1.Control/ExportRun',
             tandem_dot_v1_dot_control__pb2.ExportRunRequest.SerializeToString,
             tandem_dot_v1_dot_control__pb2.ExportRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/Decide',
+            tandem_dot_v1_dot_control__pb2.DecideRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.DecideResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,8 @@ class ControlStub:
     """Marks a run as wrong (or clears the mark), for review and regression fixtures."""
     ExportRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.ExportRunRequest, _control_pb2.ExportRunResponse]
     """A recorded run as a fixture (JSON), for `tandem runs export`."""
+    Decide: _grpc.UnaryUnaryMultiCallable[_control_pb2.DecideRequest, _control_pb2.DecideResponse]
+    """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -67,6 +69,8 @@ class ControlAsyncStub(ControlStub):
     """Marks a run as wrong (or clears the mark), for review and regression fixtures."""
     ExportRun: _aio.UnaryUnaryMultiCallable[_control_pb2.ExportRunRequest, _control_pb2.ExportRunResponse]  # type: ignore[assignment]
     """A recorded run as a fixture (JSON), for `tandem runs export`."""
+    Decide: _aio.UnaryUnaryMultiCallable[_control_pb2.DecideRequest, _control_pb2.DecideResponse]  # type: ignore[assignment]
+    """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -156,5 +160,13 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.ExportRunResponse, _abc.Awaitable[_control_pb2.ExportRunResponse]]:
         """A recorded run as a fixture (JSON), for `tandem runs export`."""
+
+    @_abc_1.abstractmethod
+    def Decide(
+        self,
+        request: _control_pb2.DecideRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DecideResponse, _abc.Awaitable[_control_pb2.DecideResponse]]:
+        """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,52 @@
+"""`tandem approve RUN_ID [CALL]` and `tandem deny RUN_ID [CALL] REASON`: answer the tool
+calls a run holds for a person's approval (workflow.yaml `approvals`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import grpc
+from tandem_sdk._pb import control_pb2
+
+from tandem.config import ProjectConfig
+
+from .main import EXIT_OK, UsageError, _rpc_error, control
+
+
+def add_parser(commands: Any) -> None:
+    approve = commands.add_parser("approve", help="let a call waiting for approval run")
+    approve.add_argument("run_id")
+    approve.add_argument("call", nargs="?", type=int, default=0, help="default: every waiting call")
+    deny = commands.add_parser("deny", help="refuse a call waiting for approval, saying why")
+    deny.add_argument("run_id")
+    deny.add_argument("call", nargs="?", default="", help="default: every waiting call")
+    deny.add_argument("reason", nargs="?", default="")
+
+
+def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
+    approve = args.command == "approve"
+    call, reason = (args.call, "") if approve else _deny_arguments(args)
+    with control(config) as client:
+        try:
+            reply = client.stub.Decide(
+                control_pb2.DecideRequest(
+                    run_id=args.run_id, call=call, approve=approve, reason=reason
+                )
+            )
+        except grpc.RpcError as error:
+            raise _rpc_error(error) from None
+    verb = "approved" if approve else "denied"
+    print(f"run {args.run_id}: {verb} call(s) {', '.join(map(str, reply.calls))}")
+    return EXIT_OK
+
+
+def _deny_arguments(args: argparse.Namespace) -> tuple[int, str]:
+    """`deny RUN CALL REASON`, or `deny RUN REASON` for every waiting call."""
+    if args.call.isdigit():
+        call, reason = int(args.call), args.reason
+    else:
+        call, reason = 0, " ".join(part for part in (args.call, args.reason) if part)
+    if not reason:
+        raise UsageError("say why: tandem deny RUN_ID [CALL] REASON")
+    return call, reason

@@ -1,0 +1,107 @@
+"""Approvals: under the LLM coordinator, pr_merged's reactions wait for a person; the
+reviewed script's do not. The host holds the call, whichever coordinator makes it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import eventually, tandem
+from pr_merged_fixtures import SETTINGS, WEBHOOK_101, Setup, webhook_trigger
+from tandem.store import RunRecord
+from tandem.testing.pr_merged import webhook_conversation
+
+POLICY = "approvals:\n  llm: [side_effects]\n  timeout_s: 20\n"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    setup = Setup(tmp_path_factory.mktemp("approvals") / "project", start=False)
+    yaml = setup.project.root / "workflows" / "pr_merged" / "workflow.yaml"
+    yaml.write_text(yaml.read_text() + POLICY)
+    setup.start()
+    yield setup
+    setup.close()
+
+
+@pytest.fixture
+def fresh(setup: Setup) -> Setup:
+    setup.slack.reset()
+    setup.model.reset()
+    return setup
+
+
+def _start_llm(setup: Setup) -> tuple[str, threading.Thread, list[RunRecord]]:
+    setup.model.add(*webhook_conversation(101, SETTINGS))
+    run_id = setup.daemon.client.trigger("pr_merged", webhook_trigger(101), "llm")
+    done: list[RunRecord] = []
+    waiter = threading.Thread(target=lambda: done.append(setup.wait(run_id)))
+    waiter.start()
+    return run_id, waiter, done
+
+
+def _waiting(setup: Setup, run_id: str) -> list[int]:
+    record = setup.daemon.client.run(run_id)
+    asked = {e.data["call"] for e in record.events if e.kind == "approval.waiting"}
+    decided = {e.data["call"] for e in record.events if e.kind == "approval.decided"}
+    return sorted(asked - decided)
+
+
+def test_an_llm_call_waits_then_runs_once_approved(fresh: Setup) -> None:
+    run_id, waiter, done = _start_llm(fresh)
+    assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
+    assert fresh.slack.reactions_added == [], "nothing runs before a person says so"
+    listed = tandem(fresh.project, "runs", "--status", "waiting", "--json").stdout
+    assert run_id in listed
+    shown = tandem(fresh.project, "runs", "show", run_id).stdout
+    assert "WAITS for approval" in shown and f"tandem approve {run_id}" in shown
+    first, _ = _waiting(fresh, run_id)
+    approved = tandem(fresh.project, "approve", run_id, str(first))
+    assert approved.returncode == 0, approved.stderr
+    assert eventually(lambda: len(fresh.slack.reactions_added) == 1)
+    assert tandem(fresh.project, "approve", run_id).returncode == 0  # every call left
+    waiter.join(30)
+    assert done[0].status == "succeeded", done[0].error
+    assert {(r.ts, r.name) for r in fresh.slack.reactions_added} == WEBHOOK_101
+
+
+def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup) -> None:
+    run_id, waiter, done = _start_llm(fresh)
+    assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
+    denied = tandem(fresh.project, "deny", run_id, "not during the freeze")
+    assert denied.returncode == 0, denied.stderr
+    waiter.join(30)
+    assert done[0].status == "succeeded", done[0].error
+    assert fresh.slack.reactions_added == []
+    results = [r for q in fresh.model.requests for r in q.tool_results()]
+    denials = [r for r in results if r.get("is_error") and "not during the freeze" in str(r)]
+    assert len(denials) == 2, results
+    assert "denied" in str(denials[0]["content"])
+
+
+def test_no_decision_in_time_is_a_clear_denial(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    setup = Setup(tmp_path_factory.mktemp("approval-timeout") / "project", start=False)
+    yaml = setup.project.root / "workflows" / "pr_merged" / "workflow.yaml"
+    yaml.write_text(yaml.read_text() + "approvals:\n  llm: [slack.add_reaction]\n  timeout_s: 1\n")
+    setup.start()
+    try:
+        _, waiter, done = _start_llm(setup)
+        waiter.join(60)
+        record = done[0]
+        assert record.status == "succeeded", record.error
+        decided = [e.data for e in record.events if e.kind == "approval.decided"]
+        assert [d["approved"] for d in decided] == [False, False]
+        assert "no decision within 1s" in decided[0]["reason"]
+        assert setup.slack.reactions_added == []
+    finally:
+        setup.close()
+
+
+def test_the_reviewed_script_is_not_held(fresh: Setup) -> None:
+    record = fresh.run(webhook_trigger(101), "script")
+    assert record.status == "succeeded", record.error
+    assert not any(e.kind.startswith("approval.") for e in record.events)
+    assert {(r.ts, r.name) for r in fresh.slack.reactions_added} == WEBHOOK_101
