@@ -250,6 +250,17 @@ def side_by_side(results: dict[str, tuple[RunRecord, list[Any]]]) -> bool:
     return same and script[0].status == llm[0].status == "succeeded"
 
 
+def show_ledger(state: Path) -> None:
+    heading(6, "The ledger: tandem stats pr_merged")
+    command = [sys.executable, "-m", "tandem.cli", "--project", str(ROOT), "--state"]
+    ledger = subprocess.run(
+        [*command, str(state), "stats", "pr_merged"], capture_output=True, text=True, timeout=60
+    )
+    text = ledger.stdout if ledger.returncode == 0 else ledger.stderr
+    for line in text.rstrip().splitlines():
+        print(f"   {line}")
+
+
 @contextlib.contextmanager
 def stand_ins(settings: dict[str, Any]) -> Iterator[tuple[SlackStandIn, dict[str, str], str]]:
     with SlackStandIn() as slack, GitHubStandIn() as github, contextlib.ExitStack() as stack:
@@ -283,6 +294,7 @@ def main() -> int:
             results = run_both(daemon, slack)
             show_channel(slack)
             ok = side_by_side(results)
+            show_ledger(Path(state))
         finally:
             daemon.stop()
     print(dim('\nStopped the daemon and the stand-ins. Next: README.md, "Try it for real".'))

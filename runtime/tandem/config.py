@@ -26,6 +26,7 @@ _KEYS = {
     "builtin_plugins",
     "http",
     "record",
+    "prices",  # read by tandem.ledger.prices
 }
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # A tool result up to this size is kept whole in the trace (what replay answers with).

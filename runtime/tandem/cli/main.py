@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import approve as approve_cli
     from . import shadow as shadow_cli
+    from . import stats as stats_cli
 
     shadow_cli.add_parser(commands)
     approve_cli.add_parser(commands)
+    stats_cli.add_parser(commands)
 
     workflows = commands.add_parser("workflows", help="list workflows, with load errors")
     workflows.add_argument("--json", action="store_true")
@@ -185,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         from .replay import cmd_replay
         from .runs import cmd_runs
         from .shadow import cmd_shadow
+        from .stats import cmd_stats
 
         handler = {
             "run": cmd_run,
             "replay": cmd_replay,
             "shadow": cmd_shadow,
             "approve": cmd_decide,
+            "stats": cmd_stats,
             "deny": cmd_decide,
             "workflows": cmd_workflows,
             "tools": cmd_tools,
