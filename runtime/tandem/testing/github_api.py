@@ -37,7 +37,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import TracebackType
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,7 +55,7 @@ from tandem.testing.github_objects import (
     reviewer,
     user_id,
 )
-from tandem.testing.http_server import ServedApp
+from tandem.testing.http_server import ServedApp, ServedStandIn
 from tandem.testing.workspace import BOT, OWNER, PULLS, REPO, WEB
 
 __all__ = [
@@ -105,7 +104,7 @@ class _Bucket:
             self.used, self.reset = 0, math.ceil(now) + 3600
 
 
-class GitHubStandIn:
+class GitHubStandIn(ServedStandIn):
     """GitHub's REST API for the seeded workspace, on a free loopback port."""
 
     def __init__(
@@ -126,27 +125,6 @@ class GitHubStandIn:
         self._lock = threading.Lock()
         route = Route("/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT"])
         self._served = ServedApp(Starlette(routes=[route]), "github-standin")
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> GitHubStandIn:
-        self._served.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving. Safe to call twice."""
-        self._served.stop()
-
-    def __enter__(self) -> GitHubStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests use --------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -54,6 +54,32 @@ class ServedApp:
         self._socket.close()
 
     def __enter__(self) -> ServedApp:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServedStandIn:
+    """The lifecycle of a stand-in served by a `ServedApp` (`self._served`): `start()`,
+    `stop()` (safe to call twice), and use as a context manager."""
+
+    _served: ServedApp
+
+    def start(self) -> Self:
+        self._served.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving. Safe to call twice."""
+        self._served.stop()
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

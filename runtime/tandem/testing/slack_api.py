@@ -31,7 +31,6 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
@@ -40,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tandem.testing import workspace
-from tandem.testing.http_server import ServedApp
+from tandem.testing.http_server import ServedApp, ServedStandIn
 from tandem.testing.slack_wire import (
     BOT_ID,
     CREATED,
@@ -102,7 +101,7 @@ class AddedReaction(NamedTuple):
     name: str
 
 
-class SlackStandIn:
+class SlackStandIn(ServedStandIn):
     """The Slack Web API on a free loopback port, over a fresh copy of the seeded workspace.
 
     `token` is the one bot token it accepts; assign another value to it to make a running
@@ -136,27 +135,6 @@ class SlackStandIn:
             ]
         )
         self._served = ServedApp(app, "slack-standin")
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> SlackStandIn:
-        self._served.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving. Safe to call twice."""
-        self._served.stop()
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests use --------------------------------------------------------------------
 
