@@ -103,10 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true")
 
     from . import approve as approve_cli
+    from . import rewrite as rewrite_cli
     from . import shadow as shadow_cli
     from . import stats as stats_cli
 
     shadow_cli.add_parser(commands)
+    rewrite_cli.add_parser(commands)
     approve_cli.add_parser(commands)
     stats_cli.add_parser(commands)
 
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve(config, args)
         from .approve import cmd_decide
         from .replay import cmd_replay
+        from .rewrite import cmd_rewrite
         from .runs import cmd_runs
         from .shadow import cmd_shadow
         from .stats import cmd_stats
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": cmd_run,
             "replay": cmd_replay,
             "shadow": cmd_shadow,
+            "rewrite": cmd_rewrite,
             "approve": cmd_decide,
             "stats": cmd_stats,
             "deny": cmd_decide,

@@ -1,0 +1,212 @@
+"""`tandem rewrite WORKFLOW`: the model writes the workflow's script.py from its prompt,
+tools, virtual files and recorded runs; every recorded run is then replayed through the
+candidate, and one repair turn (`--repairs N`) feeds the model the diffs. The candidate is
+always left beside the workflow as script.candidate.py; `--write` makes it script.py,
+switches workflow.yaml to it and ships the runs as fixtures with a test, when every run
+agrees (or `--accept-diffs`). `--brief [FILE]` writes the material as a markdown brief for
+a person or a coding assistant instead, and asks no model.
+
+Exit codes: 0 every run agrees (or a brief was written); 1 a run disagrees, or the model
+gave no usable script; 2 usage: no such workflow, no recorded runs, no API key.
+
+Everything heavy is imported in `cmd_rewrite`, and nothing from `.main` at import time,
+so `main` may import this module at its top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tandem.config import ProjectConfig
+    from tandem.rewrite import Conversation, Material, Verdict
+    from tandem.workflows import Workflow
+
+    from .control_client import ControlClient
+
+MAX_REPAIRS = 5
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rewrite = commands.add_parser(
+        "rewrite",
+        help="have the model write the workflow's script.py; replay its runs to check it",
+    )
+    rewrite.add_argument("workflow", metavar="WORKFLOW")
+    rewrite.add_argument(
+        "--sample", type=int, default=5, metavar="N", help="recorded runs shown to the model"
+    )
+    rewrite.add_argument(
+        "--last",
+        type=int,
+        default=0,
+        metavar="N",
+        help="validate against the last N recorded runs and every flagged one (default: all)",
+    )
+    rewrite.add_argument(
+        "--repairs",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"turns that send the model the diffs when a run disagrees (0-{MAX_REPAIRS})",
+    )
+    rewrite.add_argument(
+        "--write",
+        action="store_true",
+        help="when every run agrees: write script.py, switch workflow.yaml, add fixtures",
+    )
+    rewrite.add_argument(
+        "--accept-diffs", action="store_true", help="with --write: write despite disagreements"
+    )
+    rewrite.add_argument(
+        "--brief",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="FILE",
+        help="write the material as a markdown brief instead (default WORKFLOW/REWRITE.md)",
+    )
+    rewrite.add_argument("--model", help="the model to ask (default: the workflow's model)")
+    rewrite.add_argument(
+        "--max-tokens", type=int, default=16_000, metavar="N", help="the answer's token limit"
+    )
+
+
+def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
+    from tandem.llm.api import KEY_VARIABLE, ModelApi
+    from tandem.rewrite import Conversation, RewriteError, brief_markdown, gather
+    from tandem.rewrite.material import load
+    from tandem.workflows.loader import WorkflowError
+
+    from .main import EXIT_OK, EXIT_RUN_FAILED, UsageError, _rpc_error, control
+
+    _check(args, UsageError)
+    folder = config.workflows_dir / args.workflow
+    if not (folder / "workflow.yaml").is_file():
+        raise UsageError(f"no workflow {args.workflow!r} in {config.workflows_dir}")
+    api = ModelApi.from_env()
+    if args.brief is None and not api.configured:
+        raise UsageError(
+            f"{KEY_VARIABLE} is not set: the rewrite asks the model (set it, and"
+            " ANTHROPIC_BASE_URL for a gateway), or write a brief for a person or a coding"
+            f" assistant with `tandem rewrite {args.workflow} --brief`"
+        )
+    with control(config) as client:
+        try:
+            try:
+                workflow = load(client, folder)
+            except WorkflowError as error:
+                raise UsageError(f"workflow {args.workflow} does not load:\n{error}") from None
+            if not workflow.prompt_text:
+                raise UsageError(f"workflow {args.workflow} has no prompt to rewrite from")
+            material = gather(client, workflow, args.sample)
+            if args.brief is not None:
+                target = Path(args.brief) if args.brief else folder / "REWRITE.md"
+                target.write_text(brief_markdown(material), encoding="utf-8")
+                print(f"wrote {target}")
+                return EXIT_OK
+            if not material.recorded:
+                raise UsageError(
+                    f"workflow {args.workflow} has no recorded live runs to validate a script"
+                    f" against: run it first (`tandem run {args.workflow}`), or flag runs"
+                )
+            conversation = Conversation(api, args.model or material.model, args.max_tokens)
+            return _rewrite(config, args, client, workflow, material, conversation)
+        except RewriteError as error:
+            print(f"tandem: {error}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        except grpc.RpcError as error:
+            raise _rpc_error(error) from None
+
+
+def _check(args: argparse.Namespace, usage: type[Exception]) -> None:
+    if args.sample < 1:
+        raise usage("--sample counts from 1")
+    if args.last < 0:
+        raise usage("--last is a count of runs")
+    if not 0 <= args.repairs <= MAX_REPAIRS:
+        raise usage(f"--repairs is from 0 to {MAX_REPAIRS}")
+    if args.max_tokens < 1:
+        raise usage("--max-tokens counts from 1")
+    if args.brief is not None and (args.write or args.accept_diffs):
+        raise usage("--brief asks no model and writes no script: leave out --write")
+    if args.accept_diffs and not args.write:
+        raise usage("--accept-diffs goes with --write")
+
+
+def _rewrite(
+    config: ProjectConfig,
+    args: argparse.Namespace,
+    client: ControlClient,
+    workflow: Workflow,
+    material: Material,
+    conversation: Conversation,
+) -> int:
+    from tandem.rewrite import (
+        RewriteError,
+        material_markdown,
+        table,
+        validate,
+        write_accepted,
+        write_candidate,
+        write_candidate_file,
+    )
+    from tandem.rewrite.material import choose_for_validation
+
+    from .main import EXIT_OK, EXIT_RUN_FAILED
+
+    runs = choose_for_validation(material.recorded, args.last)
+    _say(
+        f"asking {conversation.model} for {workflow.name}'s script.py"
+        f" ({len(material.samples)} sample run(s) of {len(material.recorded)})"
+    )
+    script = conversation.write(material_markdown(material))
+    verdicts: list[Verdict] = []
+    for turn in range(args.repairs + 1):
+        candidate = write_candidate(workflow, config.state_dir, script)
+        _say(f"replaying {len(runs)} recorded run(s) through {candidate}")
+        verdicts = validate(client, runs, candidate)
+        for line in table(verdicts):
+            print(line, flush=True)
+        if all(v.agree for v in verdicts) or turn == args.repairs:
+            break
+        disagreeing = [v for v in verdicts if not v.agree]
+        _say(f"repair {turn + 1} of {args.repairs}: the diffs of {len(disagreeing)} run(s)")
+        try:
+            script = conversation.repair([v.report() for v in disagreeing])
+        except RewriteError:
+            write_candidate_file(workflow.folder, script)  # the last script that ran
+            raise
+    print(f"candidate: {write_candidate_file(workflow.folder, script)}")
+    agreed = all(v.agree for v in verdicts)
+    if not args.write:
+        return EXIT_OK if agreed else EXIT_RUN_FAILED
+    if not agreed and not args.accept_diffs:
+        differ = sum(1 for v in verdicts if not v.agree)
+        print(
+            f"tandem: not writing script.py: {differ} of {len(verdicts)} recorded run(s)"
+            " disagree with the candidate (see above); fix the script, flag the runs that"
+            " were wrong (`tandem runs flag RUN_ID WHY --call N`), or give --accept-diffs",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    shipped = [v for v in verdicts if v.agree]
+    for path in write_accepted(workflow.folder, script, [client.export(v.run.id) for v in shipped]):
+        print(f"wrote {path}")
+    left_out = [v.run.id for v in verdicts if not v.agree]
+    if left_out:
+        print(
+            f"accepted with diffs: no fixture for {', '.join(left_out)}"
+            " (flag the runs that were wrong, then export them)",
+            file=sys.stderr,
+        )
+    return EXIT_OK if agreed else EXIT_RUN_FAILED
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

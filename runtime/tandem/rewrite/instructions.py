@@ -1,0 +1,114 @@
+"""The words of a rewrite: what a script is written against (the SDK's surface, true to
+`tandem_sdk.script` and `tandem_sdk.errors`), what makes a script acceptable, and what
+the model must answer. The model's system prompt and the brief for a person share them."""
+
+from __future__ import annotations
+
+SDK_SURFACE = """\
+A script coordinator is a Python module (the standard library and `tandem_sdk` only) that
+defines one function:
+
+    def handler(trigger, tools, virtual_files, subagent):
+        ...
+        return result  # anything JSON-serialisable: the run's output
+
+For each run the host imports the module in a fresh sandboxed process and calls `handler`
+once. An exception it does not catch fails the run (the traceback is kept in the run's
+trace); `print` goes to the trace too.
+
+- `trigger`: the run's trigger payload, as JSON (dict, list, str, number, bool or None):
+  - a manual run: the payload given (`tandem run WORKFLOW --payload JSON`), None if none;
+  - a schedule: `{"trigger": "schedule", "schedule": CRON, "slot": ISO_TIME}`;
+  - a webhook: `{"trigger": "webhook", "path": PATH, "event": EVENT, "delivery": ID,
+    "payload": THE_DELIVERED_JSON_BODY}` (EVENT is GitHub's `X-GitHub-Event`).
+- `tools`: the tools in the workflow's scope, and only those.
+  - `tools.<plugin>.<tool>(**kwargs)` calls the tool `<plugin>.<tool>` (for example
+    `tools.slack.add_reaction(channel="eng", ts=ts, name="merged")`) and returns its
+    result as JSON (dict, list, str, number, bool or None). Keyword arguments only: a
+    positional argument raises TypeError.
+  - `tools.call("plugin.tool", {...})` does the same by name; `tools.list()` names the
+    tools in scope; `tools.describe()` gives each one's `ToolInfo(name, description,
+    input_schema, annotations)`.
+  - The host checks the scope and the arguments (against the tool's JSON schema) before
+    every call, the same way as for a model.
+- `virtual_files`: a read-only mapping of the workflow's declared files by virtual path:
+  `virtual_files["settings.json"]` is the file's text (UTF-8),
+  `virtual_files.read_bytes(path)` its bytes, `list(virtual_files)` the paths,
+  `path in virtual_files` a test. A file that is not declared raises NotFound.
+- `subagent(prompt, input=None, schema=None, tools=None, model=None)`: ask an LLM for help
+  where code cannot decide. Returns the model's text, or, with `schema` (a JSON Schema),
+  its answer parsed and validated against it. `tools` names some of the run's own tools
+  the model may use (globs allowed; none by default); `model` defaults to the workflow's.
+  Its tokens count against the run's budget. `subagent.last` holds the last call's
+  `SubagentResult(text, output, usage)`.
+
+Errors, one tree (`from tandem_sdk import ToolError, NotFound, ...`, or
+`from tandem_sdk import errors` and then `errors.ToolError`); the base is `TandemError`:
+
+- `ToolError`: the tool ran and failed. It is a result the script decides on: catch it and
+  carry on, or let it fail the run. `.type` is a code to match on (a plugin's own, such as
+  `"not_found"` or `"already_reacted"`, else the class name of the exception the tool
+  raised), `.reason` the message, `.tool` the tool's name, `.retryable` a bool;
+  `str(error)` is `"<tool>: <type>: <reason>"`.
+- `InterfaceError` (fields `.tool`, `.run_id`): the host refused the call.
+  - `ToolNotInScope`: the tool is not in the workflow's `tools:`.
+  - `InvalidArguments`: the arguments fail the tool's schema (the message says where).
+  - `NotFound`: no such tool or virtual file.
+  - `LimitExceeded`: a run limit was hit; the run fails even if the script catches it.
+  - `ToolUnavailable` (retryable): the plugin is down or crashed mid-call.
+  - `ToolTimeout` (retryable): the plugin did not answer in time.
+  - `Unauthenticated`: a bad or ended run token.
+- `SubagentError`: the subagent gave no valid answer (a refusal, an API error, or an answer
+  that missed the schema twice).
+"""
+
+ACCEPTANCE = """\
+The script is accepted when, replayed against every recorded run of the workflow, it
+agrees with the run. A replay calls `handler` with the run's trigger and answers every tool
+call from the run's recording (a call with the same tool and the same arguments gets the
+recorded result, or raises the recorded error again); nothing really runs. A call the
+recording cannot answer raises `ToolError` with type `"not_recorded"`. The script agrees
+with a run when it raises nothing and makes the same tool calls with the same arguments as
+the run did (in any order), and, for a run a script made, returns the same output. Reads
+of virtual files are inputs, not calls. A run a person flagged marks some of its calls as
+wrong: there the script must make every other recorded call, and never the flagged ones.
+"""
+
+TASK = """\
+Rewrite the workflow below, coordinated until now by a language model following its
+prompt, as a Python script that does the same job deterministically: the `script.py` of
+`coordinator: script`, to be reviewed like any code.
+
+- Define `handler(trigger, tools, virtual_files, subagent)`; use only the standard library
+  and `tandem_sdk`.
+- Call the tools in scope only, as `tools.<plugin>.<tool>(keyword=argument, ...)`, with
+  arguments valid against their input schemas.
+- Take settings from the virtual files, as the prompt says, rather than copying their
+  values into the code.
+- Do what the prompt says, in every case it names. The recorded runs show how the tools
+  answer, and what the model did; where a run is flagged, the model was wrong and the
+  prompt is right.
+- Handle the tool errors that the prompt or the runs show (catch `ToolError` and decide
+  on its `.type`); let anything unexpected fail the run.
+- Ask a `subagent` only for a judgement code cannot make; none is better.
+- Return a small JSON summary of what the script did.
+"""
+
+ANSWER_FORMAT = """\
+Answer with exactly one ```python code block that holds the whole of script.py, and
+nothing else: no explanation before or after it."""
+
+SYSTEM = (
+    "You write Python for Tandem, a host that runs workflows coordinated either by a"
+    " language model or by a reviewed script, over one tool interface.\n\n"
+    f"{TASK}\n{ACCEPTANCE}\nThe SDK a script is written against:\n\n{SDK_SURFACE}\n"
+    f"{ANSWER_FORMAT}"
+)
+
+REPAIR = """\
+Your script does not agree with every recorded run. For each run it disagreed with, below:
+the plan diff of the run's recorded tool calls (less its flagged ones) against the calls
+your script made (`-` a recorded call your script did not make, `+` a call your script made
+that was not expected, `~` the same tool called with other arguments, `↕` made in another
+order, which is fine; unmarked lines agree), the flagged calls it made again, and what it
+raised. Correct the script so that it agrees with every run, these and the others."""

@@ -1,0 +1,182 @@
+"""The acceptance test of a rewrite: the candidate script, in a copy of the workflow's
+folder under the state folder, replayed against recorded runs by the host (every call
+answered from the recording, nothing runs), each replay judged by the rule of
+`tandem_sdk.testing.assert_replays`, so that the fixtures exported afterwards pass the
+script's own tests:
+
+- the script raised nothing;
+- its calls agree with the recorded plan (order aside); for a flagged run, with the plan
+  less its flagged calls, and it made none of the flagged calls again;
+- for an unflagged run that a script made, its output equals the recorded output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans
+
+from tandem.cli.control_client import ControlClient
+from tandem.replay import Recording, attempted_plan
+from tandem.store import RunRecord
+from tandem.workflows import Workflow
+
+from .material import shrink
+from .yaml_edit import SCRIPT, set_script_coordinator
+
+# Left out of the candidate's copy of the workflow folder (at its top level).
+NOT_COPIED = {"tests", "script.candidate.py", "REWRITE.md"}
+ERROR_BUDGET = 4000
+
+
+def write_candidate(workflow: Workflow, state_dir: Path, script: str) -> Path:
+    """A copy of the workflow's folder, named like it (the host checks), run by `script`."""
+    folder = state_dir / "rewrite" / workflow.name
+    if folder.exists():
+        shutil.rmtree(folder)
+
+    def ignored(where: str, names: list[str]) -> set[str]:
+        top = Path(where).resolve() == workflow.folder.resolve()
+        return {n for n in names if n == "__pycache__" or (top and n in NOT_COPIED)}
+
+    shutil.copytree(workflow.folder, folder, ignore=ignored)
+    spec = folder / "workflow.yaml"
+    spec.write_text(set_script_coordinator(spec.read_text(encoding="utf-8")), encoding="utf-8")
+    (folder / SCRIPT).write_text(script, encoding="utf-8")
+    return folder
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One recorded run, replayed through the candidate."""
+
+    run: RunRecord
+    replay: str | None  # None when the host refused to start the replay
+    diff: PlanDiff
+    repeated: list[PlannedCall] = field(default_factory=list)  # flagged calls made again
+    error: str | None = None  # what the candidate raised, or why it could not run
+    details: str | None = None  # its traceback
+    output: Any = None
+    output_differs: bool = False
+
+    @property
+    def agree(self) -> bool:
+        ok = self.error is None and not self.repeated and not self.output_differs
+        return ok and self.diff.agrees()
+
+    def line(self) -> str:
+        what = self.run.coordinator + (", flagged" if self.run.flag else "")
+        notes = [self.diff.summary() or "no calls"]
+        if self.repeated:
+            notes.append(f"made {len(self.repeated)} flagged call(s) again")
+        if self.output_differs:
+            notes.append("output differs")
+        if self.error is not None:
+            notes.append(f"raised {_last_line(self.error)}")
+        mark = "agree " if self.agree else "DIFFER"
+        return f"{mark}  {self.run.id}  {what:<14} {'; '.join(notes)}"
+
+    def report(self) -> str:
+        """The disagreement in full, for the model's repair turn."""
+        flag = self.run.flag
+        what = self.run.coordinator + (
+            f", flagged: {(flag or {}).get('reason') or 'no reason given'!r}" if flag else ""
+        )
+        expected = "The recorded plan" + (" less its flagged calls" if flag else "")
+        lines = [
+            f"### Run `{self.run.id}` ({what})",
+            f"Trigger: {shrink(self.run.trigger, 1500)}",
+            f"{expected}, against your script's calls:",
+            *(f"    {line}" for entry in self.diff.lines() for line in entry.splitlines()),
+            f"  ({self.diff.summary() or 'no calls on either side'})",
+        ]
+        if self.repeated:
+            lines.append("Flagged calls your script made again, which it must never make:")
+            lines += [f"    {call}" for call in self.repeated]
+        if self.output_differs:
+            lines.append(f"Output, recorded: {shrink(self.run.output, 1500)}")
+            lines.append(f"Output, yours:    {shrink(self.output, 1500)}")
+        if self.error is not None:
+            raised = self.details or self.error
+            if len(raised) > ERROR_BUDGET:
+                raised = "…" + raised[-ERROR_BUDGET:]
+            lines.append("Your script raised:")
+            lines += [f"    {line}" for line in raised.strip().splitlines()]
+        return "\n".join(lines)
+
+
+def validate(client: ControlClient, runs: Sequence[RunRecord], candidate: Path) -> list[Verdict]:
+    verdicts = []
+    for run in runs:
+        recorded = client.run(run.id)
+        try:
+            replay_id = client.replay(run.id, "script", str(candidate), False)
+        except grpc.RpcError as error:
+            refused = f"the candidate could not run: {_details(error)}"
+            verdicts.append(
+                Verdict(recorded, None, diff_plans(_expected(recorded), []), [], refused)
+            )
+            continue
+        for _ in client.watch(replay_id):
+            pass
+        verdicts.append(judge(recorded, client.run(replay_id)))
+    return verdicts
+
+
+def judge(recorded: RunRecord, replayed: RunRecord) -> Verdict:
+    attempted = attempted_plan(replayed)
+    wrong = _flagged(recorded)
+    plan = Recording.from_run(recorded).plan
+    made = Counter(call.key for call in attempted)
+    made.subtract(call.key for call in _expected(recorded))
+    repeated = []  # a flagged call counts as repeated once its unflagged twins are used up
+    for index in sorted(wrong):
+        if index < len(plan) and made[(call := plan[index]).key] > 0:
+            made[call.key] -= 1
+            repeated.append(call)
+    error = details = None
+    if replayed.status != "succeeded":
+        error = replayed.error or f"the replay ended {replayed.status}"
+        ends = [e.data.get("details") for e in replayed.events if e.kind == "run.finished"]
+        details = str(ends[-1]) if ends and ends[-1] else None
+    compare = recorded.coordinator == "script" and recorded.flag is None and error is None
+    return Verdict(
+        run=recorded,
+        replay=replayed.id,
+        diff=diff_plans(_expected(recorded), attempted),
+        repeated=repeated,
+        error=error,
+        details=details,
+        output=replayed.output,
+        output_differs=compare and canonical(recorded.output) != canonical(replayed.output),
+    )
+
+
+def table(verdicts: Sequence[Verdict]) -> list[str]:
+    agreed = sum(1 for v in verdicts if v.agree)
+    return [v.line() for v in verdicts] + [f"agreed {agreed} of {len(verdicts)}"]
+
+
+def _flagged(run: RunRecord) -> set[int]:
+    return {int(i) for i in (run.flag or {}).get("calls", [])}
+
+
+def _expected(run: RunRecord) -> list[PlannedCall]:
+    wrong = _flagged(run)
+    return [c for i, c in enumerate(Recording.from_run(run).plan) if i not in wrong]
+
+
+def _details(error: grpc.RpcError) -> str:
+    details = getattr(error, "details", None)
+    return str(details()) if callable(details) else str(error)
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else text

@@ -1,0 +1,415 @@
+"""`tandem rewrite`, the pattern's step 3, on pr_merged: the model (the Messages API
+stand-in, scripted with a script) writes script.py from the prompt, tools, files and
+recorded runs; the recorded runs, replayed by a real daemon through a candidate folder,
+decide whether it is accepted; `--write` ships it with its fixtures; `--brief` writes the
+material for a person instead.
+
+The recorded runs are made first, by the LLM coordinator against the Slack and GitHub
+stand-ins, on a copy of pr_merged set back to `coordinator: llm`: a webhook for pull
+request 101, one for 104, and a sweep that also reacted to a message whose pull request is
+open, flagged by a person (the story of workflows/pr_merged/tests/fixtures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, tandem
+from pr_merged_fixtures import SETTINGS, Setup, webhook_trigger
+from tandem.cli.main import UsageError
+from tandem.cli.rewrite import add_parser, cmd_rewrite
+from tandem.config import load_config
+from tandem.rewrite import RewriteError, extract_script, set_script_coordinator
+from tandem.testing import Reply
+from tandem.testing.pr_merged import webhook_conversation
+from tandem.workflows import load_workflow
+from tandem_sdk._pb import control_pb2
+from tandem_sdk.testing import assert_replays
+
+GOOD = (REPO / "workflows" / "pr_merged" / "script.py").read_text()
+# Reacts to open pull requests too: the very call a person flagged in the sweep.
+BAD = GOOD.replace(
+    '    reactions = settings["reactions"]\n',
+    '    reactions = {**settings["reactions"], "open": settings["reactions"]["merged"]}\n',
+)
+assert BAD != GOOD
+FLAGGED_CALL = 'slack.add_reaction(channel="eng", ts="1764460860.000200", name="merged")'
+RECORDED_SWEEP = json.loads(
+    (REPO / "workflows/pr_merged/tests/fixtures/llm-sweep-flagged.json").read_text()
+)
+REASON = RECORDED_SWEEP["flagged"]["reason"]
+
+# pr_merged as it was before its rewrite: coordinated by the model, with comments to keep.
+LLM_YAML = """\
+name: pr_merged
+description: React in Slack to the messages that link a pull request once it has merged or closed
+triggers:
+  - manual: {}                   # a sweep of the channel's recent messages
+  - webhook:                     # GitHub calls this when a pull request closes
+      path: /hooks/github
+      secret_env: GITHUB_WEBHOOK_SECRET
+      events: [pull_request]
+      actions: [closed]
+# The model follows prompt.md until a reviewed script takes over.
+coordinator: llm
+prompt: prompt.md
+tools: [slack.get_messages, slack.add_reaction, github.pr_status]
+files:
+  settings.json: files/settings.json
+limits: {timeout_s: 120, max_tool_calls: 200, max_turns: 12}
+"""
+
+
+def answer(script: str) -> Reply:
+    return Reply.text(f"```python\n{script}```\n")
+
+
+def sweep_conversation() -> list[Reply]:
+    """The model's turns of the flagged sweep, from the recorded fixture: settings first,
+    then each stretch of calls to one tool as parallel tool use, then its answer."""
+    replies = [Reply.tool_use(("files__read", {"path": "settings.json"}))]
+    stretch: list[tuple[str, dict[str, object]]] = []
+    for call in RECORDED_SWEEP["calls"]:
+        name = call["tool"].replace(".", "__")
+        if stretch and stretch[-1][0] != name:
+            replies.append(Reply.tool_use(*stretch))
+            stretch = []
+        stretch.append((name, call["arguments"]))
+    replies.append(Reply.tool_use(*stretch))
+    return [*replies, Reply.text(RECORDED_SWEEP["output"])]
+
+
+@dataclass
+class Recorded:
+    setup: Setup
+    folder: Path
+    pristine: Path
+    webhook_101: str
+    webhook_104: str
+    sweep: str
+
+    @property
+    def runs(self) -> list[str]:
+        return [self.webhook_101, self.webhook_104, self.sweep]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    root = tmp_path_factory.mktemp("rewrite")
+    setup = Setup(root / "project")
+    try:
+        folder = setup.project.root / "workflows" / "pr_merged"
+        (folder / "script.py").unlink()
+        shutil.rmtree(folder / "tests")
+        (folder / "workflow.yaml").write_text(LLM_YAML)
+        assert list(setup.daemon.client.stub.Reload(control_pb2.ReloadRequest()).errors) == []
+        ids = []
+        for replies, trigger in (
+            (webhook_conversation(101, SETTINGS), webhook_trigger(101, "d-101")),
+            (webhook_conversation(104, SETTINGS), webhook_trigger(104, "d-104")),
+            (sweep_conversation(), None),
+        ):
+            setup.slack.reset()
+            setup.model.add(*replies)
+            record = setup.run(trigger, "llm")
+            assert record.status == "succeeded", record.error
+            ids.append(record.id)
+        assert setup.model.problems == []
+        # A person flags the sweep's reaction to the message whose pull request is open.
+        calls = setup.daemon.client.export(ids[2])["calls"]
+        wrong = [i for i, c in enumerate(calls) if c["arguments"].get("ts") == "1764460860.000200"]
+        assert len(wrong) == 1 and calls[wrong[0]]["tool"] == "slack.add_reaction"
+        setup.daemon.client.flag(ids[2], REASON, wrong)
+        pristine = root / "pristine"
+        shutil.copytree(folder, pristine)
+        yield Recorded(setup, folder, pristine, *ids)
+    finally:
+        setup.close()
+
+
+@pytest.fixture
+def fresh(recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    """The workflow folder as it was, no candidate, a fresh model script, and the CLI
+    pointed at the Messages API stand-in."""
+    shutil.rmtree(recorded.folder)
+    shutil.copytree(recorded.pristine, recorded.folder)
+    shutil.rmtree(recorded.setup.project.config.state_dir / "rewrite", ignore_errors=True)
+    recorded.setup.model.reset()
+    recorded.setup.slack.reset()
+    for name, value in recorded.setup.model.env.items():
+        monkeypatch.setenv(name, value)
+    return recorded
+
+
+def rewrite(recorded: Recorded, *args: str, workflow: str = "pr_merged") -> int:
+    """`tandem rewrite` in this process, its arguments parsed by its own parser."""
+    parser = argparse.ArgumentParser(prog="tandem")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["rewrite", workflow, *args])
+    return cmd_rewrite(load_config(recorded.setup.project.root), parsed)
+
+
+def table_of(stdout: str) -> dict[str, str]:
+    """run id -> the table's verdict on it, from the last table printed."""
+    rows = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if words and words[0] in ("agree", "DIFFER"):
+            rows[words[1]] = line
+    return rows
+
+
+def test_a_good_script_agrees_with_every_run_and_is_left_as_a_candidate(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer(GOOD))
+    assert rewrite(fresh) == 0
+    out = capsys.readouterr().out
+    rows = table_of(out)
+    assert set(rows) == set(fresh.runs)
+    assert all(line.startswith("agree ") for line in rows.values()), out
+    assert "llm, flagged" in rows[fresh.sweep]
+    assert "agreed 3 of 3" in out
+    assert (fresh.folder / "script.candidate.py").read_text() == GOOD
+    assert not (fresh.folder / "script.py").exists(), "never the reviewed script unless --write"
+    assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
+    candidate = fresh.setup.project.config.state_dir / "rewrite" / "pr_merged"
+    assert (candidate / "script.py").read_text() == GOOD
+    assert yaml.safe_load((candidate / "workflow.yaml").read_text())["coordinator"] == "script"
+    replays = fresh.setup.daemon.client.runs("pr_merged", "", 50, mode="replay")
+    assert {r.source_run for r in replays} >= set(fresh.runs)
+    assert fresh.setup.slack.reactions_added == [], "a replay performs no side effect"
+
+    # What the model was asked, in one request, with the workflow's model.
+    [request] = fresh.setup.model.requests
+    assert request.body["model"] == "claude-sonnet-5-5"
+    system = request.body["system"]
+    assert "exactly one ```python code block" in system
+    assert "def handler(trigger, tools, virtual_files, subagent)" in system
+    assert ".type" in system and "ToolError" in system
+    [message] = request.messages
+    text = message["content"]
+    assert "Never add a reaction the message already has" in text  # prompt.md
+    assert "### `slack.add_reaction` (side effects, not destructive, idempotent)" in text
+    assert "### `github.pr_status` (read-only)" in text
+    assert '"look_back": 50' in text  # settings.json
+    assert all(run in text for run in fresh.runs)
+    assert REASON in text and f"FLAGGED {FLAGGED_CALL}" in text
+    assert "not_found" in text  # the recorded error of the unknown pull request
+    assert fresh.setup.model.problems == []
+
+
+def test_write_ships_the_script_with_its_fixtures_and_a_test(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer(GOOD))
+    assert rewrite(fresh, "--write") == 0
+    out = capsys.readouterr().out
+    assert "agreed 3 of 3" in out
+    assert (fresh.folder / "script.py").read_text() == GOOD
+    text = (fresh.folder / "workflow.yaml").read_text()
+    assert "# The model follows prompt.md until a reviewed script takes over." in text
+    assert "coordinator: script\ncoordinator_script: script.py\nprompt: prompt.md\n" in text
+    assert text.replace("coordinator: script\ncoordinator_script: script.py\n", "") == (
+        LLM_YAML.replace("coordinator: llm\n", "")
+    ), "only the two keys changed"
+    tools = ["slack.get_messages", "slack.add_reaction", "github.pr_status"]
+    workflow = load_workflow(fresh.folder, tools)
+    assert workflow.spec.coordinator == "script" and workflow.spec.prompt == "prompt.md"
+
+    fixtures = sorted((fresh.folder / "tests" / "fixtures").glob("*.json"))
+    assert [f.name for f in fixtures] == sorted(f"pr_merged-{run}.json" for run in fresh.runs)
+    flagged = json.loads(
+        (fresh.folder / "tests/fixtures" / f"pr_merged-{fresh.sweep}.json").read_text()
+    )
+    assert flagged["flagged"]["reason"] == REASON
+    for fixture in fixtures:
+        assert_replays(fresh.folder / "script.py", fixture)
+    test = fresh.folder / "tests" / "test_script.py"
+    assert "assert_replays(SCRIPT, fixture)" in test.read_text()
+    for path in [fresh.folder / "script.py", fresh.folder / "workflow.yaml", test, *fixtures]:
+        assert f"wrote {path}" in out
+    # The evidence passes as the pull request's CI would run it.
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+        cwd=fresh.folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "3 passed" in tested.stdout
+
+
+def test_a_script_that_repeats_the_flagged_call_differs_and_is_not_written(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer(BAD))
+    assert rewrite(fresh, "--repairs", "0", "--write") == 1
+    captured = capsys.readouterr()
+    rows = table_of(captured.out)
+    assert rows[fresh.sweep].startswith("DIFFER"), captured.out
+    assert "1 added" in rows[fresh.sweep] and "made 1 flagged call(s) again" in rows[fresh.sweep]
+    assert rows[fresh.webhook_101].startswith("agree ")
+    assert rows[fresh.webhook_104].startswith("agree ")
+    assert "agreed 2 of 3" in captured.out
+    assert "not writing script.py: 1 of 3 recorded run(s) disagree" in captured.err
+    assert "--accept-diffs" in captured.err
+    assert (fresh.folder / "script.candidate.py").read_text() == BAD
+    assert not (fresh.folder / "script.py").exists()
+    assert not (fresh.folder / "tests").exists()
+    assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
+    assert len(fresh.setup.model.requests) == 1, "--repairs 0: no repair turn"
+
+
+def test_accept_diffs_writes_and_ships_only_the_runs_that_agree(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer(BAD))
+    assert rewrite(fresh, "--repairs", "0", "--write", "--accept-diffs") == 1
+    captured = capsys.readouterr()
+    assert (fresh.folder / "script.py").read_text() == BAD
+    shipped = {f.stem for f in (fresh.folder / "tests" / "fixtures").glob("*.json")}
+    assert shipped == {f"pr_merged-{fresh.webhook_101}", f"pr_merged-{fresh.webhook_104}"}
+    assert f"no fixture for {fresh.sweep}" in captured.err
+
+
+def test_a_repair_turn_sends_the_diffs_and_takes_the_corrected_script(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer(BAD), answer(GOOD))
+    assert rewrite(fresh) == 0
+    captured = capsys.readouterr()
+    first, second = captured.out.split("agreed 2 of 3")
+    assert table_of(first)[fresh.sweep].startswith("DIFFER")
+    assert "agreed 3 of 3" in second
+    assert all(line.startswith("agree ") for line in table_of(second).values())
+    assert "repair 1 of 1" in captured.err
+    assert (fresh.folder / "script.candidate.py").read_text() == GOOD
+
+    _, repair = fresh.setup.model.requests
+    assert [m["role"] for m in repair.messages] == ["user", "assistant", "user"]
+    assert repair.messages[1]["content"] == f"```python\n{BAD}```\n"
+    feedback = repair.messages[2]["content"]
+    assert f"### Run `{fresh.sweep}` (llm, flagged: {REASON!r})" in feedback
+    assert f"+ {FLAGGED_CALL}" in feedback  # the diff's line
+    assert f"made again, which it must never make:\n    {FLAGGED_CALL}" in feedback
+    assert fresh.webhook_101 not in feedback, "only the runs that disagree"
+    assert "exactly one ```python code block" in feedback
+    assert fresh.setup.model.problems == []
+
+
+def test_a_candidate_that_raises_is_repaired_from_its_traceback(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = GOOD.replace('settings["look_back"]', 'settings["lookback"]')
+    fresh.setup.model.add(answer(broken), answer(GOOD))
+    assert rewrite(fresh) == 0
+    out = capsys.readouterr().out
+    assert "agreed 0 of 3" in out and "raised KeyError: 'lookback'" in out
+    feedback = fresh.setup.model.requests[1].messages[2]["content"]
+    assert "Your script raised:" in feedback and "KeyError: 'lookback'" in feedback
+
+
+def test_a_candidate_that_does_not_load_differs_everywhere_and_is_repaired(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(answer("def handler(trigger, tools):\n    return None\n"), answer(GOOD))
+    assert rewrite(fresh) == 0
+    out = capsys.readouterr().out
+    assert "agreed 0 of 3" in out and "agreed 3 of 3" in out
+    feedback = fresh.setup.model.requests[1].messages[2]["content"]
+    assert "the candidate could not run" in feedback
+    assert "takes exactly (trigger, tools, virtual_files, subagent)" in feedback
+
+
+def test_brief_writes_the_material_and_asks_no_model(
+    fresh: Recorded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    assert rewrite(fresh, "--brief") == 0
+    brief = (fresh.folder / "REWRITE.md").read_text()
+    assert brief.startswith("# Rewrite `pr_merged` as a script")
+    assert "Never add a reaction the message already has" in brief  # the prompt
+    assert "### `slack.get_messages` (read-only)" in brief  # tools, with their schemas
+    assert '"channel": {' in brief and '"required": [' in brief
+    assert '"look_back": 50' in brief  # the virtual file
+    assert all(run in brief for run in fresh.runs)  # the runs
+    assert REASON in brief and f"FLAGGED {FLAGGED_CALL}" in brief
+    assert "def handler(trigger, tools, virtual_files, subagent):" in brief  # the SDK
+    assert "tandem replay --workflow candidate/pr_merged" in brief  # how to check
+    assert fresh.setup.model.requests == []
+
+    elsewhere = tmp_path / "brief.md"
+    assert rewrite(fresh, "--brief", str(elsewhere), "--sample", "1") == 0
+    assert fresh.sweep in elsewhere.read_text()  # the flagged run is sampled first
+    assert "Recorded runs (1 of the 3 to agree with)" in elsewhere.read_text()
+    assert fresh.setup.model.requests == []
+
+    # The same through the CLI as a user runs it, against the daemon.
+    cli = tandem(fresh.setup.project, "rewrite", "pr_merged", "--brief", str(tmp_path / "cli.md"))
+    assert cli.returncode == 0, cli.stderr
+    assert (tmp_path / "cli.md").read_text().startswith("# Rewrite `pr_merged` as a script")
+
+
+def test_an_answer_without_a_code_block_is_a_clear_error(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh.setup.model.add(Reply.text("I would read the settings first, then sweep the channel."))
+    assert rewrite(fresh) == 1
+    err = capsys.readouterr().err
+    assert "the model's answer has no ```python code block" in err
+    assert "I would read the settings first" in err
+    assert not (fresh.folder / "script.candidate.py").exists()
+    assert not (fresh.setup.project.config.state_dir / "rewrite").exists()
+
+
+def test_usage_errors(fresh: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
+    idle = fresh.setup.project.root / "workflows" / "idle"
+    idle.mkdir(exist_ok=True)
+    (idle / "prompt.md").write_text("Read #eng.\n")
+    (idle / "workflow.yaml").write_text(
+        "coordinator: llm\nprompt: prompt.md\ntools: [slack.get_messages]\n"
+    )
+    fresh.setup.daemon.client.stub.Reload(control_pb2.ReloadRequest())
+    with pytest.raises(UsageError, match=r"no recorded live runs.*`tandem run idle`"):
+        rewrite(fresh, workflow="idle")
+    with pytest.raises(UsageError, match="no workflow 'nothing'"):
+        rewrite(fresh, workflow="nothing")
+    with pytest.raises(UsageError, match="--accept-diffs goes with --write"):
+        rewrite(fresh, "--accept-diffs")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(UsageError, match=r"ANTHROPIC_API_KEY is not set.*--brief"):
+        rewrite(fresh)
+    assert fresh.setup.model.requests == []
+
+
+def test_the_script_is_taken_from_the_block_that_defines_the_handler() -> None:
+    text = (
+        "Here it is.\n```python\nimport json\n```\nand\n```python\n"
+        "def handler(trigger, tools, virtual_files, subagent):\n    return 1\n```\nDone."
+    )
+    assert extract_script(text).startswith("def handler(")
+    with pytest.raises(RewriteError, match="cut off at max_tokens"):
+        extract_script("```python\ndef handler(", cut_off=True, max_tokens=10)
+
+
+def test_workflow_yaml_is_switched_in_place() -> None:
+    text = "name: w  # the name\ncoordinator: llm          # who decides\nprompt: p.md\n"
+    assert set_script_coordinator(text) == (
+        "name: w  # the name\ncoordinator: script       # who decides\n"
+        "coordinator_script: script.py\nprompt: p.md\n"
+    )
+    again = set_script_coordinator("coordinator: llm\ncoordinator_script: old.py\nshadow: script\n")
+    assert again == "coordinator: script\ncoordinator_script: script.py\nshadow: llm\n"
+    with pytest.raises(RewriteError, match="by hand"):
+        set_script_coordinator("coordinator:\n  llm\n")
