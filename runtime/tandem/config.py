@@ -27,8 +27,10 @@ _KEYS = {
     "http",
     "record",
     "prices",  # read by tandem.ledger.prices
+    "runs",
 }
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_QUEUED = 1000
 # A tool result up to this size is kept whole in the trace (what replay answers with).
 DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
@@ -54,6 +56,9 @@ class ProjectConfig:
     http_listen: str | None = None
     http_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
+    # Admission control: runs in flight at once, and runs that may wait behind them.
+    max_in_flight: int = field(default_factory=lambda: default_max_in_flight())
+    max_queued: int = 1000  # DEFAULT_MAX_QUEUED
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,6 +97,7 @@ def load_config(
     root = (root or Path.cwd()).resolve()
     settings = _read_file(root / CONFIG_FILE)
     http = _http_settings(root / CONFIG_FILE, settings.get("http"))
+    admission = _admission(root / CONFIG_FILE, settings.get("runs"))
     base = root
 
     def path_of(key: str, default: str) -> Path:
@@ -118,7 +124,27 @@ def load_config(
         http_listen=http_listen or http.get("listen"),
         http_max_body_bytes=int(http.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
         record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
+        max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
+        max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
     )
+
+
+def default_max_in_flight() -> int:
+    """Four runs per core: a run mostly waits on its tools; its sandbox costs ~30 MB."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _admission(path: Path, value: Any) -> dict[str, int]:
+    """`runs: {max_in_flight: N, max_queued: M}`."""
+    if value is None:
+        return {}
+    known = {"max_in_flight", "max_queued"}
+    if not isinstance(value, dict) or set(value) - known:
+        raise DefinitionError(str(path), "runs: expected {max_in_flight: N, max_queued: M}")
+    for key, number in value.items():
+        if not isinstance(number, int) or number < (1 if key == "max_in_flight" else 0):
+            raise DefinitionError(str(path), f"runs.{key}: expected a whole number, not {number!r}")
+    return {str(key): int(number) for key, number in value.items()}
 
 
 def _record_cap(path: Path, value: Any) -> int:

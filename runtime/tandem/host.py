@@ -57,19 +57,26 @@ class Host:
             config.plugins_dirs, self.private_dir, config.state_dir / "plugins"
         )
         self.registry = WorkflowRegistry(config.workflows_dir, self.plugins.tool_names)
-        coordinator = ScriptCoordinator(
-            self.isolation_choice, self.toolhost_socket, config.state_dir / "runs"
-        )
+        scripts = ScriptCoordinator(self.isolation_choice, config.state_dir / "runs")
         # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
         self.model_api = ModelApi.from_env()
         self.runs = RunManager(
             self.store,
             self.plugins,
             self.registry,
-            {"script": coordinator, "llm": LlmCoordinator(self.model_api, self.toolhost_socket)},
+            {"script": scripts, "llm": LlmCoordinator(self.model_api, self.toolhost_socket)},
             record_max_result_bytes=config.record_max_result_bytes,
+            max_in_flight=config.max_in_flight,
+            max_queued=config.max_queued,
         )
+        # One servicer for every coordinator: the shared socket serves it to the LLM loop
+        # and its subagents, and each script run's own socket serves this same instance.
+        self.toolhost = ToolHostServicer(
+            self.runs, SubagentService(self.model_api, self.toolhost_socket)
+        )
+        scripts.toolhost = self.toolhost
         self.interrupted: list[str] = []
+        self.adopted: list[str] = []  # queued runs a previous host left, queued again
         self._servers: list[grpc.aio.Server] = []
         self._lock: IO[str] | None = None
 
@@ -82,10 +89,7 @@ class Host:
         await self.plugins.start()
         self.reload()
         toolhost = grpc.aio.server(options=GRPC_OPTIONS)
-        subagents = SubagentService(self.model_api, self.toolhost_socket)
-        toolhost_pb2_grpc.add_ToolHostServicer_to_server(
-            ToolHostServicer(self.runs, subagents), toolhost
-        )
+        toolhost_pb2_grpc.add_ToolHostServicer_to_server(self.toolhost, toolhost)
         toolhost.add_insecure_port(f"unix:{self.toolhost_socket}")
         await toolhost.start()
         self._servers.append(toolhost)
@@ -98,6 +102,8 @@ class Host:
         await control.start()
         self.control_socket.chmod(0o600)
         self._servers.append(control)
+        # Last, once everything a run needs is serving.
+        self.adopted = self.runs.adopt_queued()
 
     def reload(self) -> list[str]:
         errors = [str(e) for e in self.registry.reload()]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from tandem_sdk.errors import (
     DefinitionError,
     InvalidArguments,
+    LimitExceeded,
     NotFound,
     TandemError,
     Unauthenticated,
@@ -41,6 +43,12 @@ class ShuttingDown(TandemError):
     pass
 
 
+class QueueFull(LimitExceeded):
+    """More runs wait than `runs.max_queued` allows: try again later."""
+
+    retry_after_s = 30
+
+
 def version_content(workflow: Workflow) -> dict[str, Any]:
     """What a workflow version is made of, kept beside the runs that used it."""
     return {
@@ -60,14 +68,22 @@ class RunManager:
         coordinators: Mapping[str, Coordinator],
         *,
         record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES,
+        max_in_flight: int = 8,
+        max_queued: int = 1000,
     ) -> None:
         self.record_max_result_bytes = record_max_result_bytes
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        # Runs created but not started, oldest first (admission control).
+        self._queue: deque[RunSession] = deque()
         self.store = store
         self.plugins = plugins
         self.registry = registry
         self.coordinators = coordinators
         self.sessions: dict[str, RunSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Runs whose end the store refused to record (a full disk): retried at shutdown.
+        self._unrecorded: dict[str, tuple[str, Any, str | None, dict[str, int]]] = {}
         self.accepting = True
 
     def trigger(
@@ -99,6 +115,10 @@ class RunManager:
             raise DefinitionError(workflow_name, "coordinator script needs coordinator_script")
         if kind == "llm" and workflow.prompt_text is None:
             raise DefinitionError(workflow_name, "coordinator llm needs a prompt")
+        if len(self._queue) >= self.max_queued:
+            raise QueueFull(
+                f"{len(self._queue)} runs already wait (runs.max_queued); try again later"
+            )
         run_id = new_run_id()
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
@@ -116,9 +136,75 @@ class RunManager:
                 source_run=replay.run.id if replay else None,
             )
         )
-        self.sessions[run_id] = session
-        self._tasks[run_id] = asyncio.create_task(self._execute(session), name=f"run-{run_id}")
+        self._enqueue(session)
         return session
+
+    # -- admission control -----------------------------------------------------------------
+
+    def _enqueue(self, session: RunSession) -> None:
+        self.sessions[session.id] = session
+        self._queue.append(session)
+        self._admit()
+
+    def _admit(self) -> None:
+        """Start queued runs, oldest first, while the global and per-workflow limits allow;
+        a run whose workflow is at its own limit lets younger runs of others go ahead."""
+        if not self.accepting:
+            return
+        for session in list(self._queue):
+            if len(self._tasks) >= self.max_in_flight:
+                return
+            limit = session.limits.max_in_flight
+            if limit is not None and self._in_flight(session.workflow.name) >= limit:
+                continue
+            self._queue.remove(session)
+            self._tasks[session.id] = asyncio.create_task(
+                self._execute(session), name=f"run-{session.id}"
+            )
+
+    def _in_flight(self, workflow: str) -> int:
+        return sum(
+            1
+            for run_id in self._tasks
+            if (s := self.sessions.get(run_id)) is not None and s.workflow.name == workflow
+        )
+
+    def queue_position(self, run_id: str) -> int:
+        """1 for the next run to start, 0 for a run not waiting."""
+        for position, session in enumerate(self._queue, 1):
+            if session.id == run_id:
+                return position
+        return 0
+
+    def adopt_queued(self) -> list[str]:
+        """Queue again the runs a previous host left queued; the ids adopted. A run whose
+        workflow no longer loads fails, saying so."""
+        adopted = []
+        for record in self.store.adopt_queued():
+            workflow = self.registry.get(record.workflow)
+            if workflow is None or record.mode in ("replay", "shadow"):
+                why = (
+                    "its workflow no longer loads"
+                    if workflow is None
+                    else "a queued replay does not outlive its host; replay it again"
+                )
+                self.store.finish(record.id, "failed", None, why, record.usage, time.time())
+                continue
+            mode = RunMode(record.mode == "dry_run", None, False, self.record_max_result_bytes)
+            session = RunSession(
+                record.id,
+                workflow,
+                record.coordinator,
+                record.trigger,
+                self.store,
+                self.plugins,
+                mode,
+            )
+            self._queue.append(session)
+            self.sessions[record.id] = session
+            adopted.append(record.id)
+        self._admit()
+        return adopted
 
     def replay(
         self,
@@ -170,6 +256,13 @@ class RunManager:
         return record
 
     def cancel(self, run_id: str) -> bool:
+        """Cancel a queued or running run; False when it is neither."""
+        queued = next((s for s in self._queue if s.id == run_id), None)
+        if queued is not None:
+            self._queue.remove(queued)
+            queued.active = False
+            self._finish(queued, "cancelled", None, "the run was cancelled before it started", None)
+            return True
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
@@ -179,6 +272,10 @@ class RunManager:
     @property
     def active(self) -> int:
         return len(self._tasks)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     async def watch(self, run_id: str) -> AsyncIterator[Event]:
         """The run's events so far, then live ones until it ends."""
@@ -202,30 +299,43 @@ class RunManager:
             session.unsubscribe(queue)
 
     async def shutdown(self, grace: float) -> None:
-        """Take no new runs; give the ones in flight `grace` seconds, then cancel them."""
+        """Take no new runs; give the ones in flight `grace` seconds, then cancel them.
+        Queued runs stay queued in the store, for the next host."""
         self.accepting = False
+        for session in self._queue:
+            session.close()  # their watchers end; the store keeps them queued
+            self.sessions.pop(session.id, None)
+        self._queue.clear()
         tasks = list(self._tasks.values())
         if tasks:
+            waiting = ", ".join(f"{s.id} ({s.workflow.name})" for s in self.sessions.values())
+            log.info("waiting up to %gs for %d run(s): %s", grace, len(tasks), waiting)
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for run_id, (status, output, error, usage) in list(self._unrecorded.items()):
+            try:
+                self.store.finish(run_id, status, output, error, usage, time.time())
+                del self._unrecorded[run_id]
+            except Exception as failure:
+                log.error("run %s: its end (%s) is still not recorded: %s", run_id, status, failure)
 
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
-        self.store.mark_started(session.id, time.time())
-        mode = session.mode
-        session.emit(
-            "run.started",
-            workflow=session.workflow.name,
-            version=session.workflow.version,
-            coordinator=session.coordinator,
-            mode=mode.name,
-            **({"source_run": mode.recording.run.id} if mode.recording else {}),
-            raw={"trigger": session.trigger},
-        )
-        session.deadline = time.monotonic() + session.limits.timeout_s
         try:
+            self.store.mark_started(session.id, time.time())
+            mode = session.mode
+            session.emit(
+                "run.started",
+                workflow=session.workflow.name,
+                version=session.workflow.version,
+                coordinator=session.coordinator,
+                mode=mode.name,
+                **({"source_run": mode.recording.run.id} if mode.recording else {}),
+                raw={"trigger": session.trigger},
+            )
+            session.deadline = time.monotonic() + session.limits.timeout_s
             async with asyncio.timeout(session.limits.timeout_s):
                 output = await self.coordinators[session.coordinator].run(session)
             status = "succeeded"
@@ -242,18 +352,31 @@ class RunManager:
             error, details = failure.message, failure.details
             if session.limit_error is not None and not isinstance(failure, LimitReached):
                 error = f"{session.limit_error.message}; then: {error}"
-        except Exception as failure:  # a host bug must still finish the run
-            log.exception("run %s: coordinator crashed", session.id)
+        except Exception as failure:  # a host bug, or a store that cannot write: still finish
+            log.exception("run %s failed in the host", session.id)
             error = f"internal error: {type(failure).__name__}: {failure}"
         finally:
             session.active = False  # the token dies with the run, before anything else
+            self._finish(session, status, output, error, details)
+
+    def _finish(
+        self, session: RunSession, status: str, output: Any, error: str | None, details: Any
+    ) -> None:
+        """Record the end, then release the run whatever the recording did: its watchers
+        always see the end, and a run the store could not finish is retried at shutdown
+        (and marked interrupted by the next host if even that fails)."""
+        try:
             session.emit("run.finished", status=status, error=error, details=details)
             self.store.finish(session.id, status, output, error, session.usage, time.time())
-            session.close()
-            self.sessions.pop(session.id, None)
-            self._tasks.pop(session.id, None)
-            log.info("run %s %s: %s", session.id, session.workflow.name, status)
-            self._after(session)
+        except Exception:
+            log.exception("run %s: could not record that it %s", session.id, status)
+            self._unrecorded[session.id] = (status, output, error, dict(session.usage))
+        session.close()
+        self.sessions.pop(session.id, None)
+        self._tasks.pop(session.id, None)
+        log.info("run %s %s: %s", session.id, session.workflow.name, status)
+        self._after(session)
+        self._admit()
 
     def _after(self, session: RunSession) -> None:
         """Shadows: start one when a live run of a shadowed workflow ends (so it never

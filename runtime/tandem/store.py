@@ -7,9 +7,12 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tandem_sdk.errors import TandemError
 
 ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
 MODES = ("live", "dry_run", "replay", "shadow")
@@ -105,6 +108,7 @@ class RunRecord:
     flag: dict[str, Any] | None = None  # {"reason", "calls": [indexes]} once a person flags it
     # A shadow's tool plan against its primary's: {"agree", "summary", "entries"}.
     plan_diff: dict[str, Any] | None = None
+    queue_position: int = 0  # a queued run's place in line, as the host knows it now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,10 +128,20 @@ class RunRecord:
             "source_run": self.source_run,
             "flag": self.flag,
             "plan_diff": self.plan_diff,
+            "queue_position": self.queue_position or None,
             "events": [
                 {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
             ],
         }
+
+
+class StoreError(TandemError):
+    """The run store cannot be written or read: a full disk, a read-only or damaged file."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        hint = f"; free space in {path.parent}" if "full" in str(error) else ""
+        super().__init__(f"the run store {path} cannot be used: {error}{hint}")
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,7 @@ class RunQuery:
 
 class RunStore:
     def __init__(self, path: Path) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -160,8 +175,16 @@ class RunStore:
     def close(self) -> None:
         self._db.close()
 
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement; a store that cannot be read or written is a StoreError that
+        names the file (a full disk above all), never a bare sqlite3 error."""
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as error:
+            raise StoreError(self.path, error) from error
+
     def create(self, record: RunRecord) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
             " created_at, usage_json, host_pid, mode, source_run)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -181,23 +204,23 @@ class RunStore:
         )
 
     def keep_version(self, version: str, workflow: str, content: dict[str, Any]) -> None:
-        self._db.execute(
+        self._run(
             "INSERT OR IGNORE INTO workflow_versions (version, workflow, content_json, created_at)"
             " VALUES (?, ?, ?, ?)",
             (version, workflow, json.dumps(content), time.time()),
         )
 
     def version_content(self, version: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._run(
             "SELECT content_json FROM workflow_versions WHERE version=?", (version,)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def set_plan_diff(self, run_id: str, diff: dict[str, Any]) -> None:
-        self._db.execute("UPDATE runs SET plan_diff_json=? WHERE id=?", (json.dumps(diff), run_id))
+        self._run("UPDATE runs SET plan_diff_json=? WHERE id=?", (json.dumps(diff), run_id))
 
     def flag(self, run_id: str, flag: dict[str, Any] | None) -> bool:
-        cursor = self._db.execute(
+        cursor = self._run(
             "UPDATE runs SET flag_json=? WHERE id=?",
             (None if flag is None else json.dumps(flag), run_id),
         )
@@ -205,10 +228,10 @@ class RunStore:
 
     def set_status(self, run_id: str, status: str) -> None:
         """running <-> waiting, while a call waits for approval."""
-        self._db.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        self._run("UPDATE runs SET status=? WHERE id=?", (status, run_id))
 
     def mark_started(self, run_id: str, at: float) -> None:
-        self._db.execute("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))
+        self._run("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))
 
     def finish(
         self,
@@ -219,21 +242,21 @@ class RunStore:
         usage: dict[str, int],
         at: float,
     ) -> None:
-        self._db.execute(
+        self._run(
             "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?, finished_at=?"
             " WHERE id=?",
             (status, json.dumps(output), error, json.dumps(usage), at, run_id),
         )
 
     def append_event(self, run_id: str, event: Event) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
             (run_id, event.seq, event.ts, event.kind, json.dumps(event.data, default=str)),
         )
 
     def claim_delivery(self, workflow: str, delivery: str) -> bool:
         """Record a webhook delivery for `workflow`; False when it was already taken."""
-        cursor = self._db.execute(
+        cursor = self._run(
             "INSERT OR IGNORE INTO webhook_deliveries (workflow, delivery, received_at)"
             " VALUES (?, ?, ?)",
             (workflow, delivery, time.time()),
@@ -241,13 +264,13 @@ class RunStore:
         return cursor.rowcount == 1
 
     def delivery_started(self, workflow: str, delivery: str, run_id: str) -> None:
-        self._db.execute(
+        self._run(
             "UPDATE webhook_deliveries SET run_id=? WHERE workflow=? AND delivery=?",
             (run_id, workflow, delivery),
         )
 
     def delivery_run(self, workflow: str, delivery: str) -> str | None:
-        row = self._db.execute(
+        row = self._run(
             "SELECT run_id FROM webhook_deliveries WHERE workflow=? AND delivery=?",
             (workflow, delivery),
         ).fetchone()
@@ -255,27 +278,44 @@ class RunStore:
 
     def release_delivery(self, workflow: str, delivery: str) -> None:
         """Forget a claimed delivery whose run could not start, so a redelivery may."""
-        self._db.execute(
+        self._run(
             "DELETE FROM webhook_deliveries WHERE workflow=? AND delivery=?", (workflow, delivery)
         )
 
     def mark_interrupted(self) -> list[str]:
-        """Runs left active by a host process that is gone are `interrupted`."""
-        rows = self._db.execute(
-            f"SELECT id, host_pid FROM runs WHERE status IN {ACTIVE}"  # noqa: S608 - constants
+        """Runs a host process that is gone left started are `interrupted`; the runs it
+        left queued stay queued, for the next host to start (`adopt_queued`)."""
+        started = tuple(status for status in ACTIVE if status != "queued")
+        rows = self._run(
+            f"SELECT id, host_pid FROM runs WHERE status IN {started}"  # noqa: S608 - constants
         ).fetchall()
         orphaned = [run_id for run_id, pid in rows if not _alive(pid) or pid == os.getpid()]
         now = time.time()
         for run_id in orphaned:
-            self._db.execute(
+            self._run(
                 "UPDATE runs SET status='interrupted', finished_at=?,"
                 " error='the host stopped before the run finished' WHERE id=?",
                 (now, run_id),
             )
         return orphaned
 
+    def adopt_queued(self) -> list[RunRecord]:
+        """The queued runs of hosts that are gone, oldest first, now this host's."""
+        rows = self._run(
+            "SELECT id, host_pid FROM runs WHERE status='queued' ORDER BY created_at"
+        ).fetchall()
+        adopted = []
+        for run_id, pid in rows:
+            if _alive(pid) and pid != os.getpid():
+                continue  # another live host's queue
+            self._run("UPDATE runs SET host_pid=? WHERE id=?", (os.getpid(), run_id))
+            record = self.get(run_id, events=False)
+            if record is not None:
+                adopted.append(record)
+        return adopted
+
     def get(self, run_id: str, *, events: bool = True) -> RunRecord | None:
-        row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             return None
         record = _record(row)
@@ -284,7 +324,7 @@ class RunStore:
         return record
 
     def events(self, run_id: str, after: int = 0) -> list[Event]:
-        rows = self._db.execute(
+        rows = self._run(
             "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
             (run_id, after),
         ).fetchall()
@@ -298,7 +338,7 @@ class RunStore:
             " AND (? = 0 OR flag_json IS NOT NULL) AND created_at >= ? AND created_at <= ?"
             " ORDER BY created_at DESC LIMIT ?"
         )
-        rows = self._db.execute(
+        rows = self._run(
             sql,
             (
                 q.workflow,

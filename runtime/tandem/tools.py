@@ -64,4 +64,4 @@ class HostTool:
 
     @property
     def schema_json(self) -> str:
-        return json.dumps(self.input_schema, sort_keys=True)
+        return json.dumps(self.input_schema)  # in declaration order: signatures read so

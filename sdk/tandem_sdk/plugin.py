@@ -231,4 +231,4 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_json(definition: ToolDefinition) -> str:
-    return json.dumps(definition.input_schema, sort_keys=True)
+    return json.dumps(definition.input_schema)  # declaration order, as signatures read

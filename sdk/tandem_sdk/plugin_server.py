@@ -26,6 +26,7 @@ import grpc
 import pydantic
 
 from ._convert import annotations_pb
+from ._lifetime import die_with_parent
 from ._pb import common_pb2, plugin_pb2, plugin_pb2_grpc
 from .errors import DefinitionError, ToolError
 from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args(argv)
+    die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
     try:
         tools = collect_tools(args.name, load_module(args.name, args.module))
     except DefinitionError as error:

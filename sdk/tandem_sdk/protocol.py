@@ -1,12 +1,15 @@
 """Wire-level constants shared by the SDK and the host."""
 
+import os
+
 PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "tandem-protocol"
 # A call's deadline until the client knows its run's own time limit (from GetRun): no call
 # waits forever, whatever fails on the way.
 DEFAULT_CALL_TIMEOUT_S = 60.0
-# Messages larger than this are refused on both sides (RESOURCE_EXHAUSTED).
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Messages larger than this are refused on both sides (RESOURCE_EXHAUSTED). Raise it with
+# TANDEM_MAX_MESSAGE_BYTES, in the daemon's environment and the client's alike.
+MAX_MESSAGE_BYTES = int(os.environ.get("TANDEM_MAX_MESSAGE_BYTES", 4 * 1024 * 1024))
 
 GRPC_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

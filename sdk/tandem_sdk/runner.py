@@ -25,26 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._lifetime import die_with_parent
 from .client import ToolHostClient
 from .script import Subagent, Tools, VirtualFiles
 
 Handler = Callable[[Any, Tools, VirtualFiles, Callable[..., Any]], Any]
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when the host dies, so a crashed daemon leaves
-    no script running (the host marks the run interrupted when it starts again)."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    # Compared with the parent seen before the request, not with 1: inside a pid namespace
-    # the parent legitimately is pid 1.
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def apply_rlimits(spec: str) -> None:

@@ -122,4 +122,5 @@ def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
         source_run=message.source_run or None,
         flag=json.loads(message.flag_json) if message.flag_json else None,
         plan_diff=json.loads(message.plan_diff_json) if message.plan_diff_json else None,
+        queue_position=message.queue_position,
     )

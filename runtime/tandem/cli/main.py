@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
+    from tandem.store import Event
 
     from .control_client import ControlClient
 
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--json", action="store_true")
-    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show|export|flag")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show|export|flag|cancel")
     show = runs_commands.add_parser("show", help="one run with its trace")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
@@ -162,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the wrong call, numbered as `runs show` numbers them; repeatable",
     )
     flag.add_argument("--clear", action="store_true", help="remove the flag")
+    cancel = runs_commands.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run_id")
 
     status = commands.add_parser("status", help="the host's health: runs, plugins, restarts")
     status.add_argument("--json", action="store_true")
@@ -208,17 +212,30 @@ def main(argv: list[str] | None = None) -> int:
         }[args.command]
         return handler(config, args)
     except UsageError as error:
-        print(f"tandem: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(error))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tandem ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as error:
+        import grpc
         from tandem_sdk.errors import TandemError
 
         if isinstance(error, TandemError):
-            print(f"tandem: {error}", file=sys.stderr)
-            return EXIT_USAGE
+            return _fail(args, str(error))
+        if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE:
+            return _fail(args, f"lost the tandem daemon ({error.details()})")
         raise
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """One line on stderr; with --json, a JSON document on stdout as well."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"tandem: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _config(args: argparse.Namespace) -> ProjectConfig:
@@ -256,6 +273,14 @@ def control(config: ProjectConfig, *, prefer_daemon: bool = True) -> Iterator[Co
 
 def _rpc_error(error: Exception) -> UsageError:
     details = error.details() if hasattr(error, "details") else str(error)
+    if "larger than max" in str(details):  # gRPC's own words for an oversized message
+        from tandem_sdk.protocol import MAX_MESSAGE_BYTES
+
+        details = (
+            f"the request is over the message limit of {MAX_MESSAGE_BYTES} bytes ({details}); "
+            "pass a smaller payload (a reference to the data rather than the data), or raise "
+            "the limit with TANDEM_MAX_MESSAGE_BYTES in the daemon's environment and this one"
+        )
     return UsageError(details)
 
 
@@ -283,20 +308,36 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         except grpc.RpcError as error:
             raise _rpc_error(error) from None
         renderer = render.TraceRenderer()
+
+        def show(event: Event) -> None:
+            if args.follow:
+                print(
+                    renderer.line(event), file=sys.stderr if args.json else sys.stdout, flush=True
+                )
+
+        from .control_client import ControlClient
+        from .follow import DaemonLost, follow
+
+        through_daemon = client.socket == config.control_socket
+        first = client
         try:
-            for event in client.watch(run_id):
-                if args.follow:
-                    print(
-                        renderer.line(event),
-                        file=sys.stderr if args.json else sys.stdout,
-                        flush=True,
-                    )
+            client, record = follow(
+                client,
+                run_id,
+                show,
+                reconnect=(lambda: ControlClient.connect(config.control_socket))
+                if through_daemon
+                else None,
+            )
+        except DaemonLost as lost:
+            raise UsageError(str(lost)) from None
         except KeyboardInterrupt:
             from tandem_sdk._pb import control_pb2
 
             client.stub.CancelRun(control_pb2.CancelRunRequest(run_id=run_id))
             raise
-        record = client.run(run_id)
+        if client is not first:
+            client.close()  # a client to a daemon that came back
     if args.json:
         print(json.dumps(record.to_json(), indent=2))
     else:
@@ -353,6 +394,8 @@ def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
             raise _rpc_error(error) from None
     from tandem_sdk._convert import annotations_of
 
+    from . import render
+
     tools = [
         {
             "name": t.name,
@@ -368,7 +411,7 @@ def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(json.dumps(tools, indent=2))
         return EXIT_OK
     for tool, spec in zip(tools, reply.tools, strict=True):
-        params = ", ".join(tool["input_schema"].get("properties", {}))
+        params = render.signature(tool["input_schema"])
         effects = annotations_of(spec).describe()
         summary = tool["description"].splitlines()[0] if tool["description"] else ""
         print(f"{tool['name']}({params})  [{effects}]\n    {summary}")

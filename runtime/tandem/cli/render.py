@@ -146,14 +146,45 @@ def duration(record: RunRecord) -> str:
 
 def format_run_row(record: RunRecord) -> str:
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_at))
-    tokens = record.usage.get("input_tokens", 0) + record.usage.get("output_tokens", 0)
+    usage = record.usage
+    tokens = sum(
+        usage.get(k, 0)
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    )
     marks = "".join(
         (
             f" [{record.mode.replace('_', ' ')}]" if record.mode != "live" else "",
             " [flagged]" if record.flag else "",
+            f" [#{record.queue_position} in line]" if record.queue_position else "",
         )
     )
     return (
         f"{record.id:<24} {created}  {record.workflow:<20} {record.coordinator:<7}"
-        f" {record.status:<11} {duration(record):>12}  {tokens:>8} tok{marks}"
+        f" {record.status:<11} {duration(record):>12}  {tokens:>8} tok (all, cache incl.){marks}"
     )
+
+
+def signature(schema: dict[str, Any]) -> str:
+    """A tool's arguments as a signature: `channel: string, limit: integer = 20`, required
+    ones first, in the schema's order."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+
+    def typed(name: str) -> str:
+        prop = properties[name]
+        kind = (
+            prop.get("type")
+            or " | ".join(str(option.get("type", "any")) for option in prop.get("anyOf", []))
+            or "any"
+        )
+        if "enum" in prop:
+            kind = " | ".join(json.dumps(v) for v in prop["enum"])
+        text = f"{name}: {kind}"
+        if name not in required:
+            text += f" = {json.dumps(prop.get('default'))}"
+        return text
+
+    ordered = [n for n in properties if n in required] + [
+        n for n in properties if n not in required
+    ]
+    return ", ".join(typed(name) for name in ordered)

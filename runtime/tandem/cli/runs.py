@@ -24,7 +24,9 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
-    handler = {"show": _show, "export": _export, "flag": _flag}.get(args.runs_command or "")
+    handler = {"show": _show, "export": _export, "flag": _flag, "cancel": _cancel}.get(
+        args.runs_command or ""
+    )
     with control(config) as client:
         try:
             if handler is not None:
@@ -77,6 +79,16 @@ def _flag(client: ControlClient, args: argparse.Namespace) -> int:
     client.flag(args.run_id, args.reason, [n - 1 for n in args.call])
     calls = f" (calls {', '.join(map(str, args.call))})" if args.call else ""
     print(f"run {args.run_id} flagged{calls}: {args.reason}")
+    return EXIT_OK
+
+
+def _cancel(client: ControlClient, args: argparse.Namespace) -> int:
+    from tandem_sdk._pb import control_pb2
+
+    reply = client.stub.CancelRun(control_pb2.CancelRunRequest(run_id=args.run_id))
+    if not reply.cancelled:
+        raise UsageError(f"run {args.run_id} is neither queued nor running")
+    print(f"run {args.run_id}: cancelled")
     return EXIT_OK
 
 

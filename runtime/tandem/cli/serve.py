@@ -119,6 +119,8 @@ def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) 
                 )
     for run_id in host.interrupted:
         log.warning("run %s was left unfinished by a previous host: marked interrupted", run_id)
+    if host.adopted:
+        log.info("%d run(s) a previous host left queued are queued again", len(host.adopted))
     log.info(
         "serving %s: %d workflow(s), %d plugin(s), isolation %s",
         config.root,

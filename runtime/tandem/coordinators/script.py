@@ -29,6 +29,7 @@ from tandem.isolation.rundir import (
 )
 from tandem.proc import ManagedProcess
 from tandem.server.run_gate import run_gate
+from tandem.server.toolhost import ToolHostServicer
 from tandem.session import RunSession
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,21 @@ _RESULT_DRAIN_S = 1.0
 class ScriptCoordinator:
     kind = "script"
 
-    def __init__(
-        self, isolation: Isolation | IsolationChoice, toolhost_socket: Path, runs_dir: Path
-    ) -> None:
+    def __init__(self, isolation: Isolation | IsolationChoice, runs_dir: Path) -> None:
         if not isinstance(isolation, IsolationChoice):
             isolation = IsolationChoice(isolation, {isolation.name: isolation})
         self.tiers = isolation
         self.isolation = isolation.default
-        self.toolhost_socket = toolhost_socket
         self.runs_dir = runs_dir
+        # The servicer every coordinator's calls reach, served on each run's own socket.
+        # Set by the host once it exists: it is built on the RunManager, which holds this
+        # coordinator.
+        self.toolhost: ToolHostServicer | None = None
 
     async def run(self, session: RunSession) -> Any:
         workflow = session.workflow
         assert workflow.script_source is not None and workflow.script_path is not None
+        assert self.toolhost is not None, "the host has not handed over its ToolHost servicer"
         try:
             isolation = self.tiers.for_workflow(workflow.spec.isolation)
         except IsolationUnavailable as error:
@@ -64,10 +67,7 @@ class ScriptCoordinator:
             rundir = create_run_dir(
                 sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
             )
-            gate = run_gate(
-                rundir.socket, self.toolhost_socket, session.id, session.limits.timeout_s
-            )
-            async with gate:
+            async with run_gate(rundir.socket, self.toolhost, session.id):
                 hand_socket_to(rundir, user)
                 return await self._launch(session, isolation, rundir, user)
         finally:

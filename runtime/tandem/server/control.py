@@ -29,7 +29,7 @@ def event_message(event: Event) -> control_pb2.RunEvent:
     )
 
 
-def record_message(record: RunRecord) -> control_pb2.RunRecord:
+def record_message(record: RunRecord, queue_position: int = 0) -> control_pb2.RunRecord:
     return control_pb2.RunRecord(
         id=record.id,
         workflow=record.workflow,
@@ -48,6 +48,7 @@ def record_message(record: RunRecord) -> control_pb2.RunRecord:
         source_run=record.source_run or "",
         flag_json=json.dumps(record.flag) if record.flag else "",
         plan_diff_json=json.dumps(record.plan_diff) if record.plan_diff else "",
+        queue_position=queue_position,
     )
 
 
@@ -66,6 +67,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
             active_runs=self._runs.active,
+            queued_runs=self._runs.queued,
             isolation=self._isolation,
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
             plugins=[
@@ -143,7 +145,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             limit=request.limit or 50,
         )
         records = self._runs.store.list(query)
-        return control_pb2.ListRunsResponse(runs=[record_message(r) for r in records])
+        position = self._runs.queue_position
+        return control_pb2.ListRunsResponse(
+            runs=[record_message(r, position(r.id)) for r in records]
+        )
 
     @unary
     async def Replay(
@@ -198,7 +203,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         record = self._runs.store.get(request.run_id)
         if record is None:
             raise NotFound(f"no run {request.run_id!r}")
-        return record_message(record)
+        return record_message(record, self._runs.queue_position(record.id))
 
     @streaming
     async def WatchRun(

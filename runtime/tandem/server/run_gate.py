@@ -2,18 +2,18 @@
 
 Each script run gets a socket of its own, reachable only by that run (bound into its
 sandbox, or owned by its uid with mode 0600), while the daemon's shared ToolHost socket
-stays in a folder no run can enter. The gate forwards calls, as opaque bytes, to the
-shared servicer, after three checks of its own:
+stays in a folder no run can enter. The run's socket is served by the daemon's one
+ToolHost servicer, the very instance behind the shared socket, so scope checks, limits
+and the trace take the same code path for every coordinator. Its server adds three
+checks of its own:
 - the token must name this run, so another run's token, even a valid one, is refused
-  here (the servicer still compares the secret, in constant time);
+  before the servicer sees the call (which still compares the secret, in constant time);
 - a request larger than MAX_REQUEST_BYTES is refused with RESOURCE_EXHAUSTED by gRPC;
 - at most MAX_CONCURRENT_CALLS calls are in flight; more are RESOURCE_EXHAUSTED at once.
 
-A forwarded call keeps the caller's deadline, or gets the run's time limit when the caller
-set none, so a call never waits on the servicer forever.
-
-Forwarding bytes keeps the gate independent of the servicer: the same code paths, scope
-checks and trace serve every coordinator.
+Nothing waits on a call's behalf but the servicer: gRPC cancels its work when the
+caller's deadline passes, and the server stops, cancelling every call in flight, when
+the run ends, so no call outlives its run whatever deadline the caller sent.
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-from tandem_sdk._pb import toolhost_pb2
+from tandem_sdk._pb import toolhost_pb2_grpc
 from tandem_sdk.protocol import GRPC_OPTIONS, MAX_MESSAGE_BYTES
 
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_CONCURRENT_CALLS = 16
-_SERVICE = toolhost_pb2.DESCRIPTOR.services_by_name["ToolHost"]
 
-Context = grpc.aio.ServicerContext[bytes, bytes]
-Handler = Callable[[bytes, Context], Awaitable[bytes]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def _options() -> list[tuple[str, int]]:
@@ -48,49 +46,45 @@ def _names_run(metadata: Any, run_id: str) -> bool:
     return scheme.lower() == "bearer" and token.partition(".")[0] == run_id
 
 
-def _forwarder(channel: grpc.aio.Channel, path: str, run_id: str, timeout_s: float) -> Handler:
-    # No (de)serializers: bytes in, bytes out.
-    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
+async def _refuse(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "this socket serves another run's token")
 
-    async def forward(request: bytes, context: Context) -> bytes:
-        metadata = context.invocation_metadata()
-        if not _names_run(metadata, run_id):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "this socket serves another run's token"
-            )
-        remaining = context.time_remaining()
-        timeout = timeout_s if remaining is None else min(remaining, timeout_s)
-        try:
-            reply: bytes = await call(request, metadata=tuple(metadata or ()), timeout=timeout)
-        except grpc.aio.AioRpcError as error:
-            await context.abort(error.code(), error.details() or "")
-        return reply
 
-    return forward
+# Every ToolHost method is unary; the request stays undecoded, as it is refused unread.
+_REFUSED: Handler = grpc.unary_unary_rpc_method_handler(_refuse)
+
+
+class _OnlyRun(grpc.aio.ServerInterceptor):
+    """Hands the servicer only calls whose token names `run_id`."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        if _names_run(handler_call_details.invocation_metadata, self._run_id):
+            return await continuation(handler_call_details)
+        return _REFUSED
 
 
 @contextlib.asynccontextmanager
 async def run_gate(
-    socket: Path, upstream: Path, run_id: str, timeout_s: float
+    socket: Path, servicer: toolhost_pb2_grpc.ToolHostServicer, run_id: str
 ) -> AsyncIterator[None]:
-    """Serve `run_id`'s calls on `socket`, forwarding them to the shared `upstream`, each
-    within `timeout_s` at most."""
-    channel = grpc.aio.insecure_channel(f"unix:{upstream}", options=GRPC_OPTIONS)
-    server = grpc.aio.server(options=_options(), maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS)
-    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            _forwarder(channel, f"/{_SERVICE.full_name}/{method.name}", run_id, timeout_s)
-        )
-        for method in _SERVICE.methods
-        if not (method.client_streaming or method.server_streaming)
-    }
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(_SERVICE.full_name, handlers),)
+    """Serve `run_id`'s calls on `socket` with `servicer` until the block ends, then
+    cancel the calls still in flight."""
+    server = grpc.aio.server(
+        interceptors=(_OnlyRun(run_id),),
+        options=_options(),
+        maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
+    toolhost_pb2_grpc.add_ToolHostServicer_to_server(servicer, server)
     server.add_insecure_port(f"unix:{socket}")
     await server.start()
     try:
         yield
     finally:
         await server.stop(0)
-        await channel.close()

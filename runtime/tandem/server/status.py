@@ -13,10 +13,18 @@ from tandem_sdk._status import SUBAGENT_FAILED, status_for
 from tandem_sdk.errors import DefinitionError, InterfaceError, ProtocolMismatch, SubagentError
 
 from tandem.runs import ShuttingDown
+from tandem.store import StoreError
 
 log = logging.getLogger(__name__)
 # The errors that become a status; anything else is a host bug, answered INTERNAL.
-_ANSWERED = (InterfaceError, ProtocolMismatch, DefinitionError, SubagentError, ShuttingDown)
+_ANSWERED = (
+    InterfaceError,
+    ProtocolMismatch,
+    DefinitionError,
+    SubagentError,
+    ShuttingDown,
+    StoreError,
+)
 S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -33,6 +41,9 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any,
         await context.abort(SUBAGENT_FAILED, error.message)
     if isinstance(error, ShuttingDown):
         await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
+    if isinstance(error, StoreError):
+        log.error("%s", error.message)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message)
     log.exception("internal error in a gRPC method", exc_info=error)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"

@@ -8,6 +8,7 @@
     filtered out           200 "ignored"   (event not in `events`, action not in `actions`)
     delivery id seen       200 "duplicate" (per workflow: a redelivery starts no run)
     started                202 with the run ids
+    queue full             429 with Retry-After (runs.max_queued runs already wait)
 
 Several workflows may listen on one path (GitHub sends one webhook to one URL); they must
 then verify the same way with the same secret. The body limit (413) is the listener's.
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs
 
 from tandem_sdk.errors import TandemError
 
-from tandem.runs import RunManager
+from tandem.runs import QueueFull, RunManager
 from tandem.store import RunStore
 from tandem.workflows import WorkflowRegistry
 from tandem.workflows.spec import Webhook
@@ -47,6 +48,7 @@ class Delivery:
 class Answer:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,11 @@ class WebhookIntake:
             return {**outcome, "status": "duplicate", "run_id": existing}
         try:
             session = self._runs.trigger(route.workflow, trigger)
+        except QueueFull as error:
+            if delivery_id:
+                self._store.release_delivery(route.workflow, delivery_id)
+            log.warning("webhook %s: %s", trigger["path"], error)
+            return {**outcome, "status": "busy", "error": str(error)}
         except TandemError as error:
             if delivery_id:
                 self._store.release_delivery(route.workflow, delivery_id)
@@ -216,6 +223,9 @@ def _answer(outcomes: list[dict[str, Any]]) -> Answer:
 
     if started := having("started"):
         return Answer(202, {"status": "started", "run_id": started[0]["run_id"], "runs": outcomes})
+    if busy := having("busy"):  # the sender may deliver again later
+        retry = str(QueueFull.retry_after_s)
+        return Answer(429, {"status": "busy", "runs": busy}, {"Retry-After": retry})
     if errors := having("error"):
         return Answer(503, {"status": "error", "runs": errors})
     if having("duplicate"):

@@ -91,7 +91,7 @@ def create_app(intake: WebhookIntake, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
                 remote=f"{client.host}:{client.port}" if client else "?",
             )
         )
-        return JSONResponse(answer.body, status_code=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", deliver, methods=methods)])

@@ -22,6 +22,8 @@ class Limits(_Strict):
     max_turns: Annotated[int, Field(ge=1, le=1_000)] = 20
     max_tokens: Annotated[int, Field(ge=1_000)] = 200_000
     memory_mb: Annotated[int, Field(ge=64, le=65_536)] = 512
+    # Runs of this workflow in flight at once; more wait in the queue (default: no own limit).
+    max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
 
 class Webhook(_Strict):

@@ -41,12 +41,14 @@ class HealthResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
     ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
+    QUEUED_RUNS_FIELD_NUMBER: _builtins.int
     ISOLATION_FIELD_NUMBER: _builtins.int
     PLUGINS_DOWN_FIELD_NUMBER: _builtins.int
     PLUGINS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     protocol_version: _builtins.int
     active_runs: _builtins.int
+    queued_runs: _builtins.int
     isolation: _builtins.str
     @_builtins.property
     def plugins_down(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -58,13 +60,14 @@ class HealthResponse(_message.Message):
         version: _builtins.str = ...,
         protocol_version: _builtins.int = ...,
         active_runs: _builtins.int = ...,
+        queued_runs: _builtins.int = ...,
         isolation: _builtins.str = ...,
         plugins_down: _abc.Iterable[_builtins.str] | None = ...,
         plugins: _abc.Iterable[Global___PluginStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -494,6 +497,7 @@ class RunRecord(_message.Message):
     SOURCE_RUN_FIELD_NUMBER: _builtins.int
     FLAG_JSON_FIELD_NUMBER: _builtins.int
     PLAN_DIFF_JSON_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.str
@@ -513,6 +517,8 @@ class RunRecord(_message.Message):
     """{"reason", "calls"} when flagged"""
     plan_diff_json: _builtins.str
     """a shadow's tool plan against its primary's"""
+    queue_position: _builtins.int
+    """a queued run's place in line (1: next to start)"""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -537,10 +543,11 @@ class RunRecord(_message.Message):
         source_run: _builtins.str = ...,
         flag_json: _builtins.str = ...,
         plan_diff_json: _builtins.str = ...,
+        queue_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "queue_position", b"queue_position", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
