@@ -22,7 +22,7 @@ test: install
 
 # The fault-injection loops at full length (the quick suite runs them short).
 stress: install
-	TANDEM_STRESS_CRASHES=200 $(BIN)/pytest -q -s -m stress
+	TANDEM_STRESS_CRASHES=200 TANDEM_STRESS_BURST=1000 $(BIN)/pytest -q -s -m stress
 
 check: install
 	$(BIN)/ruff check .
