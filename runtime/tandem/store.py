@@ -3,7 +3,9 @@ nothing a run did is lost when a coordinator or the daemon dies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -14,6 +16,10 @@ from typing import Any
 
 from tandem_sdk.errors import TandemError
 
+log = logging.getLogger(__name__)
+# Trace events are committed in groups (RunStore.append_event).
+FLUSH_AFTER_S = 0.005
+FLUSH_AT = 64
 ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
 MODES = ("live", "dry_run", "replay", "shadow")
 # Columns added after the first release, for stores made before them.
@@ -161,6 +167,8 @@ class RunQuery:
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pending: list[tuple[str, int, float, str, str]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -173,11 +181,14 @@ class RunStore:
                 self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
+        self._flush_before()
         self._db.close()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """One statement; a store that cannot be read or written is a StoreError that
-        names the file (a full disk above all), never a bare sqlite3 error."""
+        """One statement, after the buffered events (so reads see them and a run's end is
+        written after its trace); a store that cannot be read or written is a StoreError
+        that names the file (a full disk above all), never a bare sqlite3 error."""
+        self._flush_before()
         try:
             return self._db.execute(sql, params)
         except sqlite3.OperationalError as error:
@@ -249,10 +260,53 @@ class RunStore:
         )
 
     def append_event(self, run_id: str, event: Event) -> None:
-        self._run(
-            "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
-            (run_id, event.seq, event.ts, event.kind, json.dumps(event.data, default=str)),
-        )
+        """Buffer an event; the buffer is committed in one transaction within
+        FLUSH_AFTER_S, at FLUSH_AT events, before any read, and before a run's end is
+        written, so a crash loses at most the last few milliseconds of a trace and never
+        a finished run's final status."""
+        data = json.dumps(event.data, default=str)
+        self._pending.append((run_id, event.seq, event.ts, event.kind, data))
+        if len(self._pending) >= FLUSH_AT:
+            self._flush_before()
+            return
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop here (a tool, a test): write at once
+                self._flush_before()
+                return
+            self._flush_timer = loop.call_later(FLUSH_AFTER_S, self._flush_before)
+
+    def flush(self) -> None:
+        """Commit the buffered events, in one transaction."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            self._pending = rows + self._pending  # kept for the next try
+            raise StoreError(self.path, error) from error
+
+    def _flush_before(self) -> None:
+        """Flush ahead of a statement; a failure is logged and the events kept, so a read
+        still answers while the disk is full."""
+        try:
+            self.flush()
+        except StoreError as error:
+            log.error("%s (%d trace events wait)", error.message, len(self._pending))
 
     def claim_delivery(self, workflow: str, delivery: str) -> bool:
         """Record a webhook delivery for `workflow`; False when it was already taken."""
