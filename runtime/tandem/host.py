@@ -56,7 +56,9 @@ class Host:
         self.plugins = PluginManager(
             config.plugins_dirs, self.private_dir, config.state_dir / "plugins"
         )
-        self.registry = WorkflowRegistry(config.workflows_dir, self.plugins.tool_names)
+        self.registry = WorkflowRegistry(
+            config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken
+        )
         scripts = ScriptCoordinator(self.isolation_choice, config.state_dir / "runs")
         # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
         self.model_api = ModelApi.from_env()
@@ -87,6 +89,8 @@ class Host:
         self.private_dir.mkdir(mode=0o700, exist_ok=True)
         self.interrupted = self.store.mark_interrupted()
         await self.plugins.start()
+        for error in self.plugins.errors:
+            log.warning("%s", error)  # a plugin that does not load is a problem, not news
         self.reload()
         toolhost = grpc.aio.server(options=GRPC_OPTIONS)
         toolhost_pb2_grpc.add_ToolHostServicer_to_server(self.toolhost, toolhost)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, args)
+        # A host embedded for one command reports what its command asks about (`check`,
+        # `workflows`); its log is for errors only, not every other workflow's load error.
+        logging.basicConfig(level=logging.ERROR, format="tandem: %(message)s")
         from .approve import cmd_decide
         from .replay import cmd_replay
         from .rewrite import cmd_rewrite
@@ -338,11 +342,28 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
             raise
         if client is not first:
             client.close()  # a client to a daemon that came back
+        stale = _stale_warning(client, args.workflow)
     if args.json:
-        print(json.dumps(record.to_json(), indent=2))
+        print(json.dumps({**record.to_json(), "warning": stale}, indent=2))
     else:
         print(render.format_run(record, trace=False))
+    if stale:
+        print(f"tandem: warning: {stale}", file=sys.stderr)
     return EXIT_OK if record.status == "succeeded" else EXIT_RUN_FAILED
+
+
+def _stale_warning(client: ControlClient, workflow: str) -> str | None:
+    """Set when the run got the workflow's last good version: its files fail to load."""
+    from tandem_sdk._pb import control_pb2
+
+    reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
+    for info in reply.workflows:
+        if info.name == workflow and info.loaded and info.error:
+            return (
+                f"workflow {workflow} ran its last good version ({info.version}): "
+                f"its files now fail to load:\n{info.error}"
+            )
+    return None
 
 
 def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ class PluginManager:
         self.data_dir = data_dir
         self.plugins: dict[str, PluginProcess] = {}
         self.errors: list[DefinitionError] = []
+        self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
 
     async def start(self) -> None:
         """Start every plugin found; a plugin that fails to load is reported, not fatal."""
@@ -29,6 +30,7 @@ class PluginManager:
         for plugin, result in zip(candidates, results, strict=True):
             if isinstance(result, DefinitionError):
                 self.errors.append(result)
+                self.broken[plugin.name] = result.reason
             elif isinstance(result, BaseException):
                 raise result
             else:

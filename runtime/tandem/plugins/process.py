@@ -245,6 +245,7 @@ class PluginProcess:
             exited.cancel()
             await self._teardown()
             reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
+            reason = reason.removeprefix(f"plugin {self.name!r}: ")  # the server names it too
             raise DefinitionError(f"plugin {self.name!r}", reason)
         exited.cancel()
         reply = describe.result()

@@ -8,9 +8,10 @@ and every virtual file. Problems are collected, each naming the file and the fie
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,11 @@ class Workflow:
         return self.folder / name if name else None
 
 
-def load_workflow(folder: Path, known_tools: Collection[str]) -> Workflow:
+def load_workflow(
+    folder: Path, known_tools: Collection[str], broken_plugins: Mapping[str, str] | None = None
+) -> Workflow:
+    """Load and check a workflow folder; `broken_plugins` (name -> why) lets a tool of a
+    plugin that failed to load be named as such."""
     yaml_path = folder / WORKFLOW_FILE
     where = str(yaml_path)
     problems: list[tuple[str, str, str]] = []
@@ -107,7 +112,7 @@ def load_workflow(folder: Path, known_tools: Collection[str]) -> Workflow:
     offered = set(known_tools) | (set(FILE_TOOLS) if spec.files else set())
     for pattern in spec.tools:
         if not any(fnmatch.fnmatchcase(tool, pattern) for tool in offered):
-            problems.append((where, "tools", f"no plugin provides a tool matching {pattern!r}"))
+            problems.append((where, "tools", _no_tool(pattern, offered, broken_plugins)))
 
     files: dict[str, bytes] = {}
     total = 0
@@ -174,3 +179,12 @@ def _check_script(path: str, source: str, problems: list[tuple[str, str, str]]) 
         problems.append(
             (path, "handler", "takes exactly (trigger, tools, virtual_files, subagent)")
         )
+
+
+def _no_tool(pattern: str, offered: Collection[str], broken: Mapping[str, str] | None) -> str:
+    plugin = pattern.partition(".")[0]
+    if broken and plugin in broken:
+        return f"{pattern!r}: plugin {plugin!r} failed to load: {broken[plugin]}"
+    close = difflib.get_close_matches(pattern, sorted(offered), n=3, cutoff=0.8)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"no plugin provides a tool matching {pattern!r}{hint}"

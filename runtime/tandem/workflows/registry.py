@@ -4,7 +4,7 @@ good version, and one broken workflow never stops the others."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,15 @@ class WorkflowState:
 
 
 class WorkflowRegistry:
-    def __init__(self, folder: Path, known_tools: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        known_tools: Callable[[], Collection[str]],
+        broken_plugins: Callable[[], Mapping[str, str]] = dict,
+    ) -> None:
         self.folder = folder
         self._known_tools = known_tools
+        self._broken_plugins = broken_plugins
         self._states: dict[str, WorkflowState] = {}
 
     def reload(self) -> list[WorkflowError]:
@@ -32,13 +38,14 @@ class WorkflowRegistry:
         found: dict[str, WorkflowState] = {}
         errors: list[WorkflowError] = []
         tools = self._known_tools()
+        broken = self._broken_plugins()
         folders = sorted(self.folder.iterdir()) if self.folder.is_dir() else []
         for folder in folders:
             if not (folder / WORKFLOW_FILE).is_file():
                 continue
             previous = self._states.get(folder.name)
             try:
-                workflow = load_workflow(folder, tools)
+                workflow = load_workflow(folder, tools, broken)
             except WorkflowError as error:
                 errors.append(error)
                 last_good = previous.current if previous else None
