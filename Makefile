@@ -37,6 +37,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/replay_bench.py
+	$(BIN)/python benchmarks/dev_bench.py
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

@@ -50,7 +50,9 @@ def test_script_run_end_to_end(project: Project, start_daemon) -> None:
     assert record.output["team"] == ["alice", "bob"]
     kinds = [event.kind for event in record.events]
     assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
-    calls = [e.data for e in record.events if e.kind == "tool.call"]
+    calls = [dict(e.data) for e in record.events if e.kind == "tool.call"]
+    versions = {call.pop("plugin_version") for call in calls}
+    assert len(versions) == 1 and len(versions.pop()) == 12  # the util plugin's code hash
     assert calls == [
         {
             "tool": "util.echo",

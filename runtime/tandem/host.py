@@ -149,6 +149,26 @@ class Host:
             ) from None
         self._lock = lock
 
+    async def watch_plugins(self) -> None:
+        """Restart a plugin whose files change, start new plugin folders, stop removed ones;
+        then reload the workflows, whose tools may have changed."""
+        import watchfiles
+
+        folders = [folder for folder in self.config.plugins_dirs if folder.is_dir()]
+        if not folders:
+            return
+
+        def source(change: watchfiles.Change, path: str) -> bool:
+            return "__pycache__" not in path and not path.endswith(".pyc")
+
+        async for _ in watchfiles.awatch(*folders, debounce=50, step=10, watch_filter=source):
+            changes = await self.plugins.reload()
+            for error in self.plugins.errors:
+                log.warning("%s", error)
+            if changes:
+                log.info("plugins: %s", ", ".join(changes))
+                self.reload()
+
     async def watch_workflows(self) -> None:
         """Reload on every change under the workflows folder (hot reload)."""
         import watchfiles

@@ -169,7 +169,9 @@ class RunSession:
             self.emit("tool.refused", tool=name, error=type(error).__name__, message=error.message)
             raise
         source, recorded = self._source(tool, arguments)
-        tagged = {"subagent": subagent} if subagent in self.subagents else {}
+        tagged: dict[str, Any] = {"subagent": subagent} if subagent in self.subagents else {}
+        if (version := self._plugins.version_of(tool.provider)) is not None:
+            tagged["plugin_version"] = version  # which code served it: a trace names it
         call = self.emit(
             "tool.call",
             tool=name,

@@ -69,6 +69,7 @@ def test_multi_turn_run_calls_tools_and_ends(daemon: Any, api: AnthropicStandIn)
     assert second.tool_results()[0]["content"] == "5" and "is_error" not in second.tool_results()[0]
     assert third.tool_results()[0]["content"] == "15"
     calls = kinds(record, "tool.call")
+    assert all(len(call.pop("plugin_version")) == 12 for call in calls)
     assert calls == [
         {"tool": "util.add", "executed": True, "source": "plugin", "arguments": {"a": 2, "b": 3}},
         {"tool": "util.add", "executed": True, "source": "plugin", "arguments": {"a": 5, "b": 10}},

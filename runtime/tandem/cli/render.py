@@ -127,6 +127,13 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
         lines.append(
             f"  FLAGGED: {record.flag.get('reason')}" + (f" (calls {calls})" if calls else "")
         )
+    plugins = {
+        f"{e.data['tool'].partition('.')[0]} {e.data['plugin_version']}"
+        for e in record.events
+        if e.kind == "tool.call" and e.data.get("plugin_version")
+    }
+    if plugins:
+        lines.append(f"  plugins: {', '.join(sorted(plugins))}")
     if record.error:
         lines.append(f"  error: {record.error}")
     if record.output is not None:

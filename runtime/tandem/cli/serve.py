@@ -78,6 +78,7 @@ async def _serve(
             background.start("http-listener", listener.serve())
         if not args.no_reload:
             background.start("workflow-watcher", host.watch_workflows())
+            background.start("plugin-watcher", host.watch_plugins())
             # Let the watcher register its inotify watches (its first step), then load once
             # more so a change made between the first load and the watch is not missed.
             await asyncio.sleep(0)

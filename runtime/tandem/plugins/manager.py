@@ -9,6 +9,7 @@ from tandem_sdk.errors import DefinitionError, NotFound
 
 from tandem.tools import HostTool
 
+from .launch import plugin_version
 from .manifest import PluginManifest, find_plugins
 from .process import PluginProcess
 
@@ -36,8 +37,44 @@ class PluginManager:
             else:
                 self.plugins[plugin.name] = plugin
 
+    async def reload(self) -> list[str]:
+        """Pick up plugin changes: start new plugins, stop removed ones, and move changed
+        ones to their new code (the old process serves on when the new code fails to load,
+        and the error is kept in `errors`). Returns what changed, in words."""
+        manifests, errors = find_plugins(self.folders)
+        broken: dict[str, str] = {}
+        changes: list[str] = []
+        for manifest in manifests:
+            plugin = self.plugins.get(manifest.name)
+            if plugin is None:
+                fresh = self._process_for(manifest)
+                try:
+                    await fresh.start()
+                except DefinitionError as error:
+                    errors.append(error)
+                    broken[manifest.name] = error.reason
+                    continue
+                self.plugins[manifest.name] = fresh
+                changes.append(f"started {manifest.name}")
+            elif manifest != plugin.manifest or plugin_version(manifest.folder) != plugin.version:
+                problem = await plugin.reload(manifest)
+                if problem is not None:
+                    errors.append(DefinitionError(f"plugin {manifest.name!r}", problem))
+                else:
+                    changes.append(f"reloaded {manifest.name}")
+        for name in set(self.plugins) - {m.name for m in manifests}:
+            await self.plugins.pop(name).stop()
+            changes.append(f"removed {name}")
+        self.errors, self.broken = errors, broken
+        return changes
+
     async def stop(self) -> None:
         await asyncio.gather(*(p.stop() for p in self.plugins.values()), return_exceptions=True)
+
+    def version_of(self, name: str) -> str | None:
+        """The content hash of the code plugin `name` serves now."""
+        plugin = self.plugins.get(name)
+        return plugin.version if plugin else None
 
     def tool_names(self) -> set[str]:
         return {tool.name for plugin in self.plugins.values() for tool in plugin.tools}

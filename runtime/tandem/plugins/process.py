@@ -1,6 +1,6 @@
 """One plugin subprocess: started, described, supervised and restarted with backoff.
 
-Each launch is a `_Generation` (process, channel, stub). What happens to calls when the
+Each launch is a `Generation` (process, channel, stub). What happens to calls when the
 process dies (docs/architecture.md, "When a plugin dies"):
 
 - A call in flight fails at once with ToolUnavailable naming the plugin: the plugin may
@@ -13,35 +13,31 @@ process dies (docs/architecture.md, "When a plugin dies"):
   slow to answer is ToolTimeout, one that is down for all that time ToolUnavailable.
 - Restarts back off exponentially; a plugin that keeps dying is reported at ERROR as a
   crash loop, and calls that cannot be served before their deadline fail at once.
+- A code change (`reload`) starts the new code beside the old: new calls go to the new
+  process once it is described, the old one finishes its calls and stops. New code that
+  fails to load leaves the old process serving, and the error is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from tandem_sdk._convert import annotations_of
-from tandem_sdk._pb import plugin_pb2, plugin_pb2_grpc
+from tandem_sdk._pb import plugin_pb2
 from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout, ToolUnavailable
-from tandem_sdk.protocol import GRPC_OPTIONS
 
-from tandem.proc import ManagedProcess
 from tandem.tools import HostTool
 
+from .launch import Generation, launch
 from .manifest import PluginManifest
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 20.0
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
 # A process that answered a call, or stayed up this long, was healthy: its exit restarts
@@ -50,45 +46,30 @@ STABLE_AFTER_S = 30.0
 # This many exits within CRASH_LOOP_WINDOW_S is a crash loop, reported at ERROR.
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_WINDOW_S = 60.0
-# The channel is made before the plugin binds its socket: retry the connection quickly
-# (gRPC's default first backoff is a whole second, which every restart would wait out).
-_CHANNEL_OPTIONS = [
-    *GRPC_OPTIONS,
-    ("grpc.initial_reconnect_backoff_ms", 20),
-    ("grpc.min_reconnect_backoff_ms", 20),
-    ("grpc.max_reconnect_backoff_ms", 250),
-]
 # gRPC core's words for a call that failed before any connection carried it.
 _NEVER_SENT = "failed to connect to all addresses"
-
-
-@dataclass(eq=False)
-class _Generation:
-    """One launch of the plugin process and the channel that reaches it."""
-
-    process: ManagedProcess
-    channel: grpc.aio.Channel
-    stub: plugin_pb2_grpc.PluginAsyncStub
-    lost: bool = False
-    served: bool = False  # answered a call: it was healthy, whatever ends it later
 
 
 class PluginProcess:
     def __init__(self, manifest: PluginManifest, socket_dir: Path, data_dir: Path) -> None:
         self.manifest = manifest
         self.name = manifest.name
-        self.socket_path = socket_dir / f"plugin-{manifest.name}.sock"
+        self.socket_dir = socket_dir
         self.data_dir = data_dir
+        self._launches = 0  # each process gets a socket of its own
         self.tools: list[HostTool] = []
         self.restarts = 0
         self.last_error: str | None = None
         self.crash_loop = False
-        self._generation: _Generation | None = None
+        self._generation: Generation | None = None
         self._ready = asyncio.Event()
         self._next_start_at = 0.0  # monotonic time of the next restart attempt
         self._exits: deque[float] = deque(maxlen=CRASH_LOOP_EXITS)
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._swapped = asyncio.Event()  # a reload replaced the process the supervisor watches
+        self._reloading = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced processes finishing up
 
     @property
     def up(self) -> bool:
@@ -97,6 +78,11 @@ class PluginProcess:
     @property
     def pid(self) -> int | None:
         return self._generation.process.pid if self._generation else None
+
+    @property
+    def version(self) -> str | None:
+        """The content hash of the code serving now."""
+        return self._generation.version if self._generation else None
 
     async def start(self) -> None:
         """Start and describe the plugin; DefinitionError if it cannot load."""
@@ -128,6 +114,7 @@ class PluginProcess:
         )
         while True:
             generation = await self._serving(full_name, deadline, budget)
+            generation.in_flight += 1
             try:
                 reply = await generation.stub.Invoke(request, timeout=_remaining(deadline))
             except grpc.aio.AioRpcError as error:
@@ -145,6 +132,10 @@ class PluginProcess:
                 # The supervisor closed the channel under the call: the process died.
                 self._lose(generation, "process exited")
                 raise self._went_away(full_name, "the process exited") from None
+            finally:
+                generation.in_flight -= 1
+                if generation.in_flight == 0:
+                    generation.idle.set()
             generation.served = True
             if reply.is_error:
                 raise ToolError(
@@ -155,7 +146,7 @@ class PluginProcess:
                 )
             return reply.result_json or "null"
 
-    async def _serving(self, tool: str, deadline: float, budget: float) -> _Generation:
+    async def _serving(self, tool: str, deadline: float, budget: float) -> Generation:
         """The live generation, waiting for a restart to finish if need be."""
         while True:
             generation = self._generation
@@ -178,7 +169,7 @@ class PluginProcess:
                     tool=tool,
                 ) from None
 
-    def _lose(self, generation: _Generation, why: str = "") -> None:
+    def _lose(self, generation: Generation, why: str = "") -> None:
         """Stop sending calls to `generation`; the supervisor restarts the process."""
         if generation.lost:
             return
@@ -216,52 +207,66 @@ class PluginProcess:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        for task in list(self._retiring):
+            task.cancel()  # their processes stop below, with the channel closed
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self._teardown()
 
     async def _launch(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        process = ManagedProcess(
-            f"plugin {self.name}",
-            self._argv(),
-            env=self._environment(),
-            cwd=self.data_dir,
-            on_output=self._log_output,
-        )
-        await process.start()
-        channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
-        generation = _Generation(process, channel, plugin_pb2_grpc.PluginStub(channel))
+        """Start the plugin as the serving process (at start and after a crash)."""
+        generation = await self._spawn(self.manifest)
         self._generation = generation
-        describe = asyncio.ensure_future(
-            generation.stub.Describe(
-                plugin_pb2.DescribeRequest(), wait_for_ready=True, timeout=START_TIMEOUT_S
-            )
-        )
-        exited = asyncio.ensure_future(process.wait())
-        done, _ = await asyncio.wait({describe, exited}, return_when=asyncio.FIRST_COMPLETED)
-        if exited in done or describe.exception() is not None:
-            describe.cancel()
-            exited.cancel()
-            await self._teardown()
-            reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
-            reason = reason.removeprefix(f"plugin {self.name!r}: ")  # the server names it too
-            raise DefinitionError(f"plugin {self.name!r}", reason)
-        exited.cancel()
-        reply = describe.result()
-        self.tools = [
-            HostTool.create(
-                f"{self.name}.{t.name}",
-                self.name,
-                t.description,
-                json.loads(t.input_schema_json),
-                annotations_of(t),
-                t.dry_run_result_json,
-            )
-            for t in reply.tools
-        ]
+        self.tools = generation.tools
         self.last_error = None
         self._ready.set()
+
+    async def _spawn(self, manifest: PluginManifest) -> Generation:
+        self._launches += 1
+        socket = self.socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
+        return await launch(manifest, socket, self.data_dir)
+
+    async def reload(self, manifest: PluginManifest) -> str | None:
+        """Serve new code: start it beside the old process and switch once it is described;
+        the old process finishes its calls in flight, then stops. None when the new code
+        serves, else why it cannot load (the old process keeps serving)."""
+        async with self._reloading:
+            began = time.monotonic()
+            try:
+                generation = await self._spawn(manifest)
+            except DefinitionError as error:
+                log.warning(
+                    "plugin %s: the new code does not load; the old keeps serving: %s",
+                    self.name,
+                    error.reason,
+                )
+                return error.reason
+            old, self._generation = self._generation, generation
+            self.manifest, self.tools, self.last_error = manifest, generation.tools, None
+            self._ready.set()
+            self._swapped.set()
+            log.info(
+                "plugin %s reloaded (version %s, pid %s) in %.0f ms",
+                self.name,
+                generation.version,
+                generation.process.pid,
+                (time.monotonic() - began) * 1000,
+            )
+            if old is not None:
+                old.retired = True
+                task = asyncio.create_task(self._retire(old), name=f"retire-{self.name}")
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            return None
+
+    async def _retire(self, generation: Generation) -> None:
+        """Let a replaced process finish its calls (within the call timeout), then stop it."""
+        try:
+            if generation.in_flight:
+                generation.idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(generation.idle.wait(), self.manifest.call_timeout_s)
+        finally:
+            await asyncio.shield(generation.close())
 
     async def _supervise(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -269,7 +274,19 @@ class PluginProcess:
             generation = self._generation
             assert generation is not None
             started = time.monotonic()
-            code = await generation.process.wait()
+            self._swapped.clear()
+            exited = asyncio.ensure_future(generation.process.wait())
+            swapped = asyncio.ensure_future(self._swapped.wait())
+            try:
+                await asyncio.wait({exited, swapped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                swapped.cancel()
+            if not exited.done():  # a reload: watch the new process instead
+                exited.cancel()
+                continue
+            code = exited.result()
+            if generation is not self._generation:
+                continue  # a replaced process that ended: not a crash
             self._lose(generation)
             self.last_error = (
                 f"exited with status {code}: {generation.process.stderr_tail.strip()[-500:]}"
@@ -321,46 +338,8 @@ class PluginProcess:
 
     async def _teardown(self) -> None:
         self._ready.clear()
-        generation = self._generation
-        if generation is None:
-            return
-        await generation.channel.close()  # fails the calls still in flight at once
-        await generation.process.stop()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-
-    def _argv(self) -> list[str]:
-        manifest = self.manifest
-        return [
-            sys.executable,
-            "-I",
-            "-m",
-            "tandem_sdk.plugin_server",
-            "--name",
-            manifest.name,
-            "--version",
-            manifest.version,
-            "--module",
-            str(manifest.module_path),
-            "--socket",
-            str(self.socket_path),
-        ]
-
-    def _environment(self) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "HOME": str(self.data_dir),
-            "TANDEM_PLUGIN_DATA": str(self.data_dir),
-        }
-        for name in self.manifest.secrets:
-            if name in os.environ:
-                env[name] = os.environ[name]
-        return env
-
-    def _log_output(self, stream: str, chunk: bytes) -> None:
-        for line in chunk.decode("utf-8", "replace").splitlines():
-            log.info("plugin %s %s: %s", self.name, stream, line)
+        if self._generation is not None:
+            await self._generation.close()
 
 
 def _remaining(deadline: float) -> float:
