@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true")
 
     from . import approve as approve_cli
+    from . import new as new_cli
     from . import rewrite as rewrite_cli
     from . import shadow as shadow_cli
     from . import stats as stats_cli
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     rewrite_cli.add_parser(commands)
     approve_cli.add_parser(commands)
     stats_cli.add_parser(commands)
+    new_cli.add_parser(commands)
 
     workflows = commands.add_parser("workflows", help="list workflows, with load errors")
     workflows.add_argument("--json", action="store_true")
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         # `workflows`); its log is for errors only, not every other workflow's load error.
         logging.basicConfig(level=logging.ERROR, format="tandem: %(message)s")
         from .approve import cmd_decide
+        from .new import cmd_new
         from .replay import cmd_replay
         from .rewrite import cmd_rewrite
         from .runs import cmd_runs
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "rewrite": cmd_rewrite,
             "approve": cmd_decide,
             "stats": cmd_stats,
+            "new": cmd_new,
             "deny": cmd_decide,
             "workflows": cmd_workflows,
             "tools": cmd_tools,
