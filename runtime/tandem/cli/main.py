@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read-only tools run; every other call is planned, not made",
     )
+    run.add_argument(
+        "--model-replies",
+        metavar="FILE|run:RUN_ID",
+        help="answer the model with scripted turns (a YAML or JSON file, or run:RUN_ID to"
+        " replay a recorded run's); runs on a host in this process, not the daemon",
+    )
 
     replay = commands.add_parser(
         "replay", help="replay recorded runs through the current workflow; diff the tool plans"
@@ -310,7 +316,17 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
     from . import render
 
     payload = read_payload(args.payload)
-    with control(config) as client:
+    scripted = None
+    if args.model_replies:
+        from .model_replies import ScriptedModel
+
+        scripted = ScriptedModel.load(config, args.model_replies)
+        print(scripted.banner, file=sys.stderr if args.json else sys.stdout, flush=True)
+    # The stand-in serves first: an embedded host reads the model's address when it starts.
+    with (
+        scripted.serve() if scripted is not None else contextlib.nullcontext(),
+        control(config, prefer_daemon=scripted is None) as client,
+    ):
         try:
             run_id = client.trigger(args.workflow, payload, args.coordinator, dry_run=args.dry_run)
         except grpc.RpcError as error:
@@ -353,7 +369,8 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(render.format_run(record, trace=False))
     if stale:
         print(f"tandem: warning: {stale}", file=sys.stderr)
-    return EXIT_OK if record.status == "succeeded" else EXIT_RUN_FAILED
+    code = EXIT_OK if record.status == "succeeded" else EXIT_RUN_FAILED
+    return scripted.finish(record, code) if scripted is not None else code
 
 
 def _stale_warning(client: ControlClient, workflow: str) -> str | None:
