@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,8 +16,9 @@ from .host import Host
 
 
 class EmbeddedHost:
-    def __init__(self, config: ProjectConfig) -> None:
-        self.host = Host(config, daemon=False)
+    def __init__(self, config: ProjectConfig, plugins: Collection[str] | None = None) -> None:
+        """`plugins`: start only these (a command about one workflow needs only its own)."""
+        self.host = Host(config, daemon=False, plugins=plugins)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tandem-host", daemon=True

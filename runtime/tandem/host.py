@@ -10,7 +10,7 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import IO
 
 import grpc
@@ -39,7 +39,9 @@ class HostAlreadyRunning(TandemError):
 
 
 class Host:
-    def __init__(self, config: ProjectConfig, *, daemon: bool) -> None:
+    def __init__(
+        self, config: ProjectConfig, *, daemon: bool, plugins: Collection[str] | None = None
+    ) -> None:
         self.config = config
         self.daemon = daemon
         # Probed here, so a daemon that cannot isolate as asked says so before it starts.
@@ -54,7 +56,7 @@ class Host:
         self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
         self.store = RunStore(config.database)
         self.plugins = PluginManager(
-            config.plugins_dirs, self.private_dir, config.state_dir / "plugins"
+            config.plugins_dirs, self.private_dir, config.state_dir / "plugins", only=plugins
         )
         self.registry = WorkflowRegistry(
             config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken

@@ -267,8 +267,11 @@ def _config(args: argparse.Namespace) -> ProjectConfig:
 
 
 @contextlib.contextmanager
-def control(config: ProjectConfig, *, prefer_daemon: bool = True) -> Iterator[ControlClient]:
-    """A Control client: the daemon's if one is running, else an embedded host's."""
+def control(
+    config: ProjectConfig, *, prefer_daemon: bool = True, for_workflow: str | None = None
+) -> Iterator[ControlClient]:
+    """A Control client: the daemon's if one is running, else an embedded host's (with only
+    the plugins `for_workflow` needs, when a command concerns one workflow)."""
     from .control_client import ControlClient
 
     client = ControlClient.connect(config.control_socket) if prefer_daemon else None
@@ -278,11 +281,28 @@ def control(config: ProjectConfig, *, prefer_daemon: bool = True) -> Iterator[Co
         return
     from tandem.embedded import EmbeddedHost
 
+    plugins = needed_plugins(config, for_workflow) if for_workflow else None
     with (
-        EmbeddedHost(config) as host,
+        EmbeddedHost(config, plugins) as host,
         contextlib.closing(ControlClient(host.control_socket)) as client,
     ):
         yield client
+
+
+def needed_plugins(config: ProjectConfig, workflow: str) -> set[str] | None:
+    """The plugins a workflow's `tools:` names, read from its workflow.yaml; None (all of
+    them) when it cannot tell, e.g. a pattern like `*.get`."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((config.workflows_dir / workflow / "workflow.yaml").read_text())
+        patterns = [str(p) for p in spec.get("tools", [])]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return None
+    plugins = {pattern.partition(".")[0] for pattern in patterns}
+    if any(set(name) & set("*?[") for name in plugins):
+        return None
+    return plugins
 
 
 def _rpc_error(error: Exception) -> UsageError:
@@ -325,7 +345,7 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
     # The stand-in serves first: an embedded host reads the model's address when it starts.
     with (
         scripted.serve() if scripted is not None else contextlib.nullcontext(),
-        control(config, prefer_daemon=scripted is None) as client,
+        control(config, prefer_daemon=scripted is None, for_workflow=args.workflow) as client,
     ):
         try:
             run_id = client.trigger(args.workflow, payload, args.coordinator, dry_run=args.dry_run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 
 from tandem_sdk.errors import DefinitionError, NotFound
@@ -15,8 +16,16 @@ from .process import PluginProcess
 
 
 class PluginManager:
-    def __init__(self, folders: list[Path], socket_dir: Path, data_dir: Path) -> None:
+    def __init__(
+        self,
+        folders: list[Path],
+        socket_dir: Path,
+        data_dir: Path,
+        *,
+        only: Collection[str] | None = None,
+    ) -> None:
         self.folders = folders
+        self.only = only  # start just these plugins (a host embedded for one workflow)
         self.socket_dir = socket_dir
         self.data_dir = data_dir
         self.plugins: dict[str, PluginProcess] = {}
@@ -26,6 +35,8 @@ class PluginManager:
     async def start(self) -> None:
         """Start every plugin found; a plugin that fails to load is reported, not fatal."""
         manifests, self.errors = find_plugins(self.folders)
+        if self.only is not None:
+            manifests = [m for m in manifests if m.name in self.only]
         candidates = [self._process_for(m) for m in manifests]
         results = await asyncio.gather(*(p.start() for p in candidates), return_exceptions=True)
         for plugin, result in zip(candidates, results, strict=True):
