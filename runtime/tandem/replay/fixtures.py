@@ -49,3 +49,22 @@ def write_fixture(fixture: dict[str, Any], folder: Path) -> Path:
     path = folder / f"{fixture['workflow']}-{fixture['run']}.json"
     path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+# The body of a workflow's tests/test_script.py: every fixture beside it, replayed against
+# its script.py (written by `tandem new` and `tandem rewrite --write`, after a docstring).
+FIXTURE_TEST_BODY = """\
+from pathlib import Path
+
+import pytest
+from tandem_sdk.testing import assert_replays
+
+HERE = Path(__file__).parent
+SCRIPT = HERE.parent / "script.py"
+FIXTURES = sorted((HERE / "fixtures").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_the_script_replays_recorded_runs(fixture: Path) -> None:
+    assert_replays(SCRIPT, fixture)
+"""

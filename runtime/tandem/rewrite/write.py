@@ -10,33 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from tandem.replay import write_fixture
+from tandem.replay.fixtures import FIXTURE_TEST_BODY
 
 from .yaml_edit import SCRIPT, set_script_coordinator
 
 CANDIDATE = "script.candidate.py"
 BRIEF = "REWRITE.md"
 
-TEST_SCRIPT = '''\
+TEST_SCRIPT = (
+    '''\
 """script.py against runs recorded in production (`tandem runs export`), offline: each
 fixture's tool calls are answered from the recording; no tool runs. `tandem rewrite`
 wrote the first fixtures: the runs the script was validated against. A flagged fixture is
 a regression test: the script must make every recorded call but the flagged ones, and
 never those."""
 
-from pathlib import Path
-
-import pytest
-from tandem_sdk.testing import assert_replays
-
-HERE = Path(__file__).parent
-SCRIPT = HERE.parent / "script.py"
-FIXTURES = sorted((HERE / "fixtures").glob("*.json"))
-
-
-@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
-def test_the_script_replays_recorded_runs(fixture: Path) -> None:
-    assert_replays(SCRIPT, fixture)
 '''
+    + FIXTURE_TEST_BODY
+)
 
 
 def write_candidate_file(folder: Path, script: str) -> Path:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from tandem.config import ProjectConfig
+from tandem.replay.fixtures import FIXTURE_TEST_BODY
 from tandem.workflows.loader import WORKFLOW_FILE
 from tandem.workflows.spec import DEFAULT_MODEL
 
@@ -93,7 +94,8 @@ is none) and keep count of how many times each person has been greeted.
 3. Answer with the template filled in, and nothing else.
 """
 
-TEST_SCRIPT = '''\
+TEST_SCRIPT = (
+    '''\
 """script.py replayed against recorded runs, offline: each tool call is answered from
 the fixture, and no tool runs (no daemon, no state).
 
@@ -103,20 +105,9 @@ ones (`tandem runs flag RUN_ID "why" --call N`): a flagged fixture is a regressi
 passed by making every recorded call but the flagged ones.
 """
 
-from pathlib import Path
-
-import pytest
-from tandem_sdk.testing import assert_replays
-
-HERE = Path(__file__).parent
-SCRIPT = HERE.parent / "script.py"
-FIXTURES = sorted((HERE / "fixtures").glob("*.json"))
-
-
-@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
-def test_the_script_replays_recorded_runs(fixture: Path) -> None:
-    assert_replays(SCRIPT, fixture)
 '''
+    + FIXTURE_TEST_BODY
+)
 
 
 def example_fixture(name: str) -> dict[str, Any]:
