@@ -4,6 +4,8 @@
   daemon with hot reload on (watch, debounce, new process start, describe, switch);
   reference: starting the plugin server's Python with its imports, measured in the
   same rounds;
+- workflow reload: a script saved -> the daemon's registry holds the new version (polled
+  over Control), against the same poll's own round trip;
 - `tandem run` without a daemon (a host embedded for the command) against the same run
   through a running daemon.
 
@@ -67,6 +69,27 @@ def reload_once(root: Path, client: ControlClient, n: int) -> float:
     return time.perf_counter() - started
 
 
+def version(client: ControlClient) -> str:
+    from tandem_sdk._pb import control_pb2
+
+    reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
+    return next(w.version for w in reply.workflows if w.name == "caller")
+
+
+def workflow_reload_once(root: Path, client: ControlClient, n: int) -> tuple[float, float]:
+    """Seconds from saving a script to the registry holding it; and one poll's own time."""
+    before = version(client)
+    path = root / "workflows" / "caller" / "script.py"
+    started = time.perf_counter()
+    path.write_text(textwrap.dedent(SCRIPT) + f"# edit {n}\n")
+    while version(client) == before:
+        pass
+    reloaded = time.perf_counter() - started
+    started = time.perf_counter()
+    version(client)
+    return reloaded, time.perf_counter() - started
+
+
 def reference() -> float:
     started = time.perf_counter()
     subprocess.run(
@@ -100,8 +123,11 @@ def main() -> None:
                 if "control socket" in line:
                     break
             client = ControlClient(load_config(root).control_socket)
-            reloads, references, through_daemon = [], [], []
+            reloads, references, through_daemon, workflow_reloads, polls = [], [], [], [], []
             for n in range(1, ROUNDS + 1):
+                reloaded, poll = workflow_reload_once(root, client, n)
+                workflow_reloads.append(reloaded)
+                polls.append(poll)
                 reloads.append(reload_once(root, client, n))
                 references.append(reference())
                 through_daemon.append(cli_run(root))
@@ -111,7 +137,10 @@ def main() -> None:
             daemon.wait(30)
     reload_m, ref_m = statistics.median(reloads), statistics.median(references)
     embedded_m, daemon_m = statistics.median(embedded), statistics.median(through_daemon)
+    workflow_m, poll_m = statistics.median(workflow_reloads), statistics.median(polls)
     rows = [
+        ("workflow saved -> registry holds it", workflow_m, ""),
+        ("one ListWorkflows poll (the probe)", poll_m, ""),
         ("plugin saved -> next call served by it", reload_m, ""),
         ("python + grpc + plugin server imports", ref_m, f"({reload_m / ref_m:.2f}x)"),
         ("tandem run, no daemon (embedded host)", embedded_m, ""),

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 from typing import IO
 
 import grpc
@@ -111,8 +112,8 @@ class Host:
         # Last, once everything a run needs is serving.
         self.adopted = self.runs.adopt_queued()
 
-    def reload(self) -> list[str]:
-        errors = [str(e) for e in self.registry.reload()]
+    def reload(self, only: Collection[str] | None = None) -> list[str]:
+        errors = [str(e) for e in self.registry.reload(only)]
         for error in errors:
             log.warning("%s", error)
         return errors
@@ -172,9 +173,17 @@ class Host:
                 self.reload()
 
     async def watch_workflows(self) -> None:
-        """Reload on every change under the workflows folder (hot reload)."""
+        """Reload the workflows a file change touched (hot reload), within tens of ms."""
         import watchfiles
 
-        async for _ in watchfiles.awatch(self.config.workflows_dir, debounce=200, recursive=True):
-            errors = self.reload()
-            log.info("workflows reloaded%s", f" with {len(errors)} error(s)" if errors else "")
+        root = self.config.workflows_dir
+        async for changes in watchfiles.awatch(root, debounce=50, step=10, recursive=True):
+            parts = [Path(path).relative_to(root).parts for _, path in changes]
+            # A change to the folder itself (made, removed) reloads everything.
+            touched = None if any(not p for p in parts) else {p[0] for p in parts}
+            errors = self.reload(touched)
+            log.info(
+                "workflows reloaded (%s)%s",
+                ", ".join(sorted(touched)) if touched is not None else "all",
+                f" with {len(errors)} error(s)" if errors else "",
+            )

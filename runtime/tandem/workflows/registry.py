@@ -33,33 +33,45 @@ class WorkflowRegistry:
         self._broken_plugins = broken_plugins
         self._states: dict[str, WorkflowState] = {}
 
-    def reload(self) -> list[WorkflowError]:
-        """Load every workflow folder again; returns the errors of this load."""
-        found: dict[str, WorkflowState] = {}
-        errors: list[WorkflowError] = []
+    def reload(self, only: Collection[str] | None = None) -> list[WorkflowError]:
+        """Load the workflow folders again (just the folders named in `only`, when given:
+        what a file change touched); returns the errors of this load."""
         tools = self._known_tools()
         broken = self._broken_plugins()
-        folders = sorted(self.folder.iterdir()) if self.folder.is_dir() else []
-        for folder in folders:
+        if only is None:
+            names = [f.name for f in sorted(self.folder.iterdir())] if self.folder.is_dir() else []
+            found: dict[str, WorkflowState] = {}
+        else:
+            names, found = sorted(only), dict(self._states)
+        errors: list[WorkflowError] = []
+        for name in names:
+            folder = self.folder / name
+            found.pop(name, None)
             if not (folder / WORKFLOW_FILE).is_file():
-                continue
-            previous = self._states.get(folder.name)
-            try:
-                workflow = load_workflow(folder, tools, broken)
-            except WorkflowError as error:
-                errors.append(error)
-                last_good = previous.current if previous else None
-                found[folder.name] = WorkflowState(folder.name, folder, last_good, error)
-                continue
-            if (
-                previous is None
-                or previous.current is None
-                or previous.current.version != workflow.version
-            ):
-                log.info("loaded workflow %s (version %s)", workflow.name, workflow.version)
-            found[folder.name] = WorkflowState(folder.name, folder, workflow, None)
-        self._states = found
+                continue  # not (or no longer) a workflow
+            state = self._load(folder, tools, broken)
+            if state.error is not None:
+                errors.append(state.error)
+            found[name] = state
+        self._states = dict(sorted(found.items()))
         return errors
+
+    def _load(
+        self, folder: Path, tools: Collection[str], broken: Mapping[str, str]
+    ) -> WorkflowState:
+        previous = self._states.get(folder.name)
+        try:
+            workflow = load_workflow(folder, tools, broken)
+        except WorkflowError as error:
+            last_good = previous.current if previous else None
+            return WorkflowState(folder.name, folder, last_good, error)
+        if (
+            previous is None
+            or previous.current is None
+            or previous.current.version != workflow.version
+        ):
+            log.info("loaded workflow %s (version %s)", workflow.name, workflow.version)
+        return WorkflowState(folder.name, folder, workflow, None)
 
     def get(self, name: str) -> Workflow | None:
         state = self._states.get(name)
