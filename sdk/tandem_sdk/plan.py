@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -175,3 +176,20 @@ def _pair_by_likeness(
         if i not in pairs and j not in pairs.values():
             pairs[i] = j
     return pairs
+
+
+def repeated_flagged(
+    plan: Sequence[PlannedCall], flagged: Iterable[int], attempted: Iterable[PlannedCall]
+) -> list[PlannedCall]:
+    """The calls of `plan` a person flagged (by index) that `attempted` made again. A flagged
+    call that also stands unflagged in the plan counts as repeated only once the attempts
+    of its unflagged twins are used up."""
+    wrong = list(dict.fromkeys(flagged))
+    made = Counter(call.key for call in attempted)
+    made.subtract(call.key for i, call in enumerate(plan) if i not in wrong)
+    repeated = []
+    for index in wrong:
+        if index < len(plan) and made[(call := plan[index]).key] > 0:
+            made[call.key] -= 1
+            repeated.append(call)
+    return repeated

@@ -23,7 +23,6 @@ import json
 import posixpath
 import sys
 import traceback
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any, cast
 from ._convert import SubagentResult, ToolInfo, subagent_request
 from .client import ToolHostClient
 from .errors import NotFound, SubagentError, ToolError
-from .plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan
+from .plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan, repeated_flagged
 from .runner import load_handler
 from .script import Subagent, Tools, VirtualFiles
 
@@ -337,13 +336,8 @@ def replay_fixture(
         except (Exception, SystemExit) as raised:
             tb = raised.__traceback__
             error = "".join(traceback.format_exception(type(raised), raised, tb and tb.tb_next))
-    made = Counter(call.key for call in client.calls)
-    made.subtract(call.key for call in fixture.plan(without_flagged=True))
-    repeated = []  # a flagged call counts as repeated once the unflagged twins are used up
-    for index in fixture.flagged.calls if fixture.flagged else ():
-        if made[(call := fixture.calls[index].planned).key] > 0:
-            made[call.key] -= 1
-            repeated.append(call)
+    flagged = fixture.flagged.calls if fixture.flagged else ()
+    repeated = repeated_flagged(fixture.plan(), flagged, client.calls)
     diff = diff_plans(fixture.plan(), client.calls)
     return FixtureRun(
         fixture, client.calls, output, error, diff, client.unanswered, client.logs, repeated

@@ -13,14 +13,13 @@ script's own tests:
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans
+from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans, repeated_flagged
 
 from tandem.cli.control_client import ControlClient
 from tandem.replay import Recording, attempted_plan
@@ -131,15 +130,8 @@ def validate(client: ControlClient, runs: Sequence[RunRecord], candidate: Path) 
 
 def judge(recorded: RunRecord, replayed: RunRecord) -> Verdict:
     attempted = attempted_plan(replayed)
-    wrong = _flagged(recorded)
     plan = Recording.from_run(recorded).plan
-    made = Counter(call.key for call in attempted)
-    made.subtract(call.key for call in _expected(recorded))
-    repeated = []  # a flagged call counts as repeated once its unflagged twins are used up
-    for index in sorted(wrong):
-        if index < len(plan) and made[(call := plan[index]).key] > 0:
-            made[call.key] -= 1
-            repeated.append(call)
+    repeated = repeated_flagged(plan, sorted(_flagged(recorded)), attempted)
     error = details = None
     if replayed.status != "succeeded":
         error = replayed.error or f"the replay ended {replayed.status}"
