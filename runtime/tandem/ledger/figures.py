@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from tandem_sdk.plan import canonical, in_plan
+from tandem_sdk.plan import canonical
 
+from tandem.replay.recording import attempted_plan
 from tandem.store import RunRecord
 
 from .prices import PriceTable
@@ -94,11 +95,7 @@ def own_calls(run: RunRecord) -> list[dict[str, Any]]:
 
 
 def tool_plan(run: RunRecord) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (str(call["tool"]), canonical(call.get("arguments", {})))
-        for call in own_calls(run)
-        if in_plan(str(call["tool"]))
-    )
+    return tuple(call.key for call in attempted_plan(run))
 
 
 def models_from_versions(contents: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
