@@ -86,6 +86,11 @@ class ControlClient:
         )
         return str(self.stub.Replay(request).run_id)
 
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a queued or running run; False when it is neither."""
+        reply = self.stub.CancelRun(control_pb2.CancelRunRequest(run_id=run_id))
+        return bool(reply.cancelled)
+
     def export(self, run_id: str) -> dict[str, Any]:
         """The run as a fixture (see tandem.replay.fixtures)."""
         reply = self.stub.ExportRun(control_pb2.ExportRunRequest(run_id=run_id))

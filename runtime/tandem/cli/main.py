@@ -376,9 +376,7 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         except DaemonLost as lost:
             raise UsageError(str(lost)) from None
         except KeyboardInterrupt:
-            from tandem_sdk._pb import control_pb2
-
-            client.stub.CancelRun(control_pb2.CancelRunRequest(run_id=run_id))
+            client.cancel(run_id)
             raise
         if client is not first:
             client.close()  # a client to a daemon that came back

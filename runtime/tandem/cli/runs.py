@@ -83,10 +83,7 @@ def _flag(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _cancel(client: ControlClient, args: argparse.Namespace) -> int:
-    from tandem_sdk._pb import control_pb2
-
-    reply = client.stub.CancelRun(control_pb2.CancelRunRequest(run_id=args.run_id))
-    if not reply.cancelled:
+    if not client.cancel(args.run_id):
         raise UsageError(f"run {args.run_id} is neither queued nor running")
     print(f"run {args.run_id}: cancelled")
     return EXIT_OK
