@@ -59,6 +59,8 @@ class ProjectConfig:
     # Admission control: runs in flight at once, and runs that may wait behind them.
     max_in_flight: int = field(default_factory=lambda: default_max_in_flight())
     max_queued: int = 1000  # DEFAULT_MAX_QUEUED
+    # Fork script runs from the zygote (a daemon's); false: spawn an interpreter per run.
+    zygote: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,6 +128,7 @@ def load_config(
         record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
+        zygote=bool(admission.get("zygote", True)),
     )
 
 
@@ -135,13 +138,21 @@ def default_max_in_flight() -> int:
 
 
 def _admission(path: Path, value: Any) -> dict[str, int]:
-    """`runs: {max_in_flight: N, max_queued: M}`."""
+    """`runs: {max_in_flight: N, max_queued: M, zygote: true|false}`."""
     if value is None:
         return {}
-    known = {"max_in_flight", "max_queued"}
+    known = {"max_in_flight", "max_queued", "zygote"}
     if not isinstance(value, dict) or set(value) - known:
-        raise DefinitionError(str(path), "runs: expected {max_in_flight: N, max_queued: M}")
+        raise DefinitionError(
+            str(path), "runs: expected {max_in_flight: N, max_queued: M, zygote: true|false}"
+        )
+    if not isinstance(value.get("zygote", True), bool):
+        raise DefinitionError(
+            str(path), f"runs.zygote: expected true or false, not {value['zygote']!r}"
+        )
     for key, number in value.items():
+        if key == "zygote":
+            continue
         if not isinstance(number, int) or number < (1 if key == "max_in_flight" else 0):
             raise DefinitionError(str(path), f"runs.{key}: expected a whole number, not {number!r}")
     return {str(key): int(number) for key, number in value.items()}

@@ -16,9 +16,16 @@ from .host import Host
 
 
 class EmbeddedHost:
-    def __init__(self, config: ProjectConfig, plugins: Collection[str] | None = None) -> None:
-        """`plugins`: start only these (a command about one workflow needs only its own)."""
-        self.host = Host(config, daemon=False, plugins=plugins)
+    def __init__(
+        self,
+        config: ProjectConfig,
+        plugins: Collection[str] | None = None,
+        *,
+        zygote: bool = False,
+    ) -> None:
+        """`plugins`: start only these (a command about one workflow needs only its own).
+        `zygote`: fork runs from a zygote, as a daemon does; a single run is faster without."""
+        self.host = Host(config, daemon=False, plugins=plugins, zygote=zygote)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tandem-host", daemon=True

@@ -22,6 +22,8 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation
+from .isolation.rundir import sandbox_base
+from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import ModelApi
 from .llm.coordinator import LlmCoordinator
 from .llm.subagent import SubagentService
@@ -31,8 +33,21 @@ from .server.control import ControlServicer
 from .server.toolhost import ToolHostServicer
 from .store import RunStore
 from .workflows import WorkflowRegistry
+from .zygote.client import Zygote
 
 log = logging.getLogger(__name__)
+
+
+def _zygote(runs_base: Path) -> Zygote:
+    try:
+        seccomp = filter_program()
+    except SeccompUnavailable:
+        seccomp = b""  # the zygote then serves the process tier only
+    return Zygote(runs_base / "zygote-root", seccomp)
+
+
+async def _nothing() -> None:
+    return None
 
 
 class HostAlreadyRunning(TandemError):
@@ -41,8 +56,15 @@ class HostAlreadyRunning(TandemError):
 
 class Host:
     def __init__(
-        self, config: ProjectConfig, *, daemon: bool, plugins: Collection[str] | None = None
+        self,
+        config: ProjectConfig,
+        *,
+        daemon: bool,
+        plugins: Collection[str] | None = None,
+        zygote: bool | None = None,
     ) -> None:
+        """`zygote`: fork script runs from a zygote; by default a daemon does (when the
+        config allows) and an embedded host, which serves a single run, does not."""
         self.config = config
         self.daemon = daemon
         # Probed here, so a daemon that cannot isolate as asked says so before it starts.
@@ -62,7 +84,10 @@ class Host:
         self.registry = WorkflowRegistry(
             config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken
         )
-        scripts = ScriptCoordinator(self.isolation_choice, config.state_dir / "runs")
+        runs_dir = config.state_dir / "runs"
+        wanted = (daemon if zygote is None else zygote) and config.zygote
+        self.zygote = _zygote(sandbox_base(runs_dir)) if wanted else None
+        scripts = ScriptCoordinator(self.isolation_choice, runs_dir, self.zygote)
         # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
         self.model_api = ModelApi.from_env()
         self.runs = RunManager(
@@ -91,6 +116,8 @@ class Host:
             self._take_lock()
         self.private_dir.mkdir(mode=0o700, exist_ok=True)
         self.interrupted = self.store.mark_interrupted()
+        # Its interpreter imports gRPC while the plugins start theirs.
+        zygote = asyncio.create_task(self.zygote.start()) if self.zygote else None
         await self.plugins.start()
         for error in self.plugins.errors:
             log.warning("%s", error)  # a plugin that does not load is a problem, not news
@@ -101,7 +128,7 @@ class Host:
         await toolhost.start()
         self._servers.append(toolhost)
         control = grpc.aio.server(options=GRPC_OPTIONS)
-        servicer = ControlServicer(self.runs, self.isolation.name, self.reload)
+        servicer = ControlServicer(self.runs, self.isolation.name, self.reload, self.zygote)
         control_pb2_grpc.add_ControlServicer_to_server(servicer, control)
         with contextlib.suppress(FileNotFoundError):
             self.control_socket.unlink()
@@ -109,6 +136,8 @@ class Host:
         await control.start()
         self.control_socket.chmod(0o600)
         self._servers.append(control)
+        if zygote is not None:
+            await zygote
         # Last, once everything a run needs is serving.
         self.adopted = self.runs.adopt_queued()
 
@@ -125,6 +154,7 @@ class Host:
             ("runs", lambda: self.runs.shutdown(grace)),
             ("servers", lambda: asyncio.gather(*(s.stop(0.5) for s in self._servers))),
             ("plugins", self.plugins.stop),
+            ("zygote", self.zygote.stop if self.zygote else _nothing),
             ("model API client", self.model_api.close),
         ]
         for what, step in steps:

@@ -2,7 +2,8 @@
 `stop()` graceful then forced, and safe to call twice.
 
 The child leads its own session and process group, so stopping it signals everything it
-started that stayed in the group.
+started that stayed in the group. `OutputCapture` is the part shared with processes the
+host does not start itself (a run forked by the zygote).
 """
 
 from __future__ import annotations
@@ -15,10 +16,60 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 OutputSink = Callable[[str, bytes], None]
-_CHUNK = 64 * 1024
+CHUNK = 64 * 1024
 _TAIL = 4 * 1024
 # After the main process exits, a grandchild may still hold its pipes open.
 _DRAIN_TIMEOUT_S = 1.0
+
+
+class OutputCapture:
+    """Reads a child's stdout and stderr, keeps at most `output_cap` bytes of each for the
+    sink, counts what it drops, and remembers the tail of stderr for error messages."""
+
+    def __init__(self, output_cap: int, on_output: OutputSink | None) -> None:
+        self.output_cap = output_cap
+        self.on_output = on_output
+        self.captured = {"stdout": 0, "stderr": 0}
+        self.dropped = {"stdout": 0, "stderr": 0}
+        self._tail = b""
+        self._readers: list[asyncio.Task[None]] = []
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._tail.decode("utf-8", "replace")
+
+    def follow(self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+        self._readers = [
+            asyncio.create_task(self._read("stdout", stdout)),
+            asyncio.create_task(self._read("stderr", stderr)),
+        ]
+
+    async def drain(self) -> None:
+        """Wait (bounded) for both streams to reach their end, then stop reading."""
+        if not self._readers:
+            return
+        _, pending = await asyncio.wait(self._readers, timeout=_DRAIN_TIMEOUT_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _read(self, stream: str, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(CHUNK):
+            if stream == "stderr":
+                self._tail = (self._tail + chunk)[-_TAIL:]
+            room = self.output_cap - self.captured[stream]
+            kept = chunk[: max(room, 0)]
+            self.captured[stream] += len(kept)
+            self.dropped[stream] += len(chunk) - len(kept)
+            if kept and self.on_output:
+                self.on_output(stream, kept)
+
+
+def signal_group(pgid: int | None, signum: int) -> None:
+    if pgid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 class ManagedProcess:
@@ -38,13 +89,8 @@ class ManagedProcess:
         self.env = env
         self.cwd = cwd
         self.pass_fds = tuple(pass_fds)
-        self.output_cap = output_cap
-        self.on_output = on_output
-        self.captured = {"stdout": 0, "stderr": 0}
-        self.dropped = {"stdout": 0, "stderr": 0}
-        self._tail = b""
+        self.output = OutputCapture(output_cap, on_output)
         self._process: asyncio.subprocess.Process | None = None
-        self._readers: list[asyncio.Task[None]] = []
         self._stopped = False
 
     @property
@@ -57,7 +103,15 @@ class ManagedProcess:
 
     @property
     def stderr_tail(self) -> str:
-        return self._tail.decode("utf-8", "replace")
+        return self.output.stderr_tail
+
+    @property
+    def captured(self) -> dict[str, int]:
+        return self.output.captured
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.output.dropped
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
@@ -69,20 +123,17 @@ class ManagedProcess:
             cwd=self.cwd,
             pass_fds=self.pass_fds,
             start_new_session=True,
-            limit=_CHUNK,
+            limit=CHUNK,
         )
         assert self._process.stdout and self._process.stderr
-        self._readers = [
-            asyncio.create_task(self._read("stdout", self._process.stdout)),
-            asyncio.create_task(self._read("stderr", self._process.stderr)),
-        ]
+        self.output.follow(self._process.stdout, self._process.stderr)
 
     async def wait(self) -> int:
         """Wait for exit, then for the output to drain (bounded), and return the exit code."""
         assert self._process is not None, "start() first"
         code = await self._process.wait()
         self.kill_group()  # whatever it left behind in its group goes with it
-        await self._drain()
+        await self.output.drain()
         return code
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -92,39 +143,14 @@ class ManagedProcess:
             return
         self._stopped = True
         if process.returncode is None:
-            self._signal_group(signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), grace)
             except TimeoutError:
-                self._signal_group(signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
                 await process.wait()
         self.kill_group()
-        await self._drain()
+        await self.output.drain()
 
     def kill_group(self) -> None:
-        self._signal_group(signal.SIGKILL)
-
-    def _signal_group(self, signum: int) -> None:
-        if self._process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signum)
-
-    async def _drain(self) -> None:
-        if not self._readers:
-            return
-        _, pending = await asyncio.wait(self._readers, timeout=_DRAIN_TIMEOUT_S)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _read(self, stream: str, reader: asyncio.StreamReader) -> None:
-        while chunk := await reader.read(_CHUNK):
-            if stream == "stderr":
-                self._tail = (self._tail + chunk)[-_TAIL:]
-            room = self.output_cap - self.captured[stream]
-            kept = chunk[: max(room, 0)]
-            self.captured[stream] += len(kept)
-            self.dropped[stream] += len(chunk) - len(kept)
-            if kept and self.on_output:
-                self.on_output(stream, kept)
+        signal_group(self.pid, signal.SIGKILL)

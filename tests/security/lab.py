@@ -24,6 +24,9 @@ from tandem.isolation.runtime_paths import reachable_runtime_command as runtime_
 from tandem.store import RunRecord
 
 TIERS = ["namespace", "process"]
+# Each tier's sandbox is made two ways, forked by the zygote (the default) or spawned
+# through setpriv/bubblewrap; a module that pins parity runs under both, as "tier+spawn".
+BOTH_LAUNCHES = [*TIERS, *(f"{tier}+spawn" for tier in TIERS)]
 CANARY = "canary-" + secrets.token_hex(8)
 SECRET_ENV = {"ANTHROPIC_API_KEY": f"sk-ant-{CANARY}", "VAULT_TOKEN": f"vault-{CANARY}"}
 
@@ -73,15 +76,18 @@ class LabDaemon(Daemon):
 
 
 class Lab:
-    def __init__(self, tier: str, project: Project, daemon: LabDaemon) -> None:
+    def __init__(self, tier: str, launch: str, project: Project, daemon: LabDaemon) -> None:
         self.tier = tier
+        self.launch = launch
         self.project = project
         self.daemon = daemon
         self.uids: set[int] = set()  # every uid this lab's runs ran as
 
     def run(self, workflow: str, payload: Any = None) -> RunRecord:
         record = self.daemon.run(workflow, payload)
-        self.uids.update(e.data["uid"] for e in record.events if e.kind == "process.started")
+        started = [e.data for e in record.events if e.kind == "process.started"]
+        self.uids.update(data["uid"] for data in started)
+        assert [data["launch"] for data in started] == [self.launch], started
         return record
 
     def stdout(self, record: RunRecord) -> str:
@@ -119,9 +125,18 @@ def leftovers(daemon_pid: int, uids: set[int]) -> list[str]:
         parents[pid] = int(fields["PPid"])
         if uid in uids and UID_BASE <= uid < UID_BASE + UID_COUNT:
             found.append(f"{pid} uid {uid}: {cmdline}")
-        elif "tandem_sdk.plugin_server" not in cmdline and _descends(pid, daemon_pid, parents):
+        elif _long_lived(cmdline, parents[pid], daemon_pid):
+            continue
+        elif _descends(pid, daemon_pid, parents):
             found.append(f"{pid} (child of the daemon): {cmdline}")
     return found
+
+
+def _long_lived(cmdline: str, parent: int, daemon_pid: int) -> bool:
+    """A plugin, or the daemon's zygote itself (not the runs it forks, which share its
+    command line but not its parent)."""
+    zygote = "tandem.zygote.server" in cmdline and parent == daemon_pid
+    return zygote or "tandem_sdk.plugin_server" in cmdline
 
 
 def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
@@ -159,17 +174,20 @@ def build_project(root: Path, module: Any) -> Project:
 
 @pytest.fixture(scope="module", params=TIERS)
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    tier: str = request.param
+    tier, _, spawn = str(request.param).partition("+")
+    launch = spawn or "zygote"
     only = getattr(request.module, "TIERS_ONLY", None)
     if only is not None and tier not in only:
         pytest.skip(f"these attacks target the {only[0]} tier; docs/sandbox.md covers the rest")
     if tier == "process" and os.geteuid() != 0:
         pytest.skip("the process-tier lab makes the runtime reachable with a mount namespace")
     project = build_project(tmp_path_factory.mktemp(f"lab-{tier}") / "project", request.module)
+    if launch == "spawn":
+        (project.root / "tandem.yaml").write_text("runs: {zygote: false}\n")
     prefix = runtime_made_reachable() if tier == "process" else []
     daemon = LabDaemon(project, prefix, "--isolation", tier, env=SECRET_ENV)
     assert f"isolation {tier}" in "\n".join(daemon.log)
     try:
-        yield Lab(tier, project, daemon)
+        yield Lab(tier, launch, project, daemon)
     finally:
         daemon.close()

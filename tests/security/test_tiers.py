@@ -3,6 +3,7 @@ falling back only when configured to, and workflows that may only ask for strict
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -115,3 +116,9 @@ def test_without_bubblewrap_the_daemon_refuses_unless_allowed_to_fall_back(
         assert "requires isolation 'namespace'" in (strict.error or "")
     finally:
         daemon.close()
+
+
+def test_denials_are_errno_values_the_script_can_handle() -> None:
+    # The names test_confinement's assertions use are real errno names on this platform.
+    for name in ("EPERM", "EACCES", "EROFS", "ENXIO", "ENOTTY", "ENOSYS", "ECONNREFUSED"):
+        assert hasattr(errno, name)

@@ -506,6 +506,7 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
                     "version": reply.version,
                     "isolation": reply.isolation,
                     "active_runs": reply.active_runs,
+                    "zygote": {"pid": reply.zygote_pid or None, "tiers": list(reply.zygote_tiers)},
                     "plugins": plugins,
                 },
                 indent=2,
@@ -515,6 +516,11 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
     where = f"daemon on {config.control_socket}" if serving else "no daemon (embedded host)"
     print(f"{where}; tandem {reply.version}, isolation {reply.isolation}")
     print(f"active runs: {reply.active_runs}")
+    if reply.zygote_tiers:
+        tiers = " and ".join(reply.zygote_tiers)
+        print(f"zygote: pid {reply.zygote_pid}, forks {tiers} runs")
+    else:
+        print("zygote: none; script runs are spawned")
     for plugin in plugins:
         state = "crash loop" if plugin["crash_loop"] else ("up" if plugin["up"] else "down")
         pid = f"pid {plugin['pid']}" if plugin["pid"] else "no pid"

@@ -1,10 +1,14 @@
 """`coordinator: script`: each run is a fresh sandboxed runner process that imports the
-workflow's script and calls its handler, reaching the host only through ToolHost."""
+workflow's script and calls its handler, reaching the host only through ToolHost.
+
+The process is forked by the zygote when it serves the run's tier (a few milliseconds),
+else spawned (an interpreter start, ~100 ms); the sandbox is the same either way."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +35,8 @@ from tandem.proc import ManagedProcess
 from tandem.server.run_gate import run_gate
 from tandem.server.toolhost import ToolHostServicer
 from tandem.session import RunSession
+from tandem.zygote.client import ForkedProcess, Zygote, ZygoteUnavailable
+from tandem.zygote.sandbox import RESULT_FD
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +48,18 @@ _RESULT_DRAIN_S = 1.0
 class ScriptCoordinator:
     kind = "script"
 
-    def __init__(self, isolation: Isolation | IsolationChoice, runs_dir: Path) -> None:
+    def __init__(
+        self,
+        isolation: Isolation | IsolationChoice,
+        runs_dir: Path,
+        zygote: Zygote | None = None,
+    ) -> None:
         if not isinstance(isolation, IsolationChoice):
             isolation = IsolationChoice(isolation, {isolation.name: isolation})
         self.tiers = isolation
         self.isolation = isolation.default
         self.runs_dir = runs_dir
+        self.zygote = zygote
         # The servicer every coordinator's calls reach, served on each run's own socket.
         # Set by the host once it exists: it is built on the RunManager, which holds this
         # coordinator.
@@ -87,41 +99,31 @@ class ScriptCoordinator:
         workflow = session.workflow
         assert workflow.script_path is not None
         read_fd, write_fd = os.pipe()
-        plan = isolation.plan(
-            LaunchRequest(
-                run_id=session.id,
-                workdir=rundir.workdir,
-                toolhost_socket=rundir.socket,
-                token_file=rundir.token_file,
-                script_file=rundir.script_file,
-                script_origin=str(workflow.script_path),
-                workflow_dir=workflow.folder,
-                result_fd=write_fd,
-                limits=session.limits,
-                user=user,
-            )
+        request = LaunchRequest(
+            run_id=session.id,
+            workdir=rundir.workdir,
+            toolhost_socket=rundir.socket,
+            token_file=rundir.token_file,
+            script_file=rundir.script_file,
+            script_origin=str(workflow.script_path),
+            workflow_dir=workflow.folder,
+            result_fd=write_fd,
+            limits=session.limits,
+            user=user,
         )
-        process = ManagedProcess(
-            f"run {session.id}",
-            plan.argv,
-            env=plan.env,
-            cwd=plan.cwd,
-            pass_fds=plan.pass_fds,
-            output_cap=OUTPUT_CAP_BYTES,
-            on_output=lambda stream, chunk: _trace_output(session, stream, chunk),
-        )
+        try:
+            process = await self._start_process(session, isolation, request)
+        except BaseException:
+            os.close(read_fd)
+            raise
         result_task: asyncio.Task[bytes] | None = None
         try:
-            try:
-                await process.start()
-            finally:
-                for fd in (write_fd, *plan.owned_fds):
-                    os.close(fd)
             session.emit(
                 "process.started",
                 pid=process.pid,
                 isolation=isolation.name,
                 uid=user.uid if user else os.getuid(),
+                launch="zygote" if isinstance(process, ForkedProcess) else "spawn",
             )
             result_task = asyncio.create_task(_read_result(read_fd))
             code = await process.wait()
@@ -147,9 +149,48 @@ class ScriptCoordinator:
                     )
         return _outcome(raw, code)
 
+    async def _start_process(
+        self, session: RunSession, isolation: Isolation, request: LaunchRequest
+    ) -> ManagedProcess | ForkedProcess:
+        """Forked by the zygote when it serves this tier, else spawned. Either way the
+        result pipe's write end is closed here once the child holds it."""
 
-def _trace_output(session: RunSession, stream: str, chunk: bytes) -> None:
-    session.emit(stream, text=chunk.decode("utf-8", "replace"))
+        def trace(stream: str, chunk: bytes) -> None:
+            session.emit(stream, text=chunk.decode("utf-8", "replace"))
+
+        try:
+            if self.zygote is not None and self.zygote.serves(isolation.name):
+                # The child finds its result pipe at a fixed descriptor, not the daemon's.
+                spec = isolation.fork_spec(dataclasses.replace(request, result_fd=RESULT_FD))
+                if spec is not None:
+                    forked = ForkedProcess(
+                        self.zygote,
+                        spec,
+                        request.result_fd,
+                        output_cap=OUTPUT_CAP_BYTES,
+                        on_output=trace,
+                    )
+                    with contextlib.suppress(ZygoteUnavailable):  # it just went: spawn instead
+                        await forked.start()
+                        return forked
+            plan = isolation.plan(request)
+            process = ManagedProcess(
+                f"run {session.id}",
+                plan.argv,
+                env=plan.env,
+                cwd=plan.cwd,
+                pass_fds=plan.pass_fds,
+                output_cap=OUTPUT_CAP_BYTES,
+                on_output=trace,
+            )
+            try:
+                await process.start()
+            finally:
+                for fd in plan.owned_fds:
+                    os.close(fd)
+            return process
+        finally:
+            os.close(request.result_fd)
 
 
 async def _read_result(fd: int) -> bytes:

@@ -1,5 +1,10 @@
 """The isolation seam. Tiers differ in how they wrap the runner, never in what it sees:
-the same socket, token file, result descriptor and environment variables."""
+the same socket, token file, result descriptor and environment variables.
+
+A tier describes its sandbox twice over one set of facts: as a `LaunchPlan` (a command
+line that execs the runner through setpriv or bubblewrap) and as a `ForkSpec` (the same
+identity, mounts and filters, applied by the zygote in a forked child).
+"""
 
 from __future__ import annotations
 
@@ -35,7 +40,45 @@ class LaunchPlan:
     owned_fds: tuple[int, ...] = field(default=())  # opened by plan(); closed after the spawn
 
 
+@dataclass(frozen=True)
+class MountOp:
+    """One step of building a sandbox's file system, in order. `kind` is one of:
+    ro-bind (source -> path), symlink (source is the link's target), dir, tmpfs (size,
+    perms), proc, dev (a minimal /dev: null, zero, full, random, urandom, tty, pts, shm)."""
+
+    kind: str
+    path: str
+    source: str = ""
+    size: int = 0
+    perms: int = 0o755
+
+
+@dataclass(frozen=True)
+class ForkSpec:
+    env: dict[str, str]
+    cwd: str
+    user: tuple[int, int] | None  # (uid, gid) to switch to, when the daemon is root
+    # None: the host's own namespaces (the `process` tier); else the new root's mounts.
+    mounts: tuple[MountOp, ...] | None = None
+    hostname: str = ""
+    seccomp: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "env": self.env,
+            "cwd": self.cwd,
+            "user": list(self.user) if self.user else None,
+            "mounts": None if self.mounts is None else [vars(op) for op in self.mounts],
+            "hostname": self.hostname,
+            "seccomp": self.seccomp,
+        }
+
+
 class Isolation(Protocol):
     name: str
 
     def plan(self, request: LaunchRequest) -> LaunchPlan: ...
+
+    def fork_spec(self, request: LaunchRequest) -> ForkSpec | None:
+        """The sandbox as the zygote applies it, or None where only a spawn can make it."""
+        ...

@@ -20,7 +20,7 @@ import sys
 
 from tandem.workflows.spec import Limits
 
-from .base import LaunchPlan, LaunchRequest
+from .base import ForkSpec, LaunchPlan, LaunchRequest
 
 OPEN_FILES = 256
 FILE_SIZE_BYTES = 256 * 1024 * 1024
@@ -48,6 +48,11 @@ class ProcessIsolation:
             cwd=request.workdir,
             pass_fds=(request.result_fd,),
         )
+
+    def fork_spec(self, request: LaunchRequest) -> ForkSpec:
+        # setpriv's switch and no_new_privs, made by the forked child itself.
+        user = (request.user.uid, request.user.gid) if request.user else None
+        return ForkSpec(env=runner_environment(request), cwd=str(request.workdir), user=user)
 
 
 def runner_rlimits(limits: Limits, *, processes: bool = True) -> str:

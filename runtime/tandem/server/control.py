@@ -13,9 +13,11 @@ from tandem_sdk.errors import InvalidArguments, NotFound
 from tandem_sdk.protocol import PROTOCOL_VERSION
 
 from tandem import __version__
+from tandem.isolation import STRICTNESS
 from tandem.replay import fixture_of
 from tandem.runs import RunManager
 from tandem.store import Event, RunQuery, RunRecord
+from tandem.zygote.client import Zygote
 
 from .status import streaming, unary
 from .toolhost import tool_spec
@@ -53,17 +55,27 @@ def record_message(record: RunRecord, queue_position: int = 0) -> control_pb2.Ru
 
 
 class ControlServicer(control_pb2_grpc.ControlServicer):
-    def __init__(self, runs: RunManager, isolation: str, reload: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        runs: RunManager,
+        isolation: str,
+        reload: Callable[[], list[str]],
+        zygote: Zygote | None = None,
+    ) -> None:
         self._runs = runs
         self._isolation = isolation
         self._reload = reload
+        self._zygote = zygote
 
     @unary
     async def Health(
         self, request: control_pb2.HealthRequest, context: Context
     ) -> control_pb2.HealthResponse:
         plugins = self._runs.plugins.plugins
+        zygote = self._zygote
         return control_pb2.HealthResponse(
+            zygote_tiers=[t for t in STRICTNESS if zygote is not None and zygote.serves(t)],
+            zygote_pid=(zygote.pid if zygote is not None else None) or 0,
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
             active_runs=self._runs.active,

@@ -45,15 +45,24 @@ class HealthResponse(_message.Message):
     ISOLATION_FIELD_NUMBER: _builtins.int
     PLUGINS_DOWN_FIELD_NUMBER: _builtins.int
     PLUGINS_FIELD_NUMBER: _builtins.int
+    ZYGOTE_TIERS_FIELD_NUMBER: _builtins.int
+    ZYGOTE_PID_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     protocol_version: _builtins.int
     active_runs: _builtins.int
     queued_runs: _builtins.int
     isolation: _builtins.str
+    zygote_pid: _builtins.int
     @_builtins.property
     def plugins_down(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def plugins(self) -> _containers.RepeatedCompositeFieldContainer[Global___PluginStatus]: ...
+    @_builtins.property
+    def zygote_tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tiers whose runs the zygote forks; empty when runs are spawned (zygote off,
+        not started yet, or being restarted).
+        """
+
     def __init__(
         self,
         *,
@@ -64,10 +73,12 @@ class HealthResponse(_message.Message):
         isolation: _builtins.str = ...,
         plugins_down: _abc.Iterable[_builtins.str] | None = ...,
         plugins: _abc.Iterable[Global___PluginStatus] | None = ...,
+        zygote_tiers: _abc.Iterable[_builtins.str] | None = ...,
+        zygote_pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version", "zygote_pid", b"zygote_pid", "zygote_tiers", b"zygote_tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
