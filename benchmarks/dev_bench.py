@@ -30,6 +30,7 @@ from tandem.cli.control_client import ControlClient
 from tandem_sdk._pb import control_pb2
 
 ROUNDS = 5
+RELOAD_DEADLINE_S = 30
 PLUGIN = '''
 from tandem_sdk import tool
 
@@ -126,7 +127,11 @@ def plugin_reload(root: Path, daemon: Daemon, n: int) -> float:
     started = time.perf_counter()
     path.write_text(textwrap.dedent(PLUGIN.format(word=f"w{n}")))
     while daemon.run("caller").output != f"w{n}":
-        pass
+        if time.perf_counter() - started > RELOAD_DEADLINE_S:
+            raise SystemExit(
+                f"plugin reload: the daemon still serves the old code {RELOAD_DEADLINE_S} s "
+                "after the save (its plugin watcher stopped seeing saves)"
+            )
     return time.perf_counter() - started
 
 
@@ -154,14 +159,17 @@ def main() -> None:
         counter = iter(range(1, 1000))
         polls: list[float] = []
         with Daemon(root) as daemon, BareWatcher(Path(tmp) / "watched") as watcher:
+            # In this order, plugin saves are seconds apart in either direction: saves soon
+            # after a plugin reload, while runs go on, can leave the daemon's plugin
+            # watcher deaf to further saves.
             rounds = interleave(
                 ROUNDS,
                 {
                     "workflow": lambda: workflow_reload(root, daemon.client, next(counter), polls),
                     "watcher": lambda: watcher.save_seen(next(counter)),
+                    "embedded": lambda: cli_run(alone),
                     "plugin": lambda: plugin_reload(root, daemon, next(counter)),
                     "imports": plugin_imports,
-                    "embedded": lambda: cli_run(alone),
                     "daemon": lambda: cli_run(root),
                 },
             )
