@@ -1,31 +1,36 @@
-"""`make bench` (part): the author's inner loop.
+"""`make bench` (part): the author's inner loop, each figure against a reference measured
+in the same rounds (interleaved; medians of rounds, ratios taken round by round).
 
-- plugin reload: a plugin file saved -> the next call served by the new code, through a
-  daemon with hot reload on (watch, debounce, new process start, describe, switch);
-  reference: starting the plugin server's Python with its imports, measured in the
-  same rounds;
 - workflow reload: a script saved -> the daemon's registry holds the new version (polled
-  over Control), against the same poll's own round trip;
-- `tandem run` without a daemon (a host embedded for the command) against the same run
-  through a running daemon.
-
-Rounds are interleaved; medians are reported.
+  over Control); reference: a bare watchfiles watcher with the daemon's settings (50 ms
+  debounce, 10 ms step) seeing a save in a folder of its own;
+- plugin reload: a plugin file saved -> the next call served by the new code (watch,
+  debounce, new process start, describe, switch); reference: starting the plugin server's
+  Python with its imports;
+- `tandem run` without a daemon (a host embedded for the command, on a copy of the
+  project) against the same run through a running daemon.
 """
 
 from __future__ import annotations
 
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
+from types import TracebackType
 
+import watchfiles
+from daemon import TANDEM, Daemon
+from measure import interleave, ms, p50, ratio
 from tandem.cli.control_client import ControlClient
-from tandem.config import load_config
+from tandem_sdk._pb import control_pb2
 
-ROUNDS = 7
+ROUNDS = 5
+RELOAD_DEADLINE_S = 30
 PLUGIN = '''
 from tandem_sdk import tool
 
@@ -38,10 +43,9 @@ SCRIPT = """
 def handler(trigger, tools, virtual_files, subagent):
     return tools.notes.word()
 """
-TANDEM = [sys.executable, "-m", "tandem.cli"]
 
 
-def project(root: Path) -> None:
+def project(root: Path) -> Path:
     (root / "plugins" / "notes").mkdir(parents=True)
     (root / "plugins" / "notes" / "plugin.yaml").write_text("name: notes\n")
     (root / "plugins" / "notes" / "plugin.py").write_text(textwrap.dedent(PLUGIN.format(word="w0")))
@@ -50,47 +54,88 @@ def project(root: Path) -> None:
     (root / "workflows" / "caller" / "workflow.yaml").write_text(
         "coordinator: script\ncoordinator_script: script.py\ntools: [notes.*]\n"
     )
+    return root
 
 
-def call(client: ControlClient) -> object:
-    run_id = client.trigger("caller", None, None)
-    for _ in client.watch(run_id):
-        pass
-    return client.run(run_id).output
+class BareWatcher:
+    """watchfiles on a folder of its own, in a thread, with the daemon's settings."""
 
+    def __init__(self, folder: Path) -> None:
+        self.file = folder / "caller" / "script.py"
+        self.file.parent.mkdir(parents=True)
+        self.file.write_text(SCRIPT)
+        self.seen_at = 0.0
+        self._seen = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(folder,), daemon=True)
+        self._thread.start()
+        while not self._seen.is_set():  # until the watcher is up and sees saves
+            self.file.write_text(SCRIPT)
+            self._seen.wait(0.2)
 
-def reload_once(root: Path, client: ControlClient, n: int) -> float:
-    """Seconds from saving new code to a run whose call the new code answered."""
-    path = root / "plugins" / "notes" / "plugin.py"
-    started = time.perf_counter()
-    path.write_text(textwrap.dedent(PLUGIN.format(word=f"w{n}")))
-    while call(client) != f"w{n}":
-        pass
-    return time.perf_counter() - started
+    def _watch(self, folder: Path) -> None:
+        for _ in watchfiles.watch(folder, debounce=50, step=10, stop_event=self._stop):
+            self.seen_at = time.perf_counter()
+            self._seen.set()
+
+    def save_seen(self, n: int) -> float:
+        """Seconds from saving the file to the watcher yielding the change."""
+        time.sleep(0.1)  # let the last change settle
+        self._seen.clear()
+        started = time.perf_counter()
+        self.file.write_text(textwrap.dedent(SCRIPT) + f"# edit {n}\n")
+        if not self._seen.wait(10):
+            raise SystemExit("watchfiles saw no save within 10 s")
+        return self.seen_at - started
+
+    def __enter__(self) -> BareWatcher:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def version(client: ControlClient) -> str:
-    from tandem_sdk._pb import control_pb2
-
     reply = client.stub.ListWorkflows(control_pb2.ListWorkflowsRequest())
     return next(w.version for w in reply.workflows if w.name == "caller")
 
 
-def workflow_reload_once(root: Path, client: ControlClient, n: int) -> tuple[float, float]:
-    """Seconds from saving a script to the registry holding it; and one poll's own time."""
+def workflow_reload(root: Path, client: ControlClient, n: int, polls: list[float]) -> float:
+    """Seconds from saving a script to the registry holding it; one poll's own time goes
+    to `polls`."""
     before = version(client)
-    path = root / "workflows" / "caller" / "script.py"
     started = time.perf_counter()
-    path.write_text(textwrap.dedent(SCRIPT) + f"# edit {n}\n")
+    (root / "workflows" / "caller" / "script.py").write_text(textwrap.dedent(SCRIPT) + f"# {n}\n")
     while version(client) == before:
         pass
     reloaded = time.perf_counter() - started
     started = time.perf_counter()
     version(client)
-    return reloaded, time.perf_counter() - started
+    polls.append(time.perf_counter() - started)
+    return reloaded
 
 
-def reference() -> float:
+def plugin_reload(root: Path, daemon: Daemon, n: int) -> float:
+    """Seconds from saving new code to a run whose call the new code answered."""
+    path = root / "plugins" / "notes" / "plugin.py"
+    started = time.perf_counter()
+    path.write_text(textwrap.dedent(PLUGIN.format(word=f"w{n}")))
+    while daemon.run("caller").output != f"w{n}":
+        if time.perf_counter() - started > RELOAD_DEADLINE_S:
+            raise SystemExit(
+                f"plugin reload: the daemon still serves the old code {RELOAD_DEADLINE_S} s "
+                "after the save (its plugin watcher stopped seeing saves)"
+            )
+    return time.perf_counter() - started
+
+
+def plugin_imports() -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-I", "-c", "import grpc, tandem_sdk.plugin_server"], check=True
@@ -108,47 +153,39 @@ def cli_run(root: Path) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tandem-dev-bench-") as tmp:
-        root = Path(tmp) / "project"
-        project(root)
-        embedded = [cli_run(root) for _ in range(ROUNDS)]  # no daemon yet
-        daemon = subprocess.Popen(
-            [*TANDEM, "--project", str(root), "serve"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert daemon.stderr is not None
-            for line in daemon.stderr:
-                if "control socket" in line:
-                    break
-            client = ControlClient(load_config(root).control_socket)
-            reloads, references, through_daemon, workflow_reloads, polls = [], [], [], [], []
-            for n in range(1, ROUNDS + 1):
-                reloaded, poll = workflow_reload_once(root, client, n)
-                workflow_reloads.append(reloaded)
-                polls.append(poll)
-                reloads.append(reload_once(root, client, n))
-                references.append(reference())
-                through_daemon.append(cli_run(root))
-            client.close()
-        finally:
-            daemon.terminate()
-            daemon.wait(30)
-    reload_m, ref_m = statistics.median(reloads), statistics.median(references)
-    embedded_m, daemon_m = statistics.median(embedded), statistics.median(through_daemon)
-    workflow_m, poll_m = statistics.median(workflow_reloads), statistics.median(polls)
+        root = project(Path(tmp) / "project")
+        alone = Path(tmp) / "alone"  # a copy no daemon serves: `tandem run` embeds a host
+        shutil.copytree(root, alone)
+        counter = iter(range(1, 1000))
+        polls: list[float] = []
+        with Daemon(root) as daemon, BareWatcher(Path(tmp) / "watched") as watcher:
+            # In this order, plugin saves are seconds apart in either direction: saves soon
+            # after a plugin reload, while runs go on, can leave the daemon's plugin
+            # watcher deaf to further saves.
+            rounds = interleave(
+                ROUNDS,
+                {
+                    "workflow": lambda: workflow_reload(root, daemon.client, next(counter), polls),
+                    "watcher": lambda: watcher.save_seen(next(counter)),
+                    "embedded": lambda: cli_run(alone),
+                    "plugin": lambda: plugin_reload(root, daemon, next(counter)),
+                    "imports": plugin_imports,
+                    "daemon": lambda: cli_run(root),
+                },
+            )
     rows = [
-        ("workflow saved -> registry holds it", workflow_m, ""),
-        ("one ListWorkflows poll (the probe)", poll_m, ""),
-        ("plugin saved -> next call served by it", reload_m, ""),
-        ("python + grpc + plugin server imports", ref_m, f"({reload_m / ref_m:.2f}x)"),
-        ("tandem run, no daemon (embedded host)", embedded_m, ""),
-        ("tandem run through the daemon", daemon_m, f"({embedded_m / daemon_m:.2f}x)"),
+        ("workflow saved -> registry holds it", rounds["workflow"], rounds["watcher"]),
+        ("  bare watchfiles: saved -> seen", rounds["watcher"], None),
+        ("  one ListWorkflows poll (the probe)", polls, None),
+        ("plugin saved -> next call served by it", rounds["plugin"], rounds["imports"]),
+        ("  python + grpc + plugin server imports", rounds["imports"], None),
+        ("tandem run, no daemon (embedded host)", rounds["embedded"], rounds["daemon"]),
+        ("  tandem run through the daemon", rounds["daemon"], None),
     ]
-    print(f"author's inner loop, medians of {ROUNDS} rounds")
-    for label, seconds, ratio in rows:
-        print(f"  {label:<42}{seconds * 1000:7.0f} ms   {ratio}")
+    print(f"author's inner loop: {ROUNDS} interleaved rounds, medians of rounds")
+    for label, seconds, reference in rows:
+        against = f"{ratio(seconds, reference):6.2f}x the next line" if reference else ""
+        print(f"  {label:<42}{ms(p50(seconds))}   {against}".rstrip())
 
 
 if __name__ == "__main__":

@@ -1,110 +1,88 @@
-"""Cold start per isolation tier, p50/p99: what a script run costs before its first line.
+"""`make bench` (part): script cold start per isolation tier, against a naive Python start.
 
-For each tier a fresh host (embedded, as `tandem run` uses) runs a one-call script
-COLD_STARTS times; each run is measured from its trace:
+One real `tandem serve` per tier, both up at once. Each round triggers PER_ROUND one-call
+runs on each daemon and makes PER_ROUND naive starts of the venv's Python (importing grpc
+and the SDK's client, spawn -> exit), interleaved. A run is measured from its trace:
+
 - start: run.started -> the script's first tool call reaching the host (sandbox set-up,
   interpreter and SDK start, connecting, GetRun, the call itself);
 - total: run.started -> run.finished (also tearing the sandbox down and killing by uid).
 
-Each tier is measured in a child process, so that the `process` tier of a root daemon can
-be given a runtime its unprivileged uid may read (see reachable_runtime_command).
-`make bench` calls main(); `python benchmarks/sandbox_bench.py --tier namespace` measures
-one tier.
+Figures are medians over rounds of each round's p50; start / naive is taken round by
+round. `launch` is what the daemon's `process.started` event says about how the script's
+process came to be (a fork server's "zygote", or "spawn"), where it says so.
+
+The `process` tier of a root daemon runs scripts as an unprivileged uid, which must read
+the runtime; where it cannot (a Python under /root) the daemon runs under
+`reachable_runtime_command`, a mount namespace of its own in which it can.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
-from bench import COLD_SCRIPT
-from bench import PLUGIN as BENCH_PLUGIN
+from daemon import Daemon, first, make_project
+from grpc_refs import naive_start
+from measure import interleave, ms, p50, ratio
+from tandem.isolation.runtime_paths import reachable_runtime_command
 
-COLD_STARTS = 20
+ROUNDS = 5
+PER_ROUND = 4
 TIERS = ("process", "namespace")
-# One plugin and one cold-start workflow for every benchmark.
-SCRIPT, PLUGIN = COLD_SCRIPT, textwrap.dedent(BENCH_PLUGIN)
 
 
-def _percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {p50 * 1e3:7.1f} ms   p99 {p99 * 1e3:7.1f} ms"
+class Tier:
+    def __init__(self, name: str, folder: Path) -> None:
+        prefix = reachable_runtime_command() if name == "process" and os.geteuid() == 0 else []
+        self.name = name
+        self.daemon = Daemon(make_project(folder), "--isolation", name, prefix=prefix)
+        self.launch: set[str] = set()
 
-
-def measure(tier: str, runs: int) -> dict[str, list[float]]:
-    from tandem.cli.control_client import ControlClient
-    from tandem.config import load_config
-    from tandem.embedded import EmbeddedHost
-
-    with tempfile.TemporaryDirectory(prefix="tandem-sandbox-bench-") as tmp:
-        root = Path(tmp)
-        (root / "plugins" / "bench").mkdir(parents=True)
-        (root / "plugins" / "bench" / "plugin.yaml").write_text("name: bench\n")
-        (root / "plugins" / "bench" / "plugin.py").write_text(PLUGIN)
-        (root / "workflows" / "cold").mkdir(parents=True)
-        (root / "workflows" / "cold" / "script.py").write_text(SCRIPT)
-        (root / "workflows" / "cold" / "workflow.yaml").write_text(
-            "coordinator: script\ncoordinator_script: script.py\ntools: [bench.echo]\n"
-        )
-        config = load_config(root, isolation=tier)
-        starts: list[float] = []
-        totals: list[float] = []
-        with EmbeddedHost(config) as host, ControlClient(host.control_socket) as client:
-            for n in range(runs + 1):
-                run_id = client.trigger("cold", None, None)
-                for _ in client.watch(run_id):
-                    pass
-                record = client.run(run_id)
-                if record.status != "succeeded":
-                    raise SystemExit(f"{tier}: run {record.status}: {record.error}")
-                times = {e.kind: e.ts for e in record.events}
-                first_call = next(e.ts for e in record.events if e.kind == "tool.call")
-                if n:  # the first run warms the page cache and the plugin
-                    starts.append(first_call - times["run.started"])
-                    totals.append(times["run.finished"] - times["run.started"])
-        return {"start": starts, "total": totals}
+    def runs(self) -> tuple[float, float]:
+        """PER_ROUND cold runs: the p50 of start, and of total."""
+        starts, totals = [], []
+        for _ in range(PER_ROUND):
+            record = self.daemon.run("cold")
+            started = first(record, "run.started")
+            starts.append(first(record, "tool.call") - started)
+            totals.append(first(record, "run.finished") - started)
+            process = next(e for e in record.events if e.kind == "process.started")
+            self.launch.add(str(process.data.get("launch", "not in the trace")))
+        return p50(starts), p50(totals)
 
 
 def main() -> None:
-    from tandem.isolation.runtime_paths import reachable_runtime_command
-
-    print(f"sandbox cold start, {COLD_STARTS} runs per tier (to the first tool call; whole run)")
-    for tier in TIERS:
-        prefix = reachable_runtime_command() if tier == "process" and os.geteuid() == 0 else []
-        child = subprocess.run(
-            [*prefix, sys.executable, __file__, "--tier", tier, "--json"],
-            capture_output=True,
-            text=True,
+    print(f"script cold start per tier: {ROUNDS} interleaved rounds of {PER_ROUND} runs each")
+    with tempfile.TemporaryDirectory(prefix="tandem-sandbox-bench-") as tmp:
+        tiers = [Tier(name, Path(tmp) / name) for name in TIERS]
+        try:
+            for tier in tiers:
+                tier.runs()  # warm the page cache and the plugin
+            contenders: dict[str, Callable[[], tuple[float, float]]] = {
+                tier.name: tier.runs for tier in tiers
+            }
+            contenders["naive"] = lambda: (p50([naive_start() for _ in range(PER_ROUND)]), 0.0)
+            rounds = interleave(ROUNDS, contenders)
+        finally:
+            for tier in tiers:
+                tier.daemon.close()
+    naive = [start for start, _ in rounds["naive"]]
+    print(f"  {'naive start: python -I -B, import grpc + SDK':<46}{ms(p50(naive))}")
+    for tier in tiers:
+        starts = [start for start, _ in rounds[tier.name]]
+        totals = [total for _, total in rounds[tier.name]]
+        print(
+            f"  {tier.name + ': run.started -> first tool.call':<46}{ms(p50(starts))}"
+            f"   {ratio(starts, naive):5.2f}x naive   launch: {', '.join(sorted(tier.launch))}"
         )
-        if child.returncode != 0:
-            reason = (child.stderr.strip().splitlines() or ["failed"])[-1]
-            print(f"  {tier:<10} unavailable: {reason}")
-            continue
-        figures = json.loads(child.stdout)
-        print(f"  {tier:<10} start {_percentiles(figures['start'])}")
-        print(f"  {'':<10} total {_percentiles(figures['total'])}")
+        print(
+            f"  {tier.name + ': run.started -> run.finished':<46}{ms(p50(totals))}"
+            f"   {ratio(totals, naive):5.2f}x naive"
+        )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tier", choices=TIERS)
-    parser.add_argument("--runs", type=int, default=COLD_STARTS)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.tier is None:
-        main()
-    elif args.json:
-        print(json.dumps(measure(args.tier, args.runs)))
-    else:
-        figures = measure(args.tier, args.runs)
-        print(f"{args.tier}: start {_percentiles(figures['start'])}")
-        print(f"{args.tier}: total {_percentiles(figures['total'])}")
+    main()

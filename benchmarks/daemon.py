@@ -1,0 +1,145 @@
+"""A throwaway bench project, and a real `tandem serve` on it (as tests/conftest.py starts
+one): the benchmarks measure the daemon an operator runs, in its own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from tandem.cli.control_client import ControlClient
+from tandem.config import load_config
+from tandem.store import RunRecord
+
+TANDEM = [sys.executable, "-m", "tandem.cli"]
+READY_LINE = "control socket"
+
+PLUGIN = '''
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def echo(value: int) -> int:
+    """Return the value.
+
+    Args:
+        value: any integer.
+    """
+    return value
+'''
+
+# `loop`: trigger {"calls": N} makes N calls, each timed inside the script.
+LOOP_SCRIPT = """
+import time
+
+def handler(trigger, tools, virtual_files, subagent):
+    samples = []
+    for i in range(trigger["calls"]):
+        started = time.perf_counter()
+        tools.bench.echo(value=i)
+        samples.append(time.perf_counter() - started)
+    return samples
+"""
+
+# `cold`: one call, for what a run costs before its first line.
+COLD_SCRIPT = """
+def handler(trigger, tools, virtual_files, subagent):
+    return tools.bench.echo(value=1)
+"""
+
+
+def make_project(root: Path) -> Path:
+    """The `bench` plugin (echo) and the `loop` and `cold` workflows, under `root`."""
+    plugin = root / "plugins" / "bench"
+    plugin.mkdir(parents=True)
+    (plugin / "plugin.yaml").write_text("name: bench\n")
+    (plugin / "plugin.py").write_text(textwrap.dedent(PLUGIN))
+    for name, script in (("loop", LOOP_SCRIPT), ("cold", COLD_SCRIPT)):
+        folder = root / "workflows" / name
+        folder.mkdir(parents=True)
+        (folder / "script.py").write_text(script)
+        (folder / "workflow.yaml").write_text(
+            "coordinator: script\ncoordinator_script: script.py\ntools: [bench.echo]\n"
+            "limits: {max_tool_calls: 100000, timeout_s: 600}\n"
+        )
+    return root
+
+
+class Daemon:
+    """`tandem serve` on `root`, ready once it logs its control socket. `prefix` goes before
+    the command (the process tier of a root daemon needs one, see sandbox_bench)."""
+
+    def __init__(self, root: Path, *args: str, prefix: list[str] | None = None) -> None:
+        self.root = root
+        self.log: list[str] = []
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [*(prefix or []), *TANDEM, "--project", str(root), "serve", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._ready.wait(60) or self.process.poll() is not None:
+            self.close()
+            raise SystemExit("tandem serve did not start:\n" + "\n".join(self.log[-20:]))
+        self.client = ControlClient(load_config(root).control_socket)
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+            if READY_LINE in line:
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def pid(self) -> int:
+        """The daemon's own pid (under a prefix, the prefix execs into it)."""
+        return self.process.pid
+
+    def run(self, workflow: str, payload: object = None) -> RunRecord:
+        """Trigger a run, wait for its end; it must succeed."""
+        return self.finish(self.client.trigger(workflow, payload, None))
+
+    def finish(self, run_id: str) -> RunRecord:
+        for _ in self.client.watch(run_id):
+            pass
+        record = self.client.run(run_id)
+        if record.status != "succeeded":
+            raise SystemExit(f"{record.workflow} {record.status}: {record.error}")
+        return record
+
+    def close(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def first(record: RunRecord, kind: str) -> float:
+    """The time of the run's first event of this kind."""
+    return next(e.ts for e in record.events if e.kind == kind)
+
+
+def last(record: RunRecord, kind: str) -> float:
+    return max(e.ts for e in record.events if e.kind == kind)

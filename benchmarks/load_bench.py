@@ -1,0 +1,202 @@
+"""`make bench` (part): the daemon under load, a real `tandem serve` with default settings.
+
+- throughput: 1 and 8 scripts at once, each making CALLS tool calls in a loop (runs
+  triggered together through Control), against as many client processes on a bare 2-hop
+  gRPC chain (grpc_refs.Chain), interleaved in rounds. Tandem's calls/s is over the wall
+  time from the first run.started to the last run.finished, which includes starting the
+  sandboxed scripts; "calls only" is over the first tool.call to the last tool.result, the
+  window that matches the chain's (whose clients are started beforehand);
+- burst: BURST runs triggered at once by as many threads, while another thread polls
+  Health (the cheapest Control RPC) every 5 ms; interleaved with naive Python starts, as
+  many at a time as the daemon admits runs at once;
+- the daemon's resident memory (VmRSS): idle, and its peak under each load.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from daemon import Daemon, first, last, make_project
+from grpc_refs import Chain, naive_start
+from measure import PeakRss, interleave, ms, p50, p99, ratio, rss_mib
+from tandem.cli.control_client import ControlClient
+from tandem.config import DEFAULT_MAX_QUEUED, load_config
+from tandem_sdk._pb import control_pb2
+
+ROUNDS = 5
+CALLS = 200
+BURST = 200
+BURST_ROUNDS = 3
+NAIVE_STARTS = 24  # the burst's reference: a rate, so fewer starts do
+
+
+class Loops:
+    """`scripts` runs of the `loop` workflow, CALLS calls each, triggered at once."""
+
+    def __init__(self, daemon: Daemon, scripts: int) -> None:
+        self.daemon = daemon
+        self.scripts = scripts
+        self.calls_only: list[float] = []  # calls/s over the calls' own window, by round
+
+    def __call__(self) -> float:
+        """Calls/s over the runs' wall time."""
+        barrier = threading.Barrier(self.scripts)
+
+        def trigger(_: int) -> str:
+            barrier.wait()
+            return self.daemon.client.trigger("loop", {"calls": CALLS}, None)
+
+        with ThreadPoolExecutor(self.scripts) as pool:
+            run_ids = list(pool.map(trigger, range(self.scripts)))
+        records = [self.daemon.finish(run_id) for run_id in run_ids]
+        total = self.scripts * CALLS
+        calls = max(last(r, "tool.result") for r in records) - min(
+            first(r, "tool.call") for r in records
+        )
+        self.calls_only.append(total / calls)
+        return total / (
+            max(last(r, "run.finished") for r in records)
+            - min(first(r, "run.started") for r in records)
+        )
+
+
+class Burst:
+    """BURST runs of the `cold` workflow triggered at once, with Health polled meanwhile."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.succeeded: list[int] = []
+        self.trigger_latency: list[float] = []
+        self.health_latency: list[float] = []  # over the whole burst
+        self.health_while_triggering: list[float] = []  # until the last Trigger answered
+        self.intake: list[float] = []  # first trigger sent -> the last run created, by round
+
+    def __call__(self) -> float:
+        """Runs/s: BURST over the time from the first trigger to the last run's end."""
+        barrier = threading.Barrier(BURST + 1)
+        done = threading.Event()
+
+        def trigger(_: int) -> tuple[str, float, float]:
+            barrier.wait()
+            started = time.perf_counter()
+            run_id = self.daemon.client.trigger("cold", None, None)
+            return run_id, time.perf_counter() - started, time.perf_counter()
+
+        health: list[tuple[float, float]] = []
+        poller = threading.Thread(target=self._poll_health, args=(done, health))
+        with ThreadPoolExecutor(BURST) as pool:
+            results = pool.map(trigger, range(BURST))
+            poller.start()
+            began = time.time()
+            barrier.wait()
+            triggered = list(results)
+        for run_id, _, _ in triggered:
+            for _ in self.daemon.client.watch(run_id):
+                pass
+        done.set()
+        poller.join()
+        records = [self.daemon.client.run(run_id) for run_id, _, _ in triggered]
+        self.trigger_latency += [seconds for _, seconds, _ in triggered]
+        answered = max(at for _, _, at in triggered)
+        self.health_latency += [seconds for _, seconds in health]
+        self.health_while_triggering += [seconds for at, seconds in health if at <= answered]
+        self.succeeded.append(sum(r.status == "succeeded" for r in records))
+        self.intake.append(max(r.created_at for r in records) - began)
+        return BURST / (max(r.finished_at or 0.0 for r in records) - began)
+
+    def _poll_health(self, done: threading.Event, samples: list[tuple[float, float]]) -> None:
+        with ControlClient(self.daemon.client.socket) as client:
+            while not done.wait(0.005):
+                started = time.perf_counter()
+                client.stub.Health(control_pb2.HealthRequest())
+                samples.append((started, time.perf_counter() - started))
+
+
+def naive_starts(at_once: int) -> float:
+    """Starts/s: NAIVE_STARTS naive Python starts, `at_once` at a time."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(lambda _: naive_start(), range(NAIVE_STARTS)))
+    return NAIVE_STARTS / (time.perf_counter() - started)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tandem-load-bench-") as tmp:
+        root = make_project(Path(tmp) / "project")
+        admits = load_config(root).max_in_flight
+        with Daemon(root) as daemon, Chain(Path(tmp)) as chain:
+            daemon.run("loop", {"calls": 20})  # the plugin and the page cache
+            idle, reference_rss = rss_mib(daemon.pid), rss_mib(chain.front.pid)
+            one, eight = Loops(daemon, 1), Loops(daemon, 8)
+            with PeakRss(daemon.pid) as loops_rss:
+                loops: dict[str, list[float]] = interleave(
+                    ROUNDS,
+                    {
+                        "tandem 1": one,
+                        "chain 1": lambda: chain.calls_per_second(1, CALLS),
+                        "tandem 8": eight,
+                        "chain 8": lambda: chain.calls_per_second(8, CALLS),
+                    },
+                )
+            burst = Burst(daemon)
+            with PeakRss(daemon.pid) as burst_rss:
+                bursts: dict[str, list[float]] = interleave(
+                    BURST_ROUNDS, {"tandem": burst, "naive": lambda: naive_starts(admits)}
+                )
+            time.sleep(1)
+            after = rss_mib(daemon.pid)
+    print(f"throughput: {ROUNDS} interleaved rounds, {CALLS} calls per script; medians of rounds")
+    print(f"  {'':<12}{'tandem, run wall':>22}{'tandem, calls only':>24}{'2-hop gRPC chain':>20}")
+    for loop in (one, eight):
+        wall, chain_rate = loops[f"tandem {loop.scripts}"], loops[f"chain {loop.scripts}"]
+        print(
+            f"  {f'{loop.scripts} script(s)':<12}"
+            f"{p50(wall):9.0f} calls/s {ratio(wall, chain_rate):5.2f}x"
+            f"{p50(loop.calls_only):11.0f} calls/s {ratio(loop.calls_only, chain_rate):5.2f}x"
+            f"{p50(chain_rate):12.0f} calls/s"
+        )
+    show_burst(burst, bursts, admits)
+    print("daemon memory (VmRSS, MiB)")
+    print(
+        f"  idle {idle:.1f}; peak with 8 scripts looping {loops_rss.peak:.1f}; peak in the "
+        f"burst {burst_rss.peak:.1f}; idle after {after:.1f}"
+    )
+    print(f"  (beside it: the chain's forwarder, a bare grpc.aio server, {reference_rss:.1f})")
+
+
+def show_burst(burst: Burst, rounds: dict[str, list[float]], admits: int) -> None:
+    print(
+        f"burst: {BURST} runs triggered at once, {BURST_ROUNDS} interleaved rounds; admission "
+        f"defaults: runs.max_in_flight {admits} (4 per core), runs.max_queued {DEFAULT_MAX_QUEUED}"
+    )
+    tandem, naive = rounds["tandem"], rounds["naive"]
+    print(
+        f"  {p50(tandem):.1f} runs/s, {ratio(tandem, naive):.2f}x naive Python starts "
+        f"{admits} at a time ({p50(naive):.1f}/s); wall {BURST / p50(tandem):.1f} s; "
+        f"succeeded {', '.join(f'{n}/{BURST}' for n in burst.succeeded)}"
+    )
+    intake = p50(burst.intake)
+    print(
+        f"  all {BURST} runs created (queued) {ms(intake, 0)} after the first Trigger was sent: "
+        f"{intake / BURST * 1e3:.1f} ms per Trigger"
+    )
+    trigger_p99, health_p50 = p99(burst.trigger_latency), p50(burst.health_latency)
+    print(
+        f"  Trigger p50 {ms(p50(burst.trigger_latency), 0)}, p99 {ms(trigger_p99, 0)};"
+        f" Health p50 {ms(health_p50, 0)} over the burst;"
+        f" Trigger p99 / Health p50 {trigger_p99 / health_p50:.0f}x"
+    )
+    while_triggering = burst.health_while_triggering
+    if while_triggering:
+        print(
+            f"  Health p50 {ms(p50(while_triggering), 0)} while the Triggers were in flight "
+            f"(n={len(while_triggering)})"
+        )
+
+
+if __name__ == "__main__":
+    main()

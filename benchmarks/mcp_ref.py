@@ -1,0 +1,81 @@
+"""The MCP reference: an echo tool on a minimal server of the official `mcp` package (2.x,
+where FastMCP became `mcp.server.mcpserver.MCPServer`), called over stdio by the official
+client (`stdio_client` + `ClientSession`), each `call_tool` round trip timed in the client.
+
+The client's event loop runs in a thread of its own (an anyio blocking portal), so the
+session stays open across rounds; the timing happens inside that loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from importlib.metadata import version
+from types import TracebackType
+
+from anyio.from_thread import start_blocking_portal
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+SERVER = '''
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("bench")
+
+@server.tool()
+def echo(value: int) -> int:
+    """Return the value."""
+    return value
+
+server.run("stdio")
+'''
+
+MCP_VERSION = version("mcp")
+
+
+@asynccontextmanager
+async def _session() -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=sys.executable, args=["-I", "-c", SERVER])
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def _timed_calls(session: ClientSession, calls: int) -> list[float]:
+    samples = []
+    for i in range(calls):
+        started = time.perf_counter()
+        result = await session.call_tool("echo", {"value": i})
+        samples.append(time.perf_counter() - started)
+        if result.is_error:
+            raise SystemExit(f"mcp echo failed: {result.content}")
+    return samples
+
+
+class McpEcho:
+    """One stdio MCP server and one client session, open until closed."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        portal = self._stack.enter_context(start_blocking_portal())
+        self._session = self._stack.enter_context(portal.wrap_async_context_manager(_session()))
+        self._portal = portal
+        self.samples(20)  # warm up both ends
+
+    def samples(self, calls: int) -> list[float]:
+        return self._portal.call(_timed_calls, self._session, calls)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> McpEcho:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
