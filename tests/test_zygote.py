@@ -76,7 +76,7 @@ def test_a_daemon_forks_runs_from_its_zygote(workflows: Project, start_daemon) -
     run_id = daemon.client.trigger("sleepy", None, None)
     pid = _started(daemon, run_id)
     assert int(_status(pid)["PPid"]) == zygote
-    assert _status(pid)["Name"] == "tandem-run"
+    assert eventually(lambda: _status(pid)["Name"] == "tandem-run", within=5)
     daemon.client.cancel(run_id)
     record = daemon.run("quick")
     assert record.status == "succeeded" and record.output == "done"

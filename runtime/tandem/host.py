@@ -21,7 +21,7 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
-from .isolation import choose_isolation
+from .isolation import choose_isolation, identity
 from .isolation.rundir import sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import ModelApi
@@ -114,6 +114,7 @@ class Host:
         self.config.ensure_dirs()
         if self.daemon:
             self._take_lock()
+            identity.sweep()  # run uids that daemons which died left behind
         self.private_dir.mkdir(mode=0o700, exist_ok=True)
         self.interrupted = self.store.mark_interrupted()
         # Its interpreter imports gRPC while the plugins start theirs.

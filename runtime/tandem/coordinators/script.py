@@ -75,18 +75,20 @@ class ScriptCoordinator:
             raise RunFailed(error.message) from None
         user = identity.allocate()
         rundir: RunDir | None = None
+        ended = _Ended()
         try:
             rundir = create_run_dir(
                 sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
             )
             async with run_gate(rundir.socket, self.toolhost, session.id):
                 hand_socket_to(rundir, user)
-                return await self._launch(session, isolation, rundir, user)
+                return await self._launch(session, isolation, rundir, user, ended)
         finally:
             # Whatever the run started, wherever it went (setsid, double fork), dies here,
-            # before its folder goes, so nothing is still writing into it.
+            # before its folder goes, so nothing is still writing into it. A pid namespace
+            # whose init was reaped has nothing left in it: no need to look.
             if user is not None:
-                if await identity.kill_all(user):
+                if ended.namespace_reaped or await identity.kill_all(user):
                     user.release()
                 else:
                     log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
@@ -94,7 +96,12 @@ class ScriptCoordinator:
                 remove_run_dir(rundir)
 
     async def _launch(
-        self, session: RunSession, isolation: Isolation, rundir: RunDir, user: RunUser | None
+        self,
+        session: RunSession,
+        isolation: Isolation,
+        rundir: RunDir,
+        user: RunUser | None,
+        ended: _Ended,
     ) -> Any:
         workflow = session.workflow
         assert workflow.script_path is not None
@@ -127,6 +134,7 @@ class ScriptCoordinator:
             )
             result_task = asyncio.create_task(_read_result(read_fd))
             code = await process.wait()
+            ended.namespace_reaped = isinstance(process, ForkedProcess) and process.namespace_reaped
             raw = await asyncio.wait_for(asyncio.shield(result_task), _RESULT_DRAIN_S)
         except TimeoutError:
             raw = b""
@@ -191,6 +199,13 @@ class ScriptCoordinator:
             return process
         finally:
             os.close(request.result_fd)
+
+
+@dataclasses.dataclass
+class _Ended:
+    """How a run's process ended, for the clean-up after it."""
+
+    namespace_reaped: bool = False
 
 
 async def _read_result(fd: int) -> bytes:

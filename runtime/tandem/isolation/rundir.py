@@ -74,5 +74,12 @@ def hand_socket_to(run: RunDir, user: RunUser | None) -> None:
 
 
 def remove_run_dir(run: RunDir) -> None:
-    # rmtree does not follow symlinks a script may have planted in its working directory.
-    shutil.rmtree(run.root, ignore_errors=True)
+    for path in (run.token_file, run.script_file, run.socket):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    for folder in (run.workdir, run.root):
+        try:
+            folder.rmdir()  # empty, as the namespace tier always leaves its working directory
+        except OSError:
+            # rmtree does not follow symlinks a script may have planted in its working folder.
+            shutil.rmtree(folder, ignore_errors=True)

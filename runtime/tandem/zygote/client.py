@@ -204,6 +204,17 @@ class ForkedProcess:
         self._stopped = False
 
     @property
+    def namespace_reaped(self) -> bool:
+        """True when the run had a pid namespace and its first process exited by itself:
+        that process exits only after reaping the namespace's init, and the kernel ends
+        every process of a namespace before its init is reaped. So nothing of the run is
+        left, wherever its processes went (`sandbox.py`)."""
+        exit = self._exit
+        if self.spec.mounts is None or exit is None or not exit.done() or exit.cancelled():
+            return False
+        return exit.exception() is None and exit.result() >= 0
+
+    @property
     def captured(self) -> dict[str, int]:
         return self.output.captured
 
