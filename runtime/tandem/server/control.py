@@ -27,9 +27,8 @@ WATCH_MESSAGE_CHARS = 1024 * 1024
 
 
 def event_message(event: Event) -> control_pb2.RunEvent:
-    return control_pb2.RunEvent(
-        seq=event.seq, ts=event.ts, kind=event.kind, data_json=json.dumps(event.data)
-    )
+    data_json = event.data_json if event.data_json is not None else json.dumps(event.data)
+    return control_pb2.RunEvent(seq=event.seq, ts=event.ts, kind=event.kind, data_json=data_json)
 
 
 def record_message(record: RunRecord, queue_position: int = 0) -> control_pb2.RunRecord:
