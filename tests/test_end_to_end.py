@@ -70,3 +70,30 @@ def test_script_run_end_to_end(project: Project, start_daemon) -> None:
     assert "hello from the script" in stdout
     # The store keeps it: a second client reads the same trace.
     assert daemon.client.run(record.id).events == record.events
+
+
+def test_a_watcher_sees_every_event_once_and_in_order(project: Project, start_daemon) -> None:
+    """Watch streams batch the events a run writes quickly, and split batches too large for
+    one message: a watcher from the start and one after the end both see the whole trace."""
+    project.plugin("util", COUNTER_PLUGIN)
+    project.workflow(
+        "chatty",
+        tools=["util.*"],
+        limits={"max_tool_calls": 1000},
+        script="""
+        def handler(trigger, tools, virtual_files, subagent):
+            for i in range(300):
+                tools.util.echo(text=str(i))
+            for _ in range(3):  # results near the recording cap: a batch past one message
+                tools.util.echo(text="x" * 1000, times=900)
+            return "done"
+        """,
+    )
+    daemon = start_daemon(project)
+    run_id = daemon.client.trigger("chatty", None, None)
+    live = list(daemon.client.watch(run_id))
+    record = daemon.client.run(run_id)
+    assert record.status == "succeeded", record.error
+    assert [e.seq for e in live] == list(range(1, len(record.events) + 1))
+    assert live == record.events
+    assert list(daemon.client.watch(run_id)) == record.events

@@ -201,3 +201,41 @@ def test_protocol_mismatch_is_readable(project: Project, start_daemon) -> None:
     )
     message = start_daemon(project).run("old_sdk").output
     assert "protocol v99" in message and "host speaks v1" in message
+
+
+def test_an_answer_over_the_message_limit_says_so(project: Project, start_daemon) -> None:
+    project.plugin(
+        "big",
+        '''
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def blob(size: int) -> str:
+    """A string of `size` characters.
+
+    Args:
+        size: how many.
+    """
+    return "x" * size
+''',
+    )
+    project.workflow(
+        "large",
+        tools=["big.*"],
+        script="""
+        from tandem_sdk import errors
+        def handler(trigger, tools, virtual_files, subagent):
+            try:
+                tools.big.blob(size=5 * 1024 * 1024)
+                refused = None
+            except errors.ToolUnavailable as error:
+                refused = str(error)
+            return {"refused": refused, "after": len(tools.big.blob(size=10))}
+        """,
+    )
+    daemon = start_daemon(project)
+    record = daemon.run("large")
+    assert record.status == "succeeded", record.error
+    assert "over the message limit of 4194304 bytes" in record.output["refused"]
+    assert "TANDEM_MAX_MESSAGE_BYTES" in record.output["refused"]
+    assert record.output["after"] == 10  # the plugin serves on

@@ -33,6 +33,9 @@ from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
 
 log = logging.getLogger(__name__)
+# A watcher gets a run's live events in batches gathered this long (as the trace writer
+# commits them): a message per batch, not one per event, for a run calling tools quickly.
+WATCH_GATHER_S = 0.005
 
 
 def new_run_id() -> str:
@@ -277,24 +280,39 @@ class RunManager:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def watch(self, run_id: str) -> AsyncIterator[Event]:
-        """The run's events so far, then live ones until it ends."""
+    async def watch(self, run_id: str) -> AsyncIterator[list[Event]]:
+        """The run's events so far, then live ones until it ends, in batches: a live batch
+        is what the run wrote within WATCH_GATHER_S of its first event, so a busy run
+        costs a watcher one message per batch rather than one per event."""
         session = self.sessions.get(run_id)
         if session is None:
             if self.store.get(run_id, events=False) is None:
                 raise NotFound(f"no run {run_id!r}")
-            for event in self.store.events(run_id):
-                yield event
+            yield self.store.events(run_id)
             return
         queue = session.subscribe()
         try:
-            last = 0
-            for event in self.store.events(run_id):
-                last = event.seq
-                yield event
-            while (event := await queue.get()) is not None:  # type: ignore[assignment]
-                if event.seq > last:
-                    yield event
+            stored = self.store.events(run_id)
+            last = stored[-1].seq if stored else 0
+            if stored:
+                yield stored
+            ended = False
+            while not ended:
+                first = await queue.get()
+                if first is None:
+                    break
+                await asyncio.sleep(WATCH_GATHER_S)
+                batch = [first]
+                while not queue.empty():
+                    event = queue.get_nowait()
+                    if event is None:
+                        ended = True
+                        break
+                    batch.append(event)
+                fresh = [event for event in batch if event.seq > last]
+                if fresh:
+                    last = fresh[-1].seq
+                    yield fresh
         finally:
             session.unsubscribe(queue)
 

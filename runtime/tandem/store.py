@@ -92,6 +92,9 @@ class Event:
     ts: float
     kind: str
     data: dict[str, Any]
+    # `data` as the store wrote it, so a watcher or a trace read sends it without encoding
+    # it again.
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -264,7 +267,7 @@ class RunStore:
         FLUSH_AFTER_S, at FLUSH_AT events, before any read, and before a run's end is
         written, so a crash loses at most the last few milliseconds of a trace and never
         a finished run's final status."""
-        data = json.dumps(event.data, default=str)
+        data = event.data_json = json.dumps(event.data, default=str)
         self._pending.append((run_id, event.seq, event.ts, event.kind, data))
         if len(self._pending) >= FLUSH_AT:
             self._flush_before()
@@ -382,7 +385,7 @@ class RunStore:
             "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
             (run_id, after),
         ).fetchall()
-        return [Event(seq, ts, kind, json.loads(data)) for seq, ts, kind, data in rows]
+        return [Event(seq, ts, kind, json.loads(data), data) for seq, ts, kind, data in rows]
 
     def list(self, query: RunQuery | None = None) -> list[RunRecord]:
         q = query or RunQuery()

@@ -1,4 +1,6 @@
-"""`python -m tandem_sdk.plugin_server`: serve one plugin's tools over the Plugin service.
+"""`python -m tandem_sdk.plugin_server`: serve one plugin's tools to the host, over the
+link of proto/tandem/v1/plugin.proto (frames on a unix socket; a thread per connection,
+and the host opens one connection per call it has in flight).
 
 The host starts it as a subprocess with only the plugin's own secrets in its environment:
 
@@ -15,24 +17,26 @@ import argparse
 import importlib.util
 import json
 import signal
+import socket
 import sys
 import threading
-from concurrent import futures
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-import grpc
 import pydantic
 
 from ._convert import annotations_pb
 from ._lifetime import die_with_parent
-from ._pb import common_pb2, plugin_pb2, plugin_pb2_grpc
+from ._pb import common_pb2, plugin_pb2
 from .errors import DefinitionError, ToolError
 from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
-from .protocol import GRPC_OPTIONS
+from .protocol import FRAME_HEADER
 
 EXIT_LOAD_ERROR = 3
+# On SIGTERM, how long the calls in flight may take to finish.
+STOP_GRACE_S = 1.0
+_READ_SIZE = 256 * 1024
 
 
 def load_module(plugin: str, path: Path) -> ModuleType:
@@ -58,15 +62,31 @@ def collect_tools(plugin: str, module: ModuleType) -> dict[str, ToolDefinition]:
     return tools
 
 
-class PluginServicer(plugin_pb2_grpc.PluginServicer):
+class PluginServicer:
+    """Answers the host's requests (proto/tandem/v1/plugin.proto), one frame at a time."""
+
     def __init__(self, name: str, version: str, tools: dict[str, ToolDefinition]) -> None:
         self._name = name
         self._version = version
         self._tools = tools
 
-    def Describe(
-        self, request: plugin_pb2.DescribeRequest, context: grpc.ServicerContext
-    ) -> plugin_pb2.DescribeResponse:
+    def handle(self, data: bytes) -> bytes:
+        """One request frame's body in, one reply frame (header included) out."""
+        try:
+            request = plugin_pb2.PluginRequest.FromString(data)
+            call = request.WhichOneof("call")
+            if call == "invoke":
+                reply = self.Invoke(request.invoke)
+            elif call == "describe":
+                reply = plugin_pb2.PluginReply(describe=self.Describe())
+            else:
+                reply = _failure("internal", f"unknown request {call!r}")
+        except Exception as error:  # the server's own failure, not a tool's
+            reply = _failure("internal", f"{type(error).__name__}: {error}")
+        body = reply.SerializeToString()
+        return FRAME_HEADER.pack(len(body)) + body
+
+    def Describe(self) -> plugin_pb2.DescribeResponse:
         return plugin_pb2.DescribeResponse(
             name=self._name,
             version=self._version,
@@ -83,14 +103,10 @@ class PluginServicer(plugin_pb2_grpc.PluginServicer):
             ],
         )
 
-    def Invoke(
-        self, request: plugin_pb2.InvokeRequest, context: grpc.ServicerContext
-    ) -> plugin_pb2.InvokeResponse:
+    def Invoke(self, request: plugin_pb2.InvokeRequest) -> plugin_pb2.PluginReply:
         definition = self._tools.get(request.tool)
         if definition is None:
-            context.abort(
-                grpc.StatusCode.NOT_FOUND, f"plugin {self._name!r} has no tool {request.tool!r}"
-            )
+            return _failure("not_found", f"plugin {self._name!r} has no tool {request.tool!r}")
         run = RunContext(
             run_id=request.run.run_id,
             workflow=request.run.workflow,
@@ -106,12 +122,79 @@ class PluginServicer(plugin_pb2_grpc.PluginServicer):
             return _error_response(
                 type(error).__name__, str(error), getattr(error, "retryable", False)
             )
-        return plugin_pb2.InvokeResponse(result_json=json.dumps(result))
+        return plugin_pb2.PluginReply(
+            invoke=plugin_pb2.InvokeResponse(result_json=json.dumps(result))
+        )
 
 
-def _error_response(kind: str, message: str, retryable: Any) -> plugin_pb2.InvokeResponse:
+def _error_response(kind: str, message: str, retryable: Any) -> plugin_pb2.PluginReply:
     error = common_pb2.ToolError(message=message, type=kind, retryable=bool(retryable))
-    return plugin_pb2.InvokeResponse(is_error=True, error=error)
+    return plugin_pb2.PluginReply(invoke=plugin_pb2.InvokeResponse(is_error=True, error=error))
+
+
+def _failure(code: str, message: str) -> plugin_pb2.PluginReply:
+    return plugin_pb2.PluginReply(failure=plugin_pb2.PluginFailure(code=code, message=message))
+
+
+class _Calls:
+    """The calls being served, so a stopping server can let them finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
+def _read_frame(connection: socket.socket, buffer: bytearray) -> bytes | None:
+    """The next frame's body; None when the host closed the connection."""
+    while True:
+        if len(buffer) >= FRAME_HEADER.size:
+            end = FRAME_HEADER.size + FRAME_HEADER.unpack_from(buffer)[0]
+            if len(buffer) >= end:
+                body = bytes(buffer[FRAME_HEADER.size : end])
+                del buffer[:end]
+                return body
+        chunk = connection.recv(_READ_SIZE)
+        if not chunk:
+            return None
+        buffer += chunk
+
+
+def _serve_connection(connection: socket.socket, servicer: PluginServicer, calls: _Calls) -> None:
+    """Answer one connection's requests in turn, until the host closes it."""
+    buffer = bytearray()
+    with connection:
+        try:
+            while (data := _read_frame(connection, buffer)) is not None:
+                with calls:
+                    reply = servicer.handle(data)
+                connection.sendall(reply)
+        except OSError:
+            return  # the host dropped the connection (it gave up on the call)
+
+
+def _accept(listener: socket.socket, servicer: PluginServicer, calls: _Calls) -> None:
+    """A thread per connection: the host opens one per call it has in flight."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return  # the listener was shut down
+        threading.Thread(
+            target=_serve_connection, args=(connection, servicer, calls), daemon=True
+        ).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="0")
     parser.add_argument("--module", required=True, type=Path)
     parser.add_argument("--socket", required=True)
-    parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args(argv)
     die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
     try:
@@ -132,12 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plugin {args.name!r}: {args.module} failed to import: {error!r}", file=sys.stderr)
         return EXIT_LOAD_ERROR
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=GRPC_OPTIONS)
-    plugin_pb2_grpc.add_PluginServicer_to_server(
-        PluginServicer(args.name, args.version, tools), server
-    )
-    server.add_insecure_port(f"unix:{args.socket}")
-    server.start()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(args.socket)  # the host connects once this exists: the code has loaded
+    listener.listen(64)
+    calls = _Calls()
+    servicer = PluginServicer(args.name, args.version, tools)
+    threading.Thread(target=_accept, args=(listener, servicer, calls), daemon=True).start()
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -146,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     stopping.wait()
-    server.stop(grace=1.0).wait()
+    listener.shutdown(socket.SHUT_RDWR)  # no new connections; wakes the accepting thread
+    calls.wait_idle(STOP_GRACE_S)  # the calls in flight may finish
     return 0
 
 

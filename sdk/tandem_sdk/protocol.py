@@ -1,6 +1,7 @@
 """Wire-level constants shared by the SDK and the host."""
 
 import os
+import struct
 
 PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "tandem-protocol"
@@ -18,3 +19,6 @@ GRPC_OPTIONS: list[tuple[str, int]] = [
 # The host's subagent marks its own tool calls with its id, so a trace (and a tool plan)
 # tells them from the run's own. The host honours only ids of subagents it is running.
 SUBAGENT_HEADER = "tandem-subagent"
+# The host<->plugin link (proto/tandem/v1/plugin.proto): each message is one frame, this
+# header (the message's length, 4 bytes big-endian) and then the serialized message.
+FRAME_HEADER = struct.Struct(">I")

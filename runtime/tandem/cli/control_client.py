@@ -54,8 +54,10 @@ class ControlClient:
         return str(self.stub.Trigger(request).run_id)
 
     def watch(self, run_id: str) -> Iterator[Event]:
-        for message in self.stub.WatchRun(control_pb2.WatchRunRequest(run_id=run_id)):
-            yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
+        """The run's events so far, then each one as it is written, until the run ends."""
+        for batch in self.stub.WatchRun(control_pb2.WatchRunRequest(run_id=run_id)):
+            for message in batch.events:
+                yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
 
     def run(self, run_id: str) -> RunRecord:
         return record_from_message(

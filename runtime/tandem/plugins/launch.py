@@ -14,37 +14,26 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from tandem_sdk._convert import annotations_of
-from tandem_sdk._pb import plugin_pb2, plugin_pb2_grpc
 from tandem_sdk.errors import DefinitionError
-from tandem_sdk.protocol import GRPC_OPTIONS
 
 from tandem.proc import ManagedProcess
 from tandem.tools import HostTool
 
+from .link import PluginLink
 from .manifest import PluginManifest
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 20.0
-# The channel is made before the plugin binds its socket: retry the connection quickly
-# (gRPC's default first backoff is a whole second, which every start would wait out).
-_CHANNEL_OPTIONS = [
-    *GRPC_OPTIONS,
-    ("grpc.initial_reconnect_backoff_ms", 20),
-    ("grpc.min_reconnect_backoff_ms", 20),
-    ("grpc.max_reconnect_backoff_ms", 250),
-]
 
 
 @dataclass(eq=False)
 class Generation:
-    """One launch of the plugin process and the channel that reaches it."""
+    """One launch of the plugin process and the link that reaches it."""
 
     process: ManagedProcess
-    channel: grpc.aio.Channel
-    stub: plugin_pb2_grpc.PluginAsyncStub
+    link: PluginLink
     socket: Path
     version: str  # the content hash of the plugin's files this process loaded
     tools: list[HostTool] = field(default_factory=list)
@@ -55,7 +44,7 @@ class Generation:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def close(self) -> None:
-        await self.channel.close()  # fails the calls still in flight at once
+        self.link.close()  # fails the calls still in flight at once
         await self.process.stop()
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
@@ -88,13 +77,9 @@ async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Gene
     )
     version = plugin_version(manifest.folder)
     await process.start()
-    channel = grpc.aio.insecure_channel(f"unix:{socket}", options=_CHANNEL_OPTIONS)
-    generation = Generation(process, channel, plugin_pb2_grpc.PluginStub(channel), socket, version)
-    describe = asyncio.ensure_future(
-        generation.stub.Describe(
-            plugin_pb2.DescribeRequest(), wait_for_ready=True, timeout=START_TIMEOUT_S
-        )
-    )
+    generation = Generation(process, PluginLink(socket), socket, version)
+    # The link waits for the plugin to bind its socket, which it does once its code loaded.
+    describe = asyncio.ensure_future(generation.link.describe(START_TIMEOUT_S))
     exited = asyncio.ensure_future(process.wait())
     try:
         done, _ = await asyncio.wait({describe, exited}, return_when=asyncio.FIRST_COMPLETED)

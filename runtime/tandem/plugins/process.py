@@ -1,14 +1,15 @@
 """One plugin subprocess: started, described, supervised and restarted with backoff.
 
-Each launch is a `Generation` (process, channel, stub). What happens to calls when the
-process dies (docs/architecture.md, "When a plugin dies"):
+Each launch is a `Generation` (process, and the `link` that reaches it). What happens to
+calls when the process dies (docs/architecture.md, "When a plugin dies"):
 
 - A call in flight fails at once with ToolUnavailable naming the plugin: the plugin may
   have started it, so it is never retried. The first call to see the connection break
   marks the generation lost, so later calls wait for the next one instead of reaching a
   dead socket.
-- A call that never reached the process (gRPC could not connect to it) waits for the
-  restarted process within its own timeout and is sent again.
+- A call that never reached the process (the link could not connect, or found the
+  connection closed before writing) waits for the restarted process within its own
+  timeout and is sent again.
 - Every call is bounded by the plugin's `call_timeout_s`, waiting included: a plugin too
   slow to answer is ToolTimeout, one that is down for all that time ToolUnavailable.
 - Restarts back off exponentially; a plugin that keeps dying is reported at ERROR as a
@@ -27,13 +28,13 @@ import time
 from collections import deque
 from pathlib import Path
 
-import grpc
 from tandem_sdk._pb import plugin_pb2
 from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout, ToolUnavailable
 
 from tandem.tools import HostTool
 
 from .launch import Generation, launch
+from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ STABLE_AFTER_S = 30.0
 # This many exits within CRASH_LOOP_WINDOW_S is a crash loop, reported at ERROR.
 CRASH_LOOP_EXITS = 5
 CRASH_LOOP_WINDOW_S = 60.0
-# gRPC core's words for a call that failed before any connection carried it.
-_NEVER_SENT = "failed to connect to all addresses"
 
 
 class PluginProcess:
@@ -116,22 +115,20 @@ class PluginProcess:
             generation = await self._serving(full_name, deadline, budget)
             generation.in_flight += 1
             try:
-                reply = await generation.stub.Invoke(request, timeout=_remaining(deadline))
-            except grpc.aio.AioRpcError as error:
-                code = error.code()
-                if code != grpc.StatusCode.UNAVAILABLE:
-                    raise self._call_error(error, full_name, budget) from None
-                self._lose(generation, f"connection failed: {error.details()}")
-                if _NEVER_SENT in (error.details() or ""):
-                    continue  # the process never saw it: send it to the next one
-                raise self._went_away(full_name, error.details()) from None
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # our caller cancelled us
-                # The supervisor closed the channel under the call: the process died.
-                self._lose(generation, "process exited")
-                raise self._went_away(full_name, "the process exited") from None
+                reply = await generation.link.invoke(request, _remaining(deadline))
+            except NeverSent as error:
+                self._lose(generation, f"connection failed: {error}")
+                continue  # the process never saw it: send it to the next one
+            except LinkBroken as error:
+                self._lose(generation, f"connection failed: {error}")
+                raise self._went_away(full_name, str(error)) from None
+            except TimeoutError:
+                raise ToolTimeout(
+                    f"{full_name}: plugin {self.name!r} did not answer within {budget:g}s",
+                    tool=full_name,
+                ) from None
+            except LinkError as error:
+                raise self._call_error(error, full_name) from None
             finally:
                 generation.in_flight -= 1
                 if generation.in_flight == 0:
@@ -187,18 +184,18 @@ class PluginProcess:
             tool=tool,
         )
 
-    def _call_error(self, error: grpc.aio.AioRpcError, tool: str, budget: float) -> Exception:
-        code = error.code()
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return ToolTimeout(
-                f"{tool}: plugin {self.name!r} did not answer within {budget:g}s", tool=tool
+    def _call_error(self, error: LinkError, tool: str) -> Exception:
+        """A call the process answered without serving it, or whose answer is too large."""
+        if isinstance(error, PluginFailure) and error.code == "not_found":
+            return NotFound(error.message, tool=tool)
+        if isinstance(error, ReplyTooLarge):
+            return ToolUnavailable(
+                f"{tool}: plugin {self.name!r} answered with {error.size} bytes, over the "
+                f"message limit of {error.limit} bytes (raise it with TANDEM_MAX_MESSAGE_BYTES "
+                "in the daemon's environment)",
+                tool=tool,
             )
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NotFound(error.details() or f"unknown tool {tool}", tool=tool)
-        return ToolUnavailable(
-            f"{tool}: plugin {self.name!r} is unavailable ({code.name}: {error.details()})",
-            tool=tool,
-        )
+        return ToolUnavailable(f"{tool}: plugin {self.name!r} is unavailable ({error})", tool=tool)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -23,12 +23,14 @@ from .status import streaming, unary
 from .toolhost import tool_spec
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# A watch message holds events up to about this much JSON (one event may be larger), well
+# inside the message limit.
+WATCH_MESSAGE_CHARS = 1024 * 1024
 
 
 def event_message(event: Event) -> control_pb2.RunEvent:
-    return control_pb2.RunEvent(
-        seq=event.seq, ts=event.ts, kind=event.kind, data_json=json.dumps(event.data)
-    )
+    data_json = event.data_json if event.data_json is not None else json.dumps(event.data)
+    return control_pb2.RunEvent(seq=event.seq, ts=event.ts, kind=event.kind, data_json=data_json)
 
 
 def record_message(record: RunRecord, queue_position: int = 0) -> control_pb2.RunRecord:
@@ -220,9 +222,19 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     @streaming
     async def WatchRun(
         self, request: control_pb2.WatchRunRequest, context: Context
-    ) -> AsyncIterator[control_pb2.RunEvent]:
-        async for event in self._runs.watch(request.run_id):
-            yield event_message(event)
+    ) -> AsyncIterator[control_pb2.RunEvents]:
+        async for events in self._runs.watch(request.run_id):
+            batch: list[control_pb2.RunEvent] = []
+            size = 0
+            for event in events:
+                message = event_message(event)
+                if batch and size + len(message.data_json) > WATCH_MESSAGE_CHARS:
+                    yield control_pb2.RunEvents(events=batch)
+                    batch, size = [], 0
+                batch.append(message)
+                size += len(message.data_json)
+            if batch:
+                yield control_pb2.RunEvents(events=batch)
 
     @unary
     async def CancelRun(

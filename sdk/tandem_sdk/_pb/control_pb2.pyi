@@ -488,6 +488,28 @@ class RunEvent(_message.Message):
 Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015
 
 @_typing.final
+class RunEvents(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunEvent]:
+        """in order"""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___RunEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunEvents: _TypeAlias = RunEvents  # noqa: Y015
+
+@_typing.final
 class RunRecord(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -67,7 +67,7 @@ class ControlStub:
         self.WatchRun = channel.unary_stream(
                 '/tandem.v1.Control/WatchRun',
                 request_serializer=tandem_dot_v1_dot_control__pb2.WatchRunRequest.SerializeToString,
-                response_deserializer=tandem_dot_v1_dot_control__pb2.RunEvent.FromString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.RunEvents.FromString,
                 _registered_method=True)
         self.CancelRun = channel.unary_unary(
                 '/tandem.v1.Control/CancelRun',
@@ -141,7 +141,9 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """Streams the run's events as they are written, then ends when the run does.
+        """Streams the run's events as they are written, then ends when the run does. Each
+        message carries the events written since the last one (gathered for a few
+        milliseconds), so a busy run costs the daemon a message per batch, not per event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,7 +225,7 @@ def add_ControlServicer_to_server(servicer, server):
             'WatchRun': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRun,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.WatchRunRequest.FromString,
-                    response_serializer=tandem_dot_v1_dot_control__pb2.RunEvent.SerializeToString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.RunEvents.SerializeToString,
             ),
             'CancelRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelRun,
@@ -444,7 +446,7 @@ class Control:
             target,
             '/tandem.v1.Control/WatchRun',
             tandem_dot_v1_dot_control__pb2.WatchRunRequest.SerializeToString,
-            tandem_dot_v1_dot_control__pb2.RunEvent.FromString,
+            tandem_dot_v1_dot_control__pb2.RunEvents.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,8 +37,11 @@ class ControlStub:
     ListWorkflowTools: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListWorkflowToolsRequest, _control_pb2.ListWorkflowToolsResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListRunsRequest, _control_pb2.ListRunsResponse]
     GetRunTrace: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetRunTraceRequest, _control_pb2.RunRecord]
-    WatchRun: _grpc.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvent]
-    """Streams the run's events as they are written, then ends when the run does."""
+    WatchRun: _grpc.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvents]
+    """Streams the run's events as they are written, then ends when the run does. Each
+    message carries the events written since the last one (gathered for a few
+    milliseconds), so a busy run costs the daemon a message per batch, not per event.
+    """
     CancelRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.CancelRunRequest, _control_pb2.CancelRunResponse]
     Reload: _grpc.UnaryUnaryMultiCallable[_control_pb2.ReloadRequest, _control_pb2.ReloadResponse]
     Replay: _grpc.UnaryUnaryMultiCallable[_control_pb2.ReplayRequest, _control_pb2.TriggerResponse]
@@ -59,8 +62,11 @@ class ControlAsyncStub(ControlStub):
     ListWorkflowTools: _aio.UnaryUnaryMultiCallable[_control_pb2.ListWorkflowToolsRequest, _control_pb2.ListWorkflowToolsResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_control_pb2.ListRunsRequest, _control_pb2.ListRunsResponse]  # type: ignore[assignment]
     GetRunTrace: _aio.UnaryUnaryMultiCallable[_control_pb2.GetRunTraceRequest, _control_pb2.RunRecord]  # type: ignore[assignment]
-    WatchRun: _aio.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvent]  # type: ignore[assignment]
-    """Streams the run's events as they are written, then ends when the run does."""
+    WatchRun: _aio.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvents]  # type: ignore[assignment]
+    """Streams the run's events as they are written, then ends when the run does. Each
+    message carries the events written since the last one (gathered for a few
+    milliseconds), so a busy run costs the daemon a message per batch, not per event.
+    """
     CancelRun: _aio.UnaryUnaryMultiCallable[_control_pb2.CancelRunRequest, _control_pb2.CancelRunResponse]  # type: ignore[assignment]
     Reload: _aio.UnaryUnaryMultiCallable[_control_pb2.ReloadRequest, _control_pb2.ReloadResponse]  # type: ignore[assignment]
     Replay: _aio.UnaryUnaryMultiCallable[_control_pb2.ReplayRequest, _control_pb2.TriggerResponse]  # type: ignore[assignment]
@@ -120,8 +126,11 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _control_pb2.WatchRunRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_control_pb2.RunEvent], _abc.AsyncIterator[_control_pb2.RunEvent]]:
-        """Streams the run's events as they are written, then ends when the run does."""
+    ) -> _typing.Union[_abc.Iterator[_control_pb2.RunEvents], _abc.AsyncIterator[_control_pb2.RunEvents]]:
+        """Streams the run's events as they are written, then ends when the run does. Each
+        message carries the events written since the last one (gathered for a few
+        milliseconds), so a busy run costs the daemon a message per batch, not per event.
+        """
 
     @_abc_1.abstractmethod
     def CancelRun(

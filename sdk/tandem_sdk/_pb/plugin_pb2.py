@@ -25,23 +25,27 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as tandem_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tandem/v1/plugin.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"U\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x05tools\x18\x03 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"E\n\nRunContext\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x15\n\rdeadline_unix\x18\x03 \x01(\x01\"Y\n\rInvokeRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\x12\"\n\x03run\x18\x03 \x01(\x0b\x32\x15.tandem.v1.RunContext\"\\\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.tandem.v1.ToolError2\x8c\x01\n\x06Plugin\x12\x43\n\x08\x44\x65scribe\x12\x1a.tandem.v1.DescribeRequest\x1a\x1b.tandem.v1.DescribeResponse\x12=\n\x06Invoke\x12\x18.tandem.v1.InvokeRequest\x1a\x19.tandem.v1.InvokeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tandem/v1/plugin.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"s\n\rPluginRequest\x12.\n\x08\x64\x65scribe\x18\x01 \x01(\x0b\x32\x1a.tandem.v1.DescribeRequestH\x00\x12*\n\x06invoke\x18\x02 \x01(\x0b\x32\x18.tandem.v1.InvokeRequestH\x00\x42\x06\n\x04\x63\x61ll\"\xa1\x01\n\x0bPluginReply\x12/\n\x08\x64\x65scribe\x18\x01 \x01(\x0b\x32\x1b.tandem.v1.DescribeResponseH\x00\x12+\n\x06invoke\x18\x02 \x01(\x0b\x32\x19.tandem.v1.InvokeResponseH\x00\x12+\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x18.tandem.v1.PluginFailureH\x00\x42\x07\n\x05reply\".\n\rPluginFailure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x11\n\x0f\x44\x65scribeRequest\"U\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x05tools\x18\x03 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"E\n\nRunContext\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x15\n\rdeadline_unix\x18\x03 \x01(\x01\"Y\n\rInvokeRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\x12\"\n\x03run\x18\x03 \x01(\x0b\x32\x15.tandem.v1.RunContext\"\\\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.tandem.v1.ToolErrorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tandem.v1.plugin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESCRIBEREQUEST']._serialized_start=61
-  _globals['_DESCRIBEREQUEST']._serialized_end=78
-  _globals['_DESCRIBERESPONSE']._serialized_start=80
-  _globals['_DESCRIBERESPONSE']._serialized_end=165
-  _globals['_RUNCONTEXT']._serialized_start=167
-  _globals['_RUNCONTEXT']._serialized_end=236
-  _globals['_INVOKEREQUEST']._serialized_start=238
-  _globals['_INVOKEREQUEST']._serialized_end=327
-  _globals['_INVOKERESPONSE']._serialized_start=329
-  _globals['_INVOKERESPONSE']._serialized_end=421
-  _globals['_PLUGIN']._serialized_start=424
-  _globals['_PLUGIN']._serialized_end=564
+  _globals['_PLUGINREQUEST']._serialized_start=61
+  _globals['_PLUGINREQUEST']._serialized_end=176
+  _globals['_PLUGINREPLY']._serialized_start=179
+  _globals['_PLUGINREPLY']._serialized_end=340
+  _globals['_PLUGINFAILURE']._serialized_start=342
+  _globals['_PLUGINFAILURE']._serialized_end=388
+  _globals['_DESCRIBEREQUEST']._serialized_start=390
+  _globals['_DESCRIBEREQUEST']._serialized_end=407
+  _globals['_DESCRIBERESPONSE']._serialized_start=409
+  _globals['_DESCRIBERESPONSE']._serialized_end=494
+  _globals['_RUNCONTEXT']._serialized_start=496
+  _globals['_RUNCONTEXT']._serialized_end=565
+  _globals['_INVOKEREQUEST']._serialized_start=567
+  _globals['_INVOKEREQUEST']._serialized_end=656
+  _globals['_INVOKERESPONSE']._serialized_start=658
+  _globals['_INVOKERESPONSE']._serialized_end=750
 # @@protoc_insertion_point(module_scope)
