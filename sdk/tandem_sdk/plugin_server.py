@@ -6,7 +6,9 @@ The host starts it as a subprocess with only the plugin's own secrets in its env
         --module plugins/state/plugin.py --socket /run/.../plugin-state.sock
 
 A module that fails to import, or a tool with a bad signature, exits with status 3 and
-the reason on stderr, which the host reports as the plugin's load error.
+the reason on stderr, which the host reports as the plugin's load error. With
+`--ready-fd N` it writes `ready` on that inherited pipe once it serves, so the host connects
+at once instead of polling the socket.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -114,6 +117,15 @@ def _error_response(kind: str, message: str, retryable: Any) -> plugin_pb2.Invok
     return plugin_pb2.InvokeResponse(is_error=True, error=error)
 
 
+def _signal_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"ready\n")
+    except OSError:
+        pass  # the host stopped waiting; it will see the process anyway
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem_sdk.plugin_server")
     parser.add_argument("--name", required=True)
@@ -121,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", required=True, type=Path)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--ready-fd", type=int, help="write 'ready' on this pipe once serving")
     args = parser.parse_args(argv)
     die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
     try:
@@ -138,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     server.add_insecure_port(f"unix:{args.socket}")
     server.start()
+    if args.ready_fd is not None:
+        _signal_ready(args.ready_fd)
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from .manifest import PluginManifest
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 20.0
-# The channel is made before the plugin binds its socket: retry the connection quickly
-# (gRPC's default first backoff is a whole second, which every start would wait out).
+READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
+# Should a connection still fail (the server's socket went away), retry it quickly: gRPC's
+# default first backoff is a whole second.
 _CHANNEL_OPTIONS = [
     *GRPC_OPTIONS,
     ("grpc.initial_reconnect_backoff_ms", 20),
@@ -70,24 +72,33 @@ def plugin_version(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Generation:
-    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load."""
+async def launch(
+    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None = None
+) -> Generation:
+    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load.
+
+    `standby`, when it was started with this plugin's environment and is still alive, is
+    told to load the plugin instead of a new process being started. Readiness is a
+    handshake: the server writes `ready` on an inherited pipe once it serves (or exits,
+    closing it), and only then is the channel made, so no connection attempt backs off."""
     _prepare(socket, data_dir)
-    name = manifest.name
-
-    def log_output(stream: str, chunk: bytes) -> None:
-        for line in chunk.decode("utf-8", "replace").splitlines():
-            log.info("plugin %s %s: %s", name, stream, line)
-
-    process = ManagedProcess(
-        f"plugin {name}",
-        _argv(manifest, socket),
-        env=_environment(manifest, data_dir),
-        cwd=data_dir,
-        on_output=log_output,
-    )
     version = plugin_version(manifest.folder)
-    await process.start()
+    process, ready = await _start(manifest, socket, data_dir, standby)
+    timed_out = False
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            served = await _wait_ready(ready, process)
+    except TimeoutError:
+        served, timed_out = False, True
+    except asyncio.CancelledError:
+        await _stop(process, socket)
+        raise
+    if not served:
+        await _stop(process, socket)
+        reason = _load_error(manifest, process)
+        if timed_out:
+            reason = f"did not start serving within {START_TIMEOUT_S:g}s: {reason}"
+        raise DefinitionError(f"plugin {manifest.name!r}", reason)
     channel = grpc.aio.insecure_channel(f"unix:{socket}", options=_CHANNEL_OPTIONS)
     generation = Generation(process, channel, plugin_pb2_grpc.PluginStub(channel), socket, version)
     describe = asyncio.ensure_future(
@@ -107,14 +118,12 @@ async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Gene
         describe.cancel()
         exited.cancel()
         await generation.close()
-        reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
-        reason = reason.removeprefix(f"plugin {name!r}: ")  # the server names it too
-        raise DefinitionError(f"plugin {name!r}", reason)
+        raise DefinitionError(f"plugin {manifest.name!r}", _load_error(manifest, process))
     exited.cancel()
     generation.tools = [
         HostTool.create(
-            f"{name}.{t.name}",
-            name,
+            f"{manifest.name}.{t.name}",
+            manifest.name,
             t.description,
             json.loads(t.input_schema_json),
             annotations_of(t),
@@ -125,18 +134,168 @@ async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Gene
     return generation
 
 
+@dataclass(eq=False)
+class Standby:
+    """A plugin server started ahead of need, with one plugin's environment
+    (`tandem_sdk.plugin_standby`): the interpreter and the imports every plugin server
+    needs are paid for before a reload asks for it. `launch` hands it the plugin's
+    arguments on its start pipe; `close` when it is not wanted any more."""
+
+    process: ManagedProcess
+    env: dict[str, str]
+    start_fd: int  # the write end of the pipe it reads its arguments from
+    ready_fd: int  # the read end of its readiness pipe
+    child_ready_fd: int  # the write end's number in the standby process
+
+    @classmethod
+    async def start(cls, manifest: PluginManifest, data_dir: Path) -> Standby:
+        _make(data_dir)
+        start_read, start_write = os.pipe()
+        ready_read, ready_write = os.pipe()
+        env = _environment(manifest, data_dir)
+        argv = [sys.executable, "-I", "-m", "tandem_sdk.plugin_standby"]
+        process = ManagedProcess(
+            f"plugin {manifest.name} (standby)",
+            [*argv, "--start-fd", str(start_read)],
+            env=env,
+            cwd=data_dir,
+            pass_fds=(start_read, ready_write),
+            on_output=_log_output(manifest.name),
+        )
+        try:
+            await process.start()
+        except BaseException:
+            for fd in (start_write, ready_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (start_read, ready_write):
+                os.close(fd)
+        return cls(process, env, start_write, ready_read, ready_write)
+
+    def fits(self, manifest: PluginManifest, data_dir: Path) -> bool:
+        """Alive, and started with the environment `manifest` gives its plugin."""
+        return (
+            self.start_fd >= 0
+            and self.process.returncode is None
+            and self.env == _environment(manifest, data_dir)
+        )
+
+    def take(self, arguments: list[str]) -> bool:
+        """Send the plugin server's arguments; False if the standby is gone."""
+        line = json.dumps([*arguments, "--ready-fd", str(self.child_ready_fd)]) + "\n"
+        try:
+            os.write(self.start_fd, line.encode())
+        except OSError:
+            return False
+        finally:
+            self._close_start()
+        return True
+
+    async def close(self) -> None:
+        self._close_start()  # end of file: the standby exits by itself
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
+        await self.process.stop()
+
+    def _close_start(self) -> None:
+        if self.start_fd >= 0:
+            os.close(self.start_fd)
+            self.start_fd = -1
+
+
+async def _start(
+    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None
+) -> tuple[ManagedProcess, int]:
+    """The process that is to serve, and the read end of its readiness pipe."""
+    arguments = _arguments(manifest, socket)
+    if standby is not None:
+        if standby.fits(manifest, data_dir) and standby.take(arguments):
+            ready, standby.ready_fd = standby.ready_fd, -1  # now the launch's to close
+            return standby.process, ready
+        await standby.close()
+    ready, ready_write = os.pipe()
+    process = ManagedProcess(
+        f"plugin {manifest.name}",
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "tandem_sdk.plugin_server",
+            *arguments,
+            "--ready-fd",
+            str(ready_write),
+        ],
+        env=_environment(manifest, data_dir),
+        cwd=data_dir,
+        pass_fds=(ready_write,),
+        on_output=_log_output(manifest.name),
+    )
+    try:
+        await process.start()
+    except BaseException:
+        os.close(ready)
+        raise
+    finally:
+        os.close(ready_write)  # the child's copy is the only one: its exit is end of file
+    return process, ready
+
+
+async def _wait_ready(fd: int, process: ManagedProcess) -> bool:
+    """True once the server says `ready`; False when it exits (or closes the pipe) first."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    line = asyncio.ensure_future(reader.readline())
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        done, _ = await asyncio.wait({line, exited}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        line.cancel()
+        exited.cancel()
+        transport.close()
+    return line in done and not line.cancelled() and line.result() == READY
+
+
+async def _stop(process: ManagedProcess, socket: Path) -> None:
+    await process.stop()
+    _unlink(socket)
+
+
+def _load_error(manifest: PluginManifest, process: ManagedProcess) -> str:
+    """Why a stopped process did not serve: its stderr, else its exit status."""
+    reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
+    return reason.removeprefix(f"plugin {manifest.name!r}: ")  # the server names it too
+
+
+def _log_output(name: str) -> Callable[[str, bytes], None]:
+    def log_output(stream: str, chunk: bytes) -> None:
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            log.info("plugin %s %s: %s", name, stream, line)
+
+    return log_output
+
+
 def _prepare(socket: Path, data_dir: Path) -> None:
+    _unlink(socket)  # a dead process's
+    _make(data_dir)
+
+
+def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
-        socket.unlink()  # a dead process's
-    data_dir.mkdir(parents=True, exist_ok=True)
+        path.unlink()
 
 
-def _argv(manifest: PluginManifest, socket: Path) -> list[str]:
+def _make(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
+    """The plugin server's arguments (`python -m tandem_sdk.plugin_server ARGUMENTS`)."""
     return [
-        sys.executable,
-        "-I",
-        "-m",
-        "tandem_sdk.plugin_server",
         "--name",
         manifest.name,
         "--version",

@@ -33,7 +33,7 @@ from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout,
 
 from tandem.tools import HostTool
 
-from .launch import Generation, launch
+from .launch import Generation, Standby, launch
 from .manifest import PluginManifest
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class PluginProcess:
         self._swapped = asyncio.Event()  # a reload replaced the process the supervisor watches
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # replaced processes finishing up
+        # Once the plugin's code has changed, a process started ahead of the next change.
+        self._standby: asyncio.Task[Standby] | None = None
 
     @property
     def up(self) -> bool:
@@ -210,6 +212,9 @@ class PluginProcess:
         for task in list(self._retiring):
             task.cancel()  # their processes stop below, with the channel closed
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        standby = await self._take_standby()
+        if standby is not None:
+            await standby.close()
         await self._teardown()
 
     async def _launch(self) -> None:
@@ -223,7 +228,26 @@ class PluginProcess:
     async def _spawn(self, manifest: PluginManifest) -> Generation:
         self._launches += 1
         socket = self.socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
-        return await launch(manifest, socket, self.data_dir)
+        return await launch(manifest, socket, self.data_dir, await self._take_standby())
+
+    def _prepare_standby(self, manifest: PluginManifest) -> None:
+        """A plugin whose code changed is being worked on: start a process ahead of its
+        next change (or restart), unless one is waiting already."""
+        if self._standby is None and not self._stopping:
+            self._standby = asyncio.create_task(
+                Standby.start(manifest, self.data_dir), name=f"standby-{self.name}"
+            )
+
+    async def _take_standby(self) -> Standby | None:
+        """The standby process, if one started (waiting for it if it is still starting)."""
+        task, self._standby = self._standby, None
+        if task is None:
+            return None
+        try:
+            return await task
+        except Exception as error:
+            log.warning("plugin %s: could not start a standby process: %r", self.name, error)
+            return None
 
     async def reload(self, manifest: PluginManifest) -> str | None:
         """Serve new code: start it beside the old process and switch once it is described;
@@ -234,6 +258,7 @@ class PluginProcess:
             try:
                 generation = await self._spawn(manifest)
             except DefinitionError as error:
+                self._prepare_standby(manifest)
                 log.warning(
                     "plugin %s: the new code does not load; the old keeps serving: %s",
                     self.name,
@@ -244,6 +269,7 @@ class PluginProcess:
             self.manifest, self.tools, self.last_error = manifest, generation.tools, None
             self._ready.set()
             self._swapped.set()
+            self._prepare_standby(manifest)
             log.info(
                 "plugin %s reloaded (version %s, pid %s) in %.0f ms",
                 self.name,
