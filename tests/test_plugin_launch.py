@@ -1,6 +1,6 @@
 """Starting a plugin process: the readiness handshake on an inherited pipe, and standby
-processes (started ahead of a plugin's next change) taking the code, or being passed over
-when they cannot."""
+processes (started ahead, with no secret) taking a plugin's code and secrets, or being
+passed over when they cannot."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tandem.plugins.launch import Standby, launch
+from tandem.plugins.launch import launch
 from tandem.plugins.manifest import PluginManifest, read_manifest
+from tandem.plugins.standby import Standby
 from tandem_sdk._pb import plugin_pb2, plugin_pb2_grpc
 from tandem_sdk.errors import DefinitionError
 
@@ -103,12 +104,22 @@ def _call(socket: Path, tool: str) -> str:
     return str(reply.result_json)
 
 
+def _environ(pid: int) -> dict[str, str]:
+    """The environment a process was started with."""
+    items = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    return dict(item.split("=", 1) for item in items if item)
+
+
 def test_a_standby_takes_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTES_TOKEN", "granted")
     manifest = _plugin(tmp_path, NOTES.format(word="two"), "name: notes\nsecrets: [NOTES_TOKEN]\n")
 
     async def scenario() -> None:
-        standby = await Standby.start(manifest, tmp_path / "data")
+        standby = await Standby.start("notes", tmp_path / "data")
+        assert standby.process.pid is not None
+        started_with = _environ(standby.process.pid)
+        assert "NOTES_TOKEN" not in started_with, "a standby starts with no secret"
+        assert started_with["TANDEM_PLUGIN_DATA"] == str(tmp_path / "data")
         generation = await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
         try:
             assert generation.process is standby.process
@@ -125,7 +136,7 @@ def test_a_standby_that_died_is_passed_over(tmp_path: Path) -> None:
     manifest = _plugin(tmp_path, NOTES.format(word="two"))
 
     async def scenario() -> None:
-        standby = await Standby.start(manifest, tmp_path / "data")
+        standby = await Standby.start("notes", tmp_path / "data")
         standby.process.kill_group()
         await standby.process.wait()
         generation = await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
@@ -138,20 +149,27 @@ def test_a_standby_that_died_is_passed_over(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_a_standby_with_other_secrets_is_passed_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("other", ["plugin", "variable read at start"])
+def test_a_standby_that_does_not_fit_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other: str
 ) -> None:
-    monkeypatch.setenv("NOTES_TOKEN", "granted")
-    before = _plugin(tmp_path, NOTES.format(word="one"))
-    after = _plugin(tmp_path, NOTES.format(word="two"), "name: notes\nsecrets: [NOTES_TOKEN]\n")
+    # A standby of another plugin; or a plugin whose secret acts as a process starts (the
+    # dynamic loader's, the interpreter's, gRPC's), which a standby received too late.
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path / "no-libraries"))
+    secrets = "[LD_LIBRARY_PATH]" if other != "plugin" else "[]"
+    manifest = _plugin(tmp_path, NOTES.format(word="two"), f"name: notes\nsecrets: {secrets}\n")
+    name = "other" if other == "plugin" else "notes"
 
     async def scenario() -> None:
-        standby = await Standby.start(before, tmp_path / "data")
-        generation = await launch(after, tmp_path / "a.sock", tmp_path / "data", standby)
+        standby = await Standby.start(name, tmp_path / "data")
+        generation = await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
         try:
             assert generation.process is not standby.process
             assert standby.process.returncode is not None, "the unfit standby is stopped"
-            assert _call(generation.socket, "secret") == '"granted"'
+            assert _call(generation.socket, "word") == '"two"'
+            assert generation.process.pid is not None
+            started_with = _environ(generation.process.pid)
+            assert ("LD_LIBRARY_PATH" in started_with) == (other != "plugin")
         finally:
             await generation.close()
 
@@ -162,7 +180,7 @@ def test_code_that_fails_in_a_standby_is_a_load_error(tmp_path: Path) -> None:
     manifest = _plugin(tmp_path, "raise RuntimeError('half-saved file')\n")
 
     async def scenario() -> None:
-        standby = await Standby.start(manifest, tmp_path / "data")
+        standby = await Standby.start("notes", tmp_path / "data")
         with pytest.raises(DefinitionError, match="half-saved file"):
             await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
         assert standby.process.returncode == 3

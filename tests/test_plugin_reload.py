@@ -95,6 +95,25 @@ def pid() -> int:
 '''
 
 
+SECRET = '''
+@tool(read_only=True)
+def secret() -> str:
+    """The token this plugin sees."""
+    import os
+    return os.environ.get("NOTES_TOKEN", "none")
+
+@tool(read_only=True)
+def other() -> str:
+    """A variable the manifest does not name."""
+    import os
+    return os.environ.get("OTHER_SECRET", "absent")
+'''
+PEEK = """
+def handler(trigger, tools, virtual_files, subagent):
+    return [tools.notes.word(), tools.notes.secret(), tools.notes.other()]
+"""
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -174,25 +193,23 @@ def _reloaded_pids(daemon) -> list[int]:
 
 
 def test_a_standby_process_takes_the_next_change(project: Project, start_daemon) -> None:
-    folder = project.plugin("notes", NOTES.format(word="one"), secrets=["NOTES_TOKEN"])
+    folder = project.plugin("notes", NOTES.format(word="one") + SECRET, secrets=["NOTES_TOKEN"])
     project.workflow("caller", script=CALLER, tools=["notes.*"])
+    project.workflow("peek", script=PEEK, tools=["notes.*"])
     daemon = start_daemon(project, reload=True, env={"NOTES_TOKEN": "t", "OTHER_SECRET": "x"})
     assert _standbys(daemon) == [], "a plugin nobody edits has no standby"
 
-    (folder / "plugin.py").write_text(textwrap.dedent(NOTES.format(word="two")))
+    (folder / "plugin.py").write_text(textwrap.dedent(NOTES.format(word="two") + SECRET))
     assert eventually(lambda: daemon.run("caller").output == "two")
     assert eventually(lambda: len(_standbys(daemon)) == 1), daemon.log
     [standby] = _standbys(daemon)
-    environ = dict(
-        item.split("=", 1)
-        for item in Path(f"/proc/{standby}/environ").read_text().split("\0")
-        if item
-    )
-    assert environ["NOTES_TOKEN"] == "t" and "OTHER_SECRET" not in environ
+    environ = Path(f"/proc/{standby}/environ").read_text()
+    assert "NOTES_TOKEN" not in environ and "OTHER_SECRET" not in environ, "no secret yet"
 
-    (folder / "plugin.py").write_text(textwrap.dedent(NOTES.format(word="three")))
+    (folder / "plugin.py").write_text(textwrap.dedent(NOTES.format(word="three") + SECRET))
     assert eventually(lambda: daemon.run("caller").output == "three")
     assert _reloaded_pids(daemon)[-1] == standby, "the standby process serves the new code"
+    assert daemon.run("peek").output == ["three", "t", "absent"], "with the plugin's secrets"
 
     # Broken code consumes a standby too; the old process serves on, the fix is served.
     (folder / "plugin.py").write_text("raise RuntimeError('half-saved file')\n")
@@ -208,33 +225,21 @@ def test_a_standby_process_takes_the_next_change(project: Project, start_daemon)
     assert eventually(lambda: not _alive(last)), "the standby stops with the daemon"
 
 
-SECRET = '''
-@tool(read_only=True)
-def secret() -> str:
-    """The token this plugin sees."""
-    import os
-    return os.environ.get("NOTES_TOKEN", "none")
-'''
-
-
-def test_a_changed_manifest_gets_its_own_environment(project: Project, start_daemon) -> None:
-    # A standby started with the old manifest's secrets must not serve a manifest that
-    # names other secrets.
+def test_a_changed_manifest_gets_its_own_secrets(project: Project, start_daemon) -> None:
+    # The standby waiting for the next change is given the secrets of the manifest as it
+    # is then, never those of the one it was started beside.
     env_tool = NOTES.format(word="plain") + SECRET
     folder = project.plugin("notes", env_tool)
-    project.workflow(
-        "peek",
-        tools=["notes.*"],
-        script="""
-        def handler(trigger, tools, virtual_files, subagent):
-            return [tools.notes.word(), tools.notes.secret()]
-        """,
-    )
+    project.workflow("peek", script=PEEK, tools=["notes.*"])
     daemon = start_daemon(project, reload=True, env={"NOTES_TOKEN": "granted"})
-    assert daemon.run("peek").output == ["plain", "none"]
+    assert daemon.run("peek").output == ["plain", "none", "absent"]
     (folder / "plugin.py").write_text(textwrap.dedent(env_tool.replace("plain", "edited")))
-    assert eventually(lambda: daemon.run("peek").output == ["edited", "none"])
+    assert eventually(lambda: daemon.run("peek").output == ["edited", "none", "absent"])
     assert eventually(lambda: len(_standbys(daemon)) == 1), daemon.log
+    [standby] = _standbys(daemon)
 
     (folder / "plugin.yaml").write_text("name: notes\nsecrets: [NOTES_TOKEN]\n")
-    assert eventually(lambda: daemon.run("peek").output == ["edited", "granted"]), daemon.log
+    assert eventually(lambda: daemon.run("peek").output == ["edited", "granted", "absent"])
+    assert _reloaded_pids(daemon)[-1] == standby
+    (folder / "plugin.yaml").write_text("name: notes\n")
+    assert eventually(lambda: daemon.run("peek").output == ["edited", "none", "absent"])

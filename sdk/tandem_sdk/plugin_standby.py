@@ -2,12 +2,14 @@
 
 It pays for what every plugin server pays before it can load a plugin (the interpreter,
 gRPC, pydantic, deriving a first tool schema), then waits on the inherited pipe `N` for
-the host to send the plugin server's arguments (one line, a JSON list), and serves as
-`python -m tandem_sdk.plugin_server ARGS...` would. End of file instead means the host no
-longer needs it: it exits 0.
+the host's start: one line, `{"argv": [...], "env": {...}}`. It adds `env` (the plugin's
+secrets) to its environment and serves as `python -m tandem_sdk.plugin_server ARGV...`
+would, with exactly the environment such a process would have been given. End of file
+instead means the host no longer needs it: it exits 0.
 
-The host keeps one beside a plugin that is being edited, started with that plugin's own
-environment, so a hot reload waits only for the new code itself (docs/architecture.md).
+The host starts one beside a plugin whose code is being edited, so a hot reload waits only
+for the new code itself, and an embedded host starts them before its own imports
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         line = start.readline()
     if not line:
         return 0
-    arguments = json.loads(line)
-    if not isinstance(arguments, list):
-        print(f"plugin standby: expected a JSON list of arguments, got {line!r}", file=sys.stderr)
+    start = json.loads(line)
+    if not (isinstance(start, dict) and isinstance(start.get("argv"), list)):
+        print("plugin standby: the start is not {argv, env}", file=sys.stderr)
         return 2
-    return plugin_server.main([str(argument) for argument in arguments])
+    os.environ.update({str(k): str(v) for k, v in start.get("env", {}).items()})
+    return plugin_server.main([str(argument) for argument in start["argv"]])
 
 
 if __name__ == "__main__":

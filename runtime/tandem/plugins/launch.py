@@ -8,10 +8,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,7 @@ from tandem.proc import ManagedProcess
 from tandem.tools import HostTool
 
 from .manifest import PluginManifest
-
-log = logging.getLogger(__name__)
+from .standby import Standby, base_environment, log_output
 
 START_TIMEOUT_S = 20.0
 READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
@@ -134,86 +131,17 @@ async def launch(
     return generation
 
 
-@dataclass(eq=False)
-class Standby:
-    """A plugin server started ahead of need, with one plugin's environment
-    (`tandem_sdk.plugin_standby`): the interpreter and the imports every plugin server
-    needs are paid for before a reload asks for it. `launch` hands it the plugin's
-    arguments on its start pipe; `close` when it is not wanted any more."""
-
-    process: ManagedProcess
-    env: dict[str, str]
-    start_fd: int  # the write end of the pipe it reads its arguments from
-    ready_fd: int  # the read end of its readiness pipe
-    child_ready_fd: int  # the write end's number in the standby process
-
-    @classmethod
-    async def start(cls, manifest: PluginManifest, data_dir: Path) -> Standby:
-        _make(data_dir)
-        start_read, start_write = os.pipe()
-        ready_read, ready_write = os.pipe()
-        env = _environment(manifest, data_dir)
-        argv = [sys.executable, "-I", "-m", "tandem_sdk.plugin_standby"]
-        process = ManagedProcess(
-            f"plugin {manifest.name} (standby)",
-            [*argv, "--start-fd", str(start_read)],
-            env=env,
-            cwd=data_dir,
-            pass_fds=(start_read, ready_write),
-            on_output=_log_output(manifest.name),
-        )
-        try:
-            await process.start()
-        except BaseException:
-            for fd in (start_write, ready_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (start_read, ready_write):
-                os.close(fd)
-        return cls(process, env, start_write, ready_read, ready_write)
-
-    def fits(self, manifest: PluginManifest, data_dir: Path) -> bool:
-        """Alive, and started with the environment `manifest` gives its plugin."""
-        return (
-            self.start_fd >= 0
-            and self.process.returncode is None
-            and self.env == _environment(manifest, data_dir)
-        )
-
-    def take(self, arguments: list[str]) -> bool:
-        """Send the plugin server's arguments; False if the standby is gone."""
-        line = json.dumps([*arguments, "--ready-fd", str(self.child_ready_fd)]) + "\n"
-        try:
-            os.write(self.start_fd, line.encode())
-        except OSError:
-            return False
-        finally:
-            self._close_start()
-        return True
-
-    async def close(self) -> None:
-        self._close_start()  # end of file: the standby exits by itself
-        if self.ready_fd >= 0:
-            os.close(self.ready_fd)
-            self.ready_fd = -1
-        await self.process.stop()
-
-    def _close_start(self) -> None:
-        if self.start_fd >= 0:
-            os.close(self.start_fd)
-            self.start_fd = -1
-
-
 async def _start(
     manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None
 ) -> tuple[ManagedProcess, int]:
     """The process that is to serve, and the read end of its readiness pipe."""
-    arguments = _arguments(manifest, socket)
+    arguments, secrets = _arguments(manifest, socket), _secrets(manifest)
     if standby is not None:
-        if standby.fits(manifest, data_dir) and standby.take(arguments):
-            ready, standby.ready_fd = standby.ready_fd, -1  # now the launch's to close
-            return standby.process, ready
+        taken = None
+        if standby.fits(manifest.name, data_dir, secrets):
+            taken = standby.take(arguments, secrets)
+        if taken is not None:
+            return standby.process, taken
         await standby.close()
     ready, ready_write = os.pipe()
     process = ManagedProcess(
@@ -227,10 +155,10 @@ async def _start(
             "--ready-fd",
             str(ready_write),
         ],
-        env=_environment(manifest, data_dir),
+        env={**base_environment(data_dir), **secrets},
         cwd=data_dir,
         pass_fds=(ready_write,),
-        on_output=_log_output(manifest.name),
+        on_output=log_output(manifest.name),
     )
     try:
         await process.start()
@@ -271,26 +199,14 @@ def _load_error(manifest: PluginManifest, process: ManagedProcess) -> str:
     return reason.removeprefix(f"plugin {manifest.name!r}: ")  # the server names it too
 
 
-def _log_output(name: str) -> Callable[[str, bytes], None]:
-    def log_output(stream: str, chunk: bytes) -> None:
-        for line in chunk.decode("utf-8", "replace").splitlines():
-            log.info("plugin %s %s: %s", name, stream, line)
-
-    return log_output
-
-
 def _prepare(socket: Path, data_dir: Path) -> None:
     _unlink(socket)  # a dead process's
-    _make(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-def _make(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
@@ -307,14 +223,6 @@ def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
     ]
 
 
-def _environment(manifest: PluginManifest, data_dir: Path) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "HOME": str(data_dir),
-        "TANDEM_PLUGIN_DATA": str(data_dir),
-    }
-    for secret in manifest.secrets:
-        if secret in os.environ:
-            env[secret] = os.environ[secret]
-    return env
+def _secrets(manifest: PluginManifest) -> dict[str, str]:
+    """The daemon's values of the variables the manifest names: all a plugin sees of it."""
+    return {name: os.environ[name] for name in manifest.secrets if name in os.environ}

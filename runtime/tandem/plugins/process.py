@@ -33,8 +33,9 @@ from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout,
 
 from tandem.tools import HostTool
 
-from .launch import Generation, Standby, launch
+from .launch import Generation, launch
 from .manifest import PluginManifest
+from .standby import Standby
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,14 @@ _NEVER_SENT = "failed to connect to all addresses"
 
 
 class PluginProcess:
-    def __init__(self, manifest: PluginManifest, socket_dir: Path, data_dir: Path) -> None:
+    def __init__(
+        self,
+        manifest: PluginManifest,
+        socket_dir: Path,
+        data_dir: Path,
+        standby: Standby | None = None,
+    ) -> None:
+        """`standby`: a process started ahead for this plugin, to take its first start."""
         self.manifest = manifest
         self.name = manifest.name
         self.socket_dir = socket_dir
@@ -70,8 +78,8 @@ class PluginProcess:
         self._swapped = asyncio.Event()  # a reload replaced the process the supervisor watches
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # replaced processes finishing up
-        # Once the plugin's code has changed, a process started ahead of the next change.
-        self._standby: asyncio.Task[Standby] | None = None
+        # A process started ahead of the next start: given, or once the code has changed.
+        self._standby: Standby | asyncio.Task[Standby] | None = standby
 
     @property
     def up(self) -> bool:
@@ -235,14 +243,14 @@ class PluginProcess:
         next change (or restart), unless one is waiting already."""
         if self._standby is None and not self._stopping:
             self._standby = asyncio.create_task(
-                Standby.start(manifest, self.data_dir), name=f"standby-{self.name}"
+                Standby.start(manifest.name, self.data_dir), name=f"standby-{self.name}"
             )
 
     async def _take_standby(self) -> Standby | None:
         """The standby process, if one started (waiting for it if it is still starting)."""
         task, self._standby = self._standby, None
-        if task is None:
-            return None
+        if task is None or isinstance(task, Standby):
+            return task
         try:
             return await task
         except Exception as error:
