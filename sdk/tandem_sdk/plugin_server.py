@@ -14,6 +14,7 @@ at once instead of polling the socket.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         print(f"plugin {args.name!r}: {args.module} failed to import: {error!r}", file=sys.stderr)
         return EXIT_LOAD_ERROR
+    # What loading made (modules, schemas) lives as long as the process: keep the collector
+    # off it, and a stop takes milliseconds instead of a 100 ms sweep of it at exit.
+    gc.freeze()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=GRPC_OPTIONS)
     plugin_pb2_grpc.add_PluginServicer_to_server(

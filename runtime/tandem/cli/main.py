@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -192,15 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def entry() -> NoReturn:
-    """The `tandem` command: `main`, then exit at once. By then every thread, process and
-    file the command used is stopped or closed; tearing the interpreter down (grpc's and
-    pydantic's objects, one by one) would add tens of milliseconds to every command."""
+    """The `tandem` command. What the command made is frozen before the interpreter exits,
+    so its last garbage collection does not sweep every object gRPC, protobuf and pydantic
+    made (tens of milliseconds on every command); the rest of the exit is as usual."""
     code = main()
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
