@@ -76,6 +76,8 @@ def test_plugins_start_from_standbys_and_leave_nothing_behind(
         assert "tandem_sdk.plugin_standby" in _argv(notes_pid), "notes took its standby"
         assert "tandem_sdk.plugin_server" in _argv(other_pid), "other_name started its own"
         assert _children() - before == {notes_pid, other_pid}, "no standby is left over"
+        data = project.root / ".tandem" / "plugins"
+        assert sorted(p.name for p in data.iterdir()) == ["broken", "notes", "other_name"]
         with ControlClient(host.control_socket) as client:
             run_id = client.trigger("caller", None, None)
             for _ in client.watch(run_id):

@@ -123,6 +123,8 @@ def test_a_standby_takes_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         generation = await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
         try:
             assert generation.process is standby.process
+            cwd = Path(os.readlink(f"/proc/{standby.process.pid}/cwd"))
+            assert cwd == (tmp_path / "data").resolve(), "it works in the plugin's data folder"
             assert [t.name for t in generation.tools] == ["notes.word", "notes.secret"]
             assert _call(generation.socket, "word") == '"two"'
             assert _call(generation.socket, "secret") == '"granted"'

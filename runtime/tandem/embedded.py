@@ -48,12 +48,13 @@ class EmbeddedHost:
 
     def __enter__(self) -> EmbeddedHost:
         self._thread.start()
-        self.config.ensure_dirs()
-        self.config.host_socket_dir.mkdir(mode=0o700, exist_ok=True)
-        names = self.only if self.only is not None else _plugin_folders(self.config)
-        standbys = self._call(_standbys(names, self.config.state_dir / "plugins"))
+        standbys: dict[str, Standby] = {}
         plugins: PluginManager | None = None
         try:
+            self.config.ensure_dirs()
+            self.config.host_socket_dir.mkdir(mode=0o700, exist_ok=True)
+            names = self.only if self.only is not None else _plugin_folders(self.config)
+            standbys = self._call(_standbys(names, self.config.state_dir / "plugins"))
             from .plugins import PluginManager  # the heavy imports begin here
 
             plugins = PluginManager.for_host(self.config, self.only, standbys)

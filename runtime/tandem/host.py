@@ -62,7 +62,9 @@ class Host:
         self.toolhost_socket = self.private_dir / "toolhost.sock"
         self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
         self.store = RunStore(config.database)
-        self.plugins = plugin_manager or PluginManager.for_host(config, plugins)
+        if plugin_manager is None:
+            plugin_manager = PluginManager.for_host(config, plugins)
+        self.plugins = plugin_manager
         self.registry = WorkflowRegistry(
             config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken
         )

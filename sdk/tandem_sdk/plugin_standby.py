@@ -2,9 +2,10 @@
 
 It pays for what every plugin server pays before it can load a plugin (the interpreter,
 gRPC, pydantic, deriving a first tool schema), then waits on the inherited pipe `N` for
-the host's start: one line, `{"argv": [...], "env": {...}}`. It adds `env` (the plugin's
-secrets) to its environment and serves as `python -m tandem_sdk.plugin_server ARGV...`
-would, with exactly the environment such a process would have been given. End of file
+the host's start: one line, `{"argv": [...], "env": {...}, "cwd": "..."}`. It adds `env`
+(the plugin's secrets) to its environment, moves to `cwd` (the plugin's data folder) and
+serves as `python -m tandem_sdk.plugin_server ARGV...` would, with exactly the environment
+and folder such a process would have been given. End of file
 instead means the host no longer needs it: it exits 0.
 
 The host starts one beside a plugin whose code is being edited, so a hot reload waits only
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print("plugin standby: the start is not {argv, env}", file=sys.stderr)
         return 2
     os.environ.update({str(k): str(v) for k, v in start.get("env", {}).items()})
+    if start.get("cwd"):
+        os.chdir(start["cwd"])
     return plugin_server.main([str(argument) for argument in start["argv"]])
 
 

@@ -5,7 +5,8 @@ interpreter, gRPC, pydantic, deriving a first schema: most of a start), then wai
 pipe. `launch` hands it the plugin server's arguments and the plugin's secrets, which it
 puts in its environment before it imports the plugin's module; the plugin sees exactly
 the environment a process of its own would have had. A standby is started for one plugin
-(its name fixes its data folder, working folder and HOME) with no secret at all.
+(its name fixes its data folder and HOME) with no secret at all, in the plugins' common
+folder; it moves to its data folder, made then, when it is taken.
 
 Two users: the daemon keeps one beside a plugin whose code has changed, for its next
 change (hot reload); a host embedded in the CLI starts its plugins' standbys before it
@@ -65,15 +66,15 @@ class Standby:
 
     @classmethod
     async def start(cls, name: str, data_dir: Path) -> Standby:
-        _make(data_dir)
+        _make(data_dir.parent)  # its own is made when a plugin starts, as for any process
         start_read, start_write = os.pipe()
         ready_read, ready_write = os.pipe()
         argv = [sys.executable, "-I", "-m", "tandem_sdk.plugin_standby"]
         process = ManagedProcess(
-            f"plugin {name} (standby)",
+            f"plugin {name}",  # the process that will serve it
             [*argv, "--start-fd", str(start_read)],
             env=base_environment(data_dir),
-            cwd=data_dir,
+            cwd=data_dir.parent,
             pass_fds=(start_read, ready_write),
             on_output=log_output(name),
         )
@@ -101,7 +102,11 @@ class Standby:
         """Send the plugin server's arguments and the plugin's secrets. Returns the read end
         of the readiness pipe (the caller's to close from now on), or None if the standby
         is gone."""
-        start = {"argv": [*arguments, "--ready-fd", str(self.child_ready_fd)], "env": {**secrets}}
+        start = {
+            "argv": [*arguments, "--ready-fd", str(self.child_ready_fd)],
+            "env": {**secrets},
+            "cwd": str(self.data_dir),
+        }
         message = json.dumps(start).encode() + b"\n"
         try:
             os.set_blocking(self.start_fd, False)  # never wait on a standby that is not reading
