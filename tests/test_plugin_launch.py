@@ -189,3 +189,43 @@ def test_code_that_fails_in_a_standby_is_a_load_error(tmp_path: Path) -> None:
         assert not (tmp_path / "a.sock").exists()
 
     asyncio.run(scenario())
+
+
+HELPED = '''
+from tandem_sdk import tool
+from words import WORD
+
+@tool(read_only=True)
+def word() -> str:
+    """A word."""
+    return WORD
+'''
+
+
+def test_a_same_sized_save_within_the_second_is_served(tmp_path: Path) -> None:
+    # Python's bytecode cache judges a source by its size and its modification time in
+    # whole seconds: a quick save of the same size must still be served, module and helper.
+    manifest = _plugin(tmp_path, NOTES.format(word="one"))
+    helper = manifest.folder / "words.py"
+    helper.write_text('WORD = "one"\n')
+
+    async def served(socket: str) -> str:
+        generation = await launch(manifest, tmp_path / socket, tmp_path / "data")
+        try:
+            return _call(generation.socket, "word")
+        finally:
+            await generation.close()
+
+    def save(path: Path, text: str) -> None:
+        before = path.stat()
+        assert len(text.encode()) == before.st_size
+        path.write_text(text)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert asyncio.run(served("a.sock")) == '"one"'
+    save(manifest.module_path, NOTES.format(word="two"))
+    assert asyncio.run(served("b.sock")) == '"two"'
+    save(manifest.module_path, HELPED + " " * (len(NOTES.format(word="two")) - len(HELPED)))
+    assert asyncio.run(served("c.sock")) == '"one"'
+    save(helper, 'WORD = "two"\n')
+    assert asyncio.run(served("d.sock")) == '"two"'

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -23,7 +24,7 @@ import sys
 import threading
 from concurrent import futures
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 import grpc
@@ -39,9 +40,26 @@ from .protocol import GRPC_OPTIONS
 EXIT_LOAD_ERROR = 3
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a plugin's modules from their source every time. The bytecode cache judges
+    a source unchanged by its size and its modification time in whole seconds: a save
+    within a second of the last, of the same size, would run the old code."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def load_module(plugin: str, path: Path) -> ModuleType:
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"tandem_plugin_{plugin}", path)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    # The plugin's own folder (its module and the helpers beside it) is read from source.
+    sys.path_importer_cache[folder] = importlib.machinery.FileFinder(
+        folder,
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (_SourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+    )
+    name = f"tandem_plugin_{plugin}"
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise DefinitionError(f"plugin {plugin!r}", f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
