@@ -30,6 +30,7 @@ from tandem.cli.control_client import ControlClient
 from tandem.config import load_config
 
 ROUNDS = 9
+SETTLE_S = 1.0
 PLUGIN = '''
 from tandem_sdk import tool
 
@@ -150,6 +151,7 @@ def main() -> None:
                 workflow_reloads.append(reloaded)
                 polls.append(poll)
                 reloads.append(reload_once(served, client, n))
+                time.sleep(SETTLE_S)  # the daemon starts the next standby: not in what follows
                 references.append(reference())
                 embedded.append(cli_run(alone))
                 through_daemon.append(cli_run(served))
