@@ -132,17 +132,18 @@ def main() -> None:
         served, alone = Path(tmp) / "served", Path(tmp) / "alone"
         project(served)
         project(alone)  # never has a daemon: its runs embed a host
-        daemon = subprocess.Popen(
-            [*TANDEM, "--project", str(served), "serve"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        log = Path(tmp) / "daemon.log"  # a file, not a pipe nobody drains once it is up
+        with log.open("w") as sink:
+            daemon = subprocess.Popen(
+                [*TANDEM, "--project", str(served), "serve"],
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
         try:
-            assert daemon.stderr is not None
-            for line in daemon.stderr:
-                if "control socket" in line:
-                    break
+            while "control socket" not in log.read_text():
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"the daemon exited:\n{log.read_text()}")
+                time.sleep(0.05)
             client = ControlClient(load_config(served).control_socket)
             reloads, references, workflow_reloads, polls = [], [], [], []
             embedded, through_daemon = [], []
