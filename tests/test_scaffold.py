@@ -95,6 +95,40 @@ def test_the_generated_tests_pass_as_written(made: Project) -> None:
     assert "4 passed" in result.stdout
 
 
+def test_two_scaffolded_workflows_tests_are_collected_together(project: Project) -> None:
+    # Each script workflow's test is tests/test_script.py. Under this repository's pytest
+    # configuration (testpaths holds workflows/), files of the same name in different
+    # workflows must not collide, whatever the workflows are called.
+    names = ["alpha", "beta-two", "gamma_3"]
+    for name in names:
+        assert tandem_new(project, "workflow", name) == 0
+    folders = [project.root / "workflows" / name / "tests" for name in names]
+    assert all((folder / "test_script.py").is_file() for folder in folders)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(REPO / "pyproject.toml"),
+            "--rootdir",
+            str(project.root),
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            *map(str, folders),
+        ],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout, result.stdout
+    for name in names:
+        assert f"workflows/{name}/tests/test_script.py::test_" in result.stdout, result.stdout
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
 def test_the_skeletons_pass_the_repositorys_lint(made: Project, project: Project) -> None:
     # `make check` runs ruff over workflows/ and plugins/: a skeleton made here must pass,

@@ -80,6 +80,11 @@ class ProjectConfig:
     def database(self) -> Path:
         return self.state_dir / "runs.sqlite3"
 
+    @property
+    def host_socket_dir(self) -> Path:
+        """This process's own socket folder: an embedded host never touches a daemon's."""
+        return self.socket_dir / f"h{os.getpid()}"
+
     def ensure_dirs(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

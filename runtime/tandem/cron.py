@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from croniter import CroniterBadDateError, croniter
+# croniter (and dateutil) are imported by the functions below, when a workflow has a
+# schedule: a host whose workflows have none never pays for them.
 
 # (field name, lowest value, highest value), in croniter's order; the sixth is seconds.
 _FIELDS = (
@@ -28,6 +29,8 @@ class BadCron(ValueError):
 
 def check_cron(expression: str) -> None:
     """Raise BadCron, saying why, unless `expression` is valid and can fire."""
+    from croniter import CroniterBadDateError, croniter
+
     if not croniter.is_valid(expression):
         raise BadCron(f"{expression!r} is not a valid cron expression")
     if not expression.startswith("@"):
@@ -51,5 +54,7 @@ def _check_step(expression: str, field: str, low: int, high: int, item: str) -> 
 
 def next_slot(expression: str, after: datetime) -> datetime:
     """The first slot strictly after `after`; CroniterBadDateError if there is none."""
+    from croniter import croniter
+
     slot: datetime = croniter(expression, after).get_next(datetime)
     return slot

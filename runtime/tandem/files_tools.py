@@ -1,13 +1,17 @@
 """The built-in `files.list` and `files.read` tools: the model reaches a workflow's virtual
-files exactly as a script does. Their schemas are derived like any plugin tool's."""
+files exactly as a script does. Their schemas are derived like any plugin tool's, on first
+use (`file_tools()`): a host whose workflows declare no files never pays for it."""
 
 from __future__ import annotations
+
+import functools
 
 from tandem_sdk.plugin import define_tool, tool
 
 from .tools import HostTool
 
 PROVIDER = "files"
+FILE_TOOL_NAMES = frozenset({f"{PROVIDER}.list", f"{PROVIDER}.read"})
 
 
 @tool(read_only=True, open_world=False, name="list")
@@ -37,6 +41,9 @@ def _host_tool(function: object) -> HostTool:
     )
 
 
-FILE_TOOLS: dict[str, HostTool] = {
-    t.name: t for t in (_host_tool(list_files), _host_tool(read_file))
-}
+@functools.cache
+def file_tools() -> dict[str, HostTool]:
+    """The two tools by name (derived once)."""
+    tools = {t.name: t for t in (_host_tool(list_files), _host_tool(read_file))}
+    assert set(tools) == FILE_TOOL_NAMES
+    return tools

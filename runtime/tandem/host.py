@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import os
 import shutil
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -61,10 +60,13 @@ class Host:
         *,
         daemon: bool,
         plugins: Collection[str] | None = None,
+        plugin_manager: PluginManager | None = None,
         zygote: bool | None = None,
     ) -> None:
-        """`zygote`: fork script runs from a zygote; by default a daemon does (when the
-        config allows) and an embedded host, which serves a single run, does not."""
+        """`plugins`: start only these. `plugin_manager`: one made for this host already,
+        perhaps starting (`PluginManager.begin`), on the loop this host will run on.
+        `zygote`: fork script runs from a zygote; by default a daemon does (when the config
+        allows) and an embedded host, which serves a single run, does not."""
         self.config = config
         self.daemon = daemon
         # Probed here, so a daemon that cannot isolate as asked says so before it starts.
@@ -74,13 +76,13 @@ class Host:
         self.isolation = self.isolation_choice.default
         # Each host instance gets its own socket folder so an embedded run never touches a
         # daemon's sockets; only the Control socket has a well-known path.
-        self.private_dir = config.socket_dir / f"h{os.getpid()}"
+        self.private_dir = config.host_socket_dir
         self.toolhost_socket = self.private_dir / "toolhost.sock"
         self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
         self.store = RunStore(config.database)
-        self.plugins = PluginManager(
-            config.plugins_dirs, self.private_dir, config.state_dir / "plugins", only=plugins
-        )
+        if plugin_manager is None:
+            plugin_manager = PluginManager.for_host(config, plugins)
+        self.plugins = plugin_manager
         self.registry = WorkflowRegistry(
             config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken
         )

@@ -25,7 +25,7 @@ from tandem_sdk.errors import (
 from tandem_sdk.plan import canonical
 
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
-from .files_tools import FILE_TOOLS
+from .files_tools import FILE_TOOL_NAMES, file_tools
 from .plugins import PluginManager
 from .replay.answers import replayed_answer
 from .replay.recording import RecordedCall, Recording
@@ -141,12 +141,12 @@ class RunSession:
     def tools_in_scope(self) -> list[HostTool]:
         tools = [t for t in self._plugins.tools() if self.workflow.in_scope(t.name)]
         if self.workflow.files:
-            tools.extend(FILE_TOOLS.values())
+            tools.extend(file_tools().values())
         return tools
 
     def resolve_tool(self, name: str) -> HostTool:
-        if self.workflow.files and name in FILE_TOOLS:
-            return FILE_TOOLS[name]
+        if self.workflow.files and name in FILE_TOOL_NAMES:
+            return file_tools()[name]
         tool, _ = self._plugins.resolve(name)  # NotFound for a tool nobody provides
         if not self.workflow.in_scope(name):
             raise ToolNotInScope(

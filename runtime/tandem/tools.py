@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema import Draft202012Validator
 from tandem_sdk.annotations import ToolAnnotations
 from tandem_sdk.errors import InvalidArguments
+
+if TYPE_CHECKING:  # imported on first use: an embedded host starts its plugins before
+    from jsonschema import Draft202012Validator  # paying for it (tandem.embedded)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class HostTool:
         annotations: ToolAnnotations,
         dry_run_result_json: str = "",
     ) -> HostTool:
+        from jsonschema import Draft202012Validator
+
         Draft202012Validator.check_schema(schema)
         validator = Draft202012Validator(schema)
         return cls(name, provider, description, schema, annotations, dry_run_result_json, validator)
@@ -56,7 +59,9 @@ class HostTool:
             ) from None
         if not isinstance(arguments, dict):
             raise InvalidArguments(f"{self.name}: arguments must be a JSON object", tool=self.name)
-        problem = jsonschema.exceptions.best_match(self._validator.iter_errors(arguments))
+        from jsonschema.exceptions import best_match
+
+        problem = best_match(self._validator.iter_errors(arguments))
         if problem is not None:
             where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
             raise InvalidArguments(f"{self.name}: {where}: {problem.message}", tool=self.name)

@@ -8,20 +8,25 @@ The host starts it as a subprocess with only the plugin's own secrets in its env
         --module plugins/state/plugin.py --socket /run/.../plugin-state.sock
 
 A module that fails to import, or a tool with a bad signature, exits with status 3 and
-the reason on stderr, which the host reports as the plugin's load error.
+the reason on stderr, which the host reports as the plugin's load error. With
+`--ready-fd N` it writes `ready` on that inherited pipe once it serves, so the host connects
+at once instead of polling the socket.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.machinery
 import importlib.util
 import json
+import os
 import signal
 import socket
 import sys
 import threading
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 import pydantic
@@ -39,9 +44,26 @@ STOP_GRACE_S = 1.0
 _READ_SIZE = 256 * 1024
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a plugin's modules from their source every time. The bytecode cache judges
+    a source unchanged by its size and its modification time in whole seconds: a save
+    within a second of the last, of the same size, would run the old code."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def load_module(plugin: str, path: Path) -> ModuleType:
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"tandem_plugin_{plugin}", path)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
+    # The plugin's own folder (its module and the helpers beside it) is read from source.
+    sys.path_importer_cache[folder] = importlib.machinery.FileFinder(
+        folder,
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (_SourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+    )
+    name = f"tandem_plugin_{plugin}"
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise DefinitionError(f"plugin {plugin!r}", f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
@@ -197,12 +219,22 @@ def _accept(listener: socket.socket, servicer: PluginServicer, calls: _Calls) ->
         ).start()
 
 
+def _signal_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"ready\n")
+    except OSError:
+        pass  # the host stopped waiting; it will see the process anyway
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem_sdk.plugin_server")
     parser.add_argument("--name", required=True)
     parser.add_argument("--version", default="0")
     parser.add_argument("--module", required=True, type=Path)
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--ready-fd", type=int, help="write 'ready' on this pipe once serving")
     args = parser.parse_args(argv)
     die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
     try:
@@ -213,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         print(f"plugin {args.name!r}: {args.module} failed to import: {error!r}", file=sys.stderr)
         return EXIT_LOAD_ERROR
+    # What loading made (modules, schemas) lives as long as the process: keep the collector
+    # off it, and a stop takes milliseconds instead of a 100 ms sweep of it at exit.
+    gc.freeze()
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(args.socket)  # the host connects once this exists: the code has loaded
+    listener.bind(args.socket)
     listener.listen(64)
     calls = _Calls()
     servicer = PluginServicer(args.name, args.version, tools)
     threading.Thread(target=_accept, args=(listener, servicer, calls), daemon=True).start()
+    if args.ready_fd is not None:
+        _signal_ready(args.ready_fd)
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

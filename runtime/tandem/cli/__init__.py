@@ -1,5 +1,5 @@
 """The `tandem` command line."""
 
-from .main import main
+from .main import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]

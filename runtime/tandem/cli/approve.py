@@ -4,14 +4,12 @@ calls a run holds for a person's approval (workflow.yaml `approvals`)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import grpc
-from tandem_sdk._pb import control_pb2
-
-from tandem.config import ProjectConfig
+from typing import TYPE_CHECKING, Any
 
 from .main import EXIT_OK, UsageError, _rpc_error, control
+
+if TYPE_CHECKING:
+    from tandem.config import ProjectConfig
 
 
 def add_parser(commands: Any) -> None:
@@ -25,6 +23,9 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+    from tandem_sdk._pb import control_pb2
+
     approve = args.command == "approve"
     call, reason = (args.call, "") if approve else _deny_arguments(args)
     with control(config) as client:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
-
-from tandem.config import ProjectConfig
-from tandem.scaffold import Scaffold, ScaffoldError, scaffold_plugin, scaffold_workflow
+from typing import TYPE_CHECKING, Any
 
 from .main import EXIT_OK, UsageError
+
+if TYPE_CHECKING:  # the scaffolds are imported when `tandem new` runs, not by every command
+    from tandem.config import ProjectConfig
+    from tandem.scaffold import Scaffold
 
 PAYLOAD = '{"name": "Ada"}'
 
@@ -44,6 +45,8 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_new(config: ProjectConfig, args: argparse.Namespace) -> int:
+    from tandem.scaffold import ScaffoldError, scaffold_plugin, scaffold_workflow
+
     try:
         if args.new_kind == "workflow":
             made = scaffold_workflow(config, args.name, args.coordinator)

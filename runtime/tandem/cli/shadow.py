@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-import grpc
-from tandem_sdk.plan import PlanDiff
-
-from tandem.config import ProjectConfig
-from tandem.store import RunRecord
+from typing import TYPE_CHECKING, Any
 
 from .main import EXIT_OK, _rpc_error, control
+
+if TYPE_CHECKING:  # imported when `tandem shadow` runs, not by every command's parser
+    from tandem.config import ProjectConfig
+    from tandem.store import RunRecord
 
 
 def add_parser(commands: Any) -> None:
@@ -27,6 +25,9 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_shadow(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+    from tandem_sdk.plan import PlanDiff
+
     with control(config) as client:
         try:
             shadows = client.runs(args.workflow, "", args.last, mode="shadow")

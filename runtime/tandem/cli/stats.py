@@ -18,18 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from tandem.config import ProjectConfig
-from tandem.ledger import Group, Ledger, Migration, compute, load_prices, models_from_events
-from tandem.ledger.prices import PriceTable
-from tandem.store import RunRecord
-
-from .control_client import ControlClient
 from .main import EXIT_OK, UsageError, _rpc_error, control
-from .runs import parse_time
+
+if TYPE_CHECKING:  # imported when `tandem stats` runs, not by every command's parser
+    from tandem.config import ProjectConfig
+    from tandem.ledger import Group, Ledger, Migration
+    from tandem.ledger.prices import PriceTable
+    from tandem.store import RunRecord
+
+    from .control_client import ControlClient
 
 PAGE = 500
 NOTE = (
@@ -58,6 +57,12 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
+    from tandem.ledger import compute, load_prices, models_from_events
+
+    from .runs import parse_time
+
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     prices = load_prices(config.root)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from tandem.tools import HostTool
 
 from .link import PluginLink
 from .manifest import PluginManifest
-
-log = logging.getLogger(__name__)
+from .standby import Standby, base_environment, log_output
 
 START_TIMEOUT_S = 20.0
+READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
 
 
 @dataclass(eq=False)
@@ -59,26 +58,34 @@ def plugin_version(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Generation:
-    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load."""
+async def launch(
+    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None = None
+) -> Generation:
+    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load.
+
+    `standby`, when it was started with this plugin's environment and is still alive, is
+    told to load the plugin instead of a new process being started. Readiness is a
+    handshake: the server writes `ready` on an inherited pipe once it serves (or exits,
+    closing it), and only then is the channel made, so no connection attempt backs off."""
     _prepare(socket, data_dir)
-    name = manifest.name
-
-    def log_output(stream: str, chunk: bytes) -> None:
-        for line in chunk.decode("utf-8", "replace").splitlines():
-            log.info("plugin %s %s: %s", name, stream, line)
-
-    process = ManagedProcess(
-        f"plugin {name}",
-        _argv(manifest, socket),
-        env=_environment(manifest, data_dir),
-        cwd=data_dir,
-        on_output=log_output,
-    )
     version = plugin_version(manifest.folder)
-    await process.start()
+    process, ready = await _start(manifest, socket, data_dir, standby)
+    timed_out = False
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            served = await _wait_ready(ready, process)
+    except TimeoutError:
+        served, timed_out = False, True
+    except asyncio.CancelledError:
+        await _stop(process, socket)
+        raise
+    if not served:
+        await _stop(process, socket)
+        reason = _load_error(manifest, process)
+        if timed_out:
+            reason = f"did not start serving within {START_TIMEOUT_S:g}s: {reason}"
+        raise DefinitionError(f"plugin {manifest.name!r}", reason)
     generation = Generation(process, PluginLink(socket), socket, version)
-    # The link waits for the plugin to bind its socket, which it does once its code loaded.
     describe = asyncio.ensure_future(generation.link.describe(START_TIMEOUT_S))
     exited = asyncio.ensure_future(process.wait())
     try:
@@ -92,14 +99,12 @@ async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Gene
         describe.cancel()
         exited.cancel()
         await generation.close()
-        reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
-        reason = reason.removeprefix(f"plugin {name!r}: ")  # the server names it too
-        raise DefinitionError(f"plugin {name!r}", reason)
+        raise DefinitionError(f"plugin {manifest.name!r}", _load_error(manifest, process))
     exited.cancel()
     generation.tools = [
         HostTool.create(
-            f"{name}.{t.name}",
-            name,
+            f"{manifest.name}.{t.name}",
+            manifest.name,
             t.description,
             json.loads(t.input_schema_json),
             annotations_of(t),
@@ -110,18 +115,87 @@ async def launch(manifest: PluginManifest, socket: Path, data_dir: Path) -> Gene
     return generation
 
 
+async def _start(
+    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None
+) -> tuple[ManagedProcess, int]:
+    """The process that is to serve, and the read end of its readiness pipe."""
+    arguments, secrets = _arguments(manifest, socket), _secrets(manifest)
+    if standby is not None:
+        taken = None
+        if standby.fits(manifest.name, data_dir, secrets):
+            taken = standby.take(arguments, secrets)
+        if taken is not None:
+            return standby.process, taken
+        await standby.close()
+    ready, ready_write = os.pipe()
+    process = ManagedProcess(
+        f"plugin {manifest.name}",
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "tandem_sdk.plugin_server",
+            *arguments,
+            "--ready-fd",
+            str(ready_write),
+        ],
+        env={**base_environment(data_dir), **secrets},
+        cwd=data_dir,
+        pass_fds=(ready_write,),
+        on_output=log_output(manifest.name),
+    )
+    try:
+        await process.start()
+    except BaseException:
+        os.close(ready)
+        raise
+    finally:
+        os.close(ready_write)  # the child's copy is the only one: its exit is end of file
+    return process, ready
+
+
+async def _wait_ready(fd: int, process: ManagedProcess) -> bool:
+    """True once the server says `ready`; False when it exits (or closes the pipe) first."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    line = asyncio.ensure_future(reader.readline())
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        done, _ = await asyncio.wait({line, exited}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        line.cancel()
+        exited.cancel()
+        transport.close()
+    return line in done and not line.cancelled() and line.result() == READY
+
+
+async def _stop(process: ManagedProcess, socket: Path) -> None:
+    await process.stop()
+    _unlink(socket)
+
+
+def _load_error(manifest: PluginManifest, process: ManagedProcess) -> str:
+    """Why a stopped process did not serve: its stderr, else its exit status."""
+    reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
+    return reason.removeprefix(f"plugin {manifest.name!r}: ")  # the server names it too
+
+
 def _prepare(socket: Path, data_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        socket.unlink()  # a dead process's
+    _unlink(socket)  # a dead process's
     data_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _argv(manifest: PluginManifest, socket: Path) -> list[str]:
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
+    """The plugin server's arguments (`python -m tandem_sdk.plugin_server ARGUMENTS`)."""
     return [
-        sys.executable,
-        "-I",
-        "-m",
-        "tandem_sdk.plugin_server",
         "--name",
         manifest.name,
         "--version",
@@ -133,14 +207,6 @@ def _argv(manifest: PluginManifest, socket: Path) -> list[str]:
     ]
 
 
-def _environment(manifest: PluginManifest, data_dir: Path) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "HOME": str(data_dir),
-        "TANDEM_PLUGIN_DATA": str(data_dir),
-    }
-    for secret in manifest.secrets:
-        if secret in os.environ:
-            env[secret] = os.environ[secret]
-    return env
+def _secrets(manifest: PluginManifest) -> dict[str, str]:
+    """The daemon's values of the variables the manifest names: all a plugin sees of it."""
+    return {name: os.environ[name] for name in manifest.secrets if name in os.environ}

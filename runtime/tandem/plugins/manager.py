@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tandem_sdk.errors import DefinitionError, NotFound
 
@@ -13,6 +14,10 @@ from tandem.tools import HostTool
 from .launch import plugin_version
 from .manifest import PluginManifest, find_plugins
 from .process import PluginProcess
+from .standby import Standby
+
+if TYPE_CHECKING:
+    from tandem.config import ProjectConfig
 
 
 class PluginManager:
@@ -23,7 +28,10 @@ class PluginManager:
         data_dir: Path,
         *,
         only: Collection[str] | None = None,
+        standbys: Mapping[str, Standby] | None = None,
     ) -> None:
+        """`standbys`: processes started ahead for plugins by name, to take their first
+        start (an embedded host starts them before its own imports)."""
         self.folders = folders
         self.only = only  # start just these plugins (a host embedded for one workflow)
         self.socket_dir = socket_dir
@@ -31,14 +39,47 @@ class PluginManager:
         self.plugins: dict[str, PluginProcess] = {}
         self.errors: list[DefinitionError] = []
         self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
+        self._starting: asyncio.Future[None] | None = None
+        self._standbys = dict(standbys or {})
+
+    @classmethod
+    def for_host(
+        cls,
+        config: ProjectConfig,
+        only: Collection[str] | None = None,
+        standbys: Mapping[str, Standby] | None = None,
+    ) -> PluginManager:
+        """A host's plugins, with their sockets in the host's own folder."""
+        return cls(
+            config.plugins_dirs,
+            config.host_socket_dir,
+            config.state_dir / "plugins",
+            only=only,
+            standbys=standbys,
+        )
+
+    def begin(self) -> asyncio.Future[None]:
+        """Start the plugins' processes now, and return what `start` waits for: their boot
+        takes long enough to do other work meanwhile. Called again, the same future."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        return self._starting
 
     async def start(self) -> None:
         """Start every plugin found; a plugin that fails to load is reported, not fatal."""
+        await self.begin()
+
+    async def _start(self) -> None:
         manifests, self.errors = find_plugins(self.folders)
         if self.only is not None:
             manifests = [m for m in manifests if m.name in self.only]
-        candidates = [self._process_for(m) for m in manifests]
-        results = await asyncio.gather(*(p.start() for p in candidates), return_exceptions=True)
+        candidates = [self._process_for(m, self._standbys.pop(m.name, None)) for m in manifests]
+        await self._close_standbys()  # for folders that hold no such plugin after all
+        try:
+            results = await asyncio.gather(*(p.start() for p in candidates), return_exceptions=True)
+        except BaseException:  # cancelled (the host stops as it starts): leave no process
+            await asyncio.gather(*(p.stop() for p in candidates), return_exceptions=True)
+            raise
         for plugin, result in zip(candidates, results, strict=True):
             if isinstance(result, DefinitionError):
                 self.errors.append(result)
@@ -80,7 +121,15 @@ class PluginManager:
         return changes
 
     async def stop(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()  # a plugin still starting stops its process itself
+            await asyncio.gather(self._starting, return_exceptions=True)
         await asyncio.gather(*(p.stop() for p in self.plugins.values()), return_exceptions=True)
+        await self._close_standbys()
+
+    async def _close_standbys(self) -> None:
+        standbys, self._standbys = list(self._standbys.values()), {}
+        await asyncio.gather(*(s.close() for s in standbys), return_exceptions=True)
 
     def version_of(self, name: str) -> str | None:
         """The content hash of the code plugin `name` serves now."""
@@ -102,5 +151,7 @@ class PluginManager:
                     return tool, plugin
         raise NotFound(f"no plugin provides a tool named {name!r}", tool=name)
 
-    def _process_for(self, manifest: PluginManifest) -> PluginProcess:
-        return PluginProcess(manifest, self.socket_dir, self.data_dir / manifest.name)
+    def _process_for(
+        self, manifest: PluginManifest, standby: Standby | None = None
+    ) -> PluginProcess:
+        return PluginProcess(manifest, self.socket_dir, self.data_dir / manifest.name, standby)

@@ -36,6 +36,7 @@ from tandem.tools import HostTool
 from .launch import Generation, launch
 from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
+from .standby import Standby
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,14 @@ CRASH_LOOP_WINDOW_S = 60.0
 
 
 class PluginProcess:
-    def __init__(self, manifest: PluginManifest, socket_dir: Path, data_dir: Path) -> None:
+    def __init__(
+        self,
+        manifest: PluginManifest,
+        socket_dir: Path,
+        data_dir: Path,
+        standby: Standby | None = None,
+    ) -> None:
+        """`standby`: a process started ahead for this plugin, to take its first start."""
         self.manifest = manifest
         self.name = manifest.name
         self.socket_dir = socket_dir
@@ -69,6 +77,8 @@ class PluginProcess:
         self._swapped = asyncio.Event()  # a reload replaced the process the supervisor watches
         self._reloading = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # replaced processes finishing up
+        # A process started ahead of the next start: given, or once the code has changed.
+        self._standby: Standby | asyncio.Task[Standby] | None = standby
 
     @property
     def up(self) -> bool:
@@ -207,6 +217,9 @@ class PluginProcess:
         for task in list(self._retiring):
             task.cancel()  # their processes stop below, with the channel closed
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        standby = await self._take_standby()
+        if standby is not None:
+            await standby.close()
         await self._teardown()
 
     async def _launch(self) -> None:
@@ -220,7 +233,26 @@ class PluginProcess:
     async def _spawn(self, manifest: PluginManifest) -> Generation:
         self._launches += 1
         socket = self.socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
-        return await launch(manifest, socket, self.data_dir)
+        return await launch(manifest, socket, self.data_dir, await self._take_standby())
+
+    def _prepare_standby(self, manifest: PluginManifest) -> None:
+        """A plugin whose code changed is being worked on: start a process ahead of its
+        next change (or restart), unless one is waiting already."""
+        if self._standby is None and not self._stopping:
+            self._standby = asyncio.create_task(
+                Standby.start(manifest.name, self.data_dir), name=f"standby-{self.name}"
+            )
+
+    async def _take_standby(self) -> Standby | None:
+        """The standby process, if one started (waiting for it if it is still starting)."""
+        task, self._standby = self._standby, None
+        if task is None or isinstance(task, Standby):
+            return task
+        try:
+            return await task
+        except Exception as error:
+            log.warning("plugin %s: could not start a standby process: %r", self.name, error)
+            return None
 
     async def reload(self, manifest: PluginManifest) -> str | None:
         """Serve new code: start it beside the old process and switch once it is described;
@@ -231,6 +263,7 @@ class PluginProcess:
             try:
                 generation = await self._spawn(manifest)
             except DefinitionError as error:
+                self._prepare_standby(manifest)
                 log.warning(
                     "plugin %s: the new code does not load; the old keeps serving: %s",
                     self.name,
@@ -241,6 +274,7 @@ class PluginProcess:
             self.manifest, self.tools, self.last_error = manifest, generation.tools, None
             self._ready.set()
             self._swapped.set()
+            self._prepare_standby(manifest)
             log.info(
                 "plugin %s reloaded (version %s, pid %s) in %.0f ms",
                 self.name,

@@ -19,7 +19,7 @@ import pydantic
 import yaml
 from tandem_sdk.errors import DefinitionError
 
-from tandem.files_tools import FILE_TOOLS
+from tandem.files_tools import FILE_TOOL_NAMES
 
 from .paths import UnsafePath, normalise_virtual_path, resolve_inside
 from .spec import WorkflowSpec
@@ -109,7 +109,7 @@ def load_workflow(
     elif spec.shadow == "llm" and spec.prompt is None:
         problems.append((where, "prompt", "required when shadow: llm"))
 
-    offered = set(known_tools) | (set(FILE_TOOLS) if spec.files else set())
+    offered = set(known_tools) | (FILE_TOOL_NAMES if spec.files else set())
     for pattern in spec.tools:
         if not any(fnmatch.fnmatchcase(tool, pattern) for tool in offered):
             problems.append((where, "tools", _no_tool(pattern, offered, broken_plugins)))
