@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
 from tandem.plugins.launch import launch
+from tandem.plugins.link import PluginLink
 from tandem.plugins.manifest import PluginManifest, read_manifest
 from tandem.plugins.standby import Standby
-from tandem_sdk._pb import plugin_pb2, plugin_pb2_grpc
+from tandem_sdk._pb import plugin_pb2
 from tandem_sdk.errors import DefinitionError
 
 NOTES = '''
@@ -74,11 +74,8 @@ def test_the_server_says_ready_once_it_serves(tmp_path: Path) -> None:
             assert ready.readline() == b"ready\n"
             assert ready.read() == b"", "the server closes the pipe after saying so"
         # Ready means serving: the very first attempt connects, with no wait for readiness.
-        with grpc.insecure_channel(f"unix:{socket}") as channel:
-            described = plugin_pb2_grpc.PluginStub(channel).Describe(
-                plugin_pb2.DescribeRequest(), timeout=5
-            )
-        assert [t.name for t in described.tools] == ["word", "secret"]
+        reply = asyncio.run(_first_attempt(socket, plugin_pb2.DescribeRequest()))
+        assert [t.name for t in reply.describe.tools] == ["word", "secret"]
     finally:
         server.terminate()
         server.wait(10)
@@ -96,11 +93,23 @@ def test_a_server_that_cannot_load_closes_the_pipe_unready(tmp_path: Path) -> No
     assert b"half-saved file" in server.stderr.read()
 
 
-def _call(socket: Path, tool: str) -> str:
-    with grpc.insecure_channel(f"unix:{socket}") as channel:
-        reply = plugin_pb2_grpc.PluginStub(channel).Invoke(
-            plugin_pb2.InvokeRequest(tool=tool, arguments_json="{}"), timeout=5
-        )
+async def _first_attempt(
+    socket: Path, request: plugin_pb2.DescribeRequest
+) -> plugin_pb2.PluginReply:
+    """One call over the plugin link, without the link's wait for a socket to appear."""
+    link = PluginLink(socket)
+    try:
+        return await link.call(plugin_pb2.PluginRequest(describe=request), 5)
+    finally:
+        link.close()
+
+
+async def _call(socket: Path, tool: str) -> str:
+    link = PluginLink(socket)
+    try:
+        reply = await link.invoke(plugin_pb2.InvokeRequest(tool=tool, arguments_json="{}"), 5)
+    finally:
+        link.close()
     return str(reply.result_json)
 
 
@@ -126,8 +135,8 @@ def test_a_standby_takes_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             cwd = Path(os.readlink(f"/proc/{standby.process.pid}/cwd"))
             assert cwd == (tmp_path / "data").resolve(), "it works in the plugin's data folder"
             assert [t.name for t in generation.tools] == ["notes.word", "notes.secret"]
-            assert _call(generation.socket, "word") == '"two"'
-            assert _call(generation.socket, "secret") == '"granted"'
+            assert await _call(generation.socket, "word") == '"two"'
+            assert await _call(generation.socket, "secret") == '"granted"'
         finally:
             await generation.close()
 
@@ -144,7 +153,7 @@ def test_a_standby_that_died_is_passed_over(tmp_path: Path) -> None:
         generation = await launch(manifest, tmp_path / "a.sock", tmp_path / "data", standby)
         try:
             assert generation.process is not standby.process
-            assert _call(generation.socket, "word") == '"two"'
+            assert await _call(generation.socket, "word") == '"two"'
         finally:
             await generation.close()
 
@@ -168,7 +177,7 @@ def test_a_standby_that_does_not_fit_is_passed_over(
         try:
             assert generation.process is not standby.process
             assert standby.process.returncode is not None, "the unfit standby is stopped"
-            assert _call(generation.socket, "word") == '"two"'
+            assert await _call(generation.socket, "word") == '"two"'
             assert generation.process.pid is not None
             started_with = _environ(generation.process.pid)
             assert ("LD_LIBRARY_PATH" in started_with) == (other != "plugin")
@@ -212,7 +221,7 @@ def test_a_same_sized_save_within_the_second_is_served(tmp_path: Path) -> None:
     async def served(socket: str) -> str:
         generation = await launch(manifest, tmp_path / socket, tmp_path / "data")
         try:
-            return _call(generation.socket, "word")
+            return await _call(generation.socket, "word")
         finally:
             await generation.close()
 

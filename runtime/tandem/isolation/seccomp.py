@@ -100,11 +100,16 @@ class SeccompUnavailable(RuntimeError):
 
 
 def _library() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError as error:
-        raise SeccompUnavailable(f"libseccomp is not installed ({error})") from None
+        # By its soname first: find_library runs ldconfig, tens of milliseconds a start.
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        try:
+            lib = ctypes.CDLL(
+                ctypes.util.find_library("seccomp") or "libseccomp.so", use_errno=True
+            )
+        except OSError as error:
+            raise SeccompUnavailable(f"libseccomp is not installed ({error})") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
