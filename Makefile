@@ -8,6 +8,9 @@ BENCH_STAMP := $(VENV)/.installed-bench
 .PHONY: install test stress check demo bench proto clean
 
 install: $(STAMP)
+	@# Byte-compile the editable sources, as a wheel install would: a CLI start then reads
+	@# bytecode instead of compiling every module, even where PYTHONDONTWRITEBYTECODE is set.
+	@$(BIN)/python -m compileall -q -j0 runtime sdk >/dev/null
 	@# The namespace sandbox: bubblewrap, and libseccomp for its filter (Debian packages).
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		apt-get install -y -qq bubblewrap libseccomp2; } || echo "install bubblewrap for the namespace sandbox"
