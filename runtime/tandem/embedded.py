@@ -69,9 +69,7 @@ class EmbeddedHost:
             self._call(self._begin(plugins))
             from .host import Host  # its imports overlap the plugins' start
 
-            self._host = Host(
-                self.config, daemon=False, plugin_manager=plugins, zygote=self.zygote
-            )
+            self._host = Host(self.config, daemon=False, plugin_manager=plugins, zygote=self.zygote)
             self._call(self._host.start())
         except BaseException:
             if self._host is not None:
