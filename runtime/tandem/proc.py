@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 OutputSink = Callable[[str, bytes], None]
 CHUNK = 64 * 1024
@@ -72,7 +73,35 @@ def signal_group(pgid: int | None, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-class ManagedProcess:
+async def end_group(pgid: int | None, exited: asyncio.Future[Any], grace: float) -> None:
+    """SIGTERM the group, then SIGKILL once `grace` seconds pass before `exited` is done."""
+    signal_group(pgid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(exited), grace)
+    except TimeoutError:
+        signal_group(pgid, signal.SIGKILL)
+        await exited
+
+
+class CapturesOutput:
+    """The output figures of a child whose streams an `OutputCapture` reads."""
+
+    output: OutputCapture
+
+    @property
+    def stderr_tail(self) -> str:
+        return self.output.stderr_tail
+
+    @property
+    def captured(self) -> dict[str, int]:
+        return self.output.captured
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.output.dropped
+
+
+class ManagedProcess(CapturesOutput):
     def __init__(
         self,
         name: str,
@@ -100,18 +129,6 @@ class ManagedProcess:
     @property
     def returncode(self) -> int | None:
         return self._process.returncode if self._process else None
-
-    @property
-    def stderr_tail(self) -> str:
-        return self.output.stderr_tail
-
-    @property
-    def captured(self) -> dict[str, int]:
-        return self.output.captured
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return self.output.dropped
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
@@ -143,12 +160,7 @@ class ManagedProcess:
             return
         self._stopped = True
         if process.returncode is None:
-            signal_group(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-            except TimeoutError:
-                signal_group(process.pid, signal.SIGKILL)
-                await process.wait()
+            await end_group(process.pid, asyncio.ensure_future(process.wait()), grace)
         self.kill_group()
         await self.output.drain()
 

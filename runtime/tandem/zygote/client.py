@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.isolation.base import ForkSpec
-from tandem.proc import CHUNK, OutputCapture, OutputSink, signal_group
+from tandem.proc import CHUNK, CapturesOutput, OutputCapture, OutputSink, end_group, signal_group
 
 from . import protocol
 
@@ -181,7 +181,7 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         loop.remove_writer(sock)
 
 
-class ForkedProcess:
+class ForkedProcess(CapturesOutput):
     """A run's process, forked by the zygote; the same surface as `ManagedProcess`."""
 
     def __init__(
@@ -213,14 +213,6 @@ class ForkedProcess:
         if self.spec.mounts is None or exit is None or not exit.done() or exit.cancelled():
             return False
         return exit.exception() is None and exit.result() >= 0
-
-    @property
-    def captured(self) -> dict[str, int]:
-        return self.output.captured
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        return self.output.dropped
 
     async def start(self) -> None:
         out_read, out_write = os.pipe()
@@ -285,12 +277,7 @@ class ForkedProcess:
             return
         self._stopped = True
         if not self._exit.done():
-            signal_group(self.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._exit), grace)
-            except TimeoutError:
-                signal_group(self.pid, signal.SIGKILL)
-                await self._exit
+            await end_group(self.pid, self._exit, grace)
         self.kill_group()
         await self._finish()
 
