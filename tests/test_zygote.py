@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Project, eventually, tandem
 from tandem.config import load_config
+from tandem.zygote import sandbox
 from tandem_sdk.errors import DefinitionError
 
 SLEEPY = """
@@ -128,3 +129,13 @@ def test_a_zygote_setting_must_be_true_or_false(tmp_path: Path) -> None:
     (tmp_path / "tandem.yaml").write_text("runs: {zygote: sometimes}\n")
     with pytest.raises(DefinitionError, match=r"runs\.zygote: expected true or false"):
         load_config(tmp_path)
+
+
+def test_a_folder_step_leaves_an_existing_folder_as_it_is(tmp_path: Path) -> None:
+    # A checkout under /tmp makes /tmp a parent of the runtime, after its tmpfs (1777).
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp").chmod(0o1777)
+    for path in ("/tmp", "/tmp/checkout"):
+        sandbox._apply({"kind": "dir", "path": path, "source": "", "perms": 0o755}, str(tmp_path))
+    assert (tmp_path / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert (tmp_path / "tmp" / "checkout").stat().st_mode & 0o7777 == 0o755

@@ -163,8 +163,11 @@ def _apply(op: dict[str, Any], root: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(source)
     elif kind == "dir":
-        target.mkdir(parents=True, exist_ok=True)
-        target.chmod(op["perms"])
+        # As bubblewrap's --dir: a folder that exists keeps its mode (a tmpfs /tmp stays
+        # 1777 when a venv below it needs /tmp as a parent).
+        if not target.is_dir():
+            target.mkdir(parents=True)
+            target.chmod(op["perms"])
     elif kind == "tmpfs":
         target.mkdir(parents=True, exist_ok=True)
         options = f"mode={op['perms']:o},size={op['size']}"
