@@ -8,8 +8,8 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from types import TracebackType
 
+from measure import Closing
 from tandem.cli.control_client import ControlClient
 from tandem.config import load_config
 from tandem.store import RunRecord
@@ -67,7 +67,7 @@ def make_project(root: Path) -> Path:
     return root
 
 
-class Daemon:
+class Daemon(Closing):
     """`tandem serve` on `root`, ready once it logs its control socket. `prefix` goes before
     the command (the process tier of a root daemon needs one, see sandbox_bench)."""
 
@@ -123,17 +123,6 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def first(record: RunRecord, kind: str) -> float:

@@ -24,11 +24,10 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 
 import watchfiles
 from daemon import TANDEM, Daemon
-from measure import interleave, ms, p50, ratio
+from measure import Closing, interleave, ms, p50, ratio
 from tandem.cli.control_client import ControlClient
 from tandem_sdk._pb import control_pb2
 
@@ -76,7 +75,7 @@ def project(root: Path) -> Path:
     return root
 
 
-class BareWatcher:
+class BareWatcher(Closing):
     """watchfiles on a folder of its own, in a thread, with the daemon's settings."""
 
     def __init__(self, folder: Path) -> None:
@@ -107,15 +106,7 @@ class BareWatcher:
             raise SystemExit("watchfiles saw no save within 10 s")
         return self.seen_at - started
 
-    def __enter__(self) -> BareWatcher:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
 

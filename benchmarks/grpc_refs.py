@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
 import grpc
+from measure import Closing
 
 PAYLOAD = b'{"value": 1}'
 METHOD = "/bench.Echo/Echo"
@@ -75,7 +75,7 @@ print(started, time.time(), flush=True)
 NAIVE_START = [sys.executable, "-I", "-B", "-c", "import grpc, tandem_sdk.client"]
 
 
-class Server:
+class Server(Closing):
     """A Python server script in its own process, serving on a unix socket once ready."""
 
     def __init__(self, code: str, socket: Path, *args: str) -> None:
@@ -99,19 +99,8 @@ class Server:
         self.process.kill()
         self.process.wait()
 
-    def __enter__(self) -> Server:
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Chain:
+class Chain(Closing):
     """The 2-hop chain: forwarder (grpc.aio) -> echo server (threaded), two processes."""
 
     def __init__(self, folder: Path) -> None:
@@ -143,17 +132,6 @@ class Chain:
     def close(self) -> None:
         self.front.close()
         self.end.close()
-
-    def __enter__(self) -> Chain:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def hop_samples(socket: Path, calls: int) -> list[float]:

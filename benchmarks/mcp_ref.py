@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from importlib.metadata import version
-from types import TracebackType
 
 from anyio.from_thread import start_blocking_portal
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from measure import Closing
 
 SERVER = '''
 from mcp.server.mcpserver import MCPServer
@@ -53,7 +53,7 @@ async def _timed_calls(session: ClientSession, calls: int) -> list[float]:
     return samples
 
 
-class McpEcho:
+class McpEcho(Closing):
     """One stdio MCP server and one client session, open until closed."""
 
     def __init__(self) -> None:
@@ -68,14 +68,3 @@ class McpEcho:
 
     def close(self) -> None:
         self._stack.close()
-
-    def __enter__(self) -> McpEcho:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
