@@ -219,9 +219,7 @@ class RunManager:
     ) -> RunSession:
         """Run a recorded run's trigger again through the current workflow (or the one in
         `workflow_path`), its tool calls answered from the recording."""
-        record = self.store.get(run_id)
-        if record is None:
-            raise NotFound(f"no run {run_id!r}")
+        record = self.record(run_id)
         candidate = None
         if workflow_path is not None:
             try:
@@ -249,14 +247,18 @@ class RunManager:
             raise Unauthenticated("invalid or ended run token")
         return session
 
+    def record(self, run_id: str, *, events: bool = True) -> RunRecord:
+        """The run as stored; NotFound when there is no such run."""
+        record = self.store.get(run_id, events=events)
+        if record is None:
+            raise NotFound(f"no run {run_id!r}")
+        return record
+
     async def wait(self, run_id: str) -> RunRecord:
         task = self._tasks.get(run_id)
         if task is not None:
             await asyncio.shield(task)
-        record = self.store.get(run_id)
-        if record is None:
-            raise NotFound(f"no run {run_id!r}")
-        return record
+        return self.record(run_id)
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a queued or running run; False when it is neither."""
@@ -286,8 +288,7 @@ class RunManager:
         costs a watcher one message per batch rather than one per event."""
         session = self.sessions.get(run_id)
         if session is None:
-            if self.store.get(run_id, events=False) is None:
-                raise NotFound(f"no run {run_id!r}")
+            self.record(run_id, events=False)  # NotFound for a run never made
             yield self.store.events(run_id)
             return
         queue = session.subscribe()

@@ -194,11 +194,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ExportRun(
         self, request: control_pb2.ExportRunRequest, context: Context
     ) -> control_pb2.ExportRunResponse:
-        store = self._runs.store
-        record = store.get(request.run_id)
-        if record is None:
-            raise NotFound(f"no run {request.run_id!r}")
-        fixture = fixture_of(record, store.version_content(record.workflow_version))
+        record = self._runs.record(request.run_id)
+        fixture = fixture_of(record, self._runs.store.version_content(record.workflow_version))
         return control_pb2.ExportRunResponse(fixture_json=json.dumps(fixture))
 
     @unary
@@ -214,9 +211,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetRunTrace(
         self, request: control_pb2.GetRunTraceRequest, context: Context
     ) -> control_pb2.RunRecord:
-        record = self._runs.store.get(request.run_id)
-        if record is None:
-            raise NotFound(f"no run {request.run_id!r}")
+        record = self._runs.record(request.run_id)
         return record_message(record, self._runs.queue_position(record.id))
 
     @streaming
