@@ -133,7 +133,7 @@ def load_config(
         record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
-        zygote=bool(admission.get("zygote", True)),
+        zygote=admission.get("zygote", True),
     )
 
 
@@ -142,7 +142,7 @@ def default_max_in_flight() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-def _admission(path: Path, value: Any) -> dict[str, int]:
+def _admission(path: Path, value: Any) -> dict[str, Any]:
     """`runs: {max_in_flight: N, max_queued: M, zygote: true|false}`."""
     if value is None:
         return {}
@@ -160,7 +160,7 @@ def _admission(path: Path, value: Any) -> dict[str, int]:
             continue
         if not isinstance(number, int) or number < (1 if key == "max_in_flight" else 0):
             raise DefinitionError(str(path), f"runs.{key}: expected a whole number, not {number!r}")
-    return {str(key): int(number) for key, number in value.items()}
+    return {str(key): setting for key, setting in value.items()}  # checked above
 
 
 def _record_cap(path: Path, value: Any) -> int:
