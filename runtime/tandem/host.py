@@ -45,10 +45,6 @@ def _zygote(runs_base: Path) -> Zygote:
     return Zygote(runs_base / "zygote-root", seccomp)
 
 
-async def _nothing() -> None:
-    return None
-
-
 class HostAlreadyRunning(TandemError):
     pass
 
@@ -157,9 +153,10 @@ class Host:
             ("runs", lambda: self.runs.shutdown(grace)),
             ("servers", lambda: asyncio.gather(*(s.stop(0.5) for s in self._servers))),
             ("plugins", self.plugins.stop),
-            ("zygote", self.zygote.stop if self.zygote else _nothing),
             ("model API client", self.model_api.close),
         ]
+        if self.zygote is not None:
+            steps.append(("zygote", self.zygote.stop))
         for what, step in steps:
             try:
                 await step()

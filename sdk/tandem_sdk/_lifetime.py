@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies, so a crashed daemon
     leaves no script or plugin running (the host marks unfinished runs interrupted when it
-    starts again). Linux only; elsewhere a no-op."""
+    starts again). `parent`: the pid the parent had when this process was made, where the
+    caller knows it (a forked child); the parent seen now otherwise. Linux only; elsewhere
+    a no-op."""
     import ctypes
     import signal
     import sys
@@ -16,7 +18,8 @@ def die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     pr_set_pdeathsig = 1
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     # Compared with the parent seen before the request, not with 1: inside a pid namespace

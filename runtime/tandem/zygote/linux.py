@@ -26,7 +26,6 @@ MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MNT_DETACH = 0x2
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -86,10 +85,6 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if os.uname().machine in ("aarch64", "arm64"):
         number = 41
     _check(_libc.syscall(number, os.fsencode(new_root), os.fsencode(put_old)), "pivot_root")
-
-
-def set_parent_death_signal(signum: int) -> None:
-    _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "PR_SET_PDEATHSIG")
 
 
 def set_process_name(name: str) -> None:

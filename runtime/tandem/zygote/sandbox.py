@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
+
+from tandem_sdk._lifetime import die_with_parent
 
 from . import linux
 
@@ -50,7 +51,7 @@ def become_run(spec: dict[str, Any], fds: list[int], root: str, seccomp: bytes) 
         zygote = os.getppid()
         os.setsid()  # a session of its own: no controlling terminal, its own process group
         linux.set_process_name("tandem-run")
-        _die_with(zygote)
+        die_with_parent(zygote)
         enter(spec, root, seccomp)
         os.chdir(spec["cwd"])
         os.environ.clear()
@@ -78,7 +79,7 @@ def enter(spec: dict[str, Any], root: str, seccomp: bytes) -> None:
         if init:
             _exit_like(init)
         # pid 1 of the new namespaces, still root.
-        _die_with(0)
+        die_with_parent(0)
         os.umask(0o022)
         _build_root(spec["mounts"], root)
         socket.sethostname(spec["hostname"])
@@ -86,7 +87,7 @@ def enter(spec: dict[str, Any], root: str, seccomp: bytes) -> None:
         script = os.fork()
         if script:
             _reap_until(script)
-        _die_with(1)
+        die_with_parent(1)
         linux.drop_capability_bounding_set()
     user = spec["user"]
     if user is not None:
@@ -109,12 +110,6 @@ def _wire_descriptors(stdout: int, stderr: int, result: int) -> None:
     for target, fd in moved.items():
         os.dup2(fd, target)
     os.closerange(RESULT_FD + 1, os.sysconf("SC_OPEN_MAX"))
-
-
-def _die_with(parent: int) -> None:
-    linux.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(SETUP_FAILED)
 
 
 def _exit_code(status: int) -> int:

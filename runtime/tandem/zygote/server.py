@@ -13,13 +13,14 @@ import base64
 import contextlib
 import os
 import selectors
-import signal
 import socket
 import sys
 import traceback
 from typing import Any
 
-from . import linux, protocol, sandbox
+from tandem_sdk._lifetime import die_with_parent
+
+from . import protocol, sandbox
 
 _SELF_TEST_MOUNTS = [
     {"kind": "ro-bind", "path": "/usr", "source": "/usr", "size": 0, "perms": 0o755},
@@ -111,10 +112,7 @@ class Zygote:
 
 def main() -> int:
     control = socket.socket(fileno=int(os.environ.pop("TANDEM_ZYGOTE_FD")))
-    parent = os.getppid()
-    linux.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent:
-        return 1
+    die_with_parent()
     config, _ = protocol.receive(control)
     if config is None:
         return 0
