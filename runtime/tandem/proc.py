@@ -66,6 +66,19 @@ class OutputCapture:
                 self.on_output(stream, kept)
 
 
+async def read_pipe(
+    fd: int, limit: int = CHUNK
+) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """A StreamReader over the read end of a pipe (which it now owns), and the transport to
+    close when done with it."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
 def signal_group(pgid: int | None, signum: int) -> None:
     if pgid is None:
         return

@@ -31,7 +31,7 @@ from tandem.isolation.rundir import (
     remove_run_dir,
     sandbox_base,
 )
-from tandem.proc import ManagedProcess
+from tandem.proc import ManagedProcess, read_pipe
 from tandem.server.run_gate import run_gate
 from tandem.server.toolhost import ToolHostServicer
 from tandem.session import RunSession
@@ -210,11 +210,7 @@ class _Ended:
 
 async def _read_result(fd: int) -> bytes:
     """Read the runner's outcome from its pipe, at most MAX_RESULT_BYTES (+1 to notice more)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_RESULT_BYTES + 1)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
+    reader, transport = await read_pipe(fd, MAX_RESULT_BYTES + 1)
     try:
         data = b""
         while len(data) <= MAX_RESULT_BYTES and (chunk := await reader.read(64 * 1024)):

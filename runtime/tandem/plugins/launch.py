@@ -16,7 +16,7 @@ from pathlib import Path
 from tandem_sdk._convert import annotations_of
 from tandem_sdk.errors import DefinitionError
 
-from tandem.proc import ManagedProcess
+from tandem.proc import ManagedProcess, read_pipe
 from tandem.tools import HostTool
 
 from .link import PluginLink
@@ -156,11 +156,7 @@ async def _start(
 
 async def _wait_ready(fd: int, process: ManagedProcess) -> bool:
     """True once the server says `ready`; False when it exits (or closes the pipe) first."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
+    reader, transport = await read_pipe(fd)
     line = asyncio.ensure_future(reader.readline())
     exited = asyncio.ensure_future(process.wait())
     try:

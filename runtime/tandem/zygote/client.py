@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from tandem.isolation.base import ForkSpec
-from tandem.proc import CHUNK, CapturesOutput, OutputCapture, OutputSink, end_group, signal_group
+from tandem.proc import (
+    CapturesOutput,
+    OutputCapture,
+    OutputSink,
+    end_group,
+    read_pipe,
+    signal_group,
+)
 
 from . import protocol
 
@@ -245,11 +252,7 @@ class ForkedProcess(CapturesOutput):
         self._exit = asyncio.create_task(self._exit_code())
 
     async def _reader(self, fd: int) -> asyncio.StreamReader:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=CHUNK)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-        )
+        reader, transport = await read_pipe(fd)
         self._pipes.append(transport)
         return reader
 
