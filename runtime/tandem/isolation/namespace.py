@@ -21,6 +21,7 @@ zygote, whose child performs the same steps with mount(2).
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -109,6 +110,21 @@ def sandbox_environment(request: LaunchRequest) -> dict[str, str]:
 
 
 def sandbox_mounts(request: LaunchRequest, folders: tuple[Path, ...]) -> list[MountOp]:
+    ops = list(_host_mounts(folders))
+    ops.append(MountOp("dir", str(SANDBOX_DIR), perms=0o755))
+    for source, name in (
+        (request.token_file, "token"),
+        (request.script_file, "script.py"),
+        (request.toolhost_socket, "toolhost.sock"),
+        (request.workflow_dir, "workflow"),
+    ):
+        ops.append(MountOp("ro-bind", str(SANDBOX_DIR / name), str(source)))
+    return ops
+
+
+@functools.cache
+def _host_mounts(folders: tuple[Path, ...]) -> tuple[MountOp, ...]:
+    """What every run's file system has, the same for all of them: built once."""
     ops = [MountOp("ro-bind", "/usr", "/usr")]
     for name in _TOP_LEVEL_LINKS:
         path = Path("/", name)
@@ -133,15 +149,7 @@ def sandbox_mounts(request: LaunchRequest, folders: tuple[Path, ...]) -> list[Mo
                 ops.append(MountOp("dir", str(parent), perms=0o755))
                 made.add(parent)
         ops.append(MountOp("ro-bind", str(folder), str(folder)))
-    ops.append(MountOp("dir", str(SANDBOX_DIR), perms=0o755))
-    for source, name in (
-        (request.token_file, "token"),
-        (request.script_file, "script.py"),
-        (request.toolhost_socket, "toolhost.sock"),
-        (request.workflow_dir, "workflow"),
-    ):
-        ops.append(MountOp("ro-bind", str(SANDBOX_DIR / name), str(source)))
-    return ops
+    return tuple(ops)
 
 
 def _bwrap_args(op: MountOp) -> list[str]:
