@@ -4,18 +4,11 @@ one): the benchmarks measure the daemon an operator runs, in its own process."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
-import threading
 from pathlib import Path
 
-from measure import Closing
-from tandem.cli.control_client import ControlClient
-from tandem.config import load_config
 from tandem.store import RunRecord
-
-TANDEM = [sys.executable, "-m", "tandem.cli"]
-READY_LINE = "control socket"
+from tandem.testing.daemon import ServedDaemon
 
 PLUGIN = '''
 from tandem_sdk import tool
@@ -67,43 +60,18 @@ def make_project(root: Path) -> Path:
     return root
 
 
-class Daemon(Closing):
-    """`tandem serve` on `root`, ready once it logs its control socket. `prefix` goes before
-    the command (the process tier of a root daemon needs one, see sandbox_bench)."""
+class Daemon(ServedDaemon):
+    """`tandem serve` on `root`. `prefix` goes before the command (the process tier of a
+    root daemon needs one, see sandbox_bench)."""
 
     def __init__(self, root: Path, *args: str, prefix: list[str] | None = None) -> None:
-        self.root = root
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [*(prefix or []), *TANDEM, "--project", str(root), "serve", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._ready.wait(60) or self.process.poll() is not None:
-            self.close()
-            raise SystemExit("tandem serve did not start:\n" + "\n".join(self.log[-20:]))
-        self.client = ControlClient(load_config(root).control_socket)
+        super().__init__(root, *args, prefix=prefix or (), ready_within_s=60)
 
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line.rstrip())
-            if READY_LINE in line:
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def pid(self) -> int:
-        """The daemon's own pid (under a prefix, the prefix execs into it)."""
-        return self.process.pid
-
-    def run(self, workflow: str, payload: object = None) -> RunRecord:
+    def run(
+        self, workflow: str, payload: object = None, coordinator: str | None = None
+    ) -> RunRecord:
         """Trigger a run, wait for its end; it must succeed."""
-        return self.finish(self.client.trigger(workflow, payload, None))
+        return self.finish(self.client.trigger(workflow, payload, coordinator))
 
     def finish(self, run_id: str) -> RunRecord:
         for _ in self.client.watch(run_id):
@@ -114,15 +82,10 @@ class Daemon(Closing):
         return record
 
     def close(self) -> None:
-        if hasattr(self, "client"):
-            self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        try:
+            super().close()
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 def first(record: RunRecord, kind: str) -> float:

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 import watchfiles
-from daemon import TANDEM, Daemon
+from daemon import Daemon
 from measure import Closing, interleave, ms, p50, ratio
 from tandem.cli.control_client import ControlClient
+from tandem.testing.daemon import TANDEM
 from tandem_sdk._pb import control_pb2
 
 ROUNDS = 5

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,13 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tandem.cli.control_client import ControlClient
 from tandem.config import load_config
-from tandem.store import RunRecord
+from tandem.testing.daemon import TANDEM, ServedDaemon
 
 REPO = Path(__file__).resolve().parent.parent
-TANDEM = [sys.executable, "-m", "tandem.cli"]
-READY_LINE = "control socket"
 
 
 class Project:
@@ -81,58 +74,14 @@ class Project:
         return folder
 
 
-class Daemon:
-    """`tandem serve` as a real subprocess, ready once it logs its control socket."""
+class Daemon(ServedDaemon):
+    """`tandem serve` on a test's project, hot reload off unless asked."""
 
     def __init__(
         self, project: Project, *args: str, env: dict[str, str] | None = None, reload: bool = False
     ) -> None:
         self.project = project
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [*TANDEM, "--project", str(project.root), "serve", *args]
-            + ([] if reload else ["--no-reload"]),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._ready.wait(30):
-            self.kill()
-            raise RuntimeError("daemon did not become ready:\n" + "\n".join(self.log))
-        self.client = ControlClient(project.config.control_socket)
-
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line.rstrip())
-            if READY_LINE in line:
-                self._ready.set()
-        self._ready.set()
-
-    def run(self, workflow: str, payload: Any = None, coordinator: str | None = None) -> RunRecord:
-        run_id = self.client.trigger(workflow, payload, coordinator)
-        for _ in self.client.watch(run_id):
-            pass
-        return self.client.run(run_id)
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def close(self) -> None:
-        if hasattr(self, "client"):
-            self.client.close()
-        if self.process.poll() is None:
-            self.terminate()
+        super().__init__(project.root, *args, *([] if reload else ["--no-reload"]), env=env)
 
 
 @pytest.fixture

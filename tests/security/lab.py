@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TANDEM, Daemon, Project
-from tandem.cli.control_client import ControlClient
+from conftest import Daemon, Project
 from tandem.isolation.identity import UID_BASE, UID_COUNT
 from tandem.isolation.runtime_paths import reachable_runtime_command as runtime_made_reachable
 from tandem.store import RunRecord
+from tandem.testing.daemon import ServedDaemon
 
 TIERS = ["namespace", "process"]
 # Each tier's sandbox is made two ways, forked by the zygote (the default) or spawned
@@ -53,26 +51,7 @@ class LabDaemon(Daemon):
 
     def __init__(self, project: Project, prefix: list[str], *args: str, env: dict[str, str]):
         self.project = project
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [*prefix, *TANDEM, "--project", str(project.root), "serve", "--no-reload", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-        )
-        threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._ready.wait(30) or self.process.poll() is not None:
-            self.kill()
-            raise RuntimeError("daemon did not become ready:\n" + "\n".join(self.log))
-        self.client = ControlClient(project.config.control_socket)
-
-    @property
-    def pid(self) -> int:
-        # Under a prefix the daemon is the prefix's last exec, so the pid is the same.
-        return self.process.pid
+        ServedDaemon.__init__(self, project.root, "--no-reload", *args, prefix=prefix, env=env)
 
 
 class Lab:
