@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, Project, eventually, tandem
+from tandem.isolation.rundir import sandbox_base
 from tandem.testing.github_webhook import deliver
 
 BURST = int(os.environ.get("TANDEM_STRESS_BURST", "60"))
@@ -113,6 +114,9 @@ def test_the_queue_bound_refuses_clearly(project: Project, start_daemon) -> None
         assert tandem(project, "runs", "cancel", run_id).returncode == 0
     assert daemon.client.run(waiting).status == "cancelled"
     assert eventually(lambda: daemon.client.run(running).status == "cancelled")
+    # The cancelled run's folder (made and removed off the event loop) is gone with it.
+    folder = sandbox_base(project.config.state_dir / "runs") / running
+    assert eventually(lambda: not folder.exists()), sorted(folder.rglob("*"))
 
 
 def _hmac(payload: object, secret: str) -> dict[str, str]:

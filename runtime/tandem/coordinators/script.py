@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tandem.blocking import in_thread
 from tandem.errors import RunFailed
 from tandem.isolation import (
     Isolation,
@@ -29,6 +30,7 @@ from tandem.isolation.rundir import (
     create_run_dir,
     hand_socket_to,
     remove_run_dir,
+    run_dir,
     sandbox_base,
 )
 from tandem.proc import ManagedProcess, read_pipe
@@ -73,13 +75,11 @@ class ScriptCoordinator:
             isolation = self.tiers.for_workflow(workflow.spec.isolation)
         except IsolationUnavailable as error:
             raise RunFailed(error.message) from None
+        rundir = run_dir(sandbox_base(self.runs_dir), session.id)
         user = identity.allocate()
-        rundir: RunDir | None = None
         ended = _Ended()
         try:
-            rundir = create_run_dir(
-                sandbox_base(self.runs_dir), session.id, user, session.token, workflow.script_source
-            )
+            await in_thread(create_run_dir, rundir, user, session.token, workflow.script_source)
             async with run_gate(rundir.socket, self.toolhost, session.id):
                 hand_socket_to(rundir, user)
                 return await self._launch(session, isolation, rundir, user, ended)
@@ -92,8 +92,7 @@ class ScriptCoordinator:
                     user.release()
                 else:
                     log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
-            if rundir is not None:
-                remove_run_dir(rundir)
+            await in_thread(remove_run_dir, rundir)
 
     async def _launch(
         self,

@@ -37,22 +37,26 @@ def sandbox_base(state_dir: Path) -> Path:
     info = base.lstat()
     if base.is_symlink() or not base.is_dir() or info.st_uid != os.geteuid():
         raise PermissionError(f"{base} is not a folder owned by this user")
-    base.chmod(0o711)
+    if info.st_mode & 0o777 != 0o711:  # a write only when needed: this runs for every run
+        base.chmod(0o711)
     return base
 
 
-def create_run_dir(
-    base: Path, run_id: str, user: RunUser | None, token: str, script_source: str
-) -> RunDir:
+def run_dir(base: Path, run_id: str) -> RunDir:
+    """Where `run_id`'s folder goes under `base` (nothing is made yet)."""
     root = base / run_id
-    root.mkdir(mode=0o700)
-    run = RunDir(
+    return RunDir(
         root=root,
         workdir=root / "work",
         socket=root / "toolhost.sock",
         token_file=root / "token",
         script_file=root / "script.py",
     )
+
+
+def create_run_dir(run: RunDir, user: RunUser | None, token: str, script_source: str) -> None:
+    """Blocking: a few metadata writes, each a journal entry (the host runs it in a thread)."""
+    run.root.mkdir(mode=0o700)
     run.workdir.mkdir(mode=0o700)
     for path, text in ((run.token_file, token), (run.script_file, script_source)):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
@@ -61,9 +65,8 @@ def create_run_dir(
     if user is not None:
         for path in (run.workdir, run.token_file, run.script_file):
             os.chown(path, user.uid, user.gid)
-        os.chown(root, 0, user.gid)
-        root.chmod(0o710)
-    return run
+        os.chown(run.root, 0, user.gid)
+        run.root.chmod(0o710)
 
 
 def hand_socket_to(run: RunDir, user: RunUser | None) -> None:
@@ -74,6 +77,7 @@ def hand_socket_to(run: RunDir, user: RunUser | None) -> None:
 
 
 def remove_run_dir(run: RunDir) -> None:
+    """Blocking, like create_run_dir; whatever part of the folder exists."""
     for path in (run.token_file, run.script_file, run.socket):
         with contextlib.suppress(OSError):
             path.unlink()
