@@ -87,6 +87,8 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Runs whose end the store refused to record (a full disk): retried at shutdown.
         self._unrecorded: dict[str, tuple[str, Any, str | None, dict[str, int]]] = {}
+        # Versions already in the store: a Trigger then skips dumping the workflow again.
+        self._kept_versions: set[str] = set()
         self.accepting = True
 
     def trigger(
@@ -125,7 +127,9 @@ class RunManager:
         run_id = new_run_id()
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
-        self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
+        if workflow.version not in self._kept_versions:
+            self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
+            self._kept_versions.add(workflow.version)
         self.store.create(
             RunRecord(
                 id=run_id,
