@@ -43,6 +43,26 @@ def test_losing_the_daemon_mid_run_is_one_line_and_exit_2(project: Project, star
     assert time.monotonic() - started >= 4, "it waited for the daemon to come back"
 
 
+def test_follow_goes_on_when_the_daemon_comes_back(project: Project, start_daemon) -> None:
+    project.workflow("slow", script=SLOW)
+    daemon = start_daemon(project)
+    follower = subprocess.Popen(
+        [*TANDEM, "--project", str(project.root), "run", "slow", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert eventually(lambda: bool(daemon.client.runs("slow", "running", 5)))
+    (run,) = daemon.client.runs("slow", "running", 5)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    start_daemon(project)  # within the follower's few seconds: it marks the run interrupted
+    stdout, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 1, stderr  # the run did not succeed; the CLI did not break
+    assert "Traceback" not in stderr and "lost the tandem daemon" not in stderr, stderr
+    assert run.id in stdout and "interrupted" in stdout, stdout
+
+
 def test_an_oversized_payload_says_what_the_limit_is(project: Project, tmp_path) -> None:
     project.workflow("echo", script=ECHO)
     big = tmp_path / "big.json"

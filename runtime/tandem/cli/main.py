@@ -399,9 +399,11 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             client.cancel(run_id)
             raise
-        if client is not first:
-            client.close()  # a client to a daemon that came back
-        stale = _stale_warning(client, args.workflow)
+        try:
+            stale = _stale_warning(client, args.workflow)
+        finally:
+            if client is not first:
+                client.close()  # a client to a daemon that came back
     if args.json:
         print(json.dumps({**record.to_json(), "warning": stale}, indent=2))
     else:
