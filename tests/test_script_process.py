@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import Project, eventually
 from tandem.store import RunStore
 
 
@@ -141,6 +141,9 @@ def test_sigterm_cancels_runs_in_flight_and_leaves_no_child(project: Project, st
     run_id = daemon.client.trigger("sleepy", None, None)
     pid = _wait_for_start(daemon, run_id)
     assert daemon.terminate() == 0
+    # The operator's log names the runs the grace period waits for.
+    waited = f"waiting up to 0.5s for 1 run(s): {run_id} (sleepy)"
+    assert eventually(lambda: any(waited in line for line in daemon.log)), daemon.log
     store = RunStore(project.config.database)
     record = store.get(run_id)
     assert record is not None and record.status == "cancelled"
