@@ -92,6 +92,24 @@ def test_a_burst_queues_and_loses_nothing(project: Project, start_daemon) -> Non
     print(f"\n{BURST} runs: daemon RSS {idle // 1024} -> peak {peak_rss // 1024} MiB")
 
 
+def test_a_workflow_at_its_limit_lets_others_go_ahead(project: Project, start_daemon) -> None:
+    (project.root / "tandem.yaml").write_text("runs:\n  max_in_flight: 2\n")
+    project.plugin("slow", SLOW_PLUGIN)
+    project.workflow("slow", script=SLOW, tools=["slow.pid"], limits={"max_in_flight": 1})
+    project.workflow("quick", script=QUICK)
+    daemon = start_daemon(project)
+    first, second, third = (daemon.client.trigger("slow", {"sleep": 30}, None) for _ in range(3))
+    # One slow run holds its workflow's only slot; the global limit has room for one more,
+    # which the younger run of another workflow takes while the older slow ones wait.
+    assert daemon.run("quick", {"n": 1}).output == {"n": 1}
+    assert daemon.client.run(first).status == "running"
+    assert [daemon.client.run(r).queue_position for r in (second, third)] == [1, 2]
+    assert daemon.client.cancel(first)
+    assert eventually(lambda: daemon.client.run(second).status == "running")
+    assert daemon.client.run(third).queue_position == 1
+    assert daemon.client.cancel(third) and daemon.client.cancel(second)
+
+
 def test_the_queue_bound_refuses_clearly(project: Project, start_daemon) -> None:
     (project.root / "tandem.yaml").write_text("runs:\n  max_in_flight: 1\n  max_queued: 1\n")
     project.plugin("slow", SLOW_PLUGIN)

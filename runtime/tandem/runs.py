@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ class RunManager:
         self.coordinators = coordinators
         self.sessions: dict[str, RunSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: Counter[str] = Counter()  # runs in flight, by workflow
         # Runs whose end the store refused to record (a full disk): retried at shutdown.
         self._unrecorded: dict[str, tuple[str, Any, str | None, dict[str, int]]] = {}
         # Versions already in the store: a Trigger then skips dumping the workflow again.
@@ -150,8 +151,13 @@ class RunManager:
 
     def _enqueue(self, session: RunSession) -> None:
         self.sessions[session.id] = session
-        self._queue.append(session)
-        self._admit()
+        # After every admission pass each queued run is blocked, by the global limit or
+        # its workflow's, and a new run changes neither: only the newcomer may start.
+        # So a Trigger costs the same with 1,000 runs waiting as with none.
+        if self.accepting and self._may_start(session):
+            self._start(session)
+        else:
+            self._queue.append(session)
 
     def _admit(self) -> None:
         """Start queued runs, oldest first, while the global and per-workflow limits allow;
@@ -161,19 +167,20 @@ class RunManager:
         for session in list(self._queue):
             if len(self._tasks) >= self.max_in_flight:
                 return
-            limit = session.limits.max_in_flight
-            if limit is not None and self._in_flight(session.workflow.name) >= limit:
-                continue
-            self._queue.remove(session)
-            self._tasks[session.id] = asyncio.create_task(
-                self._execute(session), name=f"run-{session.id}"
-            )
+            if self._may_start(session):
+                self._queue.remove(session)
+                self._start(session)
 
-    def _in_flight(self, workflow: str) -> int:
-        return sum(
-            1
-            for run_id in self._tasks
-            if (s := self.sessions.get(run_id)) is not None and s.workflow.name == workflow
+    def _may_start(self, session: RunSession) -> bool:
+        limit = session.limits.max_in_flight
+        return len(self._tasks) < self.max_in_flight and (
+            limit is None or self._running[session.workflow.name] < limit
+        )
+
+    def _start(self, session: RunSession) -> None:
+        self._running[session.workflow.name] += 1
+        self._tasks[session.id] = asyncio.create_task(
+            self._execute(session), name=f"run-{session.id}"
         )
 
     def queue_position(self, run_id: str) -> int:
@@ -396,10 +403,11 @@ class RunManager:
             self._unrecorded[session.id] = (status, output, error, dict(session.usage))
         session.close()
         self.sessions.pop(session.id, None)
-        self._tasks.pop(session.id, None)
+        if self._tasks.pop(session.id, None) is not None:
+            self._running[session.workflow.name] -= 1
         log.info("run %s %s: %s", session.id, session.workflow.name, status)
+        self._admit()  # first: a shadow queued by _after then waits its turn behind them
         self._after(session)
-        self._admit()
 
     def _after(self, session: RunSession) -> None:
         """Shadows: start one when a live run of a shadowed workflow ends (so it never
