@@ -23,27 +23,10 @@ def handler(trigger, tools, virtual_files, subagent):
 """
 
 
-def test_losing_the_daemon_mid_run_is_one_line_and_exit_2(project: Project, start_daemon) -> None:
-    project.workflow("slow", script=SLOW)
-    daemon = start_daemon(project)
-    follower = subprocess.Popen(
-        [*TANDEM, "--project", str(project.root), "run", "slow", "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert eventually(lambda: bool(daemon.client.runs("slow", "running", 5)))
-    daemon.process.send_signal(signal.SIGKILL)
-    started = time.monotonic()
-    _, stderr = follower.communicate(timeout=60)
-    assert follower.returncode == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tandem: lost the tandem daemon"), stderr
-    assert "did not come back within 5s" in lines[0]
-    assert time.monotonic() - started >= 4, "it waited for the daemon to come back"
-
-
-def test_follow_goes_on_when_the_daemon_comes_back(project: Project, start_daemon) -> None:
+def _follow_then_kill_the_daemon(
+    project: Project, start_daemon
+) -> tuple[subprocess.Popen[str], str]:
+    """`tandem run slow --follow` with a SIGKILLed daemon under it, mid-run; the run's id."""
     project.workflow("slow", script=SLOW)
     daemon = start_daemon(project)
     follower = subprocess.Popen(
@@ -56,11 +39,27 @@ def test_follow_goes_on_when_the_daemon_comes_back(project: Project, start_daemo
     (run,) = daemon.client.runs("slow", "running", 5)
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
+    return follower, run.id
+
+
+def test_losing_the_daemon_mid_run_is_one_line_and_exit_2(project: Project, start_daemon) -> None:
+    follower, _ = _follow_then_kill_the_daemon(project, start_daemon)
+    started = time.monotonic()
+    _, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tandem: lost the tandem daemon"), stderr
+    assert "did not come back within 5s" in lines[0]
+    assert time.monotonic() - started >= 4, "it waited for the daemon to come back"
+
+
+def test_follow_goes_on_when_the_daemon_comes_back(project: Project, start_daemon) -> None:
+    follower, run_id = _follow_then_kill_the_daemon(project, start_daemon)
     start_daemon(project)  # within the follower's few seconds: it marks the run interrupted
     stdout, stderr = follower.communicate(timeout=60)
     assert follower.returncode == 1, stderr  # the run did not succeed; the CLI did not break
     assert "Traceback" not in stderr and "lost the tandem daemon" not in stderr, stderr
-    assert run.id in stdout and "interrupted" in stdout, stdout
+    assert run_id in stdout and "interrupted" in stdout, stdout
 
 
 def test_an_oversized_payload_says_what_the_limit_is(project: Project, tmp_path) -> None:
