@@ -78,21 +78,28 @@ class ScriptCoordinator:
         rundir = run_dir(sandbox_base(self.runs_dir), session.id)
         user = identity.allocate()
         ended = _Ended()
+        ours = True  # the folder is this run's to remove unless it was there before it
         try:
-            await in_thread(create_run_dir, rundir, user, session.token, workflow.script_source)
+            try:
+                await in_thread(create_run_dir, rundir, user, session.token, workflow.script_source)
+            except FileExistsError:  # only the folder itself can be: it holds nothing else yet
+                ours = False
+                raise
             async with run_gate(rundir.socket, self.toolhost, session.id):
                 hand_socket_to(rundir, user)
                 return await self._launch(session, isolation, rundir, user, ended)
         finally:
             # Whatever the run started, wherever it went (setsid, double fork), dies here,
-            # before its folder goes, so nothing is still writing into it. A pid namespace
-            # whose init was reaped has nothing left in it: no need to look.
+            # before its folder goes, so nothing is still writing into it; its uid is free
+            # for another run only once nothing of it is left, folder included. A pid
+            # namespace whose init was reaped has nothing left in it: no need to look.
+            if user is not None and not (ended.namespace_reaped or await identity.kill_all(user)):
+                log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
+                user = None  # kept: no other run may have the uid of processes still alive
+            if ours:
+                await in_thread(remove_run_dir, rundir)
             if user is not None:
-                if ended.namespace_reaped or await identity.kill_all(user):
-                    user.release()
-                else:
-                    log.error("run %s: processes of uid %d survived SIGKILL", session.id, user.uid)
-            await in_thread(remove_run_dir, rundir)
+                user.release()
 
     async def _launch(
         self,
