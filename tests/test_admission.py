@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, Project, eventually, tandem
+from tandem.embedded import EmbeddedHost
 from tandem.isolation.rundir import sandbox_base
+from tandem.store import RunRecord
 from tandem.testing.github_webhook import deliver
 
 BURST = int(os.environ.get("TANDEM_STRESS_BURST", "60"))
@@ -110,6 +112,27 @@ def test_a_workflow_at_its_limit_lets_others_go_ahead(project: Project, start_da
     assert daemon.client.cancel(third) and daemon.client.cancel(second)
 
 
+def test_a_run_cancelled_before_its_first_step_frees_its_slot(project: Project) -> None:
+    (project.root / "tandem.yaml").write_text("runs:\n  max_in_flight: 1\n")
+    project.workflow("quick", script=QUICK)
+    with EmbeddedHost(project.config) as embedded:
+        runs = embedded.host.runs
+
+        async def trigger_and_cancel_at_once() -> str:
+            run_id = runs.trigger("quick", {"n": 1}).id
+            assert runs.cancel(run_id)  # in the same loop step: its task never ran
+            return run_id
+
+        async def trigger_and_wait() -> RunRecord:
+            return await runs.wait(runs.trigger("quick", {"n": 2}).id)
+
+        cancelled = embedded._call(trigger_and_cancel_at_once())
+        after = embedded._call(trigger_and_wait())  # the only slot is free again
+        assert (after.status, after.output) == ("succeeded", {"n": 2}), after
+        assert runs.record(cancelled, events=False).status == "cancelled"
+        assert runs.active == 0
+
+
 def test_the_queue_bound_refuses_clearly(project: Project, start_daemon) -> None:
     (project.root / "tandem.yaml").write_text("runs:\n  max_in_flight: 1\n  max_queued: 1\n")
     project.plugin("slow", SLOW_PLUGIN)
@@ -128,12 +151,13 @@ def test_the_queue_bound_refuses_clearly(project: Project, start_daemon) -> None
     assert answer.status == 429 and answer.body["status"] == "busy"
     listed = tandem(project, "runs", "--status", "queued").stdout
     assert waiting in listed and "[#1 in line]" in listed
+    # The running run's folder (made and removed off the event loop) goes with the run.
+    folder = sandbox_base(project.config.state_dir / "runs") / running
+    assert folder.is_dir()
     for run_id in (waiting, running):
         assert tandem(project, "runs", "cancel", run_id).returncode == 0
     assert daemon.client.run(waiting).status == "cancelled"
     assert eventually(lambda: daemon.client.run(running).status == "cancelled")
-    # The cancelled run's folder (made and removed off the event loop) is gone with it.
-    folder = sandbox_base(project.config.state_dir / "runs") / running
     assert eventually(lambda: not folder.exists()), sorted(folder.rglob("*"))
 
 

@@ -154,7 +154,7 @@ class RunManager:
         # After every admission pass each queued run is blocked, by the global limit or
         # its workflow's, and a new run changes neither: only the newcomer may start.
         # So a Trigger costs the same with 1,000 runs waiting as with none.
-        if self.accepting and self._may_start(session):
+        if self._may_start(session):
             self._start(session)
         else:
             self._queue.append(session)
@@ -179,9 +179,17 @@ class RunManager:
 
     def _start(self, session: RunSession) -> None:
         self._running[session.workflow.name] += 1
-        self._tasks[session.id] = asyncio.create_task(
-            self._execute(session), name=f"run-{session.id}"
-        )
+        task = asyncio.create_task(self._execute(session), name=f"run-{session.id}")
+        task.add_done_callback(lambda _: self._never_started(session))
+        self._tasks[session.id] = task
+
+    def _never_started(self, session: RunSession) -> None:
+        """A run task cancelled before its first step never ran `_execute`, whose end
+        releases the run (its slot, watchers and token): release it here instead."""
+        if session.id in self._tasks:
+            self._finish(
+                session, "cancelled", None, "the run was cancelled before it started", None
+            )
 
     def queue_position(self, run_id: str) -> int:
         """1 for the next run to start, 0 for a run not waiting."""
