@@ -23,8 +23,8 @@ class HostTool:
     annotations: ToolAnnotations
     dry_run_result_json: str  # what a dry run answers instead of a call; "" = the default
     _validator: Draft202012Validator = field(compare=False, repr=False)
-    # The same schema compiled by jsonschema-rs, for the check every call makes (well under
-    # a microsecond, where jsonschema takes tens); None when it does not compile it.
+    # The check every call makes, compiled by jsonschema-rs (well under a microsecond,
+    # where jsonschema takes tens); None where jsonschema alone checks (see _compiled).
     _check: jsonschema_rs.Validator | None = field(compare=False, repr=False)
 
     @classmethod
@@ -38,9 +38,12 @@ class HostTool:
         dry_run_result_json: str = "",
     ) -> HostTool:
         from jsonschema import Draft202012Validator
+        from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]
 
         Draft202012Validator.check_schema(schema)
-        validator = Draft202012Validator(schema)
+        _refuse_remote_references(name, schema)
+        # Only the dialects' own meta-schemas: nothing is ever fetched to check a call.
+        validator = Draft202012Validator(schema, registry=REGISTRY)
         check = _compiled(schema)
         return cls(
             name, provider, description, schema, annotations, dry_run_result_json, validator, check
@@ -70,8 +73,8 @@ class HostTool:
             return arguments
         from jsonschema.exceptions import best_match
 
-        # jsonschema has the last word: it confirms a refusal and names the most relevant
-        # error, as it did before the fast check (which may differ on a regex's dialect).
+        # jsonschema decides what the fast check refuses (it accepts a NaN, say) and names
+        # the most relevant error.
         problem = best_match(self._validator.iter_errors(arguments))
         if problem is not None:
             where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
@@ -83,13 +86,48 @@ class HostTool:
         return json.dumps(self.input_schema)  # in declaration order: signatures read so
 
 
+def _refuse_remote_references(name: str, schema: Any) -> None:
+    """A `$ref` outside the schema itself would have the host fetch it: refused, with what
+    to do instead, when the plugin describes the tool."""
+    if isinstance(schema, list):
+        for item in schema:
+            _refuse_remote_references(name, item)
+    elif isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                if not value.startswith("#"):
+                    raise ValueError(
+                        f"{name}: its input schema refers to {value!r}, outside itself; the "
+                        "host never fetches a schema: put what it names under $defs"
+                    )
+            else:
+                _refuse_remote_references(name, value)
+
+
 def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
-    """`schema` compiled by jsonschema-rs, never fetching a remote `$ref`; None when it
-    cannot compile what jsonschema accepts (a Python-only regex such as `\\Z`), and then
-    jsonschema alone checks the calls."""
+    """`schema` compiled by jsonschema-rs (offline: it fetches nothing), for a check whose
+    every acceptance jsonschema would make too. None, and jsonschema alone checks, where
+    the two read a schema differently, a regex (jsonschema-rs reads `\\w`, `\\d` and `\\s`
+    as ECMA-262 does, Python as Unicode classes) or a fractional `multipleOf` (exact
+    decimal against float arithmetic), and where it cannot compile the schema."""
+    if _reads_differently(schema):
+        return None
     import jsonschema_rs
 
     try:
         return jsonschema_rs.Draft202012Validator(schema, offline=True)
     except jsonschema_rs.ValidationError:
         return None
+
+
+def _reads_differently(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_reads_differently(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    if "pattern" in schema or "patternProperties" in schema:
+        return True
+    multiple = schema.get("multipleOf")
+    if isinstance(multiple, float) and not multiple.is_integer():
+        return True
+    return any(_reads_differently(value) for value in schema.values())

@@ -101,17 +101,21 @@ async def launch(
         await generation.close()
         raise DefinitionError(f"plugin {manifest.name!r}", _load_error(manifest, process))
     exited.cancel()
-    generation.tools = [
-        HostTool.create(
-            f"{manifest.name}.{t.name}",
-            manifest.name,
-            t.description,
-            json.loads(t.input_schema_json),
-            annotations_of(t),
-            t.dry_run_result_json,
-        )
-        for t in describe.result().tools
-    ]
+    try:
+        generation.tools = [
+            HostTool.create(
+                f"{manifest.name}.{t.name}",
+                manifest.name,
+                t.description,
+                json.loads(t.input_schema_json),
+                annotations_of(t),
+                t.dry_run_result_json,
+            )
+            for t in describe.result().tools
+        ]
+    except Exception as error:  # a schema the host cannot check calls against
+        await generation.close()
+        raise DefinitionError(f"plugin {manifest.name!r}", str(error)) from None
     return generation
 
 
