@@ -29,7 +29,7 @@ def follow(
 ) -> tuple[ControlClient, RunRecord]:
     """Pass every event of the run to `on_event`, once, then return its record (and the
     client that answered last). DaemonLost when no daemon comes back in time."""
-    last = 0
+    last, first = 0, client
     while True:
         try:
             for event in client.watch(run_id):
@@ -40,6 +40,8 @@ def follow(
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE or reconnect is None:
                 raise
+            if client is not first:
+                client.close()  # the caller closes only the client it gave
             client = _back(reconnect, run_id, error)
 
 
