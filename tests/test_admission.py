@@ -15,7 +15,9 @@ from conftest import Daemon, Project, eventually, tandem
 from tandem.embedded import EmbeddedHost
 from tandem.isolation.rundir import sandbox_base
 from tandem.store import RunRecord
+from tandem.testing.anthropic_api import AnthropicStandIn
 from tandem.testing.github_webhook import deliver
+from tandem.testing.replies import Reply
 
 BURST = int(os.environ.get("TANDEM_STRESS_BURST", "60"))
 QUICK = """
@@ -110,6 +112,33 @@ def test_a_workflow_at_its_limit_lets_others_go_ahead(project: Project, start_da
     assert eventually(lambda: daemon.client.run(second).status == "running")
     assert daemon.client.run(third).queue_position == 1
     assert daemon.client.cancel(third) and daemon.client.cancel(second)
+
+
+def test_a_shadow_waits_behind_the_runs_queued_before_it(project: Project, start_daemon) -> None:
+    (project.root / "tandem.yaml").write_text("runs:\n  max_in_flight: 1\n")
+    project.plugin("slow", SLOW_PLUGIN)
+    project.workflow("slow", script=SLOW, prompt="Say done.", tools=["slow.pid"], shadow="llm")
+    project.workflow("quick", script=QUICK)
+    with AnthropicStandIn([Reply.text("done")]) as model:
+        daemon = start_daemon(project, env=model.env)
+        primary = daemon.client.trigger("slow", {"sleep": 1}, None)
+        queued = daemon.client.trigger("quick", {"n": 1}, None)
+        assert daemon.client.run(queued).queue_position == 1
+        for _ in daemon.client.watch(primary):
+            pass
+        assert daemon.client.run(primary).status == "succeeded"
+
+        def shadow() -> RunRecord | None:
+            found = daemon.client.runs("slow", "succeeded", 5, mode="shadow")
+            return found[0] if found else None
+
+        assert eventually(lambda: shadow() is not None), daemon.log[-20:]
+    first, second = daemon.client.run(queued), shadow()
+    assert second is not None and second.source_run == primary
+    # The run that waited took the freed slot; the shadow, made as the primary ended,
+    # started only once that run was done.
+    assert first.finished_at is not None and second.started_at is not None
+    assert first.finished_at <= second.started_at, (first, second)
 
 
 def test_a_run_cancelled_before_its_first_step_frees_its_slot(project: Project) -> None:
