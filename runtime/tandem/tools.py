@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,22 +87,28 @@ class HostTool:
         return json.dumps(self.input_schema)  # in declaration order: signatures read so
 
 
-def _refuse_remote_references(name: str, schema: Any) -> None:
-    """A `$ref` outside the schema itself would have the host fetch it: refused, with what
-    to do instead, when the plugin describes the tool."""
+def _objects(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a schema, itself included: subschemas and keyword maps alike."""
     if isinstance(schema, list):
         for item in schema:
-            _refuse_remote_references(name, item)
+            yield from _objects(item)
     elif isinstance(schema, dict):
-        for key, value in schema.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                if not value.startswith("#"):
-                    raise ValueError(
-                        f"{name}: its input schema refers to {value!r}, outside itself; the "
-                        "host never fetches a schema: put what it names under $defs"
-                    )
-            else:
-                _refuse_remote_references(name, value)
+        yield schema
+        for value in schema.values():
+            yield from _objects(value)
+
+
+def _refuse_remote_references(name: str, schema: dict[str, Any]) -> None:
+    """A `$ref` outside the schema itself would have the host fetch it: refused, with what
+    to do instead, when the plugin describes the tool."""
+    for node in _objects(schema):
+        for keyword in ("$ref", "$dynamicRef"):
+            target = node.get(keyword)
+            if isinstance(target, str) and not target.startswith("#"):
+                raise ValueError(
+                    f"{name}: its input schema refers to {target!r}, outside itself; the "
+                    "host never fetches a schema: put what it names under $defs"
+                )
 
 
 def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
@@ -110,7 +117,7 @@ def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
     the two read a schema differently, a regex (jsonschema-rs reads `\\w`, `\\d` and `\\s`
     as ECMA-262 does, Python as Unicode classes) or a fractional `multipleOf` (exact
     decimal against float arithmetic), and where it cannot compile the schema."""
-    if _reads_differently(schema):
+    if any(_reads_differently(node) for node in _objects(schema)):
         return None
     import jsonschema_rs
 
@@ -120,14 +127,10 @@ def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
         return None
 
 
-def _reads_differently(schema: Any) -> bool:
-    if isinstance(schema, list):
-        return any(_reads_differently(item) for item in schema)
-    if not isinstance(schema, dict):
-        return False
-    if "pattern" in schema or "patternProperties" in schema:
-        return True
-    multiple = schema.get("multipleOf")
-    if isinstance(multiple, float) and not multiple.is_integer():
-        return True
-    return any(_reads_differently(value) for value in schema.values())
+def _reads_differently(node: dict[str, Any]) -> bool:
+    multiple = node.get("multipleOf")
+    return (
+        "pattern" in node
+        or "patternProperties" in node
+        or (isinstance(multiple, float) and not multiple.is_integer())
+    )
