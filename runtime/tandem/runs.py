@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,6 @@ class RunManager:
         self.coordinators = coordinators
         self.sessions: dict[str, RunSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._running: Counter[str] = Counter()  # runs in flight, by workflow
         # Runs whose end the store refused to record (a full disk): retried at shutdown.
         self._unrecorded: dict[str, tuple[str, Any, str | None, dict[str, int]]] = {}
         # Versions already in the store: a Trigger then skips dumping the workflow again.
@@ -174,11 +173,18 @@ class RunManager:
     def _may_start(self, session: RunSession) -> bool:
         limit = session.limits.max_in_flight
         return len(self._tasks) < self.max_in_flight and (
-            limit is None or self._running[session.workflow.name] < limit
+            limit is None or self._in_flight(session.workflow.name) < limit
+        )
+
+    def _in_flight(self, workflow: str) -> int:
+        """Counted, not tracked: at most `max_in_flight` runs to look at."""
+        return sum(
+            1
+            for run_id in self._tasks
+            if (s := self.sessions.get(run_id)) is not None and s.workflow.name == workflow
         )
 
     def _start(self, session: RunSession) -> None:
-        self._running[session.workflow.name] += 1
         task = asyncio.create_task(self._execute(session), name=f"run-{session.id}")
         task.add_done_callback(lambda _: self._never_started(session))
         self._tasks[session.id] = task
@@ -411,8 +417,7 @@ class RunManager:
             self._unrecorded[session.id] = (status, output, error, dict(session.usage))
         session.close()
         self.sessions.pop(session.id, None)
-        if self._tasks.pop(session.id, None) is not None:
-            self._running[session.workflow.name] -= 1
+        self._tasks.pop(session.id, None)
         log.info("run %s %s: %s", session.id, session.workflow.name, status)
         self._admit()  # first: a shadow queued by _after then waits its turn behind them
         self._after(session)
