@@ -27,8 +27,9 @@ from pathlib import Path
 
 import watchfiles
 from daemon import Daemon
-from measure import Closing, interleave, ms, p50, ratio
+from measure import interleave, ms, p50, ratio
 from tandem.cli.control_client import ControlClient
+from tandem.testing.closing import Closing
 from tandem.testing.daemon import TANDEM
 from tandem_sdk._pb import control_pb2
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import grpc
-from measure import Closing
+from tandem.testing.closing import Closing
 
 PAYLOAD = b'{"value": 1}'
 METHOD = "/bench.Echo/Echo"

@@ -16,7 +16,7 @@ from importlib.metadata import version
 
 from anyio.from_thread import start_blocking_portal
 from mcp import ClientSession, StdioServerParameters, stdio_client
-from measure import Closing
+from tandem.testing.closing import Closing
 
 SERVER = '''
 from mcp.server.mcpserver import MCPServer

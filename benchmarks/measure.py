@@ -11,11 +11,11 @@ import os
 import platform
 import statistics
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self, TypeVar
+
+from tandem.testing.closing import Closing
 
 T = TypeVar("T")
 
@@ -71,25 +71,7 @@ def rss_mib(pid: int) -> float:
     raise LookupError(f"no VmRSS for pid {pid}")
 
 
-class Closing(ABC):
-    """A context manager whose exit is its `close()`."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class PeakRss:
+class PeakRss(Closing):
     """Samples a process's VmRSS every 10 ms while in use; `peak` is the highest seen."""
 
     def __init__(self, pid: int) -> None:
@@ -104,15 +86,10 @@ class PeakRss:
             if self._stop.wait(0.01):
                 return
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._stop.set()
         self._thread.join()

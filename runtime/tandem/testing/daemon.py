@@ -10,18 +10,18 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from tandem.cli.control_client import ControlClient
 from tandem.config import load_config
 from tandem.store import RunRecord
+from tandem.testing.closing import Closing
 
 TANDEM = [sys.executable, "-m", "tandem.cli"]
 READY_LINE = "control socket"
 
 
-class ServedDaemon:
+class ServedDaemon(Closing):
     def __init__(
         self,
         root: Path,
@@ -83,14 +83,3 @@ class ServedDaemon:
             self.client.close()
         if self.process.poll() is None:
             self.terminate()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
