@@ -21,8 +21,10 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from daemon import Daemon, first, last, make_project
 from grpc_refs import Chain, naive_start
@@ -37,6 +39,8 @@ BURST = 200
 BURST_ROUNDS = 3
 NAIVE_STARTS = 24  # the burst's reference: a rate, so fewer starts do
 PROBE_EVERY_S = 0.01
+HEALTH = control_pb2.HealthRequest()
+T = TypeVar("T")
 
 
 class Loops:
@@ -49,15 +53,10 @@ class Loops:
 
     def __call__(self) -> float:
         """Calls/s over the runs' wall time."""
-        barrier = threading.Barrier(self.scripts)
-
-        def trigger(_: int) -> str:
-            barrier.wait()
-            return self.daemon.client.trigger("loop", {"calls": CALLS}, None)
-
-        with ThreadPoolExecutor(self.scripts) as pool:
-            run_ids = list(pool.map(trigger, range(self.scripts)))
-        records = [self.daemon.finish(run_id) for run_id in run_ids]
+        _, triggered = at_once(
+            self.scripts, lambda: self.daemon.client.trigger("loop", {"calls": CALLS}, None)
+        )
+        records = [self.daemon.finish(run_id) for run_id, _ in triggered]
         total = self.scripts * CALLS
         calls = max(last(r, "tool.result") for r in records) - min(
             first(r, "tool.call") for r in records
@@ -86,19 +85,7 @@ class Burst:
 
     def __call__(self) -> float:
         """Runs/s: BURST over the time from the first trigger to the last run's end."""
-        barrier = threading.Barrier(BURST + 1)
-
-        def trigger(_: int) -> tuple[str, float]:
-            barrier.wait()
-            started = time.perf_counter()
-            run_id = self.daemon.client.trigger("cold", None, None)
-            return run_id, time.perf_counter() - started
-
-        with ThreadPoolExecutor(BURST) as pool:
-            results = pool.map(trigger, range(BURST))
-            began = time.time()
-            barrier.wait()
-            triggered = list(results)
+        began, triggered = at_once(BURST, lambda: self.daemon.client.trigger("cold", None, None))
         run_ids = [run_id for run_id, _ in triggered]
         done = threading.Event()
         probed: list[str] = []
@@ -113,7 +100,8 @@ class Burst:
         for run_id in probed:
             self.daemon.finish(run_id)
         self.trigger_latency += [seconds for _, seconds in triggered]
-        self.health_at_once += self._health_at_once()
+        _, health = at_once(BURST, self._health)
+        self.health_at_once += [seconds for _, seconds in health]
         self.succeeded.append(sum(r.status == "succeeded" for r in records))
         self.intake.append(max(r.created_at for r in records) - began)
         return BURST / (max(r.finished_at or 0.0 for r in records) - began)
@@ -121,27 +109,40 @@ class Burst:
     def _probe(self, done: threading.Event, run_ids: list[str]) -> None:
         with ControlClient(self.daemon.client.socket) as client:
             while not done.wait(PROBE_EVERY_S):
-                started = time.perf_counter()
-                run_ids.append(client.trigger("cold", None, None))
-                self.probe_trigger.append(time.perf_counter() - started)
+                run_id, seconds = timed(lambda: client.trigger("cold", None, None))
+                run_ids.append(run_id)
+                self.probe_trigger.append(seconds)
                 if done.wait(PROBE_EVERY_S):
                     return
-                started = time.perf_counter()
-                client.stub.Health(control_pb2.HealthRequest())
-                self.probe_health.append(time.perf_counter() - started)
+                self.probe_health.append(timed(lambda: client.stub.Health(HEALTH))[1])
 
-    def _health_at_once(self) -> list[float]:
-        """The floor for BURST calls at once from this client: the cheapest RPC, no runs."""
-        barrier = threading.Barrier(BURST)
+    def _health(self) -> None:
+        """The cheapest Control RPC: BURST of them at once, with no run behind them, are
+        the floor for BURST calls at once from this client."""
+        self.daemon.client.stub.Health(HEALTH)
 
-        def health(_: int) -> float:
-            barrier.wait()
-            started = time.perf_counter()
-            self.daemon.client.stub.Health(control_pb2.HealthRequest())
-            return time.perf_counter() - started
 
-        with ThreadPoolExecutor(BURST) as pool:
-            return list(pool.map(health, range(BURST)))
+def timed(call: Callable[[], T]) -> tuple[T, float]:
+    """The call's result, and the seconds it took."""
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
+
+
+def at_once(count: int, call: Callable[[], T]) -> tuple[float, list[tuple[T, float]]]:
+    """`count` calls from as many threads, released together: when they were released
+    (time.time()), and each call's result and seconds."""
+    barrier = threading.Barrier(count + 1)
+
+    def released(_: int) -> tuple[T, float]:
+        barrier.wait()
+        return timed(call)
+
+    with ThreadPoolExecutor(count) as pool:
+        results = pool.map(released, range(count))
+        began = time.time()
+        barrier.wait()
+        return began, list(results)
 
 
 def naive_starts(at_once: int) -> float:
