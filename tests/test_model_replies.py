@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from conftest import REPO, Project, eventually
-from tandem.cli.main import UsageError, cmd_run, main
+from tandem.cli.common import UsageError
+from tandem.cli.main import main
 from tandem.cli.model_replies import ScriptedModel, parse_turns, read_replies, replies_from_run
+from tandem.cli.run import cmd_run
 from tandem.replay import attempted_plan
 from tandem.store import RunRecord, RunStore
 from tandem.testing.github_api import GitHubStandIn, pull_request_event

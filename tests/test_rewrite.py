@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import REPO, tandem
 from pr_merged_fixtures import SETTINGS, Setup, webhook_trigger
-from tandem.cli.main import UsageError
+from tandem.cli.common import UsageError
 from tandem.cli.rewrite import add_parser, cmd_rewrite
 from tandem.config import load_config
 from tandem.rewrite import RewriteError, extract_script, set_script_coordinator

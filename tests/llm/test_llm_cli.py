@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import REPO, Project, tandem
 from llm_fixtures import LlmHost, llm_host
-from tandem.cli.main import model_key_warnings
+from tandem.cli.overview import model_key_warnings
 from tandem.plugins.manifest import read_manifest
 from tandem.testing import AnthropicStandIn, Reply
 from tandem_sdk.errors import DefinitionError

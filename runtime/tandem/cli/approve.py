@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from .main import EXIT_OK, UsageError, _rpc_error, control
+from .common import EXIT_OK, UsageError, control, rpc_error
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
@@ -36,7 +36,7 @@ def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
                 )
             )
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
     verb = "approved" if approve else "denied"
     print(f"run {args.run_id}: {verb} call(s) {', '.join(map(str, reply.calls))}")
     return EXIT_OK

@@ -31,7 +31,7 @@ from tandem.llm.api import BASE_URL_VARIABLE, KEY_VARIABLE
 from tandem.llm.naming import UnmappableName, to_api_name
 from tandem.testing.replies import JSON, Reply, ToolUse, new_id
 
-from .main import EXIT_OK, EXIT_RUN_FAILED, UsageError
+from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .main import EXIT_OK, UsageError
+from .common import EXIT_OK, UsageError
 
 if TYPE_CHECKING:  # the scaffolds are imported when `tandem new` runs, not by every command
     from tandem.config import ProjectConfig

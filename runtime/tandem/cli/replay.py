@@ -7,22 +7,45 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from tandem_sdk.plan import PlanDiff, diff_plans
+from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
 
-from tandem.config import ProjectConfig
-from tandem.replay import Recording, attempted_plan
-from tandem.store import RunRecord
+if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
+    from tandem_sdk.plan import PlanDiff
 
-from .control_client import ControlClient
-from .main import EXIT_OK, EXIT_RUN_FAILED, UsageError, _rpc_error, control
+    from tandem.config import ProjectConfig
+    from tandem.store import RunRecord
+
+    from .control_client import ControlClient
 
 FINISHED = ("succeeded", "failed", "timed_out")
 
 
+def add_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="replay recorded runs through the current workflow; diff the tool plans"
+    )
+    replay.add_argument("run_id", nargs="?", default="", metavar="RUN_ID")
+    replay.add_argument("--coordinator", choices=["llm", "script"], help="replay with this one")
+    replay.add_argument(
+        "--workflow",
+        metavar="NAME|PATH",
+        help="with --last: whose runs; a folder: replay against it",
+    )
+    replay.add_argument("--last", type=int, default=0, metavar="N", help="the last N runs")
+    replay.add_argument(
+        "--live-reads", action="store_true", help="run unrecorded read-only calls for real"
+    )
+    replay.add_argument(
+        "--strict-order", action="store_true", help="calls made in another order disagree"
+    )
+    replay.add_argument("--json", action="store_true")
+
+
 def cmd_replay(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
     workflow_name, workflow_path = _workflow_arg(args.workflow)
     if args.run_id and args.last:
         raise UsageError("give a RUN_ID or --last N, not both")
@@ -41,7 +64,7 @@ def cmd_replay(config: ProjectConfig, args: argparse.Namespace) -> int:
             ][: args.last]
             results = [_replay_one(client, r.id, args, workflow_path) for r in recorded]
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
     _print_many(results, args)
     return EXIT_OK if results and all(r["agree"] for r in results) else EXIT_RUN_FAILED
 
@@ -61,6 +84,10 @@ def _workflow_arg(value: str | None) -> tuple[str, str | None]:
 def _replay_one(
     client: ControlClient, run_id: str, args: argparse.Namespace, workflow_path: str | None
 ) -> dict[str, Any]:
+    from tandem_sdk.plan import diff_plans
+
+    from tandem.replay import Recording, attempted_plan
+
     replay_id = client.replay(run_id, args.coordinator, workflow_path, args.live_reads)
     for _ in client.watch(replay_id):
         pass

@@ -83,7 +83,7 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
     from tandem.rewrite.material import load
     from tandem.workflows.loader import WorkflowError
 
-    from .main import EXIT_OK, EXIT_RUN_FAILED, UsageError, _rpc_error, control
+    from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
 
     _check(args, UsageError)
     folder = config.workflows_dir / args.workflow
@@ -121,7 +121,7 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
             print(f"tandem: {error}", file=sys.stderr)
             return EXIT_RUN_FAILED
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
 
 
 def _check(args: argparse.Namespace, usage: type[Exception]) -> None:
@@ -158,7 +158,7 @@ def _rewrite(
     )
     from tandem.rewrite.material import choose_for_validation
 
-    from .main import EXIT_OK, EXIT_RUN_FAILED
+    from .common import EXIT_OK, EXIT_RUN_FAILED
 
     runs = choose_for_validation(material.recorded, args.last)
     _say(

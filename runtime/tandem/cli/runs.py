@@ -9,21 +9,72 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import grpc
+from .common import EXIT_OK, UsageError, control, rpc_error
 
-from tandem.config import ProjectConfig
-from tandem.replay import write_fixture
+if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
+    from tandem.config import ProjectConfig
 
-from . import render
-from .control_client import ControlClient
-from .main import EXIT_OK, UsageError, _rpc_error, control
+    from .control_client import ControlClient
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def add_parser(commands: Any) -> None:
+    runs = commands.add_parser("runs", help="list runs; `runs show|export|flag ID` for one run")
+    runs.add_argument("--workflow", default="")
+    runs.add_argument("--coordinator", default="", choices=["", "llm", "script"])
+    runs.add_argument("--mode", default="", choices=["", "live", "dry_run", "replay"])
+    runs.add_argument("--flagged", action="store_true", help="only runs flagged as wrong")
+    runs.add_argument("--since", help="an ISO date or time, or an age like 2h or 7d")
+    runs.add_argument("--until", help="an ISO date or time, or an age like 30m")
+    runs.add_argument(
+        "--status",
+        default="",
+        choices=[
+            "",
+            "queued",
+            "running",
+            "waiting",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "timed_out",
+            "interrupted",
+        ],
+    )
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show|export|flag|cancel")
+    show = runs_commands.add_parser("show", help="one run with its trace")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    export = runs_commands.add_parser("export", help="write a run as a test fixture")
+    export.add_argument("run_id")
+    export.add_argument("folder", help="where to write <workflow>-<run id>.json")
+    flag = runs_commands.add_parser("flag", help="mark a run as wrong, saying why")
+    flag.add_argument("run_id")
+    flag.add_argument("reason", nargs="?", default="")
+    flag.add_argument(
+        "--call",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="the wrong call, numbered as `runs show` numbers them; repeatable",
+    )
+    flag.add_argument("--clear", action="store_true", help="remove the flag")
+    cancel = runs_commands.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run_id")
+
+
 def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
+    import grpc
+
+    from . import render
+
     handler = {"show": _show, "export": _export, "flag": _flag, "cancel": _cancel}.get(
         args.runs_command or ""
     )
@@ -42,7 +93,7 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
                 until=parse_time(args.until, "--until") if args.until else 0.0,
             )
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
     else:
@@ -52,6 +103,8 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
 
 
 def _show(client: ControlClient, args: argparse.Namespace) -> int:
+    from . import render
+
     record = client.run(args.run_id)
     print(
         json.dumps(record.to_json(), indent=2)
@@ -62,6 +115,8 @@ def _show(client: ControlClient, args: argparse.Namespace) -> int:
 
 
 def _export(client: ControlClient, args: argparse.Namespace) -> int:
+    from tandem.replay import write_fixture
+
     path = write_fixture(client.export(args.run_id), Path(args.folder))
     print(path)
     return EXIT_OK

@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from .main import EXIT_OK, _rpc_error, control
+from .common import EXIT_OK, control, rpc_error
 
 if TYPE_CHECKING:  # imported when `tandem shadow` runs, not by every command's parser
     from tandem.config import ProjectConfig
@@ -32,7 +32,7 @@ def cmd_shadow(config: ProjectConfig, args: argparse.Namespace) -> int:
         try:
             shadows = client.runs(args.workflow, "", args.last, mode="shadow")
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
     rows = [_row(s) for s in shadows]
     counts = {
         "agreed": sum(1 for r in rows if r["verdict"] == "agreed"),

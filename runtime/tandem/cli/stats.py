@@ -20,7 +20,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from .main import EXIT_OK, UsageError, _rpc_error, control
+from .common import EXIT_OK, UsageError, control, rpc_error
 
 if TYPE_CHECKING:  # imported when `tandem stats` runs, not by every command's parser
     from tandem.config import ProjectConfig
@@ -73,7 +73,7 @@ def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
             listed, truncated = list_runs(client, args.workflow, since, until, args.limit)
             runs = [client.run(r.id) if r.mode == "live" else r for r in listed]
         except grpc.RpcError as error:
-            raise _rpc_error(error) from None
+            raise rpc_error(error) from None
     models = models_from_events(runs)
     ledger = compute(runs, models, prices)
     if args.json:

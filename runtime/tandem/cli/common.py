@@ -1,0 +1,98 @@
+"""What every subcommand shares: exit codes, the usage error, the Control client of the
+daemon (or of a host embedded for one command), and reading a payload."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from tandem.config import ProjectConfig
+
+    from .control_client import ControlClient
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def fail(args: argparse.Namespace, message: str) -> int:
+    """One line on stderr; with --json, a JSON document on stdout as well."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"tandem: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def control(
+    config: ProjectConfig, *, prefer_daemon: bool = True, for_workflow: str | None = None
+) -> Iterator[ControlClient]:
+    """A Control client: the daemon's if one is running, else an embedded host's (with only
+    the plugins `for_workflow` needs, when a command concerns one workflow)."""
+    if prefer_daemon and config.control_socket.exists():
+        from .control_client import ControlClient
+
+        client = ControlClient.connect(config.control_socket)
+        if client is not None:
+            with contextlib.closing(client):
+                yield client
+            return
+    # Nothing heavy is imported before the embedded host has started its plugins' processes.
+    from tandem.embedded import EmbeddedHost
+
+    plugins = needed_plugins(config, for_workflow) if for_workflow else None
+    with EmbeddedHost(config, plugins) as host:
+        from .control_client import ControlClient
+
+        with contextlib.closing(ControlClient(host.control_socket)) as client:
+            yield client
+
+
+def needed_plugins(config: ProjectConfig, workflow: str) -> set[str] | None:
+    """The plugins a workflow's `tools:` names, read from its workflow.yaml; None (all of
+    them) when it cannot tell, e.g. a pattern like `*.get`."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((config.workflows_dir / workflow / "workflow.yaml").read_text())
+        patterns = [str(p) for p in spec.get("tools", [])]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return None
+    plugins = {pattern.partition(".")[0] for pattern in patterns}
+    if any(set(name) & set("*?[") for name in plugins):
+        return None
+    return plugins
+
+
+def rpc_error(error: Exception) -> UsageError:
+    details = error.details() if hasattr(error, "details") else str(error)
+    if "larger than max" in str(details):  # gRPC's own words for an oversized message
+        from tandem_sdk.protocol import MAX_MESSAGE_BYTES
+
+        details = (
+            f"the request is over the message limit of {MAX_MESSAGE_BYTES} bytes ({details}); "
+            "pass a smaller payload (a reference to the data rather than the data), or raise "
+            "the limit with TANDEM_MAX_MESSAGE_BYTES in the daemon's environment and this one"
+        )
+    return UsageError(details)
+
+
+def read_payload(text: str) -> Any:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise UsageError(f"--payload: cannot read {text[1:]}: {error.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--payload is not valid JSON: {error}") from None
