@@ -168,7 +168,9 @@ def test_a_workflow_that_fails_to_reload_keeps_its_routes(served) -> None:
             return any(w["name"] == "deploys" and w["error"] for w in listed)
 
         assert eventually(stale), daemon.log
-        answer = deliver(url + "/hooks/github", "pull_request", CLOSED, secret=SECRET)
+        # Another pull request: the same signed body again would be a replay, and no run.
+        closed_102 = {**CLOSED, "number": 102}
+        answer = deliver(url + "/hooks/github", "pull_request", closed_102, secret=SECRET)
         assert answer.status == 202
 
         body = b"{}"

@@ -33,6 +33,22 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUED = 1000
 # A tool result up to this size is kept whole in the trace (what replay answers with).
 DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
+# How long a signed webhook body is remembered: GitHub's signature covers the body and not
+# the delivery id, so a captured delivery could otherwise be sent again under a new id.
+DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    """What holds on the webhook listener before a delivery is verified."""
+
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Bytes of request bodies held at once across all connections.
+    max_buffered_bytes: int = 16 * 1024 * 1024
+
+
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
 _MAX_SOCKET_DIR = 80
 
@@ -55,6 +71,12 @@ class ProjectConfig:
     # The daemon's HTTP listener for webhooks: "HOST:PORT", or None for none.
     http_listen: str | None = None
     http_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # What holds before a delivery is verified (see webhooks/guard.py).
+    http_limits: ListenerLimits = field(default_factory=ListenerLimits)
+    # Proxies whose X-Forwarded-For names the sender; none by default.
+    http_trusted_proxies: list[str] = field(default_factory=list)
+    # How long a signed body is remembered, so a captured delivery cannot start a run again.
+    http_replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
     record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     # Admission control: runs in flight at once, and runs that may wait behind them.
     max_in_flight: int = field(default_factory=lambda: default_max_in_flight())
@@ -130,6 +152,9 @@ def load_config(
         ),
         http_listen=http_listen or http.get("listen"),
         http_max_body_bytes=int(http.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
+        http_limits=ListenerLimits(**{key: http[key] for key in _LISTENER_LIMITS if key in http}),
+        http_trusted_proxies=list(http.get("trusted_proxies", [])),
+        http_replay_window_s=float(http.get("replay_window_s", DEFAULT_REPLAY_WINDOW_S)),
         record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
@@ -177,19 +202,33 @@ def _record_cap(path: Path, value: Any) -> int:
     return size
 
 
+_LISTENER_LIMITS = ("max_connections", "header_timeout_s", "body_timeout_s")
+_HTTP_KEYS = {"listen", "max_body_bytes", "trusted_proxies", "replay_window_s", *_LISTENER_LIMITS}
+
+
 def _http_settings(path: Path, value: Any) -> dict[str, Any]:
-    """`http: HOST:PORT`, or `http: {listen: HOST:PORT, max_body_bytes: N}`."""
+    """`http: HOST:PORT`, or `http: {listen: HOST:PORT, max_body_bytes: N, ...}`."""
     if value is None:
         return {}
     if isinstance(value, str | int):
         return {"listen": str(value)}
-    if not isinstance(value, dict) or set(value) - {"listen", "max_body_bytes"}:
+    if not isinstance(value, dict) or set(value) - _HTTP_KEYS:
         raise DefinitionError(
-            str(path), "http: expected HOST:PORT or {listen: HOST:PORT, max_body_bytes: N}"
+            str(path), f"http: expected HOST:PORT or a mapping of {sorted(_HTTP_KEYS)}"
         )
-    size = value.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-    if not isinstance(size, int) or size < 1:
-        raise DefinitionError(str(path), "http.max_body_bytes: expected a positive integer")
+    for key in ("max_body_bytes", "max_connections"):
+        number = value.get(key, 1)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise DefinitionError(str(path), f"http.{key}: expected a positive integer")
+    for key in ("header_timeout_s", "body_timeout_s", "replay_window_s"):
+        number = value.get(key, 1)
+        if not isinstance(number, int | float) or isinstance(number, bool) or number <= 0:
+            raise DefinitionError(str(path), f"http.{key}: expected a positive number of seconds")
+    proxies = value.get("trusted_proxies", [])
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        raise DefinitionError(
+            str(path), "http.trusted_proxies: expected a list of addresses or networks"
+        )
     return {**value, "listen": None if value.get("listen") is None else str(value["listen"])}
 
 

@@ -311,12 +311,21 @@ class RunStore:
         except StoreError as error:
             log.error("%s (%d trace events wait)", error.message, len(self._pending))
 
-    def claim_delivery(self, workflow: str, delivery: str) -> bool:
-        """Record a webhook delivery for `workflow`; False when it was already taken."""
+    def claim_delivery(
+        self, workflow: str, delivery: str, *, window_s: float | None = None
+    ) -> bool:
+        """Record a webhook delivery for `workflow`; False when it was already taken (within
+        the last `window_s` seconds, when given)."""
+        now = time.time()
+        if window_s is not None:
+            self._run(
+                "DELETE FROM webhook_deliveries WHERE workflow=? AND delivery=? AND received_at<?",
+                (workflow, delivery, now - window_s),
+            )
         cursor = self._run(
             "INSERT OR IGNORE INTO webhook_deliveries (workflow, delivery, received_at)"
             " VALUES (?, ?, ?)",
-            (workflow, delivery, time.time()),
+            (workflow, delivery, now),
         )
         return cursor.rowcount == 1
 

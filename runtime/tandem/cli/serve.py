@@ -9,12 +9,14 @@ import os
 import signal
 import socket
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
 from tandem.schedule import Scheduler
 from tandem.webhooks import HttpListener, WebhookIntake, bind_listener, parse_listen
+from tandem.webhooks.guard import connection_cap, raise_descriptor_limit
 from tandem.webhooks.listener import create_app
 
 log = logging.getLogger("tandem")
@@ -58,6 +60,9 @@ def _report_death(task: asyncio.Task[Any]) -> None:
 async def _serve(
     config: ProjectConfig, args: argparse.Namespace, stop: asyncio.Event | None = None
 ) -> int:
+    # Descriptors: the soft limit (often 1024) is lifted to the hard one before anything
+    # opens, and the listener's connection cap keeps a reserve for the rest.
+    descriptors = raise_descriptor_limit()
     host = Host(config, daemon=True)
     for warning in host.isolation_choice.warnings:
         log.warning("%s", warning)
@@ -73,8 +78,22 @@ async def _serve(
         sock = bind_listener(*parse_listen(config.http_listen)) if config.http_listen else None
         await host.start()
         if sock is not None:
-            intake = WebhookIntake(host.registry, host.runs, host.store)
-            listener = HttpListener(create_app(intake, config.http_max_body_bytes), sock)
+            intake = WebhookIntake(
+                host.registry,
+                host.runs,
+                host.store,
+                replay_window_s=config.http_replay_window_s,
+            )
+            limits = replace(
+                config.http_limits,
+                max_connections=connection_cap(config.http_limits.max_connections, descriptors),
+            )
+            listener = HttpListener(
+                create_app(intake, config.http_max_body_bytes, limits),
+                sock,
+                limits,
+                config.http_trusted_proxies,
+            )
             background.start("http-listener", listener.serve())
         if not args.no_reload:
             background.start("workflow-watcher", host.watch_workflows())

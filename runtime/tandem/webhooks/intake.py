@@ -7,8 +7,15 @@
     body not JSON          400
     filtered out           200 "ignored"   (event not in `events`, action not in `actions`)
     delivery id seen       200 "duplicate" (per workflow: a redelivery starts no run)
+    signed body seen       200 "duplicate" (within the replay window: a captured delivery
+                           sent again under a new delivery id starts no run)
     started                202 with the run ids
     queue full             429 with Retry-After (runs.max_queued runs already wait)
+    start failed           503
+
+Where several workflows share the path and any of them could not be queued, the answer is
+the retryable one (429, 503) even though others started: the sender delivers again, and
+the ones that started answer "duplicate" then.
 
 Several workflows may listen on one path (GitHub sends one webhook to one URL); they must
 then verify the same way with the same secret. The body limit (413) is the listener's.
@@ -16,6 +23,7 @@ then verify the same way with the same secret. The body limit (413) is the liste
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +34,7 @@ from urllib.parse import parse_qs
 
 from tandem_sdk.errors import TandemError
 
+from tandem.config import DEFAULT_REPLAY_WINDOW_S
 from tandem.runs import QueueFull, RunManager
 from tandem.store import RunStore
 from tandem.workflows import WorkflowRegistry
@@ -64,8 +73,10 @@ class WebhookIntake:
         runs: RunManager,
         store: RunStore,
         environ: Mapping[str, str] = os.environ,
+        replay_window_s: float = DEFAULT_REPLAY_WINDOW_S,
     ) -> None:
         self._registry = registry
+        self._replay_window_s = replay_window_s
         self._runs = runs
         self._store = store
         self._environ = environ
@@ -124,6 +135,7 @@ class WebhookIntake:
         except ValueError as error:
             return Answer(400, {"error": f"the body is not JSON: {error}"})
         delivery_id = _delivery_id(hook, delivery.headers)
+        body_key = "sha256:" + hashlib.sha256(delivery.body).hexdigest()
         trigger = {
             "trigger": "webhook",
             "path": delivery.path,
@@ -131,7 +143,10 @@ class WebhookIntake:
             "delivery": delivery_id,
             "payload": payload,
         }
-        outcomes = [self._start(route, trigger, event, payload, delivery_id) for route in listeners]
+        outcomes = [
+            self._start(route, trigger, event, payload, delivery_id, body_key)
+            for route in listeners
+        ]
         return _answer(outcomes)
 
     def _start(
@@ -141,6 +156,7 @@ class WebhookIntake:
         event: str | None,
         payload: Any,
         delivery_id: str | None,
+        body_key: str,
     ) -> dict[str, Any]:
         outcome: dict[str, Any] = {"workflow": route.workflow}
         hook = route.hook
@@ -152,22 +168,34 @@ class WebhookIntake:
         if delivery_id and not self._store.claim_delivery(route.workflow, delivery_id):
             existing = self._store.delivery_run(route.workflow, delivery_id)
             return {**outcome, "status": "duplicate", "run_id": existing}
+        claimed = [delivery_id] if delivery_id else []
+        if not self._store.claim_delivery(route.workflow, body_key, window_s=self._replay_window_s):
+            self._release(route.workflow, claimed)
+            existing = self._store.delivery_run(route.workflow, body_key)
+            log.warning(
+                "webhook %s: delivery %s repeats a signed body %s already took (run %s);"
+                " no run started",
+                trigger["path"],
+                delivery_id or "-",
+                route.workflow,
+                existing or "-",
+            )
+            return {**outcome, "status": "duplicate", "run_id": existing}
+        claimed.append(body_key)
         try:
             session = self._runs.trigger(route.workflow, trigger)
         except QueueFull as error:
-            if delivery_id:
-                self._store.release_delivery(route.workflow, delivery_id)
+            self._release(route.workflow, claimed)
             log.warning("webhook %s: %s", trigger["path"], error)
             return {**outcome, "status": "busy", "error": str(error)}
         except TandemError as error:
-            if delivery_id:
-                self._store.release_delivery(route.workflow, delivery_id)
+            self._release(route.workflow, claimed)
             log.error(
                 "webhook %s: run of %s not started: %s", trigger["path"], route.workflow, error
             )
             return {**outcome, "status": "error", "error": str(error)}
-        if delivery_id:
-            self._store.delivery_started(route.workflow, delivery_id, session.id)
+        for key in claimed:
+            self._store.delivery_started(route.workflow, key, session.id)
         log.info(
             "webhook %s: delivery %s (%s) started run %s of %s",
             trigger["path"],
@@ -177,6 +205,10 @@ class WebhookIntake:
             route.workflow,
         )
         return {**outcome, "status": "started", "run_id": session.id}
+
+    def _release(self, workflow: str, keys: list[str]) -> None:
+        for key in keys:
+            self._store.release_delivery(workflow, key)
 
     def _report_conflict(self, path: str, workflow: str, holder: str) -> None:
         if (path, workflow) in self._reported_conflicts:
@@ -209,6 +241,8 @@ def _payload(delivery: Delivery, *, form_allowed: bool) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(str(error)) from None
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
 
 
 def _delivery_id(hook: Webhook, headers: Mapping[str, str]) -> str | None:
@@ -221,13 +255,17 @@ def _answer(outcomes: list[dict[str, Any]]) -> Answer:
     def having(status: str) -> list[dict[str, Any]]:
         return [o for o in outcomes if o["status"] == status]
 
-    if started := having("started"):
-        return Answer(202, {"status": "started", "run_id": started[0]["run_id"], "runs": outcomes})
-    if busy := having("busy"):  # the sender may deliver again later
+    # A run that could not be queued wins over the ones that started: the sender must
+    # deliver again, and the started ones answer "duplicate" then.
+    started = having("started")
+    extra = {"run_id": started[0]["run_id"]} if started else {}
+    if having("busy"):
         retry = str(QueueFull.retry_after_s)
-        return Answer(429, {"status": "busy", "runs": busy}, {"Retry-After": retry})
-    if errors := having("error"):
-        return Answer(503, {"status": "error", "runs": errors})
+        return Answer(429, {"status": "busy", **extra, "runs": outcomes}, {"Retry-After": retry})
+    if having("error"):
+        return Answer(503, {"status": "error", **extra, "runs": outcomes})
+    if started:
+        return Answer(202, {"status": "started", **extra, "runs": outcomes})
     if having("duplicate"):
         return Answer(200, {"status": "duplicate", "runs": outcomes})
     return Answer(200, {"status": "ignored", "runs": outcomes})

@@ -1,8 +1,11 @@
 """The daemon's HTTP listener: a starlette app served by uvicorn on the daemon's own event
-loop. It only serves webhook paths; everything else is the intake's."""
+loop. It only serves webhook paths; everything else is the intake's. The limits that hold
+before a delivery is verified (connections, header and body deadlines, buffered bytes)
+are `guard`'s."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -16,12 +19,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tandem_sdk.errors import TandemError
 
+from tandem.config import ListenerLimits
+
+from .guard import BodyBudget, protocol_settings
 from .intake import Delivery, WebhookIntake
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_HOST = "127.0.0.1"
+# A sender's address as logged: bounded, whatever a proxy header held.
+MAX_REMOTE_CHARS = 64
 
 
 class ListenError(TandemError):
@@ -62,7 +70,14 @@ def _is_ipv6(host: str) -> bool:
         return False
 
 
-def create_app(intake: WebhookIntake, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+def create_app(
+    intake: WebhookIntake,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: ListenerLimits | None = None,
+) -> Starlette:
+    limits = limits or ListenerLimits()
+    budget = BodyBudget(max(limits.max_buffered_bytes, max_body_bytes))
+
     async def deliver(request: Request) -> Response:
         path = request.url.path
         if not intake.knows(path):
@@ -71,30 +86,51 @@ def create_app(intake: WebhookIntake, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
             return JSONResponse(
                 {"error": "webhooks take POST"}, status_code=405, headers={"Allow": "POST"}
             )
-        too_large = JSONResponse(
-            {"error": f"the body is over the limit of {max_body_bytes} bytes"}, status_code=413
-        )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
-            return too_large
+            return _too_large(max_body_bytes)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
-                return too_large
+        try:
+            async with asyncio.timeout(limits.body_timeout_s):
+                async for chunk in request.stream():
+                    if len(body) + len(chunk) > max_body_bytes:
+                        return _too_large(max_body_bytes)
+                    if not budget.take(len(chunk)):
+                        log.warning("webhook %s: request bodies are over their budget", path)
+                        return JSONResponse(
+                            {"error": "too many deliveries in progress; deliver again later"},
+                            status_code=503,
+                            headers={"Retry-After": "5"},
+                        )
+                    body += chunk
+        except TimeoutError:
+            return JSONResponse(
+                {"error": f"the body did not arrive within {limits.body_timeout_s:g}s"},
+                status_code=408,
+                headers={"Connection": "close"},
+            )
+        finally:
+            budget.give_back(len(body))
         client = request.client
+        remote = f"{client.host}:{client.port}" if client else "?"
         answer = intake.receive(
             Delivery(
                 path=path,
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=bytes(body),
-                remote=f"{client.host}:{client.port}" if client else "?",
+                remote=remote[:MAX_REMOTE_CHARS],
             )
         )
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", deliver, methods=methods)])
+
+
+def _too_large(max_body_bytes: int) -> Response:
+    return JSONResponse(
+        {"error": f"the body is over the limit of {max_body_bytes} bytes"}, status_code=413
+    )
 
 
 class _DaemonServer(uvicorn.Server):
@@ -104,7 +140,13 @@ class _DaemonServer(uvicorn.Server):
 
 
 class HttpListener:
-    def __init__(self, app: Starlette, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        sock: socket.socket,
+        limits: ListenerLimits | None = None,
+        trusted_proxies: list[str] | None = None,
+    ) -> None:
         self._sock = sock
         config = uvicorn.Config(
             app,
@@ -113,6 +155,11 @@ class HttpListener:
             lifespan="off",
             server_header=False,
             timeout_graceful_shutdown=5,
+            # X-Forwarded-For names the sender only when it comes from a proxy the operator
+            # named; anyone else could write any address there.
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies or []),
+            **protocol_settings(limits or ListenerLimits()),
         )
         self._server = _DaemonServer(config)
 
