@@ -6,15 +6,17 @@ to the file; flags win over the file, the file over the defaults.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from tandem_sdk.errors import DefinitionError
+
+from .private_dirs import check_ours, ensure_private_dir, runtime_root
 
 CONFIG_FILE = "tandem.yaml"
 _KEYS = {
@@ -87,12 +89,32 @@ class ProjectConfig:
 
     @property
     def socket_dir(self) -> Path:
-        """A short, private folder for unix sockets (the state dir when its path is short)."""
+        """A short, private folder for unix sockets: the state dir's when its path is short,
+        else one in this user's runtime folder (see private_dirs)."""
         preferred = self.state_dir / "sock"
         if len(str(preferred)) <= _MAX_SOCKET_DIR:
             return preferred
         digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"tandem-{os.getuid()}-{digest}"
+        return runtime_root() / f"tandem-{os.getuid()}-{digest}"
+
+    @property
+    def daemon_lock(self) -> Path:
+        """Held (flock) by the daemon serving this state folder, for as long as it lives."""
+        return self.state_dir / "daemon.lock"
+
+    def daemon_holds_state(self) -> bool:
+        """Whether a daemon holds this state folder, answering or not."""
+        try:
+            fd = os.open(self.daemon_lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     @property
     def control_socket(self) -> Path:
@@ -108,9 +130,13 @@ class ProjectConfig:
         return self.socket_dir / f"h{os.getpid()}"
 
     def ensure_dirs(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.socket_dir.chmod(0o700)
+        """The state folder (0700; refused when others may write it, since whoever can
+        holds the daemon's store and sockets) and the socket folder, made exclusively."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_ours(self.state_dir)
+        if self.state_dir.stat().st_mode & 0o077:
+            self.state_dir.chmod(0o700)
+        ensure_private_dir(self.socket_dir)
 
 
 def load_config(

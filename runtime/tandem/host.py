@@ -21,12 +21,13 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
-from .isolation.rundir import sandbox_base
+from .isolation.rundir import remove_sandbox_base, sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import ModelApi
 from .llm.coordinator import LlmCoordinator
 from .llm.subagent import SubagentService
 from .plugins import PluginManager
+from .private_dirs import remove_if_empty
 from .runs import RunManager
 from .server.control import ControlServicer
 from .server.toolhost import ToolHostServicer
@@ -65,6 +66,8 @@ class Host:
         allows) and an embedded host, which serves a single run, does not."""
         self.config = config
         self.daemon = daemon
+        # Checked before the store opens: a state folder others may write is refused.
+        config.ensure_dirs()
         # Probed here, so a daemon that cannot isolate as asked says so before it starts.
         self.isolation_choice = choose_isolation(
             config.isolation, fallback=config.isolation_fallback
@@ -109,7 +112,6 @@ class Host:
         self._lock: IO[str] | None = None
 
     async def start(self) -> None:
-        self.config.ensure_dirs()
         if self.daemon:
             self._take_lock()
             identity.sweep()  # run uids that daemons which died left behind
@@ -169,9 +171,12 @@ class Host:
                 self.control_socket.unlink()
             self._lock.close()
             self._lock = None
+        # Shared with other hosts of the project: each goes once the last host has left it.
+        remove_if_empty(self.config.socket_dir)
+        remove_sandbox_base(self.config.state_dir / "runs")
 
     def _take_lock(self) -> None:
-        lock = (self.config.state_dir / "daemon.lock").open("a+")
+        lock = self.config.daemon_lock.open("a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,6 +4,7 @@ nothing a run did is lost when a coordinator or the daemon dies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -167,12 +168,24 @@ class RunQuery:
     limit: int = 50
 
 
+def _owner_only(database: Path) -> None:
+    """The store holds triggers, tool results and outputs: readable by its owner alone. The
+    database is made 0600 before SQLite opens it, and SQLite gives its WAL and shared-memory
+    files the database's mode; files an older version left are narrowed too."""
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: list[tuple[str, int, float, str, str]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -46,6 +46,13 @@ def control(
             with contextlib.closing(client):
                 yield client
             return
+    if prefer_daemon and config.daemon_holds_state():
+        # A second host beside a daemon that is stuck (or still starting) would run the
+        # project's runs twice over; say so instead.
+        raise UsageError(
+            f"the tandem daemon serving {config.state_dir} is not answering on"
+            f" {config.control_socket} (still starting, or stuck); try again, or stop it"
+        )
     # Nothing heavy is imported before the embedded host has started its plugins' processes.
     from tandem.embedded import EmbeddedHost
 

@@ -21,15 +21,15 @@ holds any more.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from tandem.private_dirs import ensure_private_dir, runtime_root
 
 # Above the ranges Linux distributions hand to people, services and container mappings
 # (systemd's container range ends at 1878982656), below the 32-bit "no uid" values.
@@ -58,13 +58,8 @@ def daemon_is_root() -> bool:
 
 
 def _lock_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / "tandem-uids"
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700)
-    info = path.lstat()
-    if info.st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
-        raise PermissionError(f"{path} is not a folder owned by this user")
-    return path
+    """Shared by every daemon on the machine (root's: in /run, where no one else writes)."""
+    return ensure_private_dir(runtime_root() / "tandem-uids")
 
 
 def allocate() -> RunUser | None:

@@ -1,7 +1,8 @@
 """The host side of one run: a folder holding its token, its script snapshot, its own
 ToolHost socket and (for the `process` tier) its working directory.
 
-The folders live under a root-owned base in the temp folder, mode 0711, because a run's
+The folders live under a base of the daemon's own in its runtime folder (`/run` for root;
+see tandem.private_dirs), mode 0711, because a run's
 uid must reach its own folder while the state folder may sit somewhere private. Each
 run's folder is root:<run gid> 0710: the run may enter it but not change it (so it can
 neither rename nor delete its socket), and no other run may enter it at all.
@@ -11,13 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tandem.private_dirs import (
+    UntrustedFolder,
+    ensure_private_dir,
+    remove_if_empty,
+    runtime_root,
+)
+
 from .identity import RunUser
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,17 +40,34 @@ class RunDir:
     script_file: Path
 
 
-def sandbox_base(state_dir: Path) -> Path:
+# A base made under a random name, where the usual one was taken by another user.
+_instead: dict[Path, Path] = {}
+
+
+def _usual_base(state_dir: Path) -> Path:
     digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-    base = Path(tempfile.gettempdir()) / f"tandem-runs-{digest}"
-    with contextlib.suppress(FileExistsError):
-        base.mkdir(mode=0o711)
-    info = base.lstat()
-    if base.is_symlink() or not base.is_dir() or info.st_uid != os.geteuid():
-        raise PermissionError(f"{base} is not a folder owned by this user")
-    if info.st_mode & 0o777 != 0o711:  # a write only when needed: this runs for every run
-        base.chmod(0o711)
-    return base
+    return runtime_root() / f"tandem-runs-{digest}"
+
+
+def sandbox_base(state_dir: Path) -> Path:
+    """The folder the runs' own folders go in (0711: each run's uid reaches its own only)."""
+    if state_dir in _instead:
+        return _instead[state_dir]
+    base = _usual_base(state_dir)
+    try:
+        return ensure_private_dir(base, 0o711)
+    except UntrustedFolder as error:
+        # Never used, never fatal: the daemon takes a fresh folder no one could have made.
+        made = Path(tempfile.mkdtemp(prefix=f"{base.name}-"))
+        made.chmod(0o711)
+        log.warning("%s; the runs' folders go in %s instead", error, made)
+        _instead[state_dir] = made
+        return made
+
+
+def remove_sandbox_base(state_dir: Path) -> None:
+    """When a host stops: the base goes once no run of any host is left in it."""
+    remove_if_empty(_instead.pop(state_dir, _usual_base(state_dir)))
 
 
 def run_dir(base: Path, run_id: str) -> RunDir:

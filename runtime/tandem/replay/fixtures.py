@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ def fixture_of(run: RunRecord, version: dict[str, Any] | None) -> dict[str, Any]
 def write_fixture(fixture: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fixture['workflow']}-{fixture['run']}.json"
-    path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
+    # A recording holds what the tools answered: its owner's to share, not everyone's.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

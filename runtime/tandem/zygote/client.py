@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.isolation.base import ForkSpec
+from tandem.private_dirs import remove_if_empty
 from tandem.proc import (
     CapturesOutput,
     OutputCapture,
@@ -162,6 +163,7 @@ class Zygote:
             self._control.close()  # the end of its socket: it exits
             self._control = None
         await self._end_process()
+        remove_if_empty(self.root)
 
     async def _end_process(self) -> None:
         process = self._process
