@@ -257,7 +257,7 @@ def test_a_script_that_repeats_the_flagged_call_differs_and_is_not_written(
     captured = capsys.readouterr()
     rows = table_of(captured.out)
     assert rows[fresh.sweep].startswith("DIFFER"), captured.out
-    assert "1 added" in rows[fresh.sweep] and "made 1 flagged call(s) again" in rows[fresh.sweep]
+    assert "1 repeated" in rows[fresh.sweep] and "made 1 flagged call(s) again" in rows[fresh.sweep]
     assert rows[fresh.webhook_101].startswith("agree ")
     assert rows[fresh.webhook_104].startswith("agree ")
     assert "agreed 2 of 3" in captured.out
