@@ -300,7 +300,7 @@ def test_a_repair_turn_sends_the_diffs_and_takes_the_corrected_script(
     assert repair.messages[1]["content"] == f"```python\n{BAD}```\n"
     feedback = repair.messages[2]["content"]
     assert f"### Run `{fresh.sweep}` (llm, flagged: {REASON!r})" in feedback
-    assert f"+ {FLAGGED_CALL}" in feedback  # the diff's line
+    assert f"! {FLAGGED_CALL}  (flagged call, made again)" in feedback  # the diff's line
     assert f"made again, which it must never make:\n    {FLAGGED_CALL}" in feedback
     assert fresh.webhook_101 not in feedback, "only the runs that disagree"
     assert "exactly one ```python code block" in feedback
