@@ -5,6 +5,11 @@ the real slack_sdk and githubkit clients); the model is the Messages API stand-i
 replaying a recorded conversation unless ANTHROPIC_API_KEY is set. The daemon is a real
 `tandem serve --http`, reached by a signed GitHub webhook delivery. Everything started
 here is stopped before it exits.
+
+The demo's own copy of the workflow (in its state folder) starts configured with
+`coordinator: llm`, as a workflow does before it has a script; then it is switched to
+`coordinator: script` (what `tandem rewrite --write` does) and reloaded. That switch is the
+migration the closing ledger measures: llm -> script, per run, before and after.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from tandem.cli.control_client import ControlClient
+from tandem.cli.stats import headline
 from tandem.config import load_config
+from tandem.replay import attempted_plan
 from tandem.store import Event, RunRecord
 from tandem.testing import AnthropicStandIn
 from tandem.testing.github_api import GitHubStandIn, pull_request_event
@@ -31,6 +39,7 @@ from tandem.testing.github_webhook import deliver
 from tandem.testing.pr_merged import webhook_conversation
 from tandem.testing.slack_api import SlackStandIn
 from tandem.testing.workspace import CHANNELS, MESSAGES, OWNER, REPO
+from tandem_sdk._pb import control_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "workflows" / "pr_merged"
@@ -60,6 +69,26 @@ def red(text: str) -> str:
     return style(text, "31")
 
 
+def tandem_command(state: Path) -> list[str]:
+    """`tandem` on the demo's state folder and its own copy of the workflows."""
+    command = [sys.executable, "-m", "tandem.cli", "--project", str(ROOT), "--state", str(state)]
+    return [*command, "--workflows", str(state / "workflows")]
+
+
+def copy_workflow(state: Path) -> Path:
+    """The demo's copy of pr_merged, configured with the llm coordinator to begin with."""
+    folder = state / "workflows" / WORKFLOW.name
+    shutil.copytree(WORKFLOW, folder, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    set_coordinator(folder, "llm")
+    return folder
+
+
+def set_coordinator(folder: Path, coordinator: str) -> None:
+    spec = folder / "workflow.yaml"
+    text = re.sub(r"^coordinator: \w+", f"coordinator: {coordinator}", spec.read_text(), flags=re.M)
+    spec.write_text(text)
+
+
 def heading(number: int, text: str) -> None:
     print(f"\n{bold(f'{number}. {text}')}")
 
@@ -70,8 +99,7 @@ class Daemon:
     def __init__(self, state: Path, env: dict[str, str]) -> None:
         self.log_path = state / "daemon.log"
         self._log = self.log_path.open("w")
-        command = [sys.executable, "-m", "tandem.cli", "--project", str(ROOT), "--state"]
-        command += [str(state), "serve", "--http", "127.0.0.1:0", "--no-reload"]
+        command = [*tandem_command(state), "serve", "--http", "127.0.0.1:0", "--no-reload"]
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -81,6 +109,7 @@ class Daemon:
         )
         self.url = self._wait_ready()
         self.client = ControlClient(load_config(ROOT, state_dir=state).control_socket)
+        self.workflows = state / "workflows"
 
     def _wait_ready(self) -> str:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -183,17 +212,22 @@ def run_both(daemon: Daemon, slack: SlackStandIn) -> dict[str, tuple[RunRecord, 
         f"   the same delivery again -> {again.status} {again.body.get('status')} (no second run)"
     )
 
-    heading(2, "The script coordinator runs it (workflows/pr_merged/script.py)")
+    heading(2, "The LLM coordinator runs it (prompt.md; workflow.yaml says coordinator: llm)")
     record = daemon.follow(answer.body["run_id"])
-    results["script"] = (record, list(slack.reactions_added))
-    outcome(record, results["script"][1])
+    results["llm"] = (record, list(slack.reactions_added))
+    outcome(record, results["llm"][1])
 
-    heading(3, "The same trigger, LLM coordinator (prompt.md); Slack's reactions reset first")
+    heading(3, "Switched to coordinator: script (script.py); the same trigger again")
+    set_coordinator(daemon.workflows / WORKFLOW.name, "script")
+    errors = daemon.client.stub.Reload(control_pb2.ReloadRequest()).errors
+    if errors:
+        raise RuntimeError(f"the workflow did not reload: {list(errors)}")
+    print("   workflow.yaml edited and reloaded: a new version, configured script")
     slack.reset()
-    run_id = daemon.client.trigger("pr_merged", record.trigger, "llm")
-    llm = daemon.follow(run_id)
-    results["llm"] = (llm, list(slack.reactions_added))
-    outcome(llm, results["llm"][1])
+    run_id = daemon.client.trigger("pr_merged", record.trigger, None)
+    script = daemon.follow(run_id)
+    results["script"] = (script, list(slack.reactions_added))
+    outcome(script, results["script"][1])
     return results
 
 
@@ -221,8 +255,8 @@ def side_by_side(results: dict[str, tuple[RunRecord, list[Any]]]) -> bool:
     heading(5, "Side by side")
     script, llm = results["script"], results["llm"]
 
-    def tool_calls(record: RunRecord) -> int:
-        return sum(1 for e in record.events if e.kind == "tool.call")
+    def tool_calls(record: RunRecord) -> int:  # as the ledger counts them: files.* left out
+        return len(attempted_plan(record))
 
     def took(record: RunRecord) -> str:
         return f"{(record.finished_at or 0) - (record.started_at or 0):.2f} s"
@@ -252,13 +286,15 @@ def side_by_side(results: dict[str, tuple[RunRecord, list[Any]]]) -> bool:
 
 def show_ledger(state: Path) -> None:
     heading(6, "The ledger: tandem stats pr_merged")
-    command = [sys.executable, "-m", "tandem.cli", "--project", str(ROOT), "--state"]
-    ledger = subprocess.run(
-        [*command, str(state), "stats", "pr_merged"], capture_output=True, text=True, timeout=60
-    )
+    command = [*tandem_command(state), "stats", "pr_merged"]
+    ledger = subprocess.run(command, capture_output=True, text=True, timeout=60)
     text = ledger.stdout if ledger.returncode == 0 else ledger.stderr
     for line in text.rstrip().splitlines():
         print(f"   {line}")
+    report = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
+    migrations = json.loads(report.stdout)["migrations"] if report.returncode == 0 else []
+    for migration in migrations:
+        print(f"\n   {bold(headline(migration))}")
 
 
 @contextlib.contextmanager
@@ -288,6 +324,7 @@ def main() -> int:
         stand_ins(settings) as (slack, env, _),
         tempfile.TemporaryDirectory(prefix="tandem-demo-") as state,
     ):
+        copy_workflow(Path(state))
         daemon = Daemon(Path(state), env)
         try:
             print(f"   daemon  tandem serve --http {daemon.url}")

@@ -108,7 +108,9 @@ def seed(store: RunStore) -> dict[str, str]:
     script. triage: a model with no price. hello: a script that spends no tokens."""
     for version, model in ((V1, SONNET), (V2, SONNET), (V3, SONNET), (TRIAGE, "acme-large")):
         name = "triage" if version == TRIAGE else "pr_merged"
-        store.keep_version(version, name, {"spec": {"name": name, "model": model}, "files": {}})
+        coordinator = "script" if version == V3 else "llm"
+        spec = {"name": name, "model": model, "coordinator": coordinator}
+        store.keep_version(version, name, {"spec": spec, "files": {}})
     s = Seeder(store)
     ids: dict[str, str] = {}
     heavy = usage(100_000, 10_000, 200_000, 20_000, 4)  # $0.39 on Sonnet 5.5
@@ -247,7 +249,9 @@ def seed(store: RunStore) -> dict[str, str]:
 def ledger_of(store: RunStore) -> Any:
     runs = [store.get(r.id) for r in store.list(RunQuery(limit=1000))]
     versions = {v: c for v in (V1, V2, V3, TRIAGE, HELLO) if (c := store.version_content(v))}
-    return compute([r for r in runs if r], models_from_versions(versions), default_prices())
+    configured = {v: c["spec"]["coordinator"] for v, c in versions.items()}
+    models = models_from_versions(versions)
+    return compute([r for r in runs if r], models, default_prices(), configured=configured)
 
 
 def test_stats_over_a_seeded_store_give_the_exact_figures(tmp_path: Path) -> None:
@@ -272,21 +276,22 @@ def test_stats_over_a_seeded_store_give_the_exact_figures(tmp_path: Path) -> Non
         "cache_read_tokens": 800_000,
         "cache_write_tokens": 80_000,
         "model_calls": 16,
-        "tool_calls": 8,  # 3 + 2 + 2 (not the subagent's) + 1; files.read counts here
+        "all_input_tokens": 1_280_000,  # input + cache read + cache write
+        "tool_calls": 7,  # 2 + 2 + 2 (not the subagent's) + 1; files.read left out
     }
     assert v1.tokens == 1_320_000
     # 3 runs x $0.39 on Sonnet; the fourth: Sonnet $0.27 + its Haiku subagent $0.06.
     assert v1.cost == pytest.approx(1.50, abs=1e-9)
     assert round(v1.cost, 2) == 1.50
-    assert v1.per_run()["tool_calls"] == 2.0
-    # Two shapes: three pull_request deliveries (PR 101 twice: one plan) and a schedule.
-    assert [(s.runs, s.distinct_plans) for s in v1.shapes] == [(3, 2), (1, 1)]
-    assert (v1.distinct_plans, v1.shadows) == (3, 0)
+    assert v1.per_run()["tool_calls"] == 1.75
+    # Two shapes: three pull_request deliveries (one tool sequence) and a schedule.
+    assert [(s.runs, s.distinct_plans) for s in v1.shapes] == [(3, 1), (1, 1)]
+    assert (v1.distinct_plans, v1.shadows) == (2, 0)
 
     v2 = ledger.group("pr_merged", "llm", V2)
     assert (v2.runs, v2.p50_s, v2.p95_s) == (2, 3.0, 5.0)
     assert v2.cost == pytest.approx(0.34, abs=1e-9)
-    assert [(s.runs, s.distinct_plans) for s in v2.shapes] == [(2, 2)]
+    assert [(s.runs, s.distinct_plans) for s in v2.shapes] == [(2, 1)]
 
     shadows = ledger.group("pr_merged", "script", V2)
     assert (shadows.runs, shadows.shadows, shadows.shadows_agreed) == (0, 2, 1)
@@ -297,7 +302,7 @@ def test_stats_over_a_seeded_store_give_the_exact_figures(tmp_path: Path) -> Non
     assert (v3.p50_s, v3.p95_s) == (0.5, 1.0)  # the dry run's 9 s does not count
     assert v3.totals["input_tokens"] == 10_000 and v3.totals["model_calls"] == 1
     assert v3.cost == pytest.approx(0.02, abs=1e-9)  # the subagent's Haiku, not Sonnet
-    assert (v3.distinct_plans, len(v3.shapes)) == (2, 1)
+    assert (v3.distinct_plans, len(v3.shapes)) == (1, 1)
 
     triage = ledger.group("triage", "llm", TRIAGE)
     assert (triage.cost, triage.unpriced_models) == (None, ("acme-large",))
@@ -317,6 +322,68 @@ def test_stats_over_a_seeded_store_give_the_exact_figures(tmp_path: Path) -> Non
     assert migration.change("tool_calls").percent == 0.0
     assert migration.change("p50_s").percent == pytest.approx(-83.333333, abs=1e-6)
     json.dumps(ledger.to_json())  # serialisable as it stands
+
+
+V4 = "44444444ffffffff"
+
+
+def test_a_migration_is_a_change_of_the_configured_coordinator(tmp_path: Path) -> None:
+    from tandem.ledger.report import ledger_report
+
+    store = RunStore(tmp_path / "runs.sqlite3")
+    seed(store)
+    s = Seeder(store)
+    s.count = 100
+    # After the script took over (v3): a one-off `--coordinator llm` run of v3, then v4,
+    # configured llm, whose one run failed before its first step (no API key). Neither is
+    # a migration; the script's virtual file reads and the model's files.read both do not
+    # count as tool calls.
+    s.run(
+        ("pr_merged", V3, "llm"),
+        at=2050,
+        took=2,
+        trigger=pull_request(107, "d9"),
+        calls=[("files.read", {"path": "settings.json"}), status(107)],
+        used=usage(1_000, 100, 30_000, 2_000, calls=2),
+    )
+    store.keep_version(V4, "pr_merged", {"spec": {"coordinator": "llm", "model": SONNET}})
+    s.run(("pr_merged", V4, "llm"), at=2060, took=0.1, status="failed")
+    report = ledger_report(store, default_prices(), "pr_merged", 0.0, 0.0, 1000)
+
+    [migration] = report["migrations"]
+    before, after = migration["before"], migration["after"]
+    assert (before["coordinator"], before["version"]) == ("llm", V2)
+    assert (after["coordinator"], after["version"]) == ("script", V3)
+    per_run = {c["figure"]: c for c in migration["per_run"]}
+    assert (per_run["tokens"]["before"], per_run["tokens"]["after"]) == (155_000, 4_000)
+    assert per_run["tokens"]["change_pct"] == pytest.approx(-97.419355, abs=1e-6)
+    assert per_run["cost"]["before"] == pytest.approx(0.17)
+    assert per_run["cost"]["change_pct"] == pytest.approx(-96.078431, abs=1e-6)
+
+    groups = {(g["coordinator"], g["version"]): g for g in report["groups"]}
+    one_off, failed = groups[("llm", V3)], groups[("llm", V4)]
+    assert (one_off["configured"], failed["configured"]) == (False, True)
+    assert groups[("script", V3)]["configured"] is True
+    # IN is every input token: uncached + cache read + cache write.
+    assert one_off["per_run"]["all_input_tokens"] == 33_000
+    assert one_off["per_run"]["tool_calls"] == 1.0  # files.read left out, as for a script
+    assert one_off["plans"]["distinct_plans"] == 1
+
+
+def test_plans_count_tool_sequences_not_argument_values(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite3")
+    s = Seeder(store)
+    for number in (101, 102, 103):
+        s.run(
+            SCRIPT3,
+            at=number,
+            took=1,
+            trigger=pull_request(number, f"d{number}"),
+            calls=[status(number), react(str(number))],
+        )
+    s.run(SCRIPT3, at=200, took=1, trigger=pull_request(104, "d104"), calls=[status(104)])
+    [group] = ledger_of(store).groups
+    assert [(shape.runs, shape.distinct_plans) for shape in group.shapes] == [(4, 2)]
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -404,13 +471,17 @@ def test_tandem_stats_through_an_embedded_host(project: Project) -> None:
     v1 = groups[("pr_merged", "llm", V1)]
     assert (v1["runs"], v1["succeeded"], v1["failed"], v1["flagged"]) == (4, 3, 1, 1)
     assert v1["duration_s"] == {"p50": 4.0, "p95": 8.0}
-    assert (v1["tool_calls"], v1["input_tokens"], v1["tokens"]) == (8, 400_000, 1_320_000)
+    assert (v1["tool_calls"], v1["input_tokens"], v1["tokens"]) == (7, 400_000, 1_320_000)
     # Over Control the version's model comes from the events: v1's Sonnet request names it.
     assert v1["model"] == SONNET and round(v1["cost_usd"], 2) == 1.50
-    assert v1["plans"]["distinct_plans"] == 3 and v1["plans"]["trigger_shapes"] == 2
-    # v2's runs hold no model events: their tokens have no model to be priced by.
+    assert v1["plans"]["distinct_plans"] == 2 and v1["plans"]["trigger_shapes"] == 2
+    # v2's runs hold no model events: the daemon prices them by the kept version's model.
     v2 = groups[("pr_merged", "llm", V2)]
-    assert (v2["cost_usd"], v2["unpriced_models"], v2["model_unknown"]) == (None, [], True)
+    assert (round(v2["cost_usd"], 2), v2["unpriced_models"], v2["model_unknown"]) == (
+        0.34,
+        [],
+        False,
+    )
     assert groups[("pr_merged", "script", V2)]["shadows"] == {
         "runs": 2,
         "agreed": 1,
@@ -422,7 +493,7 @@ def test_tandem_stats_through_an_embedded_host(project: Project) -> None:
     assert (migration["before"]["version"], migration["after"]["version"]) == (V2, V3)
     change = {c["figure"]: c["change_pct"] for c in migration["per_run"]}
     assert change["tokens"] == pytest.approx(-97.419355, abs=1e-6)
-    assert change["cost"] is None  # the before side's cost is unknown
+    assert change["cost"] == pytest.approx(-96.078431, abs=1e-6)
     assert report["prices"][SONNET] == {
         "input": 2.0,
         "output": 10.0,
@@ -443,8 +514,10 @@ def test_tandem_stats_through_an_embedded_host(project: Project) -> None:
     assert "only live runs count" in text.stdout
     row = next(line for line in text.stdout.splitlines() if V1 in line)
     assert row.split()[:7] == ["pr_merged", "llm", V1, "4", "3", "1", "1"]
-    assert "$1.50" in row and "3/2" in row
-    assert f"pr_merged: llm {V2} (2 runs) -> script {V3} (3 runs), per run:" in text.stdout
+    assert "$1.50" in row and "2/2" in row
+    assert (
+        f"migration pr_merged: llm {V2} (2 runs) -> script {V3} (3 runs), per run:" in text.stdout
+    )
     assert "-97.4%" in text.stdout
 
 
@@ -463,16 +536,3 @@ class ListingHost:
         bound = until or float("inf")
         found = [r for r in self.records if since <= r.created_at <= bound]
         return sorted(found, key=lambda r: -r.created_at)[:limit]
-
-
-def test_stats_reads_every_run_in_the_range_page_by_page(monkeypatch) -> None:
-    from tandem.cli import stats
-
-    monkeypatch.setattr(stats, "PAGE", 3)
-    host = ListingHost([1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0, 7.0])  # a tie at a page's edge
-    runs, truncated = stats.list_runs(host, "", 0.0, 0.0, 100)  # type: ignore[arg-type]
-    assert (sorted(r.id for r in runs), truncated) == ([f"r{i}" for i in range(8)], False)
-    runs, truncated = stats.list_runs(host, "", 2.5, 6.0, 100)  # type: ignore[arg-type]
-    assert sorted(r.created_at for r in runs) == [3.0, 3.0, 4.0, 5.0, 6.0]
-    runs, truncated = stats.list_runs(host, "", 0.0, 0.0, 5)  # type: ignore[arg-type]
-    assert ([r.created_at for r in runs], truncated) == ([7.0, 6.0, 5.0, 4.0, 3.0], True)

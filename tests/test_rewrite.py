@@ -257,7 +257,7 @@ def test_a_script_that_repeats_the_flagged_call_differs_and_is_not_written(
     captured = capsys.readouterr()
     rows = table_of(captured.out)
     assert rows[fresh.sweep].startswith("DIFFER"), captured.out
-    assert "1 added" in rows[fresh.sweep] and "made 1 flagged call(s) again" in rows[fresh.sweep]
+    assert "1 repeated" in rows[fresh.sweep] and "made 1 flagged call(s) again" in rows[fresh.sweep]
     assert rows[fresh.webhook_101].startswith("agree ")
     assert rows[fresh.webhook_104].startswith("agree ")
     assert "agreed 2 of 3" in captured.out
@@ -300,7 +300,7 @@ def test_a_repair_turn_sends_the_diffs_and_takes_the_corrected_script(
     assert repair.messages[1]["content"] == f"```python\n{BAD}```\n"
     feedback = repair.messages[2]["content"]
     assert f"### Run `{fresh.sweep}` (llm, flagged: {REASON!r})" in feedback
-    assert f"+ {FLAGGED_CALL}" in feedback  # the diff's line
+    assert f"! {FLAGGED_CALL}  (flagged call, made again)" in feedback  # the diff's line
     assert f"made again, which it must never make:\n    {FLAGGED_CALL}" in feedback
     assert fresh.webhook_101 not in feedback, "only the runs that disagree"
     assert "exactly one ```python code block" in feedback

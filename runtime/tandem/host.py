@@ -129,7 +129,9 @@ class Host:
         await toolhost.start()
         self._servers.append(toolhost)
         control = grpc.aio.server(options=GRPC_OPTIONS)
-        servicer = ControlServicer(self.runs, self.isolation.name, self.reload, self.zygote)
+        servicer = ControlServicer(
+            self.runs, self.isolation.name, self.reload, self.zygote, self.config.root
+        )
         control_pb2_grpc.add_ControlServicer_to_server(servicer, control)
         with contextlib.suppress(FileNotFoundError):
             self.control_socket.unlink()

@@ -20,13 +20,12 @@ from tandem_sdk.errors import (
     TandemError,
     Unauthenticated,
 )
-from tandem_sdk.plan import diff_plans
 
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
-from .replay.recording import Recording, attempted_plan
+from .replay.recording import Recording
 from .session import RunMode, RunSession
 from .store import Event, RunRecord, RunStore
 from .workflows import Workflow, WorkflowRegistry
@@ -453,7 +452,7 @@ class RunManager:
         assert recording is not None
         record = self.store.get(shadow.id)
         assert record is not None
-        diff = diff_plans(recording.plan, attempted_plan(record))
+        diff = recording.diff(record)
         self.store.set_plan_diff(
             shadow.id,
             {

@@ -10,7 +10,9 @@ cap), which the script may catch like any tool failure. Virtual files come from 
 fixture; subagent calls match on their whole request as the host records it.
 
 A flagged fixture is a regression test: a person marked some recorded calls wrong, and
-the script passes when it makes the other calls and not the flagged ones.
+the script passes when it makes the other calls and not the flagged ones. A call a person
+denied in an approval (recorded error type `denied`) is wrong the same way: leaving it out
+agrees. The rule is `tandem_sdk.plan.diff_plans`, the one `tandem replay` uses.
 
 No pytest import: failures are AssertionErrors whose message is meant to be read.
 """
@@ -32,7 +34,7 @@ from typing import Any, cast
 from ._convert import SubagentResult, ToolInfo, subagent_request
 from .client import ToolHostClient
 from .errors import NotFound, SubagentError, ToolError
-from .plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan, repeated_flagged
+from .plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan, wrong_calls
 from .runner import load_handler
 from .script import Subagent, Tools, VirtualFiles
 
@@ -92,8 +94,14 @@ class Fixture:
     flagged: Flag | None = None
 
     def plan(self, *, without_flagged: bool = False) -> list[PlannedCall]:
-        wrong = set(self.flagged.calls) if self.flagged and without_flagged else set()
+        wrong = set(self.wrong) if without_flagged else set()
         return [call.planned for i, call in enumerate(self.calls) if i not in wrong]
+
+    @property
+    def wrong(self) -> list[int]:
+        """The calls a person flagged or denied: a replay must not make them again."""
+        flagged = self.flagged.calls if self.flagged else ()
+        return wrong_calls(flagged, [c.error.type if c.error else None for c in self.calls])
 
 
 def _kind(value: Any) -> str:
@@ -293,7 +301,7 @@ class FixtureRun:
     calls: list[PlannedCall]  # every tool call attempted, in order (files.* left out)
     output: Any  # the handler's return value as JSON; None when it raised
     error: str | None  # the handler's exception and traceback
-    diff: PlanDiff  # the fixture's calls against the attempted calls
+    diff: PlanDiff  # the fixture's calls against the attempted calls (diff_plans' rule)
     unanswered: list[PlannedCall]  # the calls that got ToolError type not_recorded
     logs: list[dict[str, Any]]
     flagged_repeated: list[PlannedCall]  # flagged calls the script made again
@@ -336,11 +344,9 @@ def replay_fixture(
         except (Exception, SystemExit) as raised:
             tb = raised.__traceback__
             error = "".join(traceback.format_exception(type(raised), raised, tb and tb.tb_next))
-    flagged = fixture.flagged.calls if fixture.flagged else ()
-    repeated = repeated_flagged(fixture.plan(), flagged, client.calls)
-    diff = diff_plans(fixture.plan(), client.calls)
+    diff = diff_plans(fixture.plan(), client.calls, wrong=fixture.wrong)
     return FixtureRun(
-        fixture, client.calls, output, error, diff, client.unanswered, client.logs, repeated
+        fixture, client.calls, output, error, diff, client.unanswered, client.logs, diff.repeated
     )
 
 
@@ -355,19 +361,21 @@ def assert_replays(
     """Replay, then assert: the script raised nothing, its calls agree with the recorded
     plan and (check_output) its output equals the recorded output. `check_output` defaults
     to whether a script made the recording: a model's answer is prose, not the script's
-    value. For a flagged fixture: it made none of the flagged calls and agrees with the
-    rest of the recorded plan; the recorded output, from the wrong run, is not compared."""
+    value. For a fixture with wrong calls (flagged, or denied in an approval): it made none
+    of them again and agrees with the rest of the recorded plan; the recorded output, from
+    the wrong run, is not compared."""
     __tracebackhide__ = True  # pytest shows the failure at the test's line, not in here
     fixture = fixture if isinstance(fixture, Fixture) else load_fixture(fixture)
     run = replay_fixture(script, fixture, workflow_dir=workflow_dir)
-    flagged = fixture.flagged is not None
-    diff = diff_plans(fixture.plan(without_flagged=True), run.calls) if flagged else run.diff
+    flagged = bool(fixture.wrong)
+    diff = run.diff
     problems = []
     if run.error is not None:
         problems.append(f"the script raised {run.error.strip().splitlines()[-1]}")
     if run.flagged_repeated:
         problems.append(f"it made {len(run.flagged_repeated)} flagged call(s) again")
-    if not diff.agrees(strict_order=strict_order):
+    others = PlanDiff([entry for entry in diff.entries if entry.kind != "repeated"])
+    if not others.agrees(strict_order=strict_order):
         problems.append(f"its calls differ from the expected plan: {diff.summary()}")
     if check_output is None:
         check_output = fixture.coordinator == "script"
@@ -384,12 +392,15 @@ def _report(
 ) -> str:
     fixture, flag = run.fixture, run.fixture.flagged
     lines = [f"{script} does not replay {fixture.name}:", *(f"  - {p}" for p in problems), ""]
-    expected = "the recorded plan" if flag is None else "the recorded plan less its flagged calls"
-    lines.append(f"{expected} against the replay (- missing, + added, ~ changed, ↕ moved):")
+    lines.append(
+        "the recorded plan against the replay (- missing, + added, ~ changed, ↕ moved,"
+        " · flagged call not repeated, ! flagged call made again):"
+    )
     lines += [f"    {line}" for entry in diff.lines() for line in entry.splitlines()]
     lines.append(f"  {diff.summary() or 'no calls on either side'}")
-    if run.flagged_repeated and flag is not None:
-        lines += ["", f"flagged calls made again (flagged: {flag.reason or 'no reason given'}):"]
+    if run.flagged_repeated:
+        why = (flag.reason or "no reason given") if flag else "denied in an approval"
+        lines += ["", f"flagged calls made again (flagged: {why}):"]
         lines += [f"    {call}" for call in run.flagged_repeated]
     if run.unanswered:
         lines += ["", "calls the recording could not answer (ToolError not_recorded):"]

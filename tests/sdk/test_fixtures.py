@@ -404,8 +404,41 @@ def test_a_flagged_fixture_still_expects_the_other_recorded_calls(tmp_path: Path
     lazy = write_script(tmp_path, "def handler(t, tools, vf, sub):\n    return None\n")
     with pytest.raises(AssertionError) as failed:
         assert_replays(lazy, fixture)
-    assert "the recorded plan less its flagged calls" in str(failed.value)
-    assert "2 missing" in str(failed.value)
+    assert "· slack.add_reaction" in str(failed.value)
+    assert "2 missing, 1 flagged" in str(failed.value)
+
+
+OPEN_PR = call("github.pr_status", {"url": PR}, {"state": "open"})
+REACTION = 'slack.add_reaction(channel="C1", ts="1.0", name="merged")'
+
+
+def test_leaving_out_a_flagged_call_agrees_and_the_diff_says_so(tmp_path: Path) -> None:
+    fixture = write_fixture(
+        tmp_path, [GET_MESSAGES, OPEN_PR, REACT], flagged={"reason": "open PR", "calls": [2]}
+    )
+    run = assert_replays(write_script(tmp_path, PR_MERGED), fixture)
+    assert run.diff.agrees(strict_order=True)
+    assert run.diff.summary() == "2 same, 1 flagged"
+    assert run.diff.lines()[-1] == f"· {REACTION}  (flagged call, not repeated)"
+
+
+def test_a_call_a_person_denied_is_a_flagged_call(tmp_path: Path) -> None:
+    denied = call(
+        "slack.add_reaction",
+        {"channel": "C1", "ts": "1.0", "name": "merged"},
+        error={"type": "denied", "message": "a person denied this call: open PR"},
+    )
+    fixture = write_fixture(tmp_path, [GET_MESSAGES, OPEN_PR, denied])
+    run = assert_replays(write_script(tmp_path, PR_MERGED), fixture)
+    assert run.diff.summary() == "2 same, 1 flagged"
+    assert run.diff.lines()[-1] == f"· {REACTION}  (flagged call, not repeated)"
+
+    buggy = write_script(tmp_path, PR_MERGED.replace('state == "merged"', "state"), "buggy.py")
+    with pytest.raises(AssertionError) as failed:
+        assert_replays(buggy, fixture)
+    assert "it made 1 flagged call(s) again" in str(failed.value)
+    assert "(flagged: denied in an approval)" in str(failed.value)
+    assert f"! {REACTION}  (flagged call, made again)" in str(failed.value)
 
 
 def test_the_handlers_exception_is_kept_with_its_traceback(tmp_path: Path) -> None:

@@ -99,6 +99,14 @@ class ControlClient:
         fixture: dict[str, Any] = json.loads(reply.fixture_json)
         return fixture
 
+    def ledger(self, workflow: str, since: float, until: float, limit: int) -> dict[str, Any]:
+        """The ledger report, computed by the daemon (what `tandem stats --json` prints)."""
+        request = control_pb2.GetLedgerRequest(
+            workflow=workflow, since=since, until=until, limit=limit
+        )
+        report: dict[str, Any] = json.loads(self.stub.GetLedger(request).ledger_json)
+        return report
+
     def flag(self, run_id: str, reason: str, calls: list[int]) -> None:
         self.stub.FlagRun(control_pb2.FlagRunRequest(run_id=run_id, reason=reason, calls=calls))
 

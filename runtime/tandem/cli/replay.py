@@ -1,15 +1,23 @@
 """`tandem replay`: run recorded runs again through the current workflow, answered from
-their recordings, and print the tool-plan diff. Exit 0 when every plan agrees, 1 when one
-does not, so a replay is a check."""
+their recordings, and print the tool-plan diff (`tandem_sdk.plan.diff_plans`, the one rule
+of agreement). Exit 0 when every plan agrees, 1 when a replay that ran disagrees, 2 when a
+replay could not run (the host refused it, or it failed before its coordinator's first
+step, e.g. no API key) and none disagreed: a replay is a check, and one that could not
+run checked nothing.
+
+`--model-replies FILE|run:RUN_ID` answers an llm replay's model with scripted turns, as
+`tandem run --model-replies` does, on a host embedded in this process."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
+from .common import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError, control, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
     from tandem_sdk.plan import PlanDiff
@@ -40,6 +48,12 @@ def add_parser(commands: Any) -> None:
     replay.add_argument(
         "--strict-order", action="store_true", help="calls made in another order disagree"
     )
+    replay.add_argument(
+        "--model-replies",
+        metavar="FILE|run:RUN_ID",
+        help="answer an llm replay's model with scripted turns (as `tandem run`); runs on a"
+        " host in this process, not the daemon",
+    )
     replay.add_argument("--json", action="store_true")
 
 
@@ -51,22 +65,44 @@ def cmd_replay(config: ProjectConfig, args: argparse.Namespace) -> int:
         raise UsageError("give a RUN_ID or --last N, not both")
     if not args.run_id and not (args.last and workflow_name):
         raise UsageError("give a RUN_ID, or --workflow NAME --last N")
-    with control(config) as client:
+    scripted = None
+    if args.model_replies:
+        from .model_replies import ScriptedModel
+
+        scripted = ScriptedModel.load(config, args.model_replies)
+        print(scripted.banner, file=sys.stderr if args.json else sys.stdout, flush=True)
+    # The stand-in serves first: an embedded host reads the model's address when it starts.
+    with (
+        scripted.serve() if scripted is not None else contextlib.nullcontext(),
+        control(config, prefer_daemon=scripted is None) as client,
+    ):
         try:
             if args.run_id:
-                result = _replay_one(client, args.run_id, args, workflow_path)
-                _print_one(result, args)
-                return EXIT_OK if result["agree"] else EXIT_RUN_FAILED
-            recorded = [
-                r
-                for r in client.runs(workflow_name, "", args.last * 4, mode="live")
-                if r.status in FINISHED
-            ][: args.last]
-            results = [_replay_one(client, r.id, args, workflow_path) for r in recorded]
+                results = [_replay_one(client, args.run_id, args, workflow_path, single=True)]
+            else:
+                recorded = [
+                    r
+                    for r in client.runs(workflow_name, "", args.last * 4, mode="live")
+                    if r.status in FINISHED
+                ][: args.last]
+                results = [_replay_one(client, r.id, args, workflow_path) for r in recorded]
         except grpc.RpcError as error:
             raise rpc_error(error) from None
-    _print_many(results, args)
-    return EXIT_OK if results and all(r["agree"] for r in results) else EXIT_RUN_FAILED
+        if args.run_id:
+            _print_one(results[0], args)
+        else:
+            _print_many(results, args)
+        if scripted is not None:
+            for warning in scripted.warnings():
+                print(f"tandem: warning: model replies: {warning}", file=sys.stderr)
+    return exit_code(results)
+
+
+def exit_code(results: list[dict[str, Any]]) -> int:
+    """1 when a replay that ran disagrees; else 2 when one could not run; else 0."""
+    if any(r["agree"] is False for r in results) or not results:
+        return EXIT_RUN_FAILED
+    return EXIT_USAGE if any(r["agree"] is None for r in results) else EXIT_OK
 
 
 def _workflow_arg(value: str | None) -> tuple[str, str | None]:
@@ -82,27 +118,64 @@ def _workflow_arg(value: str | None) -> tuple[str, str | None]:
 
 
 def _replay_one(
-    client: ControlClient, run_id: str, args: argparse.Namespace, workflow_path: str | None
+    client: ControlClient,
+    run_id: str,
+    args: argparse.Namespace,
+    workflow_path: str | None,
+    *,
+    single: bool = False,
 ) -> dict[str, Any]:
-    from tandem_sdk.plan import diff_plans
+    """One replay and its verdict: `agree` True or False, or None with `could_not_run`
+    saying why when the replay never ran."""
+    import grpc
 
-    from tandem.replay import Recording, attempted_plan
+    from tandem.replay import Recording, took_a_step
 
-    replay_id = client.replay(run_id, args.coordinator, workflow_path, args.live_reads)
+    recorded = client.run(run_id)
+    try:
+        replay_id = client.replay(run_id, args.coordinator, workflow_path, args.live_reads)
+    except grpc.RpcError as error:
+        if single:
+            raise
+        why = str(rpc_error(error))
+        return _not_run(recorded, None, args.coordinator or recorded.coordinator, why)
     for _ in client.watch(replay_id):
         pass
-    recorded, replayed = client.run(run_id), client.run(replay_id)
-    diff = diff_plans(Recording.from_run(recorded).plan, attempted_plan(replayed))
+    replayed = client.run(replay_id)
+    if replayed.status != "succeeded" and not took_a_step(replayed):
+        why = replayed.error or f"it ended {replayed.status}"
+        return _not_run(recorded, replayed, replayed.coordinator, why)
+    diff = Recording.from_run(recorded).diff(replayed)
     return {
         "run": run_id,
         "replay": replay_id,
         "recorded_coordinator": recorded.coordinator,
         "replayed_coordinator": replayed.coordinator,
         "agree": diff.agrees(strict_order=args.strict_order),
+        "could_not_run": None,
         "summary": diff.summary(),
         "diff": diff,
         "recorded": _outcome(recorded),
         "replayed": _outcome(replayed),
+    }
+
+
+def _not_run(
+    recorded: RunRecord, replayed: RunRecord | None, coordinator: str, why: str
+) -> dict[str, Any]:
+    from tandem_sdk.plan import PlanDiff
+
+    return {
+        "run": recorded.id,
+        "replay": replayed.id if replayed else None,
+        "recorded_coordinator": recorded.coordinator,
+        "replayed_coordinator": coordinator,
+        "agree": None,
+        "could_not_run": why,
+        "summary": "",
+        "diff": PlanDiff([]),
+        "recorded": _outcome(recorded),
+        "replayed": _outcome(replayed) if replayed else None,
     }
 
 
@@ -114,6 +187,13 @@ def _print_one(result: dict[str, Any], args: argparse.Namespace) -> None:
     diff: PlanDiff = result["diff"]
     if args.json:
         print(json.dumps({**result, "diff": diff.to_json()}, indent=2))
+        return
+    if result["could_not_run"] is not None:
+        what = f"replay {result['replay']} of" if result["replay"] else "replay of"
+        print(
+            f"{what} {result['run']} ({result['recorded_coordinator']} ->"
+            f" {result['replayed_coordinator']}): could not run: {result['could_not_run']}"
+        )
         return
     verdict = "plans agree" if result["agree"] else "plans differ"
     print(
@@ -143,14 +223,22 @@ def _lines(value: Any) -> list[str]:
 
 def _print_many(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     agreed = sum(1 for r in results if r["agree"])
+    not_run = sum(1 for r in results if r["agree"] is None)
     if args.json:
         rows = [{**r, "diff": r["diff"].to_json()} for r in results]
-        print(json.dumps({"agreed": agreed, "replayed": len(results), "runs": rows}, indent=2))
+        report = {"agreed": agreed, "could_not_run": not_run, "replayed": len(results)}
+        print(json.dumps({**report, "runs": rows}, indent=2))
         return
     for r in results:
+        if r["agree"] is None:
+            print(f"NO RUN {r['run']} ({r['recorded_coordinator']}): {r['could_not_run']}")
+            continue
         mark = "agree " if r["agree"] else "DIFFER"
+        ended = r["replayed"]["status"]
+        if r["replayed"]["error"]:
+            ended += f": {_lines(r['replayed']['error'])[-1]}"
         print(
             f"{mark} {r['run']} ({r['recorded_coordinator']}) -> {r['replay']}: "
-            f"{r['summary'] or 'no calls'}; {r['replayed']['status']}"
+            f"{r['summary'] or 'no calls'}; {ended}"
         )
-    print(f"agreed {agreed} of {len(results)}")
+    print(f"agreed {agreed} of {len(results)}" + (f", {not_run} could not run" if not_run else ""))

@@ -1,16 +1,11 @@
 """`tandem stats [WORKFLOW]`: the ledger. Per workflow, coordinator and version: runs,
-failures, flags, latency, tool and model calls, tokens, cost, distinct tool plans per
+failures, flags, latency, tool and model calls, tokens, cost, distinct tool sequences per
 trigger shape and shadow agreement; then each migration's figures before and after.
 
-Only live runs count (dry runs, replays and shadows are not production traffic); shadows
-give only their agreement. The definitions are in `tandem.ledger.figures`.
-
-Where the numbers come from, over Control alone: ListRuns (paged, newest first) for the
-runs and their usage, GetRunTrace for each live run's events (tool calls, plans, model
-calls). The model of each model call is the one its `model.request` event names; usage
-without such events is priced with the version's model, learnt from the coordinator's
-own `model.request` events in other runs of that version. ListWorkflows carries no model,
-and the kept workflow versions (whose spec names it) are not served over Control.
+The daemon computes it (Control `GetLedger`, one call, from its run store; an embedded host
+when no daemon runs); this module only prints it. Only live runs count (dry runs, replays
+and shadows are not production traffic); shadows give only their agreement. The
+definitions are in `tandem.ledger.figures`; COLUMNS says them short.
 """
 
 from __future__ import annotations
@@ -24,24 +19,44 @@ from .common import EXIT_OK, UsageError, control, rpc_error
 
 if TYPE_CHECKING:  # imported when `tandem stats` runs, not by every command's parser
     from tandem.config import ProjectConfig
-    from tandem.ledger import Group, Ledger, Migration
-    from tandem.ledger.prices import PriceTable
-    from tandem.store import RunRecord
 
-    from .control_client import ControlClient
-
-PAGE = 500
 NOTE = (
     "only live runs count: dry runs, replays and shadows are not production traffic"
     " (shadows give only SHADOW, their agreement with the live run)"
 )
+# Each column of the table: what it counts. Per-run columns are means over the row's runs.
+COLUMNS = (
+    ("RUNS", "live runs created in the range"),
+    ("OK / FAIL / FLAG", "succeeded; failed, timed out or interrupted; flagged as wrong"),
+    ("P50 / P95", "run duration (start to finish), nearest-rank percentiles"),
+    ("TOOLS/RUN", "tool calls per run, reads of the workflow's files (files.*) left out"),
+    ("MODEL/RUN", "model calls per run (0 for a script that asks no subagent)"),
+    ("IN/RUN", "input tokens per run: uncached + cache read + cache write"),
+    ("OUT/RUN", "output tokens per run"),
+    ("COST/RUN, COST", "USD per run and in all, at the price table's list prices"),
+    ("PLANS/SHAPES", "distinct tool sequences (tools in order, arguments aside) / trigger shapes"),
+    ("SHADOW", "shadows that succeeded and agreed / shadows with a verdict"),
+)
+EPILOG = (
+    "columns (a row is a workflow, coordinator and version; COORD marked * ran with a"
+    " coordinator its version does not configure, a one-off --coordinator run):\n"
+    + "\n".join(f"  {name:<17}{meaning}" for name, meaning in COLUMNS)
+    + "\n\na migration is a change of the workflow's configured coordinator between two"
+    " versions, in time order; one-off --coordinator runs, shadows, replays and runs that"
+    " failed before their first step are not one."
+)
 
 
 def add_parser(commands: Any) -> None:
+    import argparse as _argparse
+
     stats = commands.add_parser(
         "stats",
         help="the ledger: runs, failures, latency, tokens, cost and tool plans per workflow,"
         " coordinator and version, and each migration before and after",
+        description="The ledger of live runs, computed by the daemon.",
+        epilog=EPILOG,
+        formatter_class=_argparse.RawDescriptionHelpFormatter,
     )
     stats.add_argument("workflow", nargs="?", default="", help="one workflow (default: all)")
     stats.add_argument("--since", help="an ISO date or time, or an age like 2h or 7d")
@@ -51,7 +66,7 @@ def add_parser(commands: Any) -> None:
         type=int,
         default=5000,
         metavar="N",
-        help="count at most the newest N runs (each live run's trace is read); default 5000",
+        help="count at most the newest N runs; default 5000",
     )
     stats.add_argument("--json", action="store_true")
 
@@ -59,104 +74,75 @@ def add_parser(commands: Any) -> None:
 def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
     import grpc
 
-    from tandem.ledger import compute, load_prices, models_from_events
-
     from .runs import parse_time
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    prices = load_prices(config.root)
     since = parse_time(args.since, "--since") if args.since else 0.0
     until = parse_time(args.until, "--until") if args.until else 0.0
     with control(config) as client:
         try:
-            listed, truncated = list_runs(client, args.workflow, since, until, args.limit)
-            runs = [client.run(r.id) if r.mode == "live" else r for r in listed]
+            report = client.ledger(args.workflow, since, until, args.limit)
         except grpc.RpcError as error:
             raise rpc_error(error) from None
-    models = models_from_events(runs)
-    ledger = compute(runs, models, prices)
     if args.json:
-        used = set(models.values()) | {
-            str(e.data["model"])
-            for run in runs
-            if run.mode == "live"
-            for e in run.events
-            if e.kind == "model.request" and e.data.get("model")
-        }
-        report = _json(ledger, prices, used, since, until, len(runs), truncated)
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    groups, migrations = report["groups"], report["migrations"]
     print(f"ledger of live runs {_range(since, until)}")
-    if truncated:
-        print(f"(the newest {len(runs)} runs only: --limit; narrow with --since or WORKFLOW)")
-    if not ledger.groups:
+    if report["truncated"]:
+        print(f"(the newest {report['runs_read']} runs only: --limit; narrow with --since)")
+    if not groups:
         print("no runs" + (f" of {args.workflow}" if args.workflow else "") + " in this range")
         return EXIT_OK
-    for line in table(ledger.groups):
+    for line in table(groups):
         print(line)
-    for migration in ledger.migrations:
+    for migration in migrations:
         print()
         for line in migration_lines(migration):
             print(line)
-    unpriced = sorted({m for g in ledger.groups for m in g.unpriced_models})
+    unpriced = sorted({m for g in groups for m in g["unpriced_models"]})
     if unpriced:
         print(
             f"\ncost unknown: no price for {', '.join(unpriced)}; add it under `prices:` in"
             " tandem.yaml (USD per million tokens: input, output, cache_write, cache_read)"
         )
-    unknown = [g.version for g in ledger.groups if g.model_unknown]
+    unknown = [g["version"] for g in groups if g["model_unknown"]]
     if unknown:
         print(
             f"\ncost unknown: no run of version {', '.join(unknown)} recorded which model it"
             " asked (no model.request events)"
         )
-    print(f"\n{NOTE}; PLANS/SHAPES: distinct tool plans / trigger shapes")
+    if any(not g["configured"] for g in groups):
+        print("\n* a one-off --coordinator run: not its version's configured coordinator")
+    print(f"\n{NOTE}; the columns: tandem stats --help")
     return EXIT_OK
 
 
-def list_runs(
-    client: ControlClient, workflow: str, since: float, until: float, limit: int
-) -> tuple[list[RunRecord], bool]:
-    """Every run in the range, newest first, paged by moving `until` back; True when
-    `limit` cut the list short."""
-    found: dict[str, RunRecord] = {}
-    bound = until
-    while True:
-        page = client.runs(workflow, "", PAGE, since=since, until=bound)
-        new = [run for run in page if run.id not in found]
-        for run in new:
-            if len(found) == limit:
-                return list(found.values()), True
-            found[run.id] = run
-        if len(page) < PAGE or not new:
-            return list(found.values()), False
-        bound = min(run.created_at for run in page)  # inclusive: repeats are skipped
+HEADER = (
+    "WORKFLOW",
+    "COORD",
+    "VERSION",
+    "RUNS",
+    "OK",
+    "FAIL",
+    "FLAG",
+    "P50",
+    "P95",
+    "TOOLS/RUN",
+    "MODEL/RUN",
+    "IN/RUN",
+    "OUT/RUN",
+    "COST/RUN",
+    "COST",
+    "PLANS/SHAPES",
+    "SHADOW",
+)
 
 
-def table(groups: tuple[Group, ...]) -> list[str]:
-    header = (
-        "WORKFLOW",
-        "COORD",
-        "VERSION",
-        "RUNS",
-        "OK",
-        "FAIL",
-        "FLAG",
-        "P50",
-        "P95",
-        "CALLS/RUN",
-        "MODEL",
-        "IN",
-        "OUT",
-        "C-READ",
-        "C-WRITE",
-        "COST",
-        "PLANS/SHAPES",
-        "SHADOW",
-    )
-    rows = [header] + [_row(g) for g in groups]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+def table(groups: list[dict[str, Any]]) -> list[str]:
+    rows = [HEADER] + [_row(g) for g in groups]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     left = 3  # workflow, coordinator and version read left-aligned
     return [
         "  ".join(
@@ -167,42 +153,40 @@ def table(groups: tuple[Group, ...]) -> list[str]:
     ]
 
 
-def _row(group: Group) -> tuple[str, ...]:
-    per_run = group.per_run()
-    totals = group.totals
+def _row(group: dict[str, Any]) -> tuple[str, ...]:
+    per_run = group["per_run"]
+    shadows = group["shadows"]
     shadow = "-"
-    if group.shadows:
-        shadow = (
-            f"{group.shadows_agreed}/{group.shadows} {group.shadows_agreed / group.shadows:.0%}"
-        )
+    if shadows["runs"]:
+        shadow = f"{shadows['agreed']}/{shadows['runs']} {shadows['agreement']:.0%}"
+    plans = group["plans"]
     return (
-        group.workflow,
-        group.coordinator,
-        group.version,
-        str(group.runs),
-        str(group.succeeded),
-        str(group.failed),
-        str(group.flagged),
-        _duration(group.p50_s),
-        _duration(group.p95_s),
-        "-" if per_run["tool_calls"] is None else f"{per_run['tool_calls']:.1f}",
-        _compact(totals.get("model_calls", 0)),
-        _compact(totals.get("input_tokens", 0)),
-        _compact(totals.get("output_tokens", 0)),
-        _compact(totals.get("cache_read_tokens", 0)),
-        _compact(totals.get("cache_write_tokens", 0)),
-        _usd(group.cost) if group.runs else "-",
-        f"{group.distinct_plans}/{len(group.shapes)}" if group.shapes else "-",
+        group["workflow"],
+        group["coordinator"] + ("" if group["configured"] else "*"),
+        group["version"],
+        str(group["runs"]),
+        str(group["succeeded"]),
+        str(group["failed"]),
+        str(group["flagged"]),
+        _duration(group["duration_s"]["p50"]),
+        _duration(group["duration_s"]["p95"]),
+        _mean(per_run["tool_calls"], 1),
+        _mean(per_run["model_calls"], 1),
+        _mean(per_run["all_input_tokens"]),
+        _mean(per_run["output_tokens"]),
+        _usd(per_run["cost"]) if group["runs"] else "-",
+        _usd(group["cost_usd"]) if group["runs"] else "-",
+        f"{plans['distinct_plans']}/{plans['trigger_shapes']}" if plans["trigger_shapes"] else "-",
         shadow,
     )
 
 
 _LABELS = {
     "tokens": "tokens",
-    "input_tokens": "input",
+    "all_input_tokens": "input",
     "output_tokens": "output",
-    "cache_read_tokens": "cache read",
-    "cache_write_tokens": "cache write",
+    "cache_read_tokens": "  cache read",
+    "cache_write_tokens": "  cache write",
     "model_calls": "model calls",
     "cost": "cost",
     "tool_calls": "tool calls",
@@ -211,45 +195,38 @@ _LABELS = {
 }
 
 
-def migration_lines(migration: Migration) -> list[str]:
-    before, after = migration.before, migration.after
+def migration_lines(migration: dict[str, Any]) -> list[str]:
+    before, after = migration["before"], migration["after"]
+    changes = {c["figure"]: c for c in migration["per_run"]}
     lines = [
-        f"{migration.workflow}: {before.coordinator} {before.version} ({before.runs} runs)"
-        f" -> {after.coordinator} {after.version} ({after.runs} runs), per run:"
+        f"migration {migration['workflow']}: {before['coordinator']} {before['version']}"
+        f" ({before['runs']} runs) -> {after['coordinator']} {after['version']}"
+        f" ({after['runs']} runs), per run:"
     ]
-    for change in migration.changes:
-        show = (
-            _usd
-            if change.figure == "cost"
-            else (_duration if change.figure.endswith("_s") else _mean)
-        )
-        percent = "n/a" if change.percent is None else f"{change.percent:+.1f}%"
+    for figure, change in changes.items():
+        show = _usd if figure == "cost" else (_duration if figure.endswith("_s") else _mean)
         lines.append(
-            f"  {_LABELS[change.figure]:<13}{show(change.before):>12} -> "
-            f"{show(change.after):<12}{percent:>9}"
+            f"  {_LABELS[figure]:<13}{show(change['before']):>12} -> "
+            f"{show(change['after']):<12}{_percent(change['change_pct']):>9}"
         )
     return lines
 
 
-def _json(
-    ledger: Ledger,
-    prices: PriceTable,
-    models: set[str],
-    since: float,
-    until: float,
-    read: int,
-    truncated: bool,
-) -> dict[str, Any]:
-    return {
-        "since": since or None,
-        "until": until or None,
-        "counted": "live runs; shadows only for their agreement",
-        "runs_read": read,
-        "truncated": truncated,
-        **ledger.to_json(),
-        # The price each model in these runs was charged at; null: no price, cost unknown.
-        "prices": {m: (p.to_json() if (p := prices.price(m)) else None) for m in sorted(models)},
-    }
+def headline(migration: dict[str, Any]) -> str:
+    """The migration in one line: tokens and cost per run before and after, and the cut."""
+    changes = {c["figure"]: c for c in migration["per_run"]}
+    tokens, cost = changes["tokens"], changes["cost"]
+    return (
+        f"{migration['before']['coordinator']} -> {migration['after']['coordinator']}:"
+        f" tokens per run {_mean(tokens['before'])} -> {_mean(tokens['after'])}"
+        f" ({_percent(tokens['change_pct'])}),"
+        f" cost per run {_usd(cost['before'])} -> {_usd(cost['after'])}"
+        f" ({_percent(cost['change_pct'])})"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
 
 
 def _range(since: float, until: float) -> str:
@@ -270,8 +247,10 @@ def _compact(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
-def _mean(value: float | None) -> str:
-    return "-" if value is None else _compact(value)
+def _mean(value: float | None, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits is not None and value < 1000 else _compact(value)
 
 
 def _duration(seconds: float | None) -> str:

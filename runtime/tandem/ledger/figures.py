@@ -12,10 +12,13 @@ replays and shadows do not. Shadows make one figure of their own: how often they
   the queue) of runs with both, by the nearest-rank method: the smallest duration that
   at least p% of the durations do not exceed (`sorted[ceil(p * n / 100) - 1]`), so every
   percentile is a duration some run really took.
-- tool calls: the run's own `tool.call` events (those without a `subagent` key), files
-  tools included; per run is their mean over the group's runs.
-- model calls and tokens: sums of the runs' recorded usage. Total tokens are input +
-  output + cache read + cache write, as `max_tokens` counts them.
+- tool calls: the calls of the run's tool plan (below): its own `tool.call` events,
+  reads of virtual files (`files.*`) left out for both coordinators (a script reads its
+  files without a tool call, the model with `files.read`); per run is their mean over
+  the group's runs.
+- model calls and tokens: sums of the runs' recorded usage. Input tokens are every token
+  the model read: uncached input + cache read + cache write (the cached parts are also
+  given on their own). Total tokens are input + output, as `max_tokens` counts them.
 - cost: each model call (a `model.response` event's usage) is priced with the model its
   `model.request` named; usage the events do not account for is priced with the
   version's model (`models`). A run with tokens from a model without a price has no cost,
@@ -27,16 +30,20 @@ replays and shadows do not. Shadows make one figure of their own: how often they
   (`"string"`, `"integer"`, `"number"`, `"boolean"`, `"null"`), keys sorted, and a
   list by the distinct shapes of its items, so two pull_request deliveries for different
   PRs share a shape while a push and a pull_request do not. For each shape: how many
-  distinct plans. Values differ within a shape, so a deterministic script may still show
-  several plans (one per PR); the script's count is the baseline to read the model's
-  against.
+  distinct *tool sequences* (the plan's tool names in order, arguments aside), so a
+  call's argument values (one PR or another) do not make a plan of their own.
 - shadows: shadow runs whose source run is a run of this workflow, grouped under the
   shadow's own coordinator and version; agreed when the shadow succeeded and its plan
-  diff says `agree` (as `tandem shadow` counts), out of every shadow with a plan diff
-  (those still running have none yet).
-- migrations: per workflow, groups with live runs in order of their first run; wherever
-  the coordinator changes between consecutive groups, the per-run figures before and
-  after, and the change as a percentage of the before figure.
+  diff agrees by `tandem_sdk.plan.diff_plans` (as `tandem shadow` counts), out of every
+  shadow with a plan diff (those still running have none yet).
+- migrations: a change of the workflow's *configured* coordinator (`coordinator:` in the
+  version's workflow.yaml) between two versions, in time order. Only a group that ran
+  with its version's configured coordinator and has a run that took a step (a tool call
+  or a model answer) takes part, ordered by its first such run: a one-off
+  `--coordinator` run, a shadow, a replay, or a run that failed before its first step
+  (no API key) is never one side of a migration. Wherever the configured coordinator
+  changes between consecutive such groups: the per-run figures before and after, and the
+  change as a percentage of the before figure.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from typing import Any
 
 from tandem_sdk.plan import canonical
 
-from tandem.replay.recording import attempted_plan
+from tandem.replay.recording import attempted_plan, took_a_step
 from tandem.store import RunRecord
 
 from .prices import PriceTable
@@ -57,7 +64,8 @@ from .prices import PriceTable
 FAILED = ("failed", "timed_out", "interrupted")
 UNFINISHED = ("queued", "running")
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-PER_RUN = (*TOKEN_KEYS, "model_calls", "tool_calls")
+READ_KEYS = ("input_tokens", "cache_read_tokens", "cache_write_tokens")  # what the model read
+PER_RUN = ("all_input_tokens", *TOKEN_KEYS, "model_calls", "tool_calls")
 
 GroupKey = tuple[str, str, str]  # workflow, coordinator, version
 
@@ -90,12 +98,12 @@ def trigger_shape(value: Any) -> Any:
     return type(value).__name__
 
 
-def own_calls(run: RunRecord) -> list[dict[str, Any]]:
-    return [e.data for e in run.events if e.kind == "tool.call" and not e.data.get("subagent")]
-
-
 def tool_plan(run: RunRecord) -> tuple[tuple[str, str], ...]:
     return tuple(call.key for call in attempted_plan(run))
+
+
+def tool_sequence(run: RunRecord) -> tuple[str, ...]:
+    return tuple(call.tool for call in attempted_plan(run))
 
 
 def models_from_versions(contents: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
@@ -183,6 +191,8 @@ class Group:
     shapes: tuple[ShapePlans, ...] = ()
     shadows: int = 0
     shadows_agreed: int = 0
+    configured: bool = True  # ran with its version's configured coordinator
+    first_step: float | None = None  # the first run that took a step (tool call, model answer)
 
     @property
     def key(self) -> GroupKey:
@@ -191,6 +201,11 @@ class Group:
     @property
     def tokens(self) -> int:
         return sum(self.totals.get(k, 0) for k in TOKEN_KEYS)
+
+    @property
+    def migrates(self) -> bool:
+        """Whether the group may be one side of a migration."""
+        return self.configured and self.first_step is not None
 
     @property
     def distinct_plans(self) -> int:
@@ -235,6 +250,7 @@ class Group:
                 "distinct_plans": self.distinct_plans,
                 "by_shape": [s.to_json() for s in self.shapes],
             },
+            "configured": self.configured,
             "shadows": {
                 "runs": self.shadows,
                 "agreed": self.shadows_agreed,
@@ -265,7 +281,8 @@ class Change:
         }
 
 
-COMPARED = ("tokens", *TOKEN_KEYS, "model_calls", "cost", "tool_calls", "p50_s", "p95_s")
+COMPARED: tuple[str, ...] = ("tokens", "all_input_tokens", "output_tokens", "cache_read_tokens")
+COMPARED += ("cache_write_tokens", "model_calls", "cost", "tool_calls", "p50_s", "p95_s")
 
 
 @dataclass(frozen=True)
@@ -314,10 +331,13 @@ def compute(
     prices: PriceTable,
     *,
     workflow_of: Mapping[str, str] | None = None,
+    configured: Mapping[str, str] | None = None,
 ) -> Ledger:
     """The ledger of `runs` (live ones with their events). `models` maps a version to
     the model its spec names; `workflow_of` names the workflow of source runs that are
-    not among `runs` (else a shadow counts for its own workflow, which is its source's)."""
+    not among `runs` (else a shadow counts for its own workflow, which is its source's);
+    `configured` maps a version to the coordinator its workflow.yaml names (a version
+    missing from it takes no part in migrations)."""
     runs = list(runs)
     known = {**(workflow_of or {}), **{r.id: r.workflow for r in runs}}
     live: dict[GroupKey, list[RunRecord]] = defaultdict(list)
@@ -329,7 +349,14 @@ def compute(
             workflow = known.get(run.source_run or "", run.workflow)
             shadows[(workflow, run.coordinator, run.workflow_version)].append(run)
     groups = [
-        _group(key, live.get(key, []), shadows.get(key, []), models.get(key[2]), prices)
+        _group(
+            key,
+            live.get(key, []),
+            shadows.get(key, []),
+            models.get(key[2]),
+            prices,
+            (configured or {}).get(key[2]) == key[1],
+        )
         for key in set(live) | set(shadows)
     ]
     groups.sort(key=lambda g: (g.workflow, g.first_run is None, g.first_run or 0.0, g.key))
@@ -342,6 +369,7 @@ def _group(
     shadows: list[RunRecord],
     model: str | None,
     prices: PriceTable,
+    configured: bool,
 ) -> Group:
     statuses = Counter(run.status for run in runs)
     durations = [
@@ -352,21 +380,23 @@ def _group(
     totals = {
         k: sum(int(run.usage.get(k, 0)) for run in runs) for k in (*TOKEN_KEYS, "model_calls")
     }
-    totals["tool_calls"] = sum(len(own_calls(run)) for run in runs)
+    totals["all_input_tokens"] = sum(totals[k] for k in READ_KEYS)
+    totals["tool_calls"] = sum(len(attempted_plan(run)) for run in runs)
     usd, unpriced = 0.0, set[str | None]()
     for run in runs:
         run_usd, missing = run_cost(run, model, prices)
         usd += run_usd
         unpriced |= missing
-    plans: dict[str, set[tuple[tuple[str, str], ...]]] = defaultdict(set)
+    plans: dict[str, set[tuple[str, ...]]] = defaultdict(set)
     counts: Counter[str] = Counter()
     for run in runs:
         if run.status in UNFINISHED:
             continue
         shape = canonical(trigger_shape(run.trigger))
-        plans[shape].add(tool_plan(run))
+        plans[shape].add(tool_sequence(run))
         counts[shape] += 1
     created = [run.created_at for run in runs]
+    stepped = [run.created_at for run in runs if took_a_step(run)]
     return Group(
         *key,
         model=model,
@@ -391,17 +421,21 @@ def _group(
             for s in shadows
             if s.status == "succeeded" and (s.plan_diff or {}).get("agree") is True
         ),
+        configured=configured,
+        first_step=min(stepped) if stepped else None,
     )
 
 
 def _migrations(groups: list[Group]) -> list[Migration]:
-    """Consecutive groups of a workflow (by first live run) whose coordinator differs."""
+    """Consecutive groups of a workflow that may migrate (by their first run that took a
+    step) whose configured coordinator differs."""
     migrations = []
     by_workflow: dict[str, list[Group]] = defaultdict(list)
     for group in groups:
-        if group.runs:
+        if group.runs and group.migrates:
             by_workflow[group.workflow].append(group)
-    for workflow, ordered in sorted(by_workflow.items()):
+    for workflow, listed in sorted(by_workflow.items()):
+        ordered = sorted(listed, key=lambda g: (g.first_step or 0.0, g.key))
         for before, after in pairwise(ordered):
             if before.coordinator != after.coordinator:
                 migrations.append(Migration(workflow, before, after))

@@ -2,7 +2,14 @@
 diff is the product) and exporting them as fixtures that script tests replay offline."""
 
 from .fixtures import fixture_of, write_fixture
-from .recording import RecordedCall, RecordedSubagent, Recording, attempted_plan, subagent_key
+from .recording import (
+    RecordedCall,
+    RecordedSubagent,
+    Recording,
+    attempted_plan,
+    subagent_key,
+    took_a_step,
+)
 
 __all__ = [
     "RecordedCall",
@@ -11,5 +18,6 @@ __all__ = [
     "attempted_plan",
     "fixture_of",
     "subagent_key",
+    "took_a_step",
     "write_fixture",
 ]

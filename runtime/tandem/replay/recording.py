@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem_sdk.plan import PlannedCall, canonical, in_plan
+from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan, wrong_calls
 
 from tandem.store import RunRecord
 
@@ -99,6 +99,17 @@ class Recording:
     def plan(self) -> list[PlannedCall]:
         return [call.planned for call in self.calls if in_plan(call.tool)]
 
+    @property
+    def wrong(self) -> list[int]:
+        """Indexes into `plan` of the calls a person flagged or denied in an approval."""
+        flagged = [int(i) for i in (self.run.flag or {}).get("calls", [])]
+        planned = [call for call in self.calls if in_plan(call.tool)]
+        return wrong_calls(flagged, [None if c.ok else c.error_type for c in planned])
+
+    def diff(self, replayed: RunRecord) -> PlanDiff:
+        """The replay's plan against this recording, by the one rule (`diff_plans`)."""
+        return diff_plans(self.plan, attempted_plan(replayed), wrong=self.wrong)
+
     def take(self, tool: str, arguments: dict[str, Any]) -> RecordedCall | None:
         """The next recorded answer to this exact call, or None."""
         queue = self._queues.get((tool, canonical(arguments)))
@@ -151,3 +162,9 @@ def attempted_plan(run: RunRecord) -> list[PlannedCall]:
         for e in run.events
         if e.kind == "tool.call" and not e.data.get("subagent") and in_plan(str(e.data["tool"]))
     ]
+
+
+def took_a_step(run: RunRecord) -> bool:
+    """Whether the run's coordinator got anywhere: made a tool call or had a model answer.
+    A run that failed before (no API key, a script that would not load) never ran."""
+    return any(e.kind in ("tool.call", "model.response") for e in run.events)

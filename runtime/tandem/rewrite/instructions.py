@@ -71,7 +71,8 @@ recording cannot answer raises `ToolError` with type `"not_recorded"`. The scrip
 with a run when it raises nothing and makes the same tool calls with the same arguments as
 the run did (in any order), and, for a run a script made, returns the same output. Reads
 of virtual files are inputs, not calls. A run a person flagged marks some of its calls as
-wrong: there the script must make every other recorded call, and never the flagged ones.
+wrong: there the script must make every other recorded call, and never the flagged ones. A
+call a person denied in an approval is wrong the same way.
 """
 
 TASK = """\
@@ -107,8 +108,9 @@ SYSTEM = (
 
 REPAIR = """\
 Your script does not agree with every recorded run. For each run it disagreed with, below:
-the plan diff of the run's recorded tool calls (less its flagged ones) against the calls
-your script made (`-` a recorded call your script did not make, `+` a call your script made
-that was not expected, `~` the same tool called with other arguments, `↕` made in another
-order, which is fine; unmarked lines agree), the flagged calls it made again, and what it
+the plan diff of the run's recorded tool calls against the calls your script made (`-` a
+recorded call your script did not make, `+` a call your script made that was not expected,
+`~` the same tool called with other arguments, `↕` made in another order, which is fine;
+`·` a call a person flagged or denied, rightly left out; `!` such a call made again, which
+it must never be; unmarked lines agree), the flagged calls it made again, and what it
 raised. Correct the script so that it agrees with every run, these and the others."""

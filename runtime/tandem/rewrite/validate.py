@@ -5,9 +5,9 @@ answered from the recording, nothing runs), each replay judged by the rule of
 script's own tests:
 
 - the script raised nothing;
-- its calls agree with the recorded plan (order aside); for a flagged run, with the plan
-  less its flagged calls, and it made none of the flagged calls again;
-- for an unflagged run that a script made, its output equals the recorded output.
+- its calls agree with the recorded plan by `tandem_sdk.plan.diff_plans` (order aside):
+  a call a person flagged or denied is left out, never made again;
+- for a run without such calls that a script made, its output equals the recorded output.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans, repeated_flagged
+from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans
 
 from tandem.cli.control_client import ControlClient
-from tandem.replay import Recording, attempted_plan
+from tandem.replay import Recording
 from tandem.store import RunRecord
 from tandem.workflows import Workflow
 
@@ -66,8 +66,7 @@ class Verdict:
 
     @property
     def agree(self) -> bool:
-        ok = self.error is None and not self.repeated and not self.output_differs
-        return ok and self.diff.agrees()
+        return self.error is None and not self.output_differs and self.diff.agrees()
 
     def line(self) -> str:
         what = self.run.coordinator + (", flagged" if self.run.flag else "")
@@ -87,7 +86,7 @@ class Verdict:
         what = self.run.coordinator + (
             f", flagged: {(flag or {}).get('reason') or 'no reason given'!r}" if flag else ""
         )
-        expected = "The recorded plan" + (" less its flagged calls" if flag else "")
+        expected = "The recorded plan (· a flagged or denied call, rightly left out)"
         lines = [
             f"### Run `{self.run.id}` ({what})",
             f"Trigger: {shrink(self.run.trigger, 1500)}",
@@ -118,9 +117,9 @@ def validate(client: ControlClient, runs: Sequence[RunRecord], candidate: Path) 
             replay_id = client.replay(run.id, "script", str(candidate), False)
         except grpc.RpcError as error:
             refused = f"the candidate could not run: {_details(error)}"
-            verdicts.append(
-                Verdict(recorded, None, diff_plans(_expected(recorded), []), [], refused)
-            )
+            recording = Recording.from_run(recorded)
+            nothing = diff_plans(recording.plan, [], wrong=recording.wrong)
+            verdicts.append(Verdict(recorded, None, nothing, [], refused))
             continue
         for _ in client.watch(replay_id):
             pass
@@ -129,20 +128,19 @@ def validate(client: ControlClient, runs: Sequence[RunRecord], candidate: Path) 
 
 
 def judge(recorded: RunRecord, replayed: RunRecord) -> Verdict:
-    attempted = attempted_plan(replayed)
-    plan = Recording.from_run(recorded).plan
-    repeated = repeated_flagged(plan, sorted(_flagged(recorded)), attempted)
+    recording = Recording.from_run(recorded)
+    diff = recording.diff(replayed)
     error = details = None
     if replayed.status != "succeeded":
         error = replayed.error or f"the replay ended {replayed.status}"
         ends = [e.data.get("details") for e in replayed.events if e.kind == "run.finished"]
         details = str(ends[-1]) if ends and ends[-1] else None
-    compare = recorded.coordinator == "script" and recorded.flag is None and error is None
+    compare = recorded.coordinator == "script" and not recording.wrong and error is None
     return Verdict(
         run=recorded,
         replay=replayed.id,
-        diff=diff_plans(_expected(recorded), attempted),
-        repeated=repeated,
+        diff=diff,
+        repeated=diff.repeated,
         error=error,
         details=details,
         output=replayed.output,
@@ -153,15 +151,6 @@ def judge(recorded: RunRecord, replayed: RunRecord) -> Verdict:
 def table(verdicts: Sequence[Verdict]) -> list[str]:
     agreed = sum(1 for v in verdicts if v.agree)
     return [v.line() for v in verdicts] + [f"agreed {agreed} of {len(verdicts)}"]
-
-
-def _flagged(run: RunRecord) -> set[int]:
-    return {int(i) for i in (run.flag or {}).get("calls", [])}
-
-
-def _expected(run: RunRecord) -> list[PlannedCall]:
-    wrong = _flagged(run)
-    return [c for i, c in enumerate(Recording.from_run(run).plan) if i not in wrong]
 
 
 def _details(error: grpc.RpcError) -> str:

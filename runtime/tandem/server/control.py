@@ -26,6 +26,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # A watch message holds events up to about this much JSON (one event may be larger), well
 # inside the message limit.
 WATCH_MESSAGE_CHARS = 1024 * 1024
+LEDGER_LIMIT = 5000  # runs a ledger counts at most, unless asked otherwise
 
 
 def event_message(event: Event) -> control_pb2.RunEvent:
@@ -63,8 +64,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         isolation: str,
         reload: Callable[[], list[str]],
         zygote: Zygote | None = None,
+        project_root: Path | None = None,  # where tandem.yaml names prices for the ledger
     ) -> None:
         self._runs = runs
+        self._project_root = project_root
         self._isolation = isolation
         self._reload = reload
         self._zygote = zygote
@@ -206,6 +209,23 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if not self._runs.store.flag(request.run_id, flag):
             raise NotFound(f"no run {request.run_id!r}")
         return control_pb2.FlagRunResponse()
+
+    @unary
+    async def GetLedger(
+        self, request: control_pb2.GetLedgerRequest, context: Context
+    ) -> control_pb2.GetLedgerResponse:
+        from tandem.ledger import load_prices
+        from tandem.ledger.report import ledger_report
+
+        if request.limit < 0:
+            raise InvalidArguments("limit must be at least 1")
+        root = self._project_root or self._runs.registry.folder.parent
+        prices = load_prices(root)
+        limit = request.limit or LEDGER_LIMIT
+        report = ledger_report(
+            self._runs.store, prices, request.workflow, request.since, request.until, limit
+        )
+        return control_pb2.GetLedgerResponse(ledger_json=json.dumps(report))
 
     @unary
     async def GetRunTrace(

@@ -99,6 +99,11 @@ class ControlStub:
                 request_serializer=tandem_dot_v1_dot_control__pb2.DecideRequest.SerializeToString,
                 response_deserializer=tandem_dot_v1_dot_control__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.GetLedger = channel.unary_unary(
+                '/tandem.v1.Control/GetLedger',
+                request_serializer=tandem_dot_v1_dot_control__pb2.GetLedgerRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.GetLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -189,6 +194,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLedger(self, request, context):
+        """The ledger (`tandem stats`), computed by the daemon from its run store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +268,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.DecideRequest.FromString,
                     response_serializer=tandem_dot_v1_dot_control__pb2.DecideResponse.SerializeToString,
+            ),
+            'GetLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedger,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.GetLedgerRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.GetLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -609,6 +626,33 @@ class Control:
             '/tandem.v1.Control/Decide',
             tandem_dot_v1_dot_control__pb2.DecideRequest.SerializeToString,
             tandem_dot_v1_dot_control__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/GetLedger',
+            tandem_dot_v1_dot_control__pb2.GetLedgerRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.GetLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class ControlStub:
     """A recorded run as a fixture (JSON), for `tandem runs export`."""
     Decide: _grpc.UnaryUnaryMultiCallable[_control_pb2.DecideRequest, _control_pb2.DecideResponse]
     """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
+    GetLedger: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetLedgerRequest, _control_pb2.GetLedgerResponse]
+    """The ledger (`tandem stats`), computed by the daemon from its run store."""
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -77,6 +79,8 @@ class ControlAsyncStub(ControlStub):
     """A recorded run as a fixture (JSON), for `tandem runs export`."""
     Decide: _aio.UnaryUnaryMultiCallable[_control_pb2.DecideRequest, _control_pb2.DecideResponse]  # type: ignore[assignment]
     """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
+    GetLedger: _aio.UnaryUnaryMultiCallable[_control_pb2.GetLedgerRequest, _control_pb2.GetLedgerResponse]  # type: ignore[assignment]
+    """The ledger (`tandem stats`), computed by the daemon from its run store."""
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -177,5 +181,13 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.DecideResponse, _abc.Awaitable[_control_pb2.DecideResponse]]:
         """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
+
+    @_abc_1.abstractmethod
+    def GetLedger(
+        self,
+        request: _control_pb2.GetLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.GetLedgerResponse, _abc.Awaitable[_control_pb2.GetLedgerResponse]]:
+        """The ledger (`tandem stats`), computed by the daemon from its run store."""
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
