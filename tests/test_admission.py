@@ -243,7 +243,9 @@ def _zombie(pid: int) -> bool:
 def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state)], check=True
+    )
     try:
         project = Project(tmp_path / "project")
         (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
