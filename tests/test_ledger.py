@@ -458,7 +458,7 @@ class ListingHost:
         ]
 
     def runs(
-        self, workflow: str, status: str, limit: int, *, since: float, until: float
+        self, workflow: str, status: str, limit: int, *, since: float, until: float, **_: Any
     ) -> list[RunRecord]:
         bound = until or float("inf")
         found = [r for r in self.records if since <= r.created_at <= bound]

@@ -123,7 +123,8 @@ def list_runs(
     found: dict[str, RunRecord] = {}
     bound = until
     while True:
-        page = client.runs(workflow, "", PAGE, since=since, until=bound)
+        # Excluded runs (and shadows of them) are not counted.
+        page = client.runs(workflow, "", PAGE, since=since, until=bound, without_excluded=True)
         new = [run for run in page if run.id not in found]
         for run in new:
             if len(found) == limit:
