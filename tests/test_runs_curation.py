@@ -191,3 +191,27 @@ def test_retention_keeps_flagged_and_exported_runs_unless_asked(
     assert ids() == {"old-exported", "recent"}
     both = tandem(project, "runs", "prune", "--before", "2d", "--include-exported")
     assert "1 run(s) deleted" in both.stdout and ids() == {"recent"}
+
+
+def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
+    from tandem.store import _SCHEMA
+
+    added = ",\n    excluded_json TEXT,\n    exported_at REAL,\n    rerun_of TEXT"
+    assert added in _SCHEMA
+    database = tmp_path / "runs.sqlite3"
+    with sqlite3.connect(database) as db:
+        db.executescript(_SCHEMA.replace(added, ""))
+    store = RunStore(database)
+    try:
+        store.create(RunRecord("again", "count", "v0", "script", None, "queued", rerun_of="first"))
+        assert store.exclude("again", {"reason": "a typo", "at": 0.0})
+        store.mark_exported("again", 5.0)
+        record = store.get("again")
+        assert record is not None
+        assert (record.rerun_of, record.excluded, record.exported_at) == (
+            "first",
+            {"reason": "a typo", "at": 0.0},
+            5.0,
+        )
+    finally:
+        store.close()
