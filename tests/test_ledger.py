@@ -190,6 +190,7 @@ def seed(store: RunStore) -> dict[str, str]:
         used=light,
         calls=[status(105), react("5")],
     )
+    ids["v2b"] = v2b
     for source, agree in ((v2a, True), (v2b, False)):
         shadow = s.run(
             SHADOW2,
@@ -521,6 +522,24 @@ def test_tandem_stats_through_an_embedded_host(project: Project) -> None:
     assert "-97.4%" in text.stdout
 
 
+def test_excluded_runs_and_their_shadows_are_not_counted(project: Project) -> None:
+    store = RunStore(project.config.database)
+    ids = seed(store)
+    store.exclude(ids["v1a"], {"reason": "an experiment", "at": T0})
+    store.exclude(ids["v2b"], {"reason": "a typo", "at": T0})  # and its shadow goes with it
+    store.close()
+
+    report = json.loads(tandem(project, "stats", "pr_merged", "--json").stdout)
+    groups = {(g["coordinator"], g["version"]): g for g in report["groups"]}
+    v1 = groups[("llm", V1)]
+    assert (v1["runs"], v1["succeeded"], v1["failed"], v1["flagged"]) == (3, 2, 1, 0)
+    assert groups[("llm", V2)]["runs"] == 1
+    assert groups[("script", V2)]["shadows"] == {"runs": 1, "agreed": 1, "agreement": 1.0}
+    shadow = json.loads(tandem(project, "shadow", "pr_merged", "--json").stdout)
+    assert (shadow["agreed"], shadow["differed"]) == (1, 0)
+    assert ids["v2b"] not in {row["primary"] for row in shadow["shadows"]}
+
+
 class ListingHost:
     """ListRuns as the Control servicer answers it: newest first, `until` inclusive."""
 
@@ -531,7 +550,7 @@ class ListingHost:
         ]
 
     def runs(
-        self, workflow: str, status: str, limit: int, *, since: float, until: float
+        self, workflow: str, status: str, limit: int, *, since: float, until: float, **_: Any
     ) -> list[RunRecord]:
         bound = until or float("inf")
         found = [r for r in self.records if since <= r.created_at <= bound]

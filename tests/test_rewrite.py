@@ -361,6 +361,22 @@ def test_brief_writes_the_material_and_asks_no_model(
     assert (tmp_path / "cli.md").read_text().startswith("# Rewrite `pr_merged` as a script")
 
 
+def test_an_excluded_run_is_neither_sampled_nor_validated_against(
+    fresh: Recorded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    client = fresh.setup.daemon.client
+    client.exclude(fresh.webhook_104, "an experiment")
+    try:
+        assert rewrite(fresh, "--brief", str(tmp_path / "brief.md")) == 0
+    finally:
+        client.exclude(fresh.webhook_104, include=True)
+    brief = (tmp_path / "brief.md").read_text()
+    assert fresh.webhook_104 not in brief
+    assert fresh.webhook_101 in brief and fresh.sweep in brief
+    assert "of the 2 to agree with" in brief
+
+
 def test_an_answer_without_a_code_block_is_a_clear_error(
     fresh: Recorded, capsys: pytest.CaptureFixture[str]
 ) -> None:

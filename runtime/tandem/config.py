@@ -80,6 +80,8 @@ class ProjectConfig:
     # How long a signed body is remembered, so a captured delivery cannot start a run again.
     http_replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
     record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
+    # The daemon deletes finished runs older than this (flagged and exported ones kept).
+    record_keep_days: float | None = None
     # Admission control: runs in flight at once, and runs that may wait behind them.
     max_in_flight: int = field(default_factory=lambda: default_max_in_flight())
     max_queued: int = 1000  # DEFAULT_MAX_QUEUED
@@ -153,6 +155,7 @@ def load_config(
     settings = _read_file(root / CONFIG_FILE)
     http = _http_settings(root / CONFIG_FILE, settings.get("http"))
     admission = _admission(root / CONFIG_FILE, settings.get("runs"))
+    record = _record(root / CONFIG_FILE, settings.get("record"))
     base = root
 
     def path_of(key: str, default: str) -> Path:
@@ -181,7 +184,8 @@ def load_config(
         http_limits=ListenerLimits(**{key: http[key] for key in _LISTENER_LIMITS if key in http}),
         http_trusted_proxies=list(http.get("trusted_proxies", [])),
         http_replay_window_s=float(http.get("replay_window_s", DEFAULT_REPLAY_WINDOW_S)),
-        record_max_result_bytes=_record_cap(root / CONFIG_FILE, settings.get("record")),
+        record_max_result_bytes=record.get("max_result_bytes", DEFAULT_RECORD_MAX_RESULT_BYTES),
+        record_keep_days=record.get("keep_days"),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
         zygote=admission.get("zygote", True),
@@ -214,18 +218,21 @@ def _admission(path: Path, value: Any) -> dict[str, Any]:
     return {str(key): setting for key, setting in value.items()}  # checked above
 
 
-def _record_cap(path: Path, value: Any) -> int:
-    """`record: {max_result_bytes: N}`: the largest tool result a trace keeps whole."""
+def _record(path: Path, value: Any) -> dict[str, Any]:
+    """`record: {max_result_bytes: N, keep_days: D}`: the largest tool result a trace keeps
+    whole, and how many days the daemon keeps finished runs."""
     if value is None:
-        return DEFAULT_RECORD_MAX_RESULT_BYTES
-    size = value.get("max_result_bytes") if isinstance(value, dict) else None
-    if (
-        not isinstance(value, dict)
-        or set(value) - {"max_result_bytes"}
-        or not (isinstance(size, int) and size > 0)
-    ):
-        raise DefinitionError(str(path), "record: expected {max_result_bytes: N}, N > 0")
-    return size
+        return {}
+    expected = "record: expected {max_result_bytes: N, keep_days: D}, N and D > 0"
+    if not isinstance(value, dict) or set(value) - {"max_result_bytes", "keep_days"}:
+        raise DefinitionError(str(path), expected)
+    size = value.get("max_result_bytes", DEFAULT_RECORD_MAX_RESULT_BYTES)
+    days = value.get("keep_days", 1)
+    if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        raise DefinitionError(str(path), expected)
+    if not (isinstance(days, int | float) and not isinstance(days, bool) and days > 0):
+        raise DefinitionError(str(path), f"record.keep_days: expected days > 0, not {days!r}")
+    return {str(key): setting for key, setting in value.items()}  # checked above
 
 
 _LISTENER_LIMITS = ("max_connections", "header_timeout_s", "body_timeout_s")

@@ -100,10 +100,11 @@ class RunManager:
         replay: Recording | None = None,
         live_reads: bool = False,
         workflow: Workflow | None = None,
+        rerun_of: str | None = None,
     ) -> RunSession:
         """Start a run. `dry_run` plans every call with side effects instead of making it;
         `replay` answers calls from a recorded run; `workflow` replaces the registry's
-        version (a candidate folder)."""
+        version (a candidate folder); `rerun_of` names the run whose trigger this is again."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -140,6 +141,7 @@ class RunManager:
                 created_at=time.time(),
                 mode=mode.name,
                 source_run=replay.run.id if replay else None,
+                rerun_of=rerun_of,
             )
         )
         self._enqueue(session)
@@ -263,6 +265,11 @@ class RunManager:
             live_reads=live_reads,
             workflow=candidate,
         )
+
+    def rerun(self, run_id: str, coordinator: str | None = None) -> RunSession:
+        """Run a recorded run's trigger again, live, on the workflow's current version."""
+        record = self.record(run_id, events=False)
+        return self.trigger(record.workflow, record.trigger, coordinator, rerun_of=record.id)
 
     def authenticate(self, token: str) -> RunSession:
         run_id, _, secret = token.partition(".")

@@ -29,6 +29,9 @@ _ADDED_COLUMNS = {
     "source_run": "TEXT",
     "flag_json": "TEXT",
     "plan_diff_json": "TEXT",
+    "excluded_json": "TEXT",
+    "exported_at": "REAL",
+    "rerun_of": "TEXT",
 }
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
 USAGE_KEYS = (
@@ -57,7 +60,10 @@ CREATE TABLE IF NOT EXISTS runs (
     mode TEXT NOT NULL DEFAULT 'live',
     source_run TEXT,
     flag_json TEXT,
-    plan_diff_json TEXT
+    plan_diff_json TEXT,
+    excluded_json TEXT,
+    exported_at REAL,
+    rerun_of TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -119,6 +125,10 @@ class RunRecord:
     # A shadow's tool plan against its primary's: {"agree", "summary", "entries"}.
     plan_diff: dict[str, Any] | None = None
     queue_position: int = 0  # a queued run's place in line, as the host knows it now
+    # {"reason", "at"} once a person takes the run out of validation, shadows and stats.
+    excluded: dict[str, Any] | None = None
+    exported_at: float | None = None  # last `runs export`: retention keeps the run
+    rerun_of: str | None = None  # the run whose trigger this live run ran again
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +149,9 @@ class RunRecord:
             "flag": self.flag,
             "plan_diff": self.plan_diff,
             "queue_position": self.queue_position or None,
+            "excluded": self.excluded,
+            "exported_at": self.exported_at,
+            "rerun_of": self.rerun_of,
             "events": [
                 {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
             ],
@@ -162,7 +175,10 @@ class RunQuery:
     status: str = ""
     coordinator: str = ""
     mode: str = ""
+    modes: tuple[str, ...] = ()  # any of these, when set
     flagged: bool = False
+    # Leave out excluded runs, and the shadows and replays made from them.
+    without_excluded: bool = False
     since: float = 0.0
     until: float = float("inf")
     limit: int = 50
@@ -213,8 +229,8 @@ class RunStore:
     def create(self, record: RunRecord) -> None:
         self._run(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
-            " created_at, usage_json, host_pid, mode, source_run)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, usage_json, host_pid, mode, source_run, rerun_of)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.workflow,
@@ -227,6 +243,7 @@ class RunStore:
                 os.getpid(),
                 record.mode,
                 record.source_run,
+                record.rerun_of,
             ),
         )
 
@@ -252,6 +269,16 @@ class RunStore:
             (None if flag is None else json.dumps(flag), run_id),
         )
         return cursor.rowcount == 1
+
+    def exclude(self, run_id: str, excluded: dict[str, Any] | None) -> bool:
+        cursor = self._run(
+            "UPDATE runs SET excluded_json=? WHERE id=?",
+            (None if excluded is None else json.dumps(excluded), run_id),
+        )
+        return cursor.rowcount == 1
+
+    def mark_exported(self, run_id: str, at: float) -> None:
+        self._run("UPDATE runs SET exported_at=? WHERE id=?", (at, run_id))
 
     def set_status(self, run_id: str, status: str) -> None:
         """running <-> waiting, while a call waits for approval."""
@@ -411,29 +438,30 @@ class RunStore:
 
     def list(self, query: RunQuery | None = None) -> list[RunRecord]:
         q = query or RunQuery()
-        sql = (
-            "SELECT * FROM runs WHERE (?='' OR workflow=?) AND (?='' OR status=?)"
-            " AND (?='' OR coordinator=?) AND (?='' OR mode=?)"
-            " AND (? = 0 OR flag_json IS NOT NULL) AND created_at >= ? AND created_at <= ?"
-            " ORDER BY created_at DESC LIMIT ?"
-        )
-        rows = self._run(
-            sql,
-            (
-                q.workflow,
-                q.workflow,
-                q.status,
-                q.status,
-                q.coordinator,
-                q.coordinator,
-                q.mode,
-                q.mode,
-                int(q.flagged),
-                q.since,
-                q.until,
-                q.limit,
-            ),
-        ).fetchall()
+        where = ["created_at >= ?", "created_at <= ?"]
+        params: list[Any] = [q.since, q.until]
+        for column, value in (
+            ("workflow", q.workflow),
+            ("status", q.status),
+            ("coordinator", q.coordinator),
+            ("mode", q.mode),
+        ):
+            if value:
+                where.append(f"{column}=?")
+                params.append(value)
+        if q.modes:
+            where.append(f"mode IN ({','.join('?' * len(q.modes))})")
+            params.extend(q.modes)
+        if q.flagged:
+            where.append("flag_json IS NOT NULL")
+        if q.without_excluded:
+            where.append(
+                "excluded_json IS NULL AND NOT EXISTS (SELECT 1 FROM runs AS source"
+                " WHERE source.id=runs.source_run AND source.excluded_json IS NOT NULL)"
+            )
+        conditions = " AND ".join(where)  # constants and placeholders
+        sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC LIMIT ?"  # noqa: S608
+        rows = self._run(sql, (*params, q.limit)).fetchall()
         return [_record(row) for row in rows]
 
 
@@ -456,6 +484,9 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         source_run,
         flag_json,
         plan_diff_json,
+        excluded_json,
+        exported_at,
+        rerun_of,
     ) = row
     return RunRecord(
         id=run_id,
@@ -474,6 +505,9 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         source_run=source_run,
         flag=json.loads(flag_json) if flag_json else None,
         plan_diff=json.loads(plan_diff_json) if plan_diff_json else None,
+        excluded=json.loads(excluded_json) if excluded_json else None,
+        exported_at=exported_at,
+        rerun_of=rerun_of,
     )
 
 

@@ -67,7 +67,8 @@ class ControlClient:
     def runs(
         self, workflow: str = "", status: str = "", limit: int = 50, **filters: Any
     ) -> list[RunRecord]:
-        """Recent runs, newest first; `filters`: coordinator, mode, flagged, since, until."""
+        """Recent runs, newest first; `filters`: coordinator, mode, modes, flagged, since,
+        until, without_excluded."""
         request = control_pb2.ListRunsRequest(
             workflow=workflow, status=status, limit=limit, **filters
         )
@@ -110,6 +111,27 @@ class ControlClient:
     def flag(self, run_id: str, reason: str, calls: list[int]) -> None:
         self.stub.FlagRun(control_pb2.FlagRunRequest(run_id=run_id, reason=reason, calls=calls))
 
+    def exclude(self, run_id: str, reason: str = "", *, include: bool = False) -> None:
+        """Take a run out of validation, shadows' agreement and stats (or back in)."""
+        request = control_pb2.ExcludeRunRequest(run_id=run_id, reason=reason, include=include)
+        self.stub.ExcludeRun(request)
+
+    def prune(
+        self, before: float, *, include_flagged: bool = False, include_exported: bool = False
+    ) -> tuple[int, int]:
+        """Delete finished runs created before `before`: (deleted, kept as flagged or
+        exported)."""
+        reply = self.stub.PruneRuns(
+            control_pb2.PruneRunsRequest(
+                before=before, include_flagged=include_flagged, include_exported=include_exported
+            )
+        )
+        return reply.pruned, reply.kept
+
+    def rerun(self, run_id: str, coordinator: str | None = None) -> str:
+        request = control_pb2.RerunRunRequest(run_id=run_id, coordinator=coordinator or "")
+        return str(self.stub.RerunRun(request).run_id)
+
 
 def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
     usage = message.usage
@@ -138,4 +160,7 @@ def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
         flag=json.loads(message.flag_json) if message.flag_json else None,
         plan_diff=json.loads(message.plan_diff_json) if message.plan_diff_json else None,
         queue_position=message.queue_position,
+        excluded=json.loads(message.excluded_json) if message.excluded_json else None,
+        exported_at=message.exported_at or None,
+        rerun_of=message.rerun_of or None,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from typing import Any
 
 from tandem_sdk.plan import in_plan
@@ -76,17 +77,35 @@ _SOURCES = {
 
 class TraceRenderer:
     """Trace lines that number the run's own tool calls (`call 1`, `call 2`, ...), as
-    `tandem runs flag --call N` counts them."""
+    `tandem runs flag --call N` counts them; a finished run's flagged calls (0-based
+    indexes, as the flag keeps them) and denied ones (their tool.call seqs) are marked."""
 
-    def __init__(self) -> None:
+    def __init__(self, flagged: Collection[int] = (), denied: Collection[int] = ()) -> None:
         self.calls = 0
+        self.flagged = flagged
+        self.denied = denied
+
+    @classmethod
+    def of(cls, record: RunRecord) -> TraceRenderer:
+        denied = {
+            int(e.data["call"])
+            for e in record.events
+            if e.kind == "approval.decided" and not e.data.get("approved")
+        }
+        return cls((record.flag or {}).get("calls", []), denied)
 
     def line(self, event: Event) -> str:
         text = format_event(event)
         data = event.data
         if event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"])):
             self.calls += 1
-            return f"{text}  (call {self.calls})"
+            marks = "".join(
+                (
+                    "  FLAGGED" if self.calls - 1 in self.flagged else "",
+                    "  DENIED" if event.seq in self.denied else "",
+                )
+            )
+            return f"{text}  (call {self.calls}){marks}"
         return text
 
 
@@ -122,6 +141,11 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
     if record.mode != "live":
         source = f" of {record.source_run}" if record.source_run else ""
         lines.append(f"  mode: {record.mode.replace('_', ' ')}{source}")
+    if record.rerun_of:
+        lines.append(f"  rerun of {record.rerun_of}")
+    if record.excluded is not None:
+        why = record.excluded.get("reason") or "no reason given"
+        lines.append(f"  EXCLUDED from rewrite validation, shadows and stats: {why}")
     if record.flag:
         calls = ", ".join(str(i + 1) for i in record.flag.get("calls", []))
         lines.append(
@@ -139,8 +163,9 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
     if record.output is not None:
         lines.append("  output: " + json.dumps(record.output, indent=2).replace("\n", "\n  "))
     if trace:
+        lines.append("  trigger: " + json.dumps(record.trigger, indent=2).replace("\n", "\n  "))
         lines.append("  trace:")
-        renderer = TraceRenderer()
+        renderer = TraceRenderer.of(record)
         lines.extend("    " + renderer.line(e) for e in record.events)
     return "\n".join(lines)
 
@@ -162,6 +187,8 @@ def format_run_row(record: RunRecord) -> str:
         (
             f" [{record.mode.replace('_', ' ')}]" if record.mode != "live" else "",
             " [flagged]" if record.flag else "",
+            " [excluded]" if record.excluded is not None else "",
+            f" [rerun of {record.rerun_of}]" if record.rerun_of else "",
             f" [#{record.queue_position} in line]" if record.queue_position else "",
         )
     )

@@ -1,5 +1,6 @@
 """`tandem runs`: list runs (filtered), show one as a timeline, export one as a fixture,
-flag one as wrong."""
+flag one as wrong, exclude one from validation and stats, run one's trigger again, and
+prune old ones."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, UsageError, control, rpc_error
+from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
     from tandem.config import ProjectConfig
+    from tandem.store import Event
 
     from .control_client import ControlClient
 
@@ -26,7 +28,10 @@ def add_parser(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list runs; `runs show|export|flag ID` for one run")
     runs.add_argument("--workflow", default="")
     runs.add_argument("--coordinator", default="", choices=["", "llm", "script"])
-    runs.add_argument("--mode", default="", choices=["", "live", "dry_run", "replay"])
+    runs.add_argument("--mode", default="", choices=["", "live", "dry_run", "replay", "shadow"])
+    runs.add_argument(
+        "--all", action="store_true", help="replays and shadows too (default: live and dry runs)"
+    )
     runs.add_argument("--flagged", action="store_true", help="only runs flagged as wrong")
     runs.add_argument("--since", help="an ISO date or time, or an age like 2h or 7d")
     runs.add_argument("--until", help="an ISO date or time, or an age like 30m")
@@ -47,7 +52,10 @@ def add_parser(commands: Any) -> None:
     )
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--json", action="store_true")
-    runs_commands = runs.add_subparsers(dest="runs_command", metavar="show|export|flag|cancel")
+    runs_commands = runs.add_subparsers(
+        dest="runs_command",
+        metavar="show|export|flag|cancel|exclude|include|rerun|prune",
+    )
     show = runs_commands.add_parser("show", help="one run with its trace")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
@@ -68,6 +76,28 @@ def add_parser(commands: Any) -> None:
     flag.add_argument("--clear", action="store_true", help="remove the flag")
     cancel = runs_commands.add_parser("cancel", help="cancel a queued or running run")
     cancel.add_argument("run_id")
+    exclude = runs_commands.add_parser(
+        "exclude", help="take a run out of rewrite validation, shadows' agreement and stats"
+    )
+    exclude.add_argument("run_id")
+    exclude.add_argument("--reason", default="", help="why (an experiment, a typo, ...)")
+    include = runs_commands.add_parser("include", help="take an excluded run back in")
+    include.add_argument("run_id")
+    rerun = runs_commands.add_parser(
+        "rerun", help="run a run's trigger again, live, on the workflow's current version"
+    )
+    rerun.add_argument("run_id")
+    rerun.add_argument("--coordinator", choices=["llm", "script"], help="default: the workflow's")
+    rerun.add_argument("--follow", action="store_true", help="print the trace as it happens")
+    rerun.add_argument("--json", action="store_true", help="print the new run's record as JSON")
+    prune = runs_commands.add_parser(
+        "prune", help="delete finished runs created before a date, with their traces"
+    )
+    prune.add_argument(
+        "--before", required=True, help="an ISO date or time, or an age like 30d (older runs go)"
+    )
+    prune.add_argument("--include-flagged", action="store_true", help="flagged runs go too")
+    prune.add_argument("--include-exported", action="store_true", help="exported runs go too")
 
 
 def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
@@ -75,9 +105,16 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
 
     from . import render
 
-    handler = {"show": _show, "export": _export, "flag": _flag, "cancel": _cancel}.get(
-        args.runs_command or ""
-    )
+    handler = {
+        "show": _show,
+        "export": _export,
+        "flag": _flag,
+        "cancel": _cancel,
+        "exclude": _exclude,
+        "include": _include,
+        "rerun": _rerun,
+        "prune": _prune,
+    }.get(args.runs_command or "")
     with control(config) as client:
         try:
             if handler is not None:
@@ -88,6 +125,8 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
                 args.limit,
                 coordinator=args.coordinator,
                 mode=args.mode,
+                # Replays and shadows are made from recorded runs: listed when asked.
+                modes=[] if args.mode or args.all else ["live", "dry_run"],
                 flagged=args.flagged,
                 since=parse_time(args.since, "--since") if args.since else 0.0,
                 until=parse_time(args.until, "--until") if args.until else 0.0,
@@ -141,6 +180,57 @@ def _cancel(client: ControlClient, args: argparse.Namespace) -> int:
     if not client.cancel(args.run_id):
         raise UsageError(f"run {args.run_id} is neither queued nor running")
     print(f"run {args.run_id}: cancelled")
+    return EXIT_OK
+
+
+def _exclude(client: ControlClient, args: argparse.Namespace) -> int:
+    client.exclude(args.run_id, args.reason)
+    why = f": {args.reason}" if args.reason else ""
+    print(f"run {args.run_id} excluded from rewrite validation, shadows and stats{why}")
+    return EXIT_OK
+
+
+def _include(client: ControlClient, args: argparse.Namespace) -> int:
+    client.exclude(args.run_id, include=True)
+    print(f"run {args.run_id}: included again")
+    return EXIT_OK
+
+
+def _rerun(client: ControlClient, args: argparse.Namespace) -> int:
+    import sys
+
+    from . import render
+    from .follow import follow
+
+    run_id = client.rerun(args.run_id, args.coordinator)
+    out = sys.stderr if args.json else sys.stdout
+    print(f"run {run_id}: rerun of {args.run_id}", file=out, flush=True)
+    renderer = render.TraceRenderer()
+
+    def show(event: Event) -> None:
+        if args.follow:
+            print(renderer.line(event), file=out, flush=True)
+
+    _, record = follow(client, run_id, show)
+    if args.json:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
+        print(render.format_run(record, trace=False))
+    return EXIT_OK if record.status == "succeeded" else EXIT_RUN_FAILED
+
+
+def _prune(client: ControlClient, args: argparse.Namespace) -> int:
+    pruned, kept = client.prune(
+        parse_time(args.before, "--before"),
+        include_flagged=args.include_flagged,
+        include_exported=args.include_exported,
+    )
+    print(f"{pruned} run(s) deleted with their traces")
+    if kept:
+        print(
+            f"{kept} flagged or exported run(s) as old kept"
+            " (--include-flagged, --include-exported to delete them)"
+        )
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
+from tandem.retention import prune_forever
 from tandem.schedule import Scheduler
 from tandem.webhooks import HttpListener, WebhookIntake, bind_listener, parse_listen
 from tandem.webhooks.guard import connection_cap, raise_descriptor_limit
@@ -103,6 +104,8 @@ async def _serve(
             await asyncio.sleep(0)
             host.reload()
         background.start("scheduler", Scheduler(host.runs).run_forever())
+        if config.record_keep_days is not None:
+            background.start("retention", prune_forever(config.database, config.record_keep_days))
         _announce(host, config, listener)
         await stop.wait()
         log.info("stopping: runs in flight get %.1fs", args.grace)

@@ -30,7 +30,10 @@ def cmd_shadow(config: ProjectConfig, args: argparse.Namespace) -> int:
 
     with control(config) as client:
         try:
-            shadows = client.runs(args.workflow, "", args.last, mode="shadow")
+            # Excluded runs, and shadows of them, are left out of the agreement.
+            shadows = client.runs(
+                args.workflow, "", args.last, mode="shadow", without_excluded=True
+            )
         except grpc.RpcError as error:
             raise rpc_error(error) from None
     rows = [_row(s) for s in shadows]

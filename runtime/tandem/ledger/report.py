@@ -1,7 +1,8 @@
 """The ledger as the daemon serves it (Control `GetLedger`): the runs in a range read from
 the run store, each version's model and configured coordinator from its kept content, the
 figures computed, and one JSON report. Only live runs are read with their events; the
-rest of the store stays where it is."""
+rest of the store stays where it is. Runs excluded with `tandem runs exclude` are left
+out."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ def read_runs(
 ) -> tuple[list[RunRecord], bool]:
     """The newest `limit` runs in the range (live ones with their events), and whether
     `limit` cut the list short."""
-    query = RunQuery(workflow=workflow, since=since, until=until or float("inf"), limit=limit + 1)
+    # Excluded runs (and the shadows and replays of them) are not counted.
+    query = RunQuery(
+        workflow=workflow,
+        since=since,
+        until=until or float("inf"),
+        limit=limit + 1,
+        without_excluded=True,
+    )
     listed = store.list(query)
     truncated = len(listed) > limit
     runs = []

@@ -4,7 +4,8 @@ host), and a sample of its recorded live runs, each as the trigger, the calls wi
 arguments and results, the output, and a person's flag.
 
 The runs to validate against are the recorded live runs that succeeded, and every flagged
-one: a failed run's plan is a fragment, and a flagged run is a person's judgement.
+one: a failed run's plan is a fragment, and a flagged run is a person's judgement. Runs a
+person excluded (`tandem runs exclude`) are left out.
 """
 
 from __future__ import annotations
@@ -117,11 +118,13 @@ def tools_in_scope(client: ControlClient, workflow: str) -> list[ToolDoc]:
 
 
 def recorded_runs(client: ControlClient, workflow: str) -> list[RunRecord]:
-    """The live runs that succeeded, and every flagged one that finished; newest first."""
-    succeeded = client.runs(workflow, "succeeded", MAX_LISTED, mode="live")
+    """The live runs that succeeded, and every flagged one that finished, none excluded;
+    newest first."""
+    kept = {"mode": "live", "without_excluded": True}
+    succeeded = client.runs(workflow, "succeeded", MAX_LISTED, **kept)
     flagged = [
         r
-        for r in client.runs(workflow, "", MAX_LISTED, mode="live", flagged=True)
+        for r in client.runs(workflow, "", MAX_LISTED, flagged=True, **kept)
         if r.status not in ("queued", "running", "waiting")
     ]
     by_id = {r.id: r for r in [*succeeded, *flagged]}

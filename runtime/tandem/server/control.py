@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ from tandem_sdk.errors import InvalidArguments, NotFound
 from tandem_sdk.protocol import PROTOCOL_VERSION
 
 from tandem import __version__
+from tandem.blocking import in_thread
 from tandem.isolation import STRICTNESS
 from tandem.replay import fixture_of
+from tandem.replay.recording import attempted_plan
+from tandem.retention import prune
 from tandem.runs import RunManager
 from tandem.store import Event, RunQuery, RunRecord
 from tandem.zygote.client import Zygote
@@ -54,6 +58,9 @@ def record_message(record: RunRecord, queue_position: int = 0) -> control_pb2.Ru
         flag_json=json.dumps(record.flag) if record.flag else "",
         plan_diff_json=json.dumps(record.plan_diff) if record.plan_diff else "",
         queue_position=queue_position,
+        excluded_json=json.dumps(record.excluded) if record.excluded else "",
+        exported_at=record.exported_at or 0.0,
+        rerun_of=record.rerun_of or "",
     )
 
 
@@ -156,7 +163,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             status=request.status,
             coordinator=request.coordinator,
             mode=request.mode,
+            modes=tuple(request.modes),
             flagged=request.flagged,
+            without_excluded=request.without_excluded,
             since=request.since,
             until=request.until or float("inf"),
             limit=request.limit or 50,
@@ -199,6 +208,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.ExportRunResponse:
         record = self._runs.record(request.run_id)
         fixture = fixture_of(record, self._runs.store.version_content(record.workflow_version))
+        self._runs.store.mark_exported(record.id, time.time())  # retention keeps it
         return control_pb2.ExportRunResponse(fixture_json=json.dumps(fixture))
 
     @unary
@@ -206,6 +216,15 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.FlagRunRequest, context: Context
     ) -> control_pb2.FlagRunResponse:
         flag = {"reason": request.reason, "calls": list(request.calls)} if request.reason else None
+        if request.calls:
+            # Numbered as `tandem runs show` numbers them: the run's own calls, from 1.
+            count = len(attempted_plan(self._runs.record(request.run_id)))
+            beyond = sorted(n + 1 for n in request.calls if not 0 <= n < count)
+            if beyond:
+                raise InvalidArguments(
+                    f"run {request.run_id} has {count} call(s), numbered 1 to {count} by "
+                    f"`tandem runs show`: no call {', '.join(map(str, beyond))}"
+                )
         if not self._runs.store.flag(request.run_id, flag):
             raise NotFound(f"no run {request.run_id!r}")
         return control_pb2.FlagRunResponse()
@@ -226,6 +245,35 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             self._runs.store, prices, request.workflow, request.since, request.until, limit
         )
         return control_pb2.GetLedgerResponse(ledger_json=json.dumps(report))
+
+    @unary
+    async def ExcludeRun(
+        self, request: control_pb2.ExcludeRunRequest, context: Context
+    ) -> control_pb2.ExcludeRunResponse:
+        excluded = None if request.include else {"reason": request.reason, "at": time.time()}
+        if not self._runs.store.exclude(request.run_id, excluded):
+            raise NotFound(f"no run {request.run_id!r}")
+        return control_pb2.ExcludeRunResponse()
+
+    @unary
+    async def PruneRuns(
+        self, request: control_pb2.PruneRunsRequest, context: Context
+    ) -> control_pb2.PruneRunsResponse:
+        pruned = await in_thread(
+            prune,
+            self._runs.store.path,
+            request.before,
+            include_flagged=request.include_flagged,
+            include_exported=request.include_exported,
+        )
+        return control_pb2.PruneRunsResponse(pruned=pruned.runs, kept=pruned.kept)
+
+    @unary
+    async def RerunRun(
+        self, request: control_pb2.RerunRunRequest, context: Context
+    ) -> control_pb2.TriggerResponse:
+        session = self._runs.rerun(request.run_id, request.coordinator or None)
+        return control_pb2.TriggerResponse(run_id=session.id)
 
     @unary
     async def GetRunTrace(

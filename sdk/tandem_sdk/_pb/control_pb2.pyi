@@ -228,6 +228,120 @@ class FlagRunResponse(_message.Message):
 Global___FlagRunResponse: _TypeAlias = FlagRunResponse  # noqa: Y015
 
 @_typing.final
+class ExcludeRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    INCLUDE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    reason: _builtins.str
+    include: _builtins.bool
+    """take the run back in"""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        include: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include", b"include", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExcludeRunRequest: _TypeAlias = ExcludeRunRequest  # noqa: Y015
+
+@_typing.final
+class ExcludeRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExcludeRunResponse: _TypeAlias = ExcludeRunResponse  # noqa: Y015
+
+@_typing.final
+class PruneRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    INCLUDE_FLAGGED_FIELD_NUMBER: _builtins.int
+    INCLUDE_EXPORTED_FIELD_NUMBER: _builtins.int
+    before: _builtins.float
+    """unix seconds: runs created before it"""
+    include_flagged: _builtins.bool
+    include_exported: _builtins.bool
+    def __init__(
+        self,
+        *,
+        before: _builtins.float = ...,
+        include_flagged: _builtins.bool = ...,
+        include_exported: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "include_exported", b"include_exported", "include_flagged", b"include_flagged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneRunsRequest: _TypeAlias = PruneRunsRequest  # noqa: Y015
+
+@_typing.final
+class PruneRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRUNED_FIELD_NUMBER: _builtins.int
+    KEPT_FIELD_NUMBER: _builtins.int
+    pruned: _builtins.int
+    """runs deleted, with their events"""
+    kept: _builtins.int
+    """as old, but kept: flagged or exported"""
+    def __init__(
+        self,
+        *,
+        pruned: _builtins.int = ...,
+        kept: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "pruned", b"pruned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneRunsResponse: _TypeAlias = PruneRunsResponse  # noqa: Y015
+
+@_typing.final
+class RerunRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    COORDINATOR_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    coordinator: _builtins.str
+    """optional: "llm" | "script"; default the workflow's"""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        coordinator: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerunRunRequest: _TypeAlias = RerunRunRequest  # noqa: Y015
+
+@_typing.final
 class DecideRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -531,6 +645,9 @@ class RunRecord(_message.Message):
     FLAG_JSON_FIELD_NUMBER: _builtins.int
     PLAN_DIFF_JSON_FIELD_NUMBER: _builtins.int
     QUEUE_POSITION_FIELD_NUMBER: _builtins.int
+    EXCLUDED_JSON_FIELD_NUMBER: _builtins.int
+    EXPORTED_AT_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.str
@@ -552,6 +669,12 @@ class RunRecord(_message.Message):
     """a shadow's tool plan against its primary's"""
     queue_position: _builtins.int
     """a queued run's place in line (1: next to start)"""
+    excluded_json: _builtins.str
+    """{"reason", "at"} when excluded from validation and stats"""
+    exported_at: _builtins.float
+    """last ExportRun; 0: never"""
+    rerun_of: _builtins.str
+    """the run whose trigger this one ran again"""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -577,10 +700,13 @@ class RunRecord(_message.Message):
         flag_json: _builtins.str = ...,
         plan_diff_json: _builtins.str = ...,
         queue_position: _builtins.int = ...,
+        excluded_json: _builtins.str = ...,
+        exported_at: _builtins.float = ...,
+        rerun_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "queue_position", b"queue_position", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "excluded_json", b"excluded_json", "exported_at", b"exported_at", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "queue_position", b"queue_position", "rerun_of", b"rerun_of", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -598,17 +724,25 @@ class ListRunsRequest(_message.Message):
     FLAGGED_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
+    MODES_FIELD_NUMBER: _builtins.int
+    WITHOUT_EXCLUDED_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     status: _builtins.str
     limit: _builtins.int
     coordinator: _builtins.str
     mode: _builtins.str
-    """live | dry_run | replay; empty: all"""
+    """live | dry_run | replay | shadow; empty: all"""
     flagged: _builtins.bool
     since: _builtins.float
     """unix seconds; 0: no bound"""
     until: _builtins.float
     """unix seconds; 0: no bound"""
+    without_excluded: _builtins.bool
+    """leave out excluded runs and the shadows and replays of them"""
+    @_builtins.property
+    def modes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """any of these; empty: all"""
+
     def __init__(
         self,
         *,
@@ -620,10 +754,12 @@ class ListRunsRequest(_message.Message):
         flagged: _builtins.bool = ...,
         since: _builtins.float = ...,
         until: _builtins.float = ...,
+        modes: _abc.Iterable[_builtins.str] | None = ...,
+        without_excluded: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "flagged", b"flagged", "limit", b"limit", "mode", b"mode", "since", b"since", "status", b"status", "until", b"until", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "flagged", b"flagged", "limit", b"limit", "mode", b"mode", "modes", b"modes", "since", b"since", "status", b"status", "until", b"until", "without_excluded", b"without_excluded", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

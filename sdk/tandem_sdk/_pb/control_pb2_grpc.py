@@ -104,6 +104,21 @@ class ControlStub:
                 request_serializer=tandem_dot_v1_dot_control__pb2.GetLedgerRequest.SerializeToString,
                 response_deserializer=tandem_dot_v1_dot_control__pb2.GetLedgerResponse.FromString,
                 _registered_method=True)
+        self.ExcludeRun = channel.unary_unary(
+                '/tandem.v1.Control/ExcludeRun',
+                request_serializer=tandem_dot_v1_dot_control__pb2.ExcludeRunRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.ExcludeRunResponse.FromString,
+                _registered_method=True)
+        self.PruneRuns = channel.unary_unary(
+                '/tandem.v1.Control/PruneRuns',
+                request_serializer=tandem_dot_v1_dot_control__pb2.PruneRunsRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.PruneRunsResponse.FromString,
+                _registered_method=True)
+        self.RerunRun = channel.unary_unary(
+                '/tandem.v1.Control/RerunRun',
+                request_serializer=tandem_dot_v1_dot_control__pb2.RerunRunRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -201,6 +216,28 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExcludeRun(self, request, context):
+        """Takes a run out of (or back into) validation, shadows' agreement and stats.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneRuns(self, request, context):
+        """Deletes finished runs created before a time, with their events; flagged and
+        exported runs are kept unless asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunRun(self, request, context):
+        """Runs a recorded run's trigger again, live, on the workflow's current version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -273,6 +310,21 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.GetLedger,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.GetLedgerRequest.FromString,
                     response_serializer=tandem_dot_v1_dot_control__pb2.GetLedgerResponse.SerializeToString,
+            ),
+            'ExcludeRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExcludeRun,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.ExcludeRunRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.ExcludeRunResponse.SerializeToString,
+            ),
+            'PruneRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneRuns,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.PruneRunsRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.PruneRunsResponse.SerializeToString,
+            ),
+            'RerunRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunRun,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.RerunRunRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -653,6 +705,87 @@ class Control:
             '/tandem.v1.Control/GetLedger',
             tandem_dot_v1_dot_control__pb2.GetLedgerRequest.SerializeToString,
             tandem_dot_v1_dot_control__pb2.GetLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExcludeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/ExcludeRun',
+            tandem_dot_v1_dot_control__pb2.ExcludeRunRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.ExcludeRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/PruneRuns',
+            tandem_dot_v1_dot_control__pb2.PruneRunsRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.PruneRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tandem.v1.Control/RerunRun',
+            tandem_dot_v1_dot_control__pb2.RerunRunRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
             options,
             channel_credentials,
             insecure,

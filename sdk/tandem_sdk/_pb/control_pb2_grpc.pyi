@@ -54,6 +54,14 @@ class ControlStub:
     """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
     GetLedger: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetLedgerRequest, _control_pb2.GetLedgerResponse]
     """The ledger (`tandem stats`), computed by the daemon from its run store."""
+    ExcludeRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.ExcludeRunRequest, _control_pb2.ExcludeRunResponse]
+    """Takes a run out of (or back into) validation, shadows' agreement and stats."""
+    PruneRuns: _grpc.UnaryUnaryMultiCallable[_control_pb2.PruneRunsRequest, _control_pb2.PruneRunsResponse]
+    """Deletes finished runs created before a time, with their events; flagged and
+    exported runs are kept unless asked.
+    """
+    RerunRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.RerunRunRequest, _control_pb2.TriggerResponse]
+    """Runs a recorded run's trigger again, live, on the workflow's current version."""
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -81,6 +89,14 @@ class ControlAsyncStub(ControlStub):
     """Approves or denies tool calls that wait for a person (workflow.yaml `approvals`)."""
     GetLedger: _aio.UnaryUnaryMultiCallable[_control_pb2.GetLedgerRequest, _control_pb2.GetLedgerResponse]  # type: ignore[assignment]
     """The ledger (`tandem stats`), computed by the daemon from its run store."""
+    ExcludeRun: _aio.UnaryUnaryMultiCallable[_control_pb2.ExcludeRunRequest, _control_pb2.ExcludeRunResponse]  # type: ignore[assignment]
+    """Takes a run out of (or back into) validation, shadows' agreement and stats."""
+    PruneRuns: _aio.UnaryUnaryMultiCallable[_control_pb2.PruneRunsRequest, _control_pb2.PruneRunsResponse]  # type: ignore[assignment]
+    """Deletes finished runs created before a time, with their events; flagged and
+    exported runs are kept unless asked.
+    """
+    RerunRun: _aio.UnaryUnaryMultiCallable[_control_pb2.RerunRunRequest, _control_pb2.TriggerResponse]  # type: ignore[assignment]
+    """Runs a recorded run's trigger again, live, on the workflow's current version."""
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -189,5 +205,31 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.GetLedgerResponse, _abc.Awaitable[_control_pb2.GetLedgerResponse]]:
         """The ledger (`tandem stats`), computed by the daemon from its run store."""
+
+    @_abc_1.abstractmethod
+    def ExcludeRun(
+        self,
+        request: _control_pb2.ExcludeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.ExcludeRunResponse, _abc.Awaitable[_control_pb2.ExcludeRunResponse]]:
+        """Takes a run out of (or back into) validation, shadows' agreement and stats."""
+
+    @_abc_1.abstractmethod
+    def PruneRuns(
+        self,
+        request: _control_pb2.PruneRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.PruneRunsResponse, _abc.Awaitable[_control_pb2.PruneRunsResponse]]:
+        """Deletes finished runs created before a time, with their events; flagged and
+        exported runs are kept unless asked.
+        """
+
+    @_abc_1.abstractmethod
+    def RerunRun(
+        self,
+        request: _control_pb2.RerunRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.TriggerResponse, _abc.Awaitable[_control_pb2.TriggerResponse]]:
+        """Runs a recorded run's trigger again, live, on the workflow's current version."""
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
