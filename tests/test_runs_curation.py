@@ -215,3 +215,13 @@ def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
         )
     finally:
         store.close()
+
+
+def test_replay_of_the_last_runs_passes_over_excluded_ones(daemon: Daemon) -> None:
+    project = daemon.project
+    good, typo = daemon.run("echo", {"name": "ada"}).id, daemon.run("echo", {"nme": "x"}).id
+    assert tandem(project, "runs", "exclude", typo).returncode == 0
+    replayed = tandem(project, "replay", "--workflow", "echo", "--last", "2", "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    ids = {result["run"] for result in json.loads(replayed.stdout)["runs"]}
+    assert typo not in ids and good in ids

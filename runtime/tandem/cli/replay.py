@@ -82,7 +82,9 @@ def cmd_replay(config: ProjectConfig, args: argparse.Namespace) -> int:
             else:
                 recorded = [
                     r
-                    for r in client.runs(workflow_name, "", args.last * 4, mode="live")
+                    for r in client.runs(
+                        workflow_name, "", args.last * 4, mode="live", without_excluded=True
+                    )
                     if r.status in FINISHED
                 ][: args.last]
                 results = [_replay_one(client, r.id, args, workflow_path) for r in recorded]
