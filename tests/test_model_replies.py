@@ -11,19 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import subprocess
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Project, eventually
+from conftest import REPO, Project, eventually, tandem
 from tandem.cli.common import UsageError
 from tandem.cli.main import main
 from tandem.cli.model_replies import ScriptedModel, parse_turns, read_replies, replies_from_run
 from tandem.cli.run import cmd_run
 from tandem.replay import attempted_plan
 from tandem.store import RunRecord, RunStore
+from tandem.testing.closing import Closing
+from tandem.testing.daemon import TANDEM
 from tandem.testing.github_api import GitHubStandIn, pull_request_event
 from tandem.testing.pr_merged import webhook_conversation
 from tandem.testing.replies import Reply
@@ -472,3 +477,102 @@ def test_the_documented_pr_merged_example_on_the_stand_ins(
         "slack.add_reaction",
         "slack.add_reaction",
     ]
+
+
+# -- approvals, answered from another shell ----------------------------------------------------
+
+APPROVE_EVERY_CHANGE = {"llm": ["side_effects"], "timeout_s": 60}
+WAITS = re.compile(r"WAITS for approval: tandem approve (\S+) (\d+)")
+
+
+class Following(Closing):
+    """`tandem run WORKFLOW --model-replies FILE --follow` in a subprocess, as in one shell;
+    its stdout lines kept as they come."""
+
+    def __init__(self, project: Project, workflow: str, replies: Path) -> None:
+        argv = ["--project", str(project.root), "run", workflow, "--follow"]
+        self.process = subprocess.Popen(
+            [*TANDEM, *argv, "--model-replies", str(replies)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        self._reader = threading.Thread(target=lambda: self.lines.extend(stdout), daemon=True)
+        self._reader.start()
+
+    def waiting(self) -> tuple[str, str]:
+        """The run id and call of the `tandem approve RUN CALL` the run prints."""
+
+        def found() -> list[re.Match[str]]:
+            return [m for line in list(self.lines) if (m := WAITS.search(line))]
+
+        assert eventually(lambda: bool(found())), self.lines
+        first = found()[0]
+        return first[1], first[2]
+
+    def end(self) -> tuple[int, str]:
+        """The exit code, and everything printed on stdout."""
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def approving(counter: Project) -> tuple[Project, Path]:
+    """counter, its increment held for a person's approval, and its replies."""
+    counter.workflow("counter", prompt=PROMPT, tools=["state.*"], approvals=APPROVE_EVERY_CHANGE)
+    return counter, write(counter, "replies.yaml", COUNT)
+
+
+def test_a_scripted_run_is_approved_from_another_shell_without_a_daemon(
+    approving: tuple[Project, Path],
+) -> None:
+    project, replies = approving
+    with Following(project, "counter", replies) as run:
+        run_id, call = run.waiting()
+        listed = tandem(project, "runs", "--status", "waiting", "--json")
+        assert run_id in listed.stdout, listed.stderr
+        approved = tandem(project, "approve", run_id, call)
+        assert approved.returncode == 0, approved.stderr
+        assert f"run {run_id}: approved call(s) {call}" in approved.stdout
+        code, out = run.end()
+    assert code == 0, out
+    assert "approved" in out and "Visits: 1." in out
+
+
+def test_a_scripted_run_beside_a_daemon_is_denied_from_another_shell(
+    approving: tuple[Project, Path], start_daemon: Any
+) -> None:
+    project, replies = approving
+    start_daemon(project)
+    with Following(project, "counter", replies) as run:
+        run_id, call = run.waiting()
+        denied = tandem(project, "deny", run_id, call, "not during the freeze")
+        assert denied.returncode == 0, denied.stderr
+        code, out = run.end()
+    assert code == 0, out  # the model is told, and ends its turn
+    assert "DENIED (not during the freeze)" in out
+
+
+def test_a_waiting_scripted_run_is_cancelled_from_another_shell(
+    approving: tuple[Project, Path],
+) -> None:
+    project, replies = approving
+    with Following(project, "counter", replies) as run:
+        run_id, _ = run.waiting()
+        cancelled = tandem(project, "runs", "cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        code, out = run.end()
+    assert code == 1
+    assert "cancelled" in out

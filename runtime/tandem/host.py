@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -74,7 +75,9 @@ class Host:
         # daemon's sockets; only the Control socket has a well-known path.
         self.private_dir = config.host_socket_dir
         self.toolhost_socket = self.private_dir / "toolhost.sock"
-        self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
+        self.control_socket = (
+            config.control_socket if daemon else config.embedded_control_socket(os.getpid())
+        )
         self.store = RunStore(config.database)
         if plugin_manager is None:
             plugin_manager = PluginManager.for_host(config, plugins)

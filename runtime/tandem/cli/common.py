@@ -57,6 +57,39 @@ def control(
             yield client
 
 
+@contextlib.contextmanager
+def control_for_run(config: ProjectConfig, run_id: str) -> Iterator[ControlClient]:
+    """A Control client of the host that runs `run_id`, for what only that host can do
+    (approve, deny, cancel). A run may be on a host embedded in another `tandem` command
+    (`tandem run` without a daemon, or with --model-replies beside one): that host serves
+    Control in its own socket folder, found from the run's host process in the store.
+    Otherwise, as `control()`: the daemon's, or an embedded host's."""
+    from .control_client import ControlClient
+
+    pid = _host_pid(config, run_id)
+    socket = config.embedded_control_socket(pid) if pid is not None else None
+    client = ControlClient.connect(socket) if socket is not None else None
+    if client is not None:
+        with contextlib.closing(client):
+            yield client
+        return
+    with control(config) as client:
+        yield client
+
+
+def _host_pid(config: ProjectConfig, run_id: str) -> int | None:
+    """The run's host process, read from the store directly (WAL: beside any host)."""
+    if not config.database.exists():
+        return None
+    from tandem.store import RunStore
+
+    store = RunStore(config.database)
+    try:
+        return store.host_pid(run_id)
+    finally:
+        store.close()
+
+
 def needed_plugins(config: ProjectConfig, workflow: str) -> set[str] | None:
     """The plugins a workflow's `tools:` names, read from its workflow.yaml; None (all of
     them) when it cannot tell, e.g. a pattern like `*.get`."""
