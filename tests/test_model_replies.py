@@ -576,3 +576,73 @@ def test_a_waiting_scripted_run_is_cancelled_from_another_shell(
         code, out = run.end()
     assert code == 1
     assert "cancelled" in out
+
+
+# -- shadows of a scripted run -----------------------------------------------------------------
+
+COUNTS_AS_A_SCRIPT = """
+def handler(trigger, tools, virtual_files, subagent):
+    return f"Visits: {tools.state.increment(key='visits')}."
+"""
+
+
+def shadow_report(project: Project, workflow: str) -> dict[str, Any]:
+    report = tandem(project, "shadow", workflow, "--json")
+    assert report.returncode == 0, report.stderr
+    result: dict[str, Any] = json.loads(report.stdout)
+    return result
+
+
+def test_a_script_shadow_of_a_scripted_run_runs_to_its_end(project: Project) -> None:
+    project.workflow(
+        "counter",
+        prompt=PROMPT,
+        script=COUNTS_AS_A_SCRIPT,
+        tools=["state.*"],
+        coordinator="llm",
+        shadow="script",
+    )
+    replies = write(project, "replies.yaml", COUNT)
+    ran = tandem(project, "run", "counter", "--model-replies", str(replies))
+    assert ran.returncode == 0, ran.stderr
+    assert "warning" not in ran.stderr
+    report = shadow_report(project, "counter")
+    assert (report["agreed"], report["shadow_failed"], report["pending"]) == (1, 0, 0), report
+    [shadow] = report["shadows"]
+    assert (shadow["coordinator"], shadow["status"]) == ("script", "succeeded")
+
+
+def test_an_llm_shadow_of_a_scripted_run_is_skipped_and_takes_no_turn(project: Project) -> None:
+    project.workflow(
+        "counter", prompt=PROMPT, script=COUNTS_AS_A_SCRIPT, tools=["state.*"], shadow="llm"
+    )
+    replies = write(project, "replies.yaml", COUNT)
+    # The run is the model's (as the shadow would be); its two turns are all there are.
+    argv = ["run", "counter", "--coordinator", "llm", "--model-replies", str(replies)]
+    ran = tandem(project, *argv)
+    assert ran.returncode == 0, ran.stderr
+    assert "warning" not in ran.stderr  # no request was refused, no turn taken
+    report = shadow_report(project, "counter")
+    assert (report["skipped"], report["shadow_failed"]) == (1, 0), report
+    why = (
+        f"skipped: the model's replies ({replies}) are scripted for the run itself;"
+        " an llm shadow has no model of its own offline"
+    )
+    assert report["shadows"][0]["error"] == why
+    text = tandem(project, "shadow", "counter").stdout
+    assert "shadow failed 0, skipped 1" in text and f"  {why}" in text
+
+
+def test_an_llm_shadow_without_a_key_is_skipped_saying_so(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN")
+    project.workflow(
+        "counter", prompt=PROMPT, script=COUNTS_AS_A_SCRIPT, tools=["state.*"], shadow="llm"
+    )
+    ran = tandem(project, "run", "counter")
+    assert ran.returncode == 0, ran.stderr
+    report = shadow_report(project, "counter")
+    assert report["skipped"] == 1, report
+    assert report["shadows"][0]["error"] == "skipped: no model: ANTHROPIC_API_KEY is not set"

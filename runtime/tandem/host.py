@@ -24,7 +24,7 @@ from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
 from .isolation.rundir import sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
-from .llm.api import ModelApi
+from .llm.api import KEY_VARIABLE, ModelApi
 from .llm.coordinator import LlmCoordinator
 from .llm.subagent import SubagentService
 from .plugins import PluginManager
@@ -59,11 +59,13 @@ class Host:
         plugins: Collection[str] | None = None,
         plugin_manager: PluginManager | None = None,
         zygote: bool | None = None,
+        skip_llm_shadows: str | None = None,
     ) -> None:
         """`plugins`: start only these. `plugin_manager`: one made for this host already,
         perhaps starting (`PluginManager.begin`), on the loop this host will run on.
         `zygote`: fork script runs from a zygote; by default a daemon does (when the config
-        allows) and an embedded host, which serves a single run, does not."""
+        allows) and an embedded host, which serves a single run, does not.
+        `skip_llm_shadows`: why llm shadows get no model here (as without a key)."""
         self.config = config
         self.daemon = daemon
         # Probed here, so a daemon that cannot isolate as asked says so before it starts.
@@ -99,6 +101,9 @@ class Host:
             record_max_result_bytes=config.record_max_result_bytes,
             max_in_flight=config.max_in_flight,
             max_queued=config.max_queued,
+        )
+        self.runs.skip_llm_shadows = skip_llm_shadows or (
+            None if self.model_api.configured else f"no model: {KEY_VARIABLE} is not set"
         )
         # One servicer for every coordinator: the shared socket serves it to the LLM loop
         # and its subagents, and each script run's own socket serves this same instance.

@@ -34,10 +34,15 @@ def fail(args: argparse.Namespace, message: str) -> int:
 
 @contextlib.contextmanager
 def control(
-    config: ProjectConfig, *, prefer_daemon: bool = True, for_workflow: str | None = None
+    config: ProjectConfig,
+    *,
+    prefer_daemon: bool = True,
+    for_workflow: str | None = None,
+    skip_llm_shadows: str | None = None,
 ) -> Iterator[ControlClient]:
     """A Control client: the daemon's if one is running, else an embedded host's (with only
-    the plugins `for_workflow` needs, when a command concerns one workflow)."""
+    the plugins `for_workflow` needs, when a command concerns one workflow; and no model
+    for llm shadows, saying why, when `skip_llm_shadows`)."""
     if prefer_daemon and config.control_socket.exists():
         from .control_client import ControlClient
 
@@ -50,7 +55,7 @@ def control(
     from tandem.embedded import EmbeddedHost
 
     plugins = needed_plugins(config, for_workflow) if for_workflow else None
-    with EmbeddedHost(config, plugins) as host:
+    with EmbeddedHost(config, plugins, skip_llm_shadows=skip_llm_shadows) as host:
         from .control_client import ControlClient
 
         with contextlib.closing(ControlClient(host.control_socket)) as client:

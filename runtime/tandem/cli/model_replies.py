@@ -6,7 +6,9 @@ The turns come from a file (YAML or JSON) or from a recorded run (`run:RUN_ID`, 
 through a host embedded in this process too, never a running daemon: a daemon's
 environment is fixed when it starts, so only a host started here can be pointed at the
 stand-in. While it runs, `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` point at the
-stand-in; they are put back as they were afterwards.
+stand-in; they are put back as they were afterwards. The turns are the run's own: a
+shadow of the run (workflow.yaml `shadow`) never takes them. A script shadow runs, the
+command waiting for it; an llm shadow is recorded as skipped, saying why.
 
 A file is a list of assistant turns, one per model request, in order:
 
@@ -82,6 +84,14 @@ class ScriptedModel:
             with _environment(pointed):
                 self.api = api
                 yield api
+
+    @property
+    def skip_llm_shadows(self) -> str:
+        """Why the run's llm shadow is skipped: the scripted turns are the run's own."""
+        return (
+            f"the model's replies ({self.source}) are scripted for the run itself;"
+            " an llm shadow has no model of its own offline"
+        )
 
     def warnings(self, record: RunRecord | None = None) -> list[str]:
         """What went differently from the script: requests the stand-in refused (a
