@@ -164,6 +164,29 @@ def read_replies(path: Path) -> list[Reply]:
     return replies
 
 
+def read_answers(path: Path) -> list[Reply]:
+    """`tandem rewrite --model-replies FILE`: the model's answers, text only, one per
+    request (the script, then each repair turn). A .yaml, .yml or .json file is a list of
+    turns as above, each a `text:`; any other file is one answer, its whole text (which
+    holds the ```python block); a .py file is the script itself."""
+    if path.suffix in (".yaml", ".yml", ".json"):
+        replies = read_replies(path)
+        for number, reply in enumerate(replies, 1):
+            if reply.stop_reason == "tool_use":
+                raise UsageError(
+                    f"--model-replies {path}: turn {number}: a rewrite's answer is text"
+                    " (a ```python block holding script.py), not tool_use"
+                )
+        return replies
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"--model-replies {path}: cannot read: {error.strerror}") from None
+    if path.suffix == ".py":
+        text = f"```python\n{text.rstrip()}\n```\n"
+    return [Reply.text(text)]
+
+
 def parse_turns(data: Any) -> tuple[list[Reply], list[str]]:
     """Replies from the parsed file, and every problem found (each naming its turn)."""
     if not isinstance(data, list):
