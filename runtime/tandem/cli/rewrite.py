@@ -97,6 +97,8 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
     scripted = _scripted(args.model_replies)
     if scripted is not None:
         _say(scripted.banner)
+        # A repair turn needs an answer of its own: FILE's answers after the first.
+        args.repairs = min(args.repairs, len(scripted.replies) - 1)
     result: dict[str, Any] = {"workflow": args.workflow}
     # The answers are served as the model's, on 127.0.0.1: the same client, the same path.
     with scripted.serve() if scripted is not None else contextlib.nullcontext():
