@@ -11,19 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import subprocess
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Project, eventually
+from conftest import REPO, Project, eventually, tandem
 from tandem.cli.common import UsageError
 from tandem.cli.main import main
 from tandem.cli.model_replies import ScriptedModel, parse_turns, read_replies, replies_from_run
 from tandem.cli.run import cmd_run
 from tandem.replay import attempted_plan
 from tandem.store import RunRecord, RunStore
+from tandem.testing.closing import Closing
+from tandem.testing.daemon import TANDEM
 from tandem.testing.github_api import GitHubStandIn, pull_request_event
 from tandem.testing.pr_merged import webhook_conversation
 from tandem.testing.replies import Reply
@@ -472,3 +477,172 @@ def test_the_documented_pr_merged_example_on_the_stand_ins(
         "slack.add_reaction",
         "slack.add_reaction",
     ]
+
+
+# -- approvals, answered from another shell ----------------------------------------------------
+
+APPROVE_EVERY_CHANGE = {"llm": ["side_effects"], "timeout_s": 60}
+WAITS = re.compile(r"WAITS for approval: tandem approve (\S+) (\d+)")
+
+
+class Following(Closing):
+    """`tandem run WORKFLOW --model-replies FILE --follow` in a subprocess, as in one shell;
+    its stdout lines kept as they come."""
+
+    def __init__(self, project: Project, workflow: str, replies: Path) -> None:
+        argv = ["--project", str(project.root), "run", workflow, "--follow"]
+        self.process = subprocess.Popen(
+            [*TANDEM, *argv, "--model-replies", str(replies)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        self._reader = threading.Thread(target=lambda: self.lines.extend(stdout), daemon=True)
+        self._reader.start()
+
+    def waiting(self) -> tuple[str, str]:
+        """The run id and call of the `tandem approve RUN CALL` the run prints."""
+
+        def found() -> list[re.Match[str]]:
+            return [m for line in list(self.lines) if (m := WAITS.search(line))]
+
+        assert eventually(lambda: bool(found())), self.lines
+        first = found()[0]
+        return first[1], first[2]
+
+    def end(self) -> tuple[int, str]:
+        """The exit code, and everything printed on stdout."""
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code, "".join(self.lines)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def approving(counter: Project) -> tuple[Project, Path]:
+    """counter, its increment held for a person's approval, and its replies."""
+    counter.workflow("counter", prompt=PROMPT, tools=["state.*"], approvals=APPROVE_EVERY_CHANGE)
+    return counter, write(counter, "replies.yaml", COUNT)
+
+
+def test_a_scripted_run_is_approved_from_another_shell_without_a_daemon(
+    approving: tuple[Project, Path],
+) -> None:
+    project, replies = approving
+    with Following(project, "counter", replies) as run:
+        run_id, call = run.waiting()
+        listed = tandem(project, "runs", "--status", "waiting", "--json")
+        assert run_id in listed.stdout, listed.stderr
+        approved = tandem(project, "approve", run_id, call)
+        assert approved.returncode == 0, approved.stderr
+        assert f"run {run_id}: approved call(s) {call}" in approved.stdout
+        code, out = run.end()
+    assert code == 0, out
+    assert "approved" in out and "Visits: 1." in out
+
+
+def test_a_scripted_run_beside_a_daemon_is_denied_from_another_shell(
+    approving: tuple[Project, Path], start_daemon: Any
+) -> None:
+    project, replies = approving
+    start_daemon(project)
+    with Following(project, "counter", replies) as run:
+        run_id, call = run.waiting()
+        denied = tandem(project, "deny", run_id, call, "not during the freeze")
+        assert denied.returncode == 0, denied.stderr
+        code, out = run.end()
+    assert code == 0, out  # the model is told, and ends its turn
+    assert "DENIED (not during the freeze)" in out
+
+
+def test_a_waiting_scripted_run_is_cancelled_from_another_shell(
+    approving: tuple[Project, Path],
+) -> None:
+    project, replies = approving
+    with Following(project, "counter", replies) as run:
+        run_id, _ = run.waiting()
+        cancelled = tandem(project, "runs", "cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        code, out = run.end()
+    assert code == 1
+    assert "cancelled" in out
+
+
+# -- shadows of a scripted run -----------------------------------------------------------------
+
+COUNTS_AS_A_SCRIPT = """
+def handler(trigger, tools, virtual_files, subagent):
+    return f"Visits: {tools.state.increment(key='visits')}."
+"""
+
+
+def shadow_report(project: Project, workflow: str) -> dict[str, Any]:
+    report = tandem(project, "shadow", workflow, "--json")
+    assert report.returncode == 0, report.stderr
+    result: dict[str, Any] = json.loads(report.stdout)
+    return result
+
+
+def test_a_script_shadow_of_a_scripted_run_runs_to_its_end(project: Project) -> None:
+    project.workflow(
+        "counter",
+        prompt=PROMPT,
+        script=COUNTS_AS_A_SCRIPT,
+        tools=["state.*"],
+        coordinator="llm",
+        shadow="script",
+    )
+    replies = write(project, "replies.yaml", COUNT)
+    ran = tandem(project, "run", "counter", "--model-replies", str(replies))
+    assert ran.returncode == 0, ran.stderr
+    assert "warning" not in ran.stderr
+    report = shadow_report(project, "counter")
+    assert (report["agreed"], report["shadow_failed"], report["pending"]) == (1, 0, 0), report
+    [shadow] = report["shadows"]
+    assert (shadow["coordinator"], shadow["status"]) == ("script", "succeeded")
+
+
+def test_an_llm_shadow_of_a_scripted_run_is_skipped_and_takes_no_turn(project: Project) -> None:
+    project.workflow(
+        "counter", prompt=PROMPT, script=COUNTS_AS_A_SCRIPT, tools=["state.*"], shadow="llm"
+    )
+    replies = write(project, "replies.yaml", COUNT)
+    # The run is the model's (as the shadow would be); its two turns are all there are.
+    argv = ["run", "counter", "--coordinator", "llm", "--model-replies", str(replies)]
+    ran = tandem(project, *argv)
+    assert ran.returncode == 0, ran.stderr
+    assert "warning" not in ran.stderr  # no request was refused, no turn taken
+    report = shadow_report(project, "counter")
+    assert (report["skipped"], report["shadow_failed"]) == (1, 0), report
+    why = (
+        f"skipped: the model's replies ({replies}) are scripted for the run itself;"
+        " an llm shadow has no model of its own offline"
+    )
+    assert report["shadows"][0]["error"] == why
+    text = tandem(project, "shadow", "counter").stdout
+    assert "shadow failed 0, skipped 1" in text and f"  {why}" in text
+
+
+def test_an_llm_shadow_without_a_key_is_skipped_saying_so(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN")
+    project.workflow(
+        "counter", prompt=PROMPT, script=COUNTS_AS_A_SCRIPT, tools=["state.*"], shadow="llm"
+    )
+    ran = tandem(project, "run", "counter")
+    assert ran.returncode == 0, ran.stderr
+    report = shadow_report(project, "counter")
+    assert report["skipped"] == 1, report
+    assert report["shadows"][0]["error"] == "skipped: no model: ANTHROPIC_API_KEY is not set"

@@ -429,3 +429,61 @@ def test_workflow_yaml_is_switched_in_place() -> None:
     assert again == "coordinator: script\ncoordinator_script: script.py\nshadow: llm\n"
     with pytest.raises(RewriteError, match="by hand"):
         set_script_coordinator("coordinator:\n  llm\n")
+
+
+# -- offline: the model's answer from a file ---------------------------------------------------
+
+
+@pytest.fixture
+def offline(fresh: Recorded, monkeypatch: pytest.MonkeyPatch) -> Recorded:
+    """No key, no gateway: nothing to ask but the file."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    return fresh
+
+
+def test_an_answer_file_rewrites_offline(
+    offline: Recorded, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    answer_file = tmp_path / "answer.md"
+    answer_file.write_text(f"Here is the script.\n\n```python\n{GOOD}```\n")
+    assert rewrite(offline, "--model-replies", str(answer_file)) == 0
+    captured = capsys.readouterr()
+    assert f"model: scripted replies from {answer_file} (no API call)" in captured.err
+    assert "agreed 3 of 3" in captured.out
+    assert "warning" not in captured.err
+    assert (offline.folder / "script.candidate.py").read_text() == GOOD
+    assert offline.setup.model.requests == [], "no model was asked"
+
+    script = tmp_path / "script.py"  # a script written by hand is the answer too
+    script.write_text(BAD)
+    assert rewrite(offline, "--model-replies", str(script)) == 1  # one answer: no repair
+    captured = capsys.readouterr()
+    assert "agreed 2 of 3" in captured.out
+    assert "repair" not in captured.err and "warning" not in captured.err
+    assert (offline.folder / "script.candidate.py").read_text() == BAD
+
+
+def test_answer_turns_serve_the_script_then_the_repair_and_json_tells_the_outcome(
+    offline: Recorded, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    turns = tmp_path / "answers.yaml"
+    turns.write_text(
+        yaml.safe_dump([{"text": f"```python\n{BAD}```\n"}, {"text": f"```python\n{GOOD}```"}])
+    )
+    assert rewrite(offline, "--model-replies", str(turns), "--write", "--json") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is the document alone
+    assert (result["workflow"], result["model"]) == ("pr_merged", "claude-sonnet-5-5")
+    assert (result["agreed"], result["repairs"]) == (True, 1)
+    assert {r["run"] for r in result["runs"]} == set(offline.runs)
+    assert all(r["agree"] for r in result["runs"])
+    assert result["candidate"] == str(offline.folder / "script.candidate.py")
+    assert str(offline.folder / "script.py") in result["written"]
+    assert (offline.folder / "script.py").read_text() == GOOD
+    assert "agreed 2 of 3" in captured.err and "repair 1 of 1" in captured.err
+
+    tools = tmp_path / "tools.yaml"
+    tools.write_text("- tool_use: [{name: slack.get_messages, input: {}}]\n")
+    with pytest.raises(UsageError, match="turn 1: a rewrite's answer is text"):
+        rewrite(offline, "--model-replies", str(tools))

@@ -129,7 +129,15 @@ class ProjectConfig:
     @property
     def host_socket_dir(self) -> Path:
         """This process's own socket folder: an embedded host never touches a daemon's."""
-        return self.socket_dir / f"h{os.getpid()}"
+        return self.host_socket_dir_of(os.getpid())
+
+    def host_socket_dir_of(self, pid: int) -> Path:
+        return self.socket_dir / f"h{pid}"
+
+    def embedded_control_socket(self, pid: int) -> Path:
+        """The Control socket of the host embedded in process `pid` (`tandem run` without a
+        daemon, or with --model-replies): other commands reach that process's runs there."""
+        return self.host_socket_dir_of(pid) / "control.sock"
 
     def ensure_dirs(self) -> None:
         """The state folder (0700; refused when others may write it, since whoever can

@@ -33,12 +33,15 @@ class EmbeddedHost:
         plugins: Collection[str] | None = None,
         *,
         zygote: bool = False,
+        skip_llm_shadows: str | None = None,
     ) -> None:
         """`plugins`: start only these (a command about one workflow needs only its own).
-        `zygote`: fork runs from a zygote, as a daemon does; a single run is faster without."""
+        `zygote`: fork runs from a zygote, as a daemon does; a single run is faster without.
+        `skip_llm_shadows`: why an llm shadow gets no model here (see RunManager)."""
         self.config = config
         self.only = plugins
         self.zygote = zygote
+        self.skip_llm_shadows = skip_llm_shadows
         self._host: Host | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -69,7 +72,13 @@ class EmbeddedHost:
             self._call(self._begin(plugins))
             from .host import Host  # its imports overlap the plugins' start
 
-            self._host = Host(self.config, daemon=False, plugin_manager=plugins, zygote=self.zygote)
+            self._host = Host(
+                self.config,
+                daemon=False,
+                plugin_manager=plugins,
+                zygote=self.zygote,
+                skip_llm_shadows=self.skip_llm_shadows,
+            )
             self._call(self._host.start())
         except BaseException:
             if self._host is not None:
@@ -93,6 +102,14 @@ class EmbeddedHost:
     ) -> None:
         if self._host is None:
             return
+        try:
+            if kind is None:  # the shadows of this command's run end first, not cancelled
+                self._call(self._host.runs.settle_shadows())
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        assert self._host is not None
         try:
             self._call(self._host.stop(grace=0))
         finally:

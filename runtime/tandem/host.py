@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -23,7 +24,7 @@ from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
 from .isolation.rundir import remove_sandbox_base, sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
-from .llm.api import ModelApi
+from .llm.api import KEY_VARIABLE, ModelApi
 from .llm.coordinator import LlmCoordinator
 from .llm.subagent import SubagentService
 from .plugins import PluginManager
@@ -59,11 +60,13 @@ class Host:
         plugins: Collection[str] | None = None,
         plugin_manager: PluginManager | None = None,
         zygote: bool | None = None,
+        skip_llm_shadows: str | None = None,
     ) -> None:
         """`plugins`: start only these. `plugin_manager`: one made for this host already,
         perhaps starting (`PluginManager.begin`), on the loop this host will run on.
         `zygote`: fork script runs from a zygote; by default a daemon does (when the config
-        allows) and an embedded host, which serves a single run, does not."""
+        allows) and an embedded host, which serves a single run, does not.
+        `skip_llm_shadows`: why llm shadows get no model here (as without a key)."""
         self.config = config
         self.daemon = daemon
         # Checked before the store opens: a state folder others may write is refused.
@@ -77,7 +80,9 @@ class Host:
         # daemon's sockets; only the Control socket has a well-known path.
         self.private_dir = config.host_socket_dir
         self.toolhost_socket = self.private_dir / "toolhost.sock"
-        self.control_socket = config.control_socket if daemon else self.private_dir / "control.sock"
+        self.control_socket = (
+            config.control_socket if daemon else config.embedded_control_socket(os.getpid())
+        )
         self.store = RunStore(config.database)
         if plugin_manager is None:
             plugin_manager = PluginManager.for_host(config, plugins)
@@ -99,6 +104,9 @@ class Host:
             record_max_result_bytes=config.record_max_result_bytes,
             max_in_flight=config.max_in_flight,
             max_queued=config.max_queued,
+        )
+        self.runs.skip_llm_shadows = skip_llm_shadows or (
+            None if self.model_api.configured else f"no model: {KEY_VARIABLE} is not set"
         )
         # One servicer for every coordinator: the shared socket serves it to the LLM loop
         # and its subagents, and each script run's own socket serves this same instance.

@@ -27,7 +27,7 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
 from .session import RunMode, RunSession
-from .store import Event, RunRecord, RunStore
+from .store import USAGE_KEYS, Event, RunRecord, RunStore
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
 
@@ -89,6 +89,9 @@ class RunManager:
         # Versions already in the store: a Trigger then skips dumping the workflow again.
         self._kept_versions: set[str] = set()
         self.accepting = True
+        # Why this host has no model for an llm shadow (no key; or its model is scripted
+        # for the runs of one command): such a shadow is recorded as skipped, not run.
+        self.skip_llm_shadows: str | None = None
 
     def trigger(
         self,
@@ -443,6 +446,9 @@ class RunManager:
     def _start_shadow(self, primary: RunSession) -> None:
         record = self.store.get(primary.id)
         assert record is not None
+        if primary.workflow.spec.shadow == "llm" and self.skip_llm_shadows is not None:
+            self._skip_shadow(primary, record, self.skip_llm_shadows)
+            return
         shadow = self.trigger(
             primary.workflow.name,
             record.trigger,
@@ -453,6 +459,33 @@ class RunManager:
             workflow=primary.workflow,  # the version the primary ran
         )
         log.info("run %s: shadow %s (%s)", primary.id, shadow.id, shadow.coordinator)
+
+    def _skip_shadow(self, primary: RunSession, record: RunRecord, why: str) -> None:
+        """A shadow that never ran, kept so `tandem shadow` says why."""
+        run_id, now = new_run_id(), time.time()
+        self.store.create(
+            RunRecord(
+                id=run_id,
+                workflow=primary.workflow.name,
+                workflow_version=primary.workflow.version,
+                coordinator="llm",
+                trigger=record.trigger,
+                status="queued",
+                created_at=now,
+                mode="shadow",
+                source_run=primary.id,
+            )
+        )
+        usage = dict.fromkeys(USAGE_KEYS, 0)
+        self.store.finish(run_id, "cancelled", None, f"skipped: {why}", usage, now)
+        self.store.set_plan_diff(run_id, {"primary": primary.id, "skipped": why})
+        log.info("run %s: shadow %s skipped: %s", primary.id, run_id, why)
+
+    async def settle_shadows(self) -> None:
+        """Wait until no shadow is queued or running: a host that stops once its command's
+        run ended (an embedded one) would cancel them."""
+        while any(s.mode.name == "shadow" for s in self.sessions.values()) and self._tasks:
+            await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
 
     def _compare_shadow(self, shadow: RunSession) -> None:
         recording = shadow.mode.recording

@@ -420,6 +420,11 @@ class RunStore:
                 adopted.append(record)
         return adopted
 
+    def host_pid(self, run_id: str) -> int | None:
+        """The process of the host that runs (or ran) the run; None for no such run."""
+        row = self._run("SELECT host_pid FROM runs WHERE id=?", (run_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def get(self, run_id: str, *, events: bool = True) -> RunRecord | None:
         row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:

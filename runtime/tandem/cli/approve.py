@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, UsageError, control, rpc_error
+from .common import EXIT_OK, UsageError, control_for_run, rpc_error
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
@@ -28,7 +28,7 @@ def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
 
     approve = args.command == "approve"
     call, reason = (args.call, "") if approve else _deny_arguments(args)
-    with control(config) as client:
+    with control_for_run(config, args.run_id) as client:
         try:
             reply = client.stub.Decide(
                 control_pb2.DecideRequest(

@@ -34,10 +34,15 @@ def fail(args: argparse.Namespace, message: str) -> int:
 
 @contextlib.contextmanager
 def control(
-    config: ProjectConfig, *, prefer_daemon: bool = True, for_workflow: str | None = None
+    config: ProjectConfig,
+    *,
+    prefer_daemon: bool = True,
+    for_workflow: str | None = None,
+    skip_llm_shadows: str | None = None,
 ) -> Iterator[ControlClient]:
     """A Control client: the daemon's if one is running, else an embedded host's (with only
-    the plugins `for_workflow` needs, when a command concerns one workflow)."""
+    the plugins `for_workflow` needs, when a command concerns one workflow; and no model
+    for llm shadows, saying why, when `skip_llm_shadows`)."""
     if prefer_daemon and config.control_socket.exists():
         from .control_client import ControlClient
 
@@ -57,11 +62,44 @@ def control(
     from tandem.embedded import EmbeddedHost
 
     plugins = needed_plugins(config, for_workflow) if for_workflow else None
-    with EmbeddedHost(config, plugins) as host:
+    with EmbeddedHost(config, plugins, skip_llm_shadows=skip_llm_shadows) as host:
         from .control_client import ControlClient
 
         with contextlib.closing(ControlClient(host.control_socket)) as client:
             yield client
+
+
+@contextlib.contextmanager
+def control_for_run(config: ProjectConfig, run_id: str) -> Iterator[ControlClient]:
+    """A Control client of the host that runs `run_id`, for what only that host can do
+    (approve, deny, cancel). A run may be on a host embedded in another `tandem` command
+    (`tandem run` without a daemon, or with --model-replies beside one): that host serves
+    Control in its own socket folder, found from the run's host process in the store.
+    Otherwise, as `control()`: the daemon's, or an embedded host's."""
+    from .control_client import ControlClient
+
+    pid = _host_pid(config, run_id)
+    socket = config.embedded_control_socket(pid) if pid is not None else None
+    client = ControlClient.connect(socket) if socket is not None else None
+    if client is not None:
+        with contextlib.closing(client):
+            yield client
+        return
+    with control(config) as client:
+        yield client
+
+
+def _host_pid(config: ProjectConfig, run_id: str) -> int | None:
+    """The run's host process, read from the store directly (WAL: beside any host)."""
+    if not config.database.exists():
+        return None
+    from tandem.store import RunStore
+
+    store = RunStore(config.database)
+    try:
+        return store.host_pid(run_id)
+    finally:
+        store.close()
 
 
 def needed_plugins(config: ProjectConfig, workflow: str) -> set[str] | None:

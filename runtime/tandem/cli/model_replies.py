@@ -6,7 +6,9 @@ The turns come from a file (YAML or JSON) or from a recorded run (`run:RUN_ID`, 
 through a host embedded in this process too, never a running daemon: a daemon's
 environment is fixed when it starts, so only a host started here can be pointed at the
 stand-in. While it runs, `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` point at the
-stand-in; they are put back as they were afterwards.
+stand-in; they are put back as they were afterwards. The turns are the run's own: a
+shadow of the run (workflow.yaml `shadow`) never takes them. A script shadow runs, the
+command waiting for it; an llm shadow is recorded as skipped, saying why.
 
 A file is a list of assistant turns, one per model request, in order:
 
@@ -83,6 +85,14 @@ class ScriptedModel:
                 self.api = api
                 yield api
 
+    @property
+    def skip_llm_shadows(self) -> str:
+        """Why the run's llm shadow is skipped: the scripted turns are the run's own."""
+        return (
+            f"the model's replies ({self.source}) are scripted for the run itself;"
+            " an llm shadow has no model of its own offline"
+        )
+
     def warnings(self, record: RunRecord | None = None) -> list[str]:
         """What went differently from the script: requests the stand-in refused (a
         malformed request, or one more than there are replies) and replies left unused."""
@@ -152,6 +162,29 @@ def read_replies(path: Path) -> list[Reply]:
     if problems:
         raise UsageError("\n  ".join(f"{where}: {problem}" for problem in problems))
     return replies
+
+
+def read_answers(path: Path) -> list[Reply]:
+    """`tandem rewrite --model-replies FILE`: the model's answers, text only, one per
+    request (the script, then each repair turn). A .yaml, .yml or .json file is a list of
+    turns as above, each a `text:`; any other file is one answer, its whole text (which
+    holds the ```python block); a .py file is the script itself."""
+    if path.suffix in (".yaml", ".yml", ".json"):
+        replies = read_replies(path)
+        for number, reply in enumerate(replies, 1):
+            if reply.stop_reason == "tool_use":
+                raise UsageError(
+                    f"--model-replies {path}: turn {number}: a rewrite's answer is text"
+                    " (a ```python block holding script.py), not tool_use"
+                )
+        return replies
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"--model-replies {path}: cannot read: {error.strerror}") from None
+    if path.suffix == ".py":
+        text = f"```python\n{text.rstrip()}\n```\n"
+    return [Reply.text(text)]
 
 
 def parse_turns(data: Any) -> tuple[list[Reply], list[str]]:

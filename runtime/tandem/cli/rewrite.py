@@ -4,7 +4,9 @@ candidate, and one repair turn (`--repairs N`) feeds the model the diffs. The ca
 always left beside the workflow as script.candidate.py; `--write` makes it script.py,
 switches workflow.yaml to it and ships the runs as fixtures with a test, when every run
 agrees (or `--accept-diffs`). `--brief [FILE]` writes the material as a markdown brief for
-a person or a coding assistant instead, and asks no model.
+a person or a coding assistant instead, and asks no model. `--model-replies FILE` answers
+for the model, offline (`read_answers` says the format). `--json` prints the outcome as
+one JSON document on stdout, the table going to stderr.
 
 Exit codes: 0 every run agrees (or a brief was written); 1 a run disagrees, or the model
 gave no usable script; 2 usage: no such workflow, no recorded runs, no API key.
@@ -16,9 +18,11 @@ so `main` may import this module at its top.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from tandem.workflows import Workflow
 
     from .control_client import ControlClient
+    from .model_replies import ScriptedModel
 
 MAX_REPAIRS = 5
 
@@ -69,6 +74,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="write the material as a markdown brief instead (default WORKFLOW/REWRITE.md)",
     )
+    rewrite.add_argument(
+        "--model-replies",
+        metavar="FILE",
+        help="the model's answer, offline (no key): its text with a ```python block, a .py"
+        " file as the script itself, or a YAML/JSON list of turns (the script, then repairs)",
+    )
+    rewrite.add_argument("--json", action="store_true", help="print the outcome as JSON")
     rewrite.add_argument("--model", help="the model to ask (default: the workflow's model)")
     rewrite.add_argument(
         "--max-tokens", type=int, default=16_000, metavar="N", help="the answer's token limit"
@@ -76,6 +88,39 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
+    from .common import UsageError
+
+    _check(args, UsageError)
+    folder = config.workflows_dir / args.workflow
+    if not (folder / "workflow.yaml").is_file():
+        raise UsageError(f"no workflow {args.workflow!r} in {config.workflows_dir}")
+    scripted = _scripted(args.model_replies)
+    if scripted is not None:
+        _say(scripted.banner)
+        # A repair turn needs an answer of its own: FILE's answers after the first.
+        args.repairs = min(args.repairs, len(scripted.replies) - 1)
+    result: dict[str, Any] = {"workflow": args.workflow}
+    # The answers are served as the model's, on 127.0.0.1: the same client, the same path.
+    with scripted.serve() if scripted is not None else contextlib.nullcontext():
+        code = _cmd_rewrite(config, args, folder, result)
+    for warning in scripted.warnings() if scripted is not None else []:
+        print(f"tandem: warning: model replies: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return code
+
+
+def _scripted(value: str | None) -> ScriptedModel | None:
+    if value is None:
+        return None
+    from .model_replies import ScriptedModel, read_answers
+
+    return ScriptedModel(value, read_answers(Path(value)))
+
+
+def _cmd_rewrite(
+    config: ProjectConfig, args: argparse.Namespace, folder: Path, result: dict[str, Any]
+) -> int:
     import grpc
 
     from tandem.llm.api import KEY_VARIABLE, ModelApi
@@ -85,16 +130,13 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
 
     from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
 
-    _check(args, UsageError)
-    folder = config.workflows_dir / args.workflow
-    if not (folder / "workflow.yaml").is_file():
-        raise UsageError(f"no workflow {args.workflow!r} in {config.workflows_dir}")
     api = ModelApi.from_env()
     if args.brief is None and not api.configured:
         raise UsageError(
             f"{KEY_VARIABLE} is not set: the rewrite asks the model (set it, and"
-            " ANTHROPIC_BASE_URL for a gateway), or write a brief for a person or a coding"
-            f" assistant with `tandem rewrite {args.workflow} --brief`"
+            " ANTHROPIC_BASE_URL for a gateway), answer for it offline with --model-replies"
+            f" FILE, or write a brief for a person or a coding assistant with"
+            f" `tandem rewrite {args.workflow} --brief`"
         )
     with control(config) as client:
         try:
@@ -108,7 +150,8 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
             if args.brief is not None:
                 target = Path(args.brief) if args.brief else folder / "REWRITE.md"
                 target.write_text(brief_markdown(material), encoding="utf-8")
-                print(f"wrote {target}")
+                print(f"wrote {target}", file=_out(args))
+                result["brief"] = str(target)
                 return EXIT_OK
             if not material.recorded:
                 raise UsageError(
@@ -116,9 +159,11 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
                     f" against: run it first (`tandem run {args.workflow}`), or flag runs"
                 )
             conversation = Conversation(api, args.model or material.model, args.max_tokens)
-            return _rewrite(config, args, client, workflow, material, conversation)
+            result["model"] = conversation.model
+            return _rewrite(config, args, client, workflow, material, conversation, result)
         except RewriteError as error:
             print(f"tandem: {error}", file=sys.stderr)
+            result["error"] = str(error)
             return EXIT_RUN_FAILED
         except grpc.RpcError as error:
             raise rpc_error(error) from None
@@ -137,6 +182,8 @@ def _check(args: argparse.Namespace, usage: type[Exception]) -> None:
         raise usage("--brief asks no model and writes no script: leave out --write")
     if args.accept_diffs and not args.write:
         raise usage("--accept-diffs goes with --write")
+    if args.brief is not None and args.model_replies is not None:
+        raise usage("--brief asks no model: leave out --model-replies")
 
 
 def _rewrite(
@@ -146,6 +193,7 @@ def _rewrite(
     workflow: Workflow,
     material: Material,
     conversation: Conversation,
+    result: dict[str, Any],
 ) -> int:
     from tandem.rewrite import (
         RewriteError,
@@ -171,8 +219,9 @@ def _rewrite(
         candidate = write_candidate(workflow, config.state_dir, script)
         _say(f"replaying {len(runs)} recorded run(s) through {candidate}")
         verdicts = validate(client, runs, candidate)
+        result.update(repairs=turn, runs=[v.to_json() for v in verdicts])
         for line in table(verdicts):
-            print(line, flush=True)
+            print(line, file=_out(args), flush=True)
         if all(v.agree for v in verdicts) or turn == args.repairs:
             break
         disagreeing = [v for v in verdicts if not v.agree]
@@ -182,22 +231,25 @@ def _rewrite(
         except RewriteError:
             write_candidate_file(workflow.folder, script)  # the last script that ran
             raise
-    print(f"candidate: {write_candidate_file(workflow.folder, script)}")
+    candidate_file = write_candidate_file(workflow.folder, script)
+    print(f"candidate: {candidate_file}", file=_out(args))
     agreed = all(v.agree for v in verdicts)
+    result.update(candidate=str(candidate_file), agreed=agreed, written=[])
     if not args.write:
         return EXIT_OK if agreed else EXIT_RUN_FAILED
     if not agreed and not args.accept_diffs:
         differ = sum(1 for v in verdicts if not v.agree)
-        print(
-            f"tandem: not writing script.py: {differ} of {len(verdicts)} recorded run(s)"
+        result["error"] = (
+            f"not writing script.py: {differ} of {len(verdicts)} recorded run(s)"
             " disagree with the candidate (see above); fix the script, flag the runs that"
-            " were wrong (`tandem runs flag RUN_ID WHY --call N`), or give --accept-diffs",
-            file=sys.stderr,
+            " were wrong (`tandem runs flag RUN_ID WHY --call N`), or give --accept-diffs"
         )
+        print(f"tandem: {result['error']}", file=sys.stderr)
         return EXIT_RUN_FAILED
     shipped = [v for v in verdicts if v.agree]
     for path in write_accepted(workflow.folder, script, [client.export(v.run.id) for v in shipped]):
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=_out(args))
+        result["written"].append(str(path))
     left_out = [v.run.id for v in verdicts if not v.agree]
     if left_out:
         print(
@@ -206,6 +258,11 @@ def _rewrite(
             file=sys.stderr,
         )
     return EXIT_OK if agreed else EXIT_RUN_FAILED
+
+
+def _out(args: argparse.Namespace) -> TextIO:
+    """Where the table and the files written go: stderr when stdout is for --json."""
+    return sys.stderr if args.json else sys.stdout
 
 
 def _say(message: str) -> None:

@@ -48,7 +48,12 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
     # The stand-in serves first: an embedded host reads the model's address when it starts.
     with (
         scripted.serve() if scripted is not None else contextlib.nullcontext(),
-        control(config, prefer_daemon=scripted is None, for_workflow=args.workflow) as client,
+        control(
+            config,
+            prefer_daemon=scripted is None,
+            for_workflow=args.workflow,
+            skip_llm_shadows=scripted.skip_llm_shadows if scripted is not None else None,
+        ) as client,
     ):
         import grpc
 

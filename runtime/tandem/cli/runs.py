@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, rpc_error
+from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, control_for_run, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
     from tandem.config import ProjectConfig
@@ -115,7 +115,9 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
         "rerun": _rerun,
         "prune": _prune,
     }.get(args.runs_command or "")
-    with control(config) as client:
+    # Only the host that runs a run can cancel it: perhaps one embedded in another command.
+    cancel = args.runs_command == "cancel"
+    with control_for_run(config, args.run_id) if cancel else control(config) as client:
         try:
             if handler is not None:
                 return handler(client, args)

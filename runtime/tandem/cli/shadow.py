@@ -42,6 +42,7 @@ def cmd_shadow(config: ProjectConfig, args: argparse.Namespace) -> int:
         "differed": sum(1 for r in rows if r["verdict"] == "differed"),
         "shadow_failed": sum(1 for r in rows if r["verdict"] == "shadow failed"),
         "pending": sum(1 for r in rows if r["verdict"] == "pending"),
+        "skipped": sum(1 for r in rows if r["verdict"] == "skipped"),
     }
     if args.json:
         print(json.dumps({"workflow": args.workflow, **counts, "shadows": rows}, indent=2))
@@ -56,13 +57,16 @@ def cmd_shadow(config: ProjectConfig, args: argparse.Namespace) -> int:
         f"{args.workflow}: shadow ({', '.join(coordinators)}) over the last {len(rows)} "
         f"trigger(s): agreed {counts['agreed']}, differed {counts['differed']}, "
         f"shadow failed {counts['shadow_failed']}"
+        + (f", skipped {counts['skipped']}" if counts["skipped"] else "")
         + (f", still running {counts['pending']}" if counts["pending"] else "")
     )
     for row in rows:
         if row["verdict"] in ("agreed", "pending"):
             continue
         print(f"\n{row['verdict'].upper()}: run {row['primary']}, shadow {row['shadow']}")
-        if row["error"]:
+        if row["verdict"] == "skipped":
+            print(f"  {row['error']}")  # "skipped: why"
+        elif row["error"]:
             print(f"  shadow error: {row['error']}")
         diff = PlanDiff.from_json(row["diff"])
         for line in diff.lines():
@@ -76,6 +80,8 @@ def _row(shadow: RunRecord) -> dict[str, Any]:
     diff = shadow.plan_diff or {}
     if not diff:
         verdict = "pending"
+    elif "skipped" in diff:  # it never ran: the host had no model for it
+        verdict = "skipped"
     elif shadow.status != "succeeded":
         verdict = "shadow failed"
     else:

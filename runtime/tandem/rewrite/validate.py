@@ -80,6 +80,20 @@ class Verdict:
         mark = "agree " if self.agree else "DIFFER"
         return f"{mark}  {self.run.id}  {what:<14} {'; '.join(notes)}"
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run.id,
+            "coordinator": self.run.coordinator,
+            "flagged": self.run.flag is not None,
+            "agree": self.agree,
+            "replay": self.replay,
+            "summary": self.diff.summary(),
+            "diff": self.diff.to_json(),
+            "repeated": [call.to_json() for call in self.repeated],
+            "output_differs": self.output_differs,
+            "error": self.error,
+        }
+
     def report(self) -> str:
         """The disagreement in full, for the model's repair turn."""
         flag = self.run.flag
