@@ -188,7 +188,10 @@ def _owner_only(database: Path) -> None:
     """The store holds triggers, tool results and outputs: readable by its owner alone. The
     database is made 0600 before SQLite opens it, and SQLite gives its WAL and shared-memory
     files the database's mode; files an older version left are narrowed too."""
-    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    # Only a file that is not there yet is opened: closing a descriptor of a database this
+    # process has open elsewhere would drop SQLite's POSIX locks on it.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_mode & 0o077:
