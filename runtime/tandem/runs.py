@@ -28,7 +28,8 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording, attempted_plan
 from .session import RunMode, RunSession
-from .store import Event, RunRecord, RunStore
+from .store import Event, RunQuery, RunRecord, RunStore
+from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
 
@@ -112,7 +113,7 @@ class RunManager:
             state = next((s for s in self.registry.states() if s.name == workflow_name), None)
             if state and state.error:
                 raise DefinitionError(workflow_name, f"workflow failed to load:\n{state.error}")
-            raise NotFound(f"no workflow named {workflow_name!r}")
+            raise self.unknown_workflow(workflow_name)
         kind = coordinator or workflow.spec.coordinator
         if kind not in self.coordinators:
             raise DefinitionError(workflow_name, f"unknown coordinator {kind!r}")
@@ -145,6 +146,19 @@ class RunManager:
         )
         self._enqueue(session)
         return session
+
+    def unknown_workflow(self, name: str) -> NotFound:
+        """The error for a workflow name the registry does not know, with the close ones."""
+        hint = did_you_mean(name, (state.name for state in self.registry.states()))
+        return NotFound(f"no workflow named {name!r}{hint}")
+
+    def check_workflow_name(self, name: str) -> None:
+        """NotFound for a name that is neither a workflow nor one that ran (a workflow since
+        removed still has its runs)."""
+        if any(state.name == name for state in self.registry.states()):
+            return
+        if not self.store.list(RunQuery(workflow=name, limit=1)):
+            raise self.unknown_workflow(name)
 
     # -- admission control -----------------------------------------------------------------
 

@@ -140,7 +140,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if request.workflow:
             workflow = self._runs.registry.get(request.workflow)
             if workflow is None:
-                raise NotFound(f"no workflow named {request.workflow!r}")
+                raise self._runs.unknown_workflow(request.workflow)
             tools = [t for t in tools if workflow.in_scope(t.name)]
         return control_pb2.ListWorkflowToolsResponse(tools=[tool_spec(t) for t in tools])
 
@@ -148,6 +148,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ListRuns(
         self, request: control_pb2.ListRunsRequest, context: Context
     ) -> control_pb2.ListRunsResponse:
+        if request.workflow:  # a misspelled name is an error, not an empty list
+            self._runs.check_workflow_name(request.workflow)
         query = RunQuery(
             workflow=request.workflow,
             status=request.status,

@@ -8,7 +8,6 @@ and every virtual file. Problems are collected, each naming the file and the fie
 from __future__ import annotations
 
 import ast
-import difflib
 import fnmatch
 import hashlib
 from collections.abc import Collection, Mapping
@@ -20,6 +19,7 @@ import yaml
 from tandem_sdk.errors import DefinitionError
 
 from tandem.files_tools import FILE_TOOL_NAMES
+from tandem.suggest import did_you_mean
 
 from .paths import UnsafePath, normalise_virtual_path, resolve_inside
 from .spec import WorkflowSpec
@@ -185,6 +185,5 @@ def _no_tool(pattern: str, offered: Collection[str], broken: Mapping[str, str] |
     plugin = pattern.partition(".")[0]
     if broken and plugin in broken:
         return f"{pattern!r}: plugin {plugin!r} failed to load: {broken[plugin]}"
-    close = difflib.get_close_matches(pattern, sorted(offered), n=3, cutoff=0.8)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(pattern, offered, cutoff=0.8)
     return f"no plugin provides a tool matching {pattern!r}{hint}"
