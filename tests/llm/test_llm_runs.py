@@ -181,6 +181,18 @@ def test_out_of_scope_and_unknown_tools_are_refused_as_tool_results(
     assert kinds(record, "tool.call") == []  # nothing out of scope reached a plugin
 
 
+def test_a_misspelled_tool_is_answered_with_the_close_offered_one(
+    daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(Reply.tool_use(("util__ad", {"a": 1, "b": 2})), Reply.text("Sorry."))
+    record = daemon.run("scoped")
+
+    assert record.status == "succeeded", record.error
+    (told,) = results_of(api, 1)
+    assert told["is_error"]
+    assert told["content"] == "NotFound: no tool named 'util__ad' (did you mean util__add?)"
+
+
 def test_max_turns_stops_the_run(daemon: Any, api: AnthropicStandIn) -> None:
     api.add(*[Reply.tool_use(("util__add", {"a": 1, "b": 1}))] * 3)
     record = daemon.run("chatty")
