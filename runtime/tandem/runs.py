@@ -102,10 +102,12 @@ class RunManager:
         replay: Recording | None = None,
         live_reads: bool = False,
         workflow: Workflow | None = None,
+        check_payload: bool = False,
     ) -> RunSession:
         """Start a run. `dry_run` plans every call with side effects instead of making it;
         `replay` answers calls from a recorded run; `workflow` replaces the registry's
-        version (a candidate folder)."""
+        version (a candidate folder); `check_payload` refuses a payload that misses the
+        workflow's input_schema (InvalidArguments), before any run is made."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -114,6 +116,11 @@ class RunManager:
             if state and state.error:
                 raise DefinitionError(workflow_name, f"workflow failed to load:\n{state.error}")
             raise self.unknown_workflow(workflow_name)
+        problem = workflow.payload_problem(payload) if check_payload else None
+        if problem is not None:
+            raise InvalidArguments(
+                f"the payload does not match workflow {workflow.name}'s input_schema: {problem}"
+            )
         kind = coordinator or workflow.spec.coordinator
         if kind not in self.coordinators:
             raise DefinitionError(workflow_name, f"unknown coordinator {kind!r}")

@@ -106,7 +106,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         except json.JSONDecodeError as error:
             raise InvalidArguments(f"payload is not JSON: {error}") from None
         session = self._runs.trigger(
-            request.workflow, payload, request.coordinator or None, dry_run=request.dry_run
+            request.workflow,
+            payload,
+            request.coordinator or None,
+            dry_run=request.dry_run,
+            check_payload=True,  # a person's or a client's trigger: the schema is for them
         )
         return control_pb2.TriggerResponse(run_id=session.id)
 
@@ -127,6 +131,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 info.version = workflow.version
                 info.tools.extend(spec.tools)
                 info.triggers.extend(t.describe() for t in spec.triggers)
+                if spec.input_schema is not None:
+                    info.input_schema_json = json.dumps(spec.input_schema)
             infos.append(info)
         return control_pb2.ListWorkflowsResponse(
             workflows=infos, plugin_errors=[str(e) for e in self._runs.plugins.errors]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as tandem_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tandem/v1/control.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"\x0f\n\rHealthRequest\"\xe2\x01\n\x0eHealthResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\x13\n\x0b\x61\x63tive_runs\x18\x03 \x01(\x05\x12\x13\n\x0bqueued_runs\x18\x07 \x01(\x05\x12\x11\n\tisolation\x18\x04 \x01(\t\x12\x14\n\x0cplugins_down\x18\x05 \x03(\t\x12(\n\x07plugins\x18\x06 \x03(\x0b\x32\x17.tandem.v1.PluginStatus\x12\x14\n\x0czygote_tiers\x18\x08 \x03(\t\x12\x12\n\nzygote_pid\x18\t \x01(\x05\"o\n\x0cPluginStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\x12\n\ncrash_loop\x18\x05 \x01(\x08\x12\x12\n\nlast_error\x18\x06 \x01(\t\"^\n\x0eTriggerRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"_\n\rReplayRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\x12\x15\n\rworkflow_path\x18\x03 \x01(\t\x12\x12\n\nlive_reads\x18\x04 \x01(\x08\"?\n\x0e\x46lagRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x03(\x05\"\x11\n\x0f\x46lagRunResponse\"N\n\rDecideRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63\x61ll\x18\x02 \x01(\x05\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x1f\n\x0e\x44\x65\x63ideResponse\x12\r\n\x05\x63\x61lls\x18\x01 \x03(\x05\"\"\n\x10\x45xportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\")\n\x11\x45xportRunResponse\x12\x14\n\x0c\x66ixture_json\x18\x01 \x01(\t\"!\n\x0fTriggerResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x97\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08triggers\x18\x06 \x03(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\"\x16\n\x14ListWorkflowsRequest\"Z\n\x15ListWorkflowsResponse\x12*\n\tworkflows\x18\x01 \x03(\x0b\x32\x17.tandem.v1.WorkflowInfo\x12\x15\n\rplugin_errors\x18\x02 \x03(\t\",\n\x18ListWorkflowToolsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"?\n\x19ListWorkflowToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"D\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\n\n\x02ts\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\t\"0\n\tRunEvents\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.tandem.v1.RunEvent\"\x8a\x03\n\tRunRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x14\n\x0ctrigger_json\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\x12\x1f\n\x05usage\x18\x0c \x01(\x0b\x32\x10.tandem.v1.Usage\x12#\n\x06\x65vents\x18\r \x03(\x0b\x32\x13.tandem.v1.RunEvent\x12\x0c\n\x04mode\x18\x0e \x01(\t\x12\x12\n\nsource_run\x18\x0f \x01(\t\x12\x11\n\tflag_json\x18\x10 \x01(\t\x12\x16\n\x0eplan_diff_json\x18\x11 \x01(\t\x12\x16\n\x0equeue_position\x18\x12 \x01(\x05\"\x94\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x06 \x01(\x08\x12\r\n\x05since\x18\x07 \x01(\x01\x12\r\n\x05until\x18\x08 \x01(\x01\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tandem.v1.RunRecord\"$\n\x12GetRunTraceRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"&\n\x11\x43\x61ncelRunResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x0f\n\rReloadRequest\" \n\x0eReloadResponse\x12\x0e\n\x06\x65rrors\x18\x01 \x03(\t2\x97\x07\n\x07\x43ontrol\x12=\n\x06Health\x12\x18.tandem.v1.HealthRequest\x1a\x19.tandem.v1.HealthResponse\x12@\n\x07Trigger\x12\x19.tandem.v1.TriggerRequest\x1a\x1a.tandem.v1.TriggerResponse\x12R\n\rListWorkflows\x12\x1f.tandem.v1.ListWorkflowsRequest\x1a .tandem.v1.ListWorkflowsResponse\x12^\n\x11ListWorkflowTools\x12#.tandem.v1.ListWorkflowToolsRequest\x1a$.tandem.v1.ListWorkflowToolsResponse\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x42\n\x0bGetRunTrace\x12\x1d.tandem.v1.GetRunTraceRequest\x1a\x14.tandem.v1.RunRecord\x12>\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x14.tandem.v1.RunEvents0\x01\x12\x46\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x1c.tandem.v1.CancelRunResponse\x12=\n\x06Reload\x12\x18.tandem.v1.ReloadRequest\x1a\x19.tandem.v1.ReloadResponse\x12>\n\x06Replay\x12\x18.tandem.v1.ReplayRequest\x1a\x1a.tandem.v1.TriggerResponse\x12@\n\x07\x46lagRun\x12\x19.tandem.v1.FlagRunRequest\x1a\x1a.tandem.v1.FlagRunResponse\x12\x46\n\tExportRun\x12\x1b.tandem.v1.ExportRunRequest\x1a\x1c.tandem.v1.ExportRunResponse\x12=\n\x06\x44\x65\x63ide\x12\x18.tandem.v1.DecideRequest\x1a\x19.tandem.v1.DecideResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tandem/v1/control.proto\x12\ttandem.v1\x1a\x16tandem/v1/common.proto\"\x0f\n\rHealthRequest\"\xe2\x01\n\x0eHealthResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\x05\x12\x13\n\x0b\x61\x63tive_runs\x18\x03 \x01(\x05\x12\x13\n\x0bqueued_runs\x18\x07 \x01(\x05\x12\x11\n\tisolation\x18\x04 \x01(\t\x12\x14\n\x0cplugins_down\x18\x05 \x03(\t\x12(\n\x07plugins\x18\x06 \x03(\x0b\x32\x17.tandem.v1.PluginStatus\x12\x14\n\x0czygote_tiers\x18\x08 \x03(\t\x12\x12\n\nzygote_pid\x18\t \x01(\x05\"o\n\x0cPluginStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02up\x18\x02 \x01(\x08\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08restarts\x18\x04 \x01(\x05\x12\x12\n\ncrash_loop\x18\x05 \x01(\x08\x12\x12\n\nlast_error\x18\x06 \x01(\t\"^\n\x0eTriggerRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x14\n\x0cpayload_json\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"_\n\rReplayRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x02 \x01(\t\x12\x15\n\rworkflow_path\x18\x03 \x01(\t\x12\x12\n\nlive_reads\x18\x04 \x01(\x08\"?\n\x0e\x46lagRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x03(\x05\"\x11\n\x0f\x46lagRunResponse\"N\n\rDecideRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63\x61ll\x18\x02 \x01(\x05\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x1f\n\x0e\x44\x65\x63ideResponse\x12\r\n\x05\x63\x61lls\x18\x01 \x03(\x05\"\"\n\x10\x45xportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\")\n\x11\x45xportRunResponse\x12\x14\n\x0c\x66ixture_json\x18\x01 \x01(\t\"!\n\x0fTriggerResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xb2\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08triggers\x18\x06 \x03(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\x12\x19\n\x11input_schema_json\x18\t \x01(\t\"\x16\n\x14ListWorkflowsRequest\"Z\n\x15ListWorkflowsResponse\x12*\n\tworkflows\x18\x01 \x03(\x0b\x32\x17.tandem.v1.WorkflowInfo\x12\x15\n\rplugin_errors\x18\x02 \x03(\t\",\n\x18ListWorkflowToolsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\"?\n\x19ListWorkflowToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.tandem.v1.ToolSpec\"D\n\x08RunEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\n\n\x02ts\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\t\"0\n\tRunEvents\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.tandem.v1.RunEvent\"\x8a\x03\n\tRunRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x14\n\x0ctrigger_json\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\x12\x1f\n\x05usage\x18\x0c \x01(\x0b\x32\x10.tandem.v1.Usage\x12#\n\x06\x65vents\x18\r \x03(\x0b\x32\x13.tandem.v1.RunEvent\x12\x0c\n\x04mode\x18\x0e \x01(\t\x12\x12\n\nsource_run\x18\x0f \x01(\t\x12\x11\n\tflag_json\x18\x10 \x01(\t\x12\x16\n\x0eplan_diff_json\x18\x11 \x01(\t\x12\x16\n\x0equeue_position\x18\x12 \x01(\x05\"\x94\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x06 \x01(\x08\x12\r\n\x05since\x18\x07 \x01(\x01\x12\r\n\x05until\x18\x08 \x01(\x01\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.tandem.v1.RunRecord\"$\n\x12GetRunTraceRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"&\n\x11\x43\x61ncelRunResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x0f\n\rReloadRequest\" \n\x0eReloadResponse\x12\x0e\n\x06\x65rrors\x18\x01 \x03(\t2\x97\x07\n\x07\x43ontrol\x12=\n\x06Health\x12\x18.tandem.v1.HealthRequest\x1a\x19.tandem.v1.HealthResponse\x12@\n\x07Trigger\x12\x19.tandem.v1.TriggerRequest\x1a\x1a.tandem.v1.TriggerResponse\x12R\n\rListWorkflows\x12\x1f.tandem.v1.ListWorkflowsRequest\x1a .tandem.v1.ListWorkflowsResponse\x12^\n\x11ListWorkflowTools\x12#.tandem.v1.ListWorkflowToolsRequest\x1a$.tandem.v1.ListWorkflowToolsResponse\x12\x43\n\x08ListRuns\x12\x1a.tandem.v1.ListRunsRequest\x1a\x1b.tandem.v1.ListRunsResponse\x12\x42\n\x0bGetRunTrace\x12\x1d.tandem.v1.GetRunTraceRequest\x1a\x14.tandem.v1.RunRecord\x12>\n\x08WatchRun\x12\x1a.tandem.v1.WatchRunRequest\x1a\x14.tandem.v1.RunEvents0\x01\x12\x46\n\tCancelRun\x12\x1b.tandem.v1.CancelRunRequest\x1a\x1c.tandem.v1.CancelRunResponse\x12=\n\x06Reload\x12\x18.tandem.v1.ReloadRequest\x1a\x19.tandem.v1.ReloadResponse\x12>\n\x06Replay\x12\x18.tandem.v1.ReplayRequest\x1a\x1a.tandem.v1.TriggerResponse\x12@\n\x07\x46lagRun\x12\x19.tandem.v1.FlagRunRequest\x1a\x1a.tandem.v1.FlagRunResponse\x12\x46\n\tExportRun\x12\x1b.tandem.v1.ExportRunRequest\x1a\x1c.tandem.v1.ExportRunResponse\x12=\n\x06\x44\x65\x63ide\x12\x18.tandem.v1.DecideRequest\x1a\x19.tandem.v1.DecideResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,37 +57,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIGGERRESPONSE']._serialized_start=890
   _globals['_TRIGGERRESPONSE']._serialized_end=923
   _globals['_WORKFLOWINFO']._serialized_start=926
-  _globals['_WORKFLOWINFO']._serialized_end=1077
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1079
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1101
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1103
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1193
-  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_start=1195
-  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_end=1239
-  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_start=1241
-  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_end=1304
-  _globals['_RUNEVENT']._serialized_start=1306
-  _globals['_RUNEVENT']._serialized_end=1374
-  _globals['_RUNEVENTS']._serialized_start=1376
-  _globals['_RUNEVENTS']._serialized_end=1424
-  _globals['_RUNRECORD']._serialized_start=1427
-  _globals['_RUNRECORD']._serialized_end=1821
-  _globals['_LISTRUNSREQUEST']._serialized_start=1824
-  _globals['_LISTRUNSREQUEST']._serialized_end=1972
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1974
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2028
-  _globals['_GETRUNTRACEREQUEST']._serialized_start=2030
-  _globals['_GETRUNTRACEREQUEST']._serialized_end=2066
-  _globals['_WATCHRUNREQUEST']._serialized_start=2068
-  _globals['_WATCHRUNREQUEST']._serialized_end=2101
-  _globals['_CANCELRUNREQUEST']._serialized_start=2103
-  _globals['_CANCELRUNREQUEST']._serialized_end=2137
-  _globals['_CANCELRUNRESPONSE']._serialized_start=2139
-  _globals['_CANCELRUNRESPONSE']._serialized_end=2177
-  _globals['_RELOADREQUEST']._serialized_start=2179
-  _globals['_RELOADREQUEST']._serialized_end=2194
-  _globals['_RELOADRESPONSE']._serialized_start=2196
-  _globals['_RELOADRESPONSE']._serialized_end=2228
-  _globals['_CONTROL']._serialized_start=2231
-  _globals['_CONTROL']._serialized_end=3150
+  _globals['_WORKFLOWINFO']._serialized_end=1104
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1106
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1128
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1130
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1220
+  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_start=1222
+  _globals['_LISTWORKFLOWTOOLSREQUEST']._serialized_end=1266
+  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_start=1268
+  _globals['_LISTWORKFLOWTOOLSRESPONSE']._serialized_end=1331
+  _globals['_RUNEVENT']._serialized_start=1333
+  _globals['_RUNEVENT']._serialized_end=1401
+  _globals['_RUNEVENTS']._serialized_start=1403
+  _globals['_RUNEVENTS']._serialized_end=1451
+  _globals['_RUNRECORD']._serialized_start=1454
+  _globals['_RUNRECORD']._serialized_end=1848
+  _globals['_LISTRUNSREQUEST']._serialized_start=1851
+  _globals['_LISTRUNSREQUEST']._serialized_end=1999
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2001
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2055
+  _globals['_GETRUNTRACEREQUEST']._serialized_start=2057
+  _globals['_GETRUNTRACEREQUEST']._serialized_end=2093
+  _globals['_WATCHRUNREQUEST']._serialized_start=2095
+  _globals['_WATCHRUNREQUEST']._serialized_end=2128
+  _globals['_CANCELRUNREQUEST']._serialized_start=2130
+  _globals['_CANCELRUNREQUEST']._serialized_end=2164
+  _globals['_CANCELRUNRESPONSE']._serialized_start=2166
+  _globals['_CANCELRUNRESPONSE']._serialized_end=2204
+  _globals['_RELOADREQUEST']._serialized_start=2206
+  _globals['_RELOADREQUEST']._serialized_end=2221
+  _globals['_RELOADRESPONSE']._serialized_start=2223
+  _globals['_RELOADRESPONSE']._serialized_end=2255
+  _globals['_CONTROL']._serialized_start=2258
+  _globals['_CONTROL']._serialized_end=3177
 # @@protoc_insertion_point(module_scope)
