@@ -53,4 +53,3 @@ def test_an_unknown_workflow_is_a_usage_error_naming_the_close_one(
     result = tandem(served, *command)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "no workflow named 'helo' (did you mean hello?)" in result.stderr
-

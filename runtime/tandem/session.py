@@ -278,9 +278,7 @@ class RunSession:
             self._numbers.pop(seq, None)
             if not self.approvals and self.active:
                 self._store.set_status(self.id, "running")
-        self.emit(
-            "approval.decided", **named, tool=tool.name, approved=approved, reason=reason
-        )
+        self.emit("approval.decided", **named, tool=tool.name, approved=approved, reason=reason)
         if not approved:
             said = f"a person denied this call: {reason}" if decided else f"not run: {reason}"
             raise ToolError(said, tool=tool.name, type="denied")
@@ -296,9 +294,7 @@ class RunSession:
     def decide(self, number: int | None, approved: bool, reason: str) -> list[int]:
         """Answer the waiting call numbered `number` in the trace (every waiting call when
         None); the numbers answered, 0 standing for a subagent's call."""
-        waiting = sorted(
-            seq for seq, n in self._numbers.items() if number is None or n == number
-        )
+        waiting = sorted(seq for seq, n in self._numbers.items() if number is None or n == number)
         decided = []
         for seq in waiting:
             future = self.approvals.get(seq)

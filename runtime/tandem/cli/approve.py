@@ -20,7 +20,9 @@ def add_parser(commands: Any) -> None:
     )
     deny = commands.add_parser("deny", help="refuse a call waiting for approval, saying why")
     deny.add_argument("run_id")
-    deny.add_argument("call", nargs="?", default="", help="its number in `runs show` (default: all)")
+    deny.add_argument(
+        "call", nargs="?", default="", help="its number in `runs show` (default: all)"
+    )
     deny.add_argument("reason", nargs="?", default="")
 
 

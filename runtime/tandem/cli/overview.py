@@ -63,8 +63,9 @@ def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:
         )
         coordinator, version = row["coordinator"] or "-", row["version"] or "-"
         print(f"{row['name']:<24} {state:<6} {coordinator:<7} {version:<17} {row['description']}")
-        if row["input_schema"] is not None:
-            print(f"    input: {_input(row['input_schema'])}")
+        schema = row["input_schema"]
+        if isinstance(schema, dict):
+            print(f"    input: {_input(schema)}")
         if row["error"]:
             print("    " + str(row["error"]).replace("\n", "\n    "))
     for error in reply.plugin_errors:
