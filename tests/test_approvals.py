@@ -66,6 +66,30 @@ def test_an_llm_call_waits_then_runs_once_approved(fresh: Setup) -> None:
     assert {(r.ts, r.name) for r in fresh.slack.reactions_added} == WEBHOOK_101
 
 
+def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup) -> None:
+    run_id, waiter, done = _start_llm(fresh)
+    assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
+    shown = tandem(fresh.project, "runs", "show", run_id).stdout
+    numbered = {
+        int(line.rsplit("(call ", 1)[1].rstrip(")")): line
+        for line in shown.splitlines()
+        if "tool.call" in line and "(call " in line
+    }
+    first, second = _waiting(fresh, run_id)
+    for number in (first, second):
+        assert "slack.add_reaction(" in numbered[number], (number, shown)
+        assert f"call {number} (slack.add_reaction) WAITS" in shown
+        assert f"tandem approve {run_id} {number} " in shown
+    approved = tandem(fresh.project, "approve", run_id, str(second))
+    assert approved.returncode == 0, approved.stderr
+    assert f"approved call(s) {second}" in approved.stdout
+    assert eventually(lambda: _waiting(fresh, run_id) == [first])
+    assert tandem(fresh.project, "deny", run_id, str(first), "not that one").returncode == 0
+    waiter.join(30)
+    decided = {e.data["call"]: e.data for e in done[0].events if e.kind == "approval.decided"}
+    assert decided[second]["approved"] and not decided[first]["approved"]
+
+
 def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup) -> None:
     run_id, waiter, done = _start_llm(fresh)
     assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
@@ -94,7 +118,10 @@ def test_no_decision_in_time_is_a_clear_denial(
         assert record.status == "succeeded", record.error
         decided = [e.data for e in record.events if e.kind == "approval.decided"]
         assert [d["approved"] for d in decided] == [False, False]
-        assert "no decision within 1s" in decided[0]["reason"]
+        assert decided[0]["reason"] == "no decision before the deadline"
+        results = [r for q in setup.model.requests for r in q.tool_results() if r.get("is_error")]
+        told = str(results[0]["content"])
+        assert "no decision before the deadline" in told and "a person denied" not in told
         assert setup.slack.reactions_added == []
     finally:
         setup.close()

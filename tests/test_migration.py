@@ -87,6 +87,9 @@ def test_a_dry_run_of_the_llm_reacts_to_nothing_either(fresh: Setup) -> None:
     assert fresh.slack.reactions_added == []
     results = [r for q in fresh.model.requests for r in q.tool_results()]
     assert any('"dry_run": true' in str(r["content"]) for r in results), results
+    # What slack.add_reaction declares for dry runs, shaped as its real answer ("ok").
+    planned = [json.loads(r["content"]) for r in results if '"dry_run"' in str(r["content"])]
+    assert planned and all(p == {"ok": True, "dry_run": True} for p in planned), planned
 
 
 HOSTILE = """

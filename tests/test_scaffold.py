@@ -62,6 +62,15 @@ def test_the_script_skeleton_runs(made: Project) -> None:
     assert record["output"] == {"message": "Hello, Ada! This is greeting number 1.", "count": 1}
 
 
+def test_the_skeleton_says_what_its_payload_looks_like(made: Project) -> None:
+    listed = json.loads(tandem(made, "workflows", "--json").stdout)["workflows"]
+    schemas = {w["name"]: w["input_schema"] for w in listed}
+    assert schemas["greet"] == schemas["ask"]
+    assert schemas["greet"]["properties"]["name"]["type"] == "string"
+    refused = tandem(made, "run", "greet", "--payload", '{"nam": "Ada"}')
+    assert refused.returncode == 2 and "input_schema" in refused.stderr, refused.stderr
+
+
 def test_the_llm_skeleton_offers_its_tools(made: Project) -> None:
     # Running it needs a model key; `tandem check` above loaded it, prompt and all.
     listed = tandem(made, "tools", "ask", "--json")

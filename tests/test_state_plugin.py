@@ -52,3 +52,32 @@ def test_state_is_durable_and_per_workflow(project: Project, start_daemon) -> No
     daemon.terminate()
     restarted = start_daemon(project)
     assert restarted.run("one").output["count"] == 3, "state survives a restart"
+
+
+COUNTS = """
+def handler(trigger, tools, virtual_files, subagent):
+    s = tools.state
+    count = s.increment(key="runs")
+    return {
+        "next": count + 1,
+        "set": s.set(key="last", value=count),
+        "deleted": s.delete(key="last"),
+        "first": s.add_once(key="seen"),
+    }
+"""
+
+
+def test_a_dry_run_answers_each_tool_as_its_real_answer_reads(
+    project: Project, start_daemon
+) -> None:
+    project.workflow("counts", tools=["state.*"], script=COUNTS)
+    daemon = start_daemon(project)
+    run_id = daemon.client.trigger("counts", None, None, dry_run=True)
+    for _ in daemon.client.watch(run_id):
+        pass
+    record = daemon.client.run(run_id)
+    assert record.status == "succeeded", record.error
+    assert record.output == {"next": 2, "set": None, "deleted": False, "first": True}
+    planned = [e.data for e in record.events if e.kind == "tool.call"]
+    assert {c["source"] for c in planned} == {"planned"}
+    assert daemon.run("counts").output["next"] == 2, "the dry run counted nothing"

@@ -41,7 +41,7 @@ def _tool(schema: dict[str, object]) -> HostTool:
 @pytest.mark.parametrize(("arguments", "refusal"), CASES)
 def test_arguments_are_checked_and_refusals_named(arguments: str, refusal: str | None) -> None:
     tool = _tool(SCHEMA)
-    assert tool._check is not None  # the compiled check answers first
+    assert tool._arguments._check is not None  # the compiled check answers first
     if refusal is None:
         assert tool.parse_arguments(arguments).keys() == json.loads(arguments).keys()
     else:
@@ -64,7 +64,7 @@ def test_where_the_two_read_a_schema_differently_jsonschema_alone_decides(
 ) -> None:
     schema = {"type": "object", "properties": {"v": {"type": ["string", "number"], **keyword}}}
     tool = _tool(schema)
-    assert tool._check is None
+    assert tool._arguments._check is None
     assert tool.parse_arguments(f'{{"v": {accepted}}}') == {"v": json.loads(accepted)}
     with pytest.raises(InvalidArguments, match=r"^slack\.post: v: "):
         tool.parse_arguments(f'{{"v": {refused}}}')
@@ -80,6 +80,6 @@ def test_a_reference_outside_the_schema_is_refused_when_the_tool_is_described() 
         "properties": {"v": {"$ref": "#/$defs/v"}},
     }
     tool = _tool(local)
-    assert tool._check is not None
+    assert tool._arguments._check is not None
     with pytest.raises(InvalidArguments, match="not of type 'integer'"):
         tool.parse_arguments('{"v": "x"}')

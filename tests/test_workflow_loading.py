@@ -104,6 +104,20 @@ MALFORMED = {
         "files.secret",
         "'..'",
     ),
+    "bad_input_schema": (
+        "coordinator: script\ncoordinator_script: script.py\n"
+        "input_schema: {type: object, properties: {name: {type: strin}}}\n",
+        {"script.py": GOOD_SCRIPT},
+        "input_schema.properties.name.type",
+        "not a valid JSON Schema: 'strin'",
+    ),
+    "remote_input_schema": (
+        "coordinator: script\ncoordinator_script: script.py\n"
+        "input_schema: {$ref: 'https://example.com/payload.json'}\n",
+        {"script.py": GOOD_SCRIPT},
+        "input_schema",
+        "outside itself",
+    ),
     "bad_virtual_path": (
         "coordinator: script\ncoordinator_script: script.py\nfiles: {/abs/path: script.py}\n",
         {"script.py": GOOD_SCRIPT},

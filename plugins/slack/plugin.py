@@ -102,7 +102,7 @@ def get_messages(channel: str, ctx: RunContext, limit: int = 20) -> list[dict[st
     return [_summary(message) for message in messages[:limit]]
 
 
-@tool(destructive=False, idempotent=True)
+@tool(destructive=False, idempotent=True, dry_run_result={"ok": True, "dry_run": True})
 def add_reaction(channel: str, ts: str, name: str, ctx: RunContext) -> dict[str, Any]:
     """Add an emoji reaction from the bot to a Slack message.
 

@@ -48,7 +48,7 @@ def get(key: str, ctx: RunContext, default: JsonValue = None) -> JsonValue:
     return json.loads(row[0]) if row else default
 
 
-@tool(destructive=True, idempotent=True, open_world=False)
+@tool(destructive=True, idempotent=True, open_world=False, dry_run_result=None)
 def set(key: str, value: JsonValue, ctx: RunContext) -> None:
     """Store a JSON value under a key, replacing what was there.
 
@@ -63,7 +63,7 @@ def set(key: str, value: JsonValue, ctx: RunContext) -> None:
     )
 
 
-@tool(destructive=True, idempotent=True, open_world=False)
+@tool(destructive=True, idempotent=True, open_world=False, dry_run_result=False)
 def delete(key: str, ctx: RunContext) -> bool:
     """Remove a key. Returns whether it existed.
 
@@ -107,7 +107,8 @@ def add_once(key: str, ctx: RunContext) -> bool:
     return cursor.rowcount == 1
 
 
-@tool(destructive=False, idempotent=False, open_world=False)
+# A dry run answers as a fresh counter would: a number, as scripts expect.
+@tool(destructive=False, idempotent=False, open_world=False, dry_run_result=1)
 def increment(key: str, ctx: RunContext, by: int = 1) -> int:
     """Add to an integer counter (missing counts as 0) and return the new value.
 

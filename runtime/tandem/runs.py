@@ -27,7 +27,8 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
 from .session import RunMode, RunSession
-from .store import USAGE_KEYS, Event, RunRecord, RunStore
+from .store import USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
+from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
 
@@ -104,10 +105,13 @@ class RunManager:
         live_reads: bool = False,
         workflow: Workflow | None = None,
         rerun_of: str | None = None,
+        check_payload: bool = False,
     ) -> RunSession:
         """Start a run. `dry_run` plans every call with side effects instead of making it;
         `replay` answers calls from a recorded run; `workflow` replaces the registry's
-        version (a candidate folder); `rerun_of` names the run whose trigger this is again."""
+        version (a candidate folder); `rerun_of` names the run whose trigger this is again;
+        `check_payload` refuses a payload that misses the workflow's input_schema
+        (InvalidArguments), before any run is made."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -115,7 +119,12 @@ class RunManager:
             state = next((s for s in self.registry.states() if s.name == workflow_name), None)
             if state and state.error:
                 raise DefinitionError(workflow_name, f"workflow failed to load:\n{state.error}")
-            raise NotFound(f"no workflow named {workflow_name!r}")
+            raise self.unknown_workflow(workflow_name)
+        problem = workflow.payload_problem(payload) if check_payload else None
+        if problem is not None:
+            raise InvalidArguments(
+                f"the payload does not match workflow {workflow.name}'s input_schema: {problem}"
+            )
         kind = coordinator or workflow.spec.coordinator
         if kind not in self.coordinators:
             raise DefinitionError(workflow_name, f"unknown coordinator {kind!r}")
@@ -149,6 +158,19 @@ class RunManager:
         )
         self._enqueue(session)
         return session
+
+    def unknown_workflow(self, name: str) -> NotFound:
+        """The error for a workflow name the registry does not know, with the close ones."""
+        hint = did_you_mean(name, (state.name for state in self.registry.states()))
+        return NotFound(f"no workflow named {name!r}{hint}")
+
+    def check_workflow_name(self, name: str) -> None:
+        """NotFound for a name that is neither a workflow nor one that ran (a workflow since
+        removed still has its runs)."""
+        if any(state.name == name for state in self.registry.states()):
+            return
+        if not self.store.list(RunQuery(workflow=name, limit=1)):
+            raise self.unknown_workflow(name)
 
     # -- admission control -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from tandem_sdk.errors import (
     ToolError,
     ToolNotInScope,
 )
-from tandem_sdk.plan import canonical
+from tandem_sdk.plan import canonical, in_plan
 
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .files_tools import FILE_TOOL_NAMES, file_tools
@@ -30,6 +30,7 @@ from .plugins import PluginManager
 from .replay.answers import replayed_answer
 from .replay.recording import RecordedCall, Recording
 from .store import USAGE_KEYS, Event, RunStore
+from .suggest import did_you_mean
 from .tools import HostTool
 from .workflows import Workflow
 from .workflows.paths import UnsafePath, normalise_virtual_path
@@ -84,8 +85,12 @@ class RunSession:
         self.mode = mode or RunMode()
         # Ids of the subagents running now: a tool call may carry one only while it runs.
         self.subagents: set[str] = set()
-        # Calls waiting for a person's decision, by their tool.call event's seq.
+        # Calls waiting for a person's decision, by their tool.call event's seq, and the
+        # number each has in the trace (None for a subagent's call, which has none there).
         self.approvals: dict[int, asyncio.Future[tuple[bool, str]]] = {}
+        self._numbers: dict[int, int | None] = {}
+        # The run's own calls so far, numbered as `tandem runs show` numbers them.
+        self._calls_numbered = 0
         self.workflow = workflow
         self.coordinator = coordinator
         self.trigger = trigger
@@ -147,7 +152,11 @@ class RunSession:
     def resolve_tool(self, name: str) -> HostTool:
         if self.workflow.files and name in FILE_TOOL_NAMES:
             return file_tools()[name]
-        tool, _ = self._plugins.resolve(name)  # NotFound for a tool nobody provides
+        try:
+            tool, _ = self._plugins.resolve(name)
+        except NotFound as error:  # nobody provides it: name the tools this run may call
+            hint = did_you_mean(name, (t.name for t in self.tools_in_scope()))
+            raise NotFound(error.message + hint, tool=name, run_id=self.id) from None
         if not self.workflow.in_scope(name):
             raise ToolNotInScope(
                 f"tool {name!r} is not in the scope of workflow {self.workflow.name!r}",
@@ -180,11 +189,15 @@ class RunSession:
             **tagged,
             raw={"arguments": arguments},
         )
+        number = None
+        if "subagent" not in tagged and in_plan(name):
+            self._calls_numbered += 1
+            number = self._calls_numbered
         started = time.perf_counter()
         closing: dict[str, Any] = {"call": call.seq, "tool": name, "executed": source == "plugin"}
         try:
             if source == "plugin" and self._needs_approval(tool, subagent):
-                await self._approval(call.seq, tool)
+                await self._approval(call.seq, number, tool)
             result_json = await self._answer(source, recorded, tool, arguments, arguments_json)
         except ToolError as error:
             self.emit(
@@ -236,31 +249,39 @@ class RunSession:
             acting, tool.name, annotations.destructive, annotations.read_only
         )
 
-    async def _approval(self, seq: int, tool: HostTool) -> None:
+    async def _approval(self, seq: int, number: int | None, tool: HostTool) -> None:
         """Hold the call until a person decides (`tandem approve|deny`); a denial, or no
-        decision in time, is a ToolError of type `denied` that the coordinator sees."""
+        decision in time, is a ToolError of type `denied` that the coordinator sees. The
+        call is named by its number in the trace; a subagent's call, unnumbered there, is
+        answered with the run's other waiting calls (no CALL)."""
         future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
         self.approvals[seq] = future
+        self._numbers[seq] = number
         timeout = self._approval_timeout()
+        which = f" {number}" if number is not None else ""
+        named: dict[str, Any] = {"call": number} if number is not None else {}
         self.emit(
             "approval.waiting",
-            call=seq,
+            **named,
             tool=tool.name,
             timeout_s=round(timeout, 1),
-            decide=f"tandem approve {self.id} {seq}  |  tandem deny {self.id} {seq} REASON",
+            decide=f"tandem approve {self.id}{which}  |  tandem deny {self.id}{which} REASON",
         )
         self._store.set_status(self.id, "waiting")
+        decided = True
         try:
             approved, reason = await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            approved, reason = False, f"no decision within {timeout:.0f}s"
+            decided, approved, reason = False, False, "no decision before the deadline"
         finally:
             self.approvals.pop(seq, None)
+            self._numbers.pop(seq, None)
             if not self.approvals and self.active:
                 self._store.set_status(self.id, "running")
-        self.emit("approval.decided", call=seq, tool=tool.name, approved=approved, reason=reason)
+        self.emit("approval.decided", **named, tool=tool.name, approved=approved, reason=reason)
         if not approved:
-            raise ToolError(f"a person denied this call: {reason}", tool=tool.name, type="denied")
+            said = f"a person denied this call: {reason}" if decided else f"not run: {reason}"
+            raise ToolError(said, tool=tool.name, type="denied")
 
     def _approval_timeout(self) -> float:
         """The configured wait, and in any case ending a second before the run's own limit,
@@ -270,15 +291,16 @@ class RunSession:
         bounds = [b for b in (configured, left) if b is not None]
         return max(min(bounds), 0.1) if bounds else 3600.0
 
-    def decide(self, seq: int | None, approved: bool, reason: str) -> list[int]:
-        """Answer the waiting call `seq` (every waiting call when None); the seqs answered."""
-        waiting = [seq] if seq is not None else sorted(self.approvals)
+    def decide(self, number: int | None, approved: bool, reason: str) -> list[int]:
+        """Answer the waiting call numbered `number` in the trace (every waiting call when
+        None); the numbers answered, 0 standing for a subagent's call."""
+        waiting = sorted(seq for seq, n in self._numbers.items() if number is None or n == number)
         decided = []
-        for key in waiting:
-            future = self.approvals.get(key)
+        for seq in waiting:
+            future = self.approvals.get(seq)
             if future is not None and not future.done():
                 future.set_result((approved, reason))
-                decided.append(key)
+                decided.append(self._numbers.get(seq) or 0)
         return decided
 
     def _source(self, tool: HostTool, arguments: dict[str, Any]) -> tuple[str, RecordedCall | None]:

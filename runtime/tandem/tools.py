@@ -16,6 +16,45 @@ if TYPE_CHECKING:  # imported on first use: an embedded host starts its plugins 
 
 
 @dataclass(frozen=True)
+class SchemaCheck:
+    """A JSON Schema (2020-12), itself checked as one, that values are checked against:
+    a tool's arguments, a workflow's trigger payload."""
+
+    schema: dict[str, Any]
+    _validator: Draft202012Validator = field(compare=False, repr=False)
+    # The check every value gets, compiled by jsonschema-rs (well under a microsecond,
+    # where jsonschema takes tens); None where jsonschema alone checks (see _compiled).
+    _check: jsonschema_rs.Validator | None = field(compare=False, repr=False)
+
+    @classmethod
+    def create(cls, name: str, schema: dict[str, Any]) -> SchemaCheck:
+        """jsonschema's SchemaError for a schema that is not one; ValueError for one that
+        refers outside itself. `name` says whose schema it is."""
+        from jsonschema import Draft202012Validator
+        from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]
+
+        Draft202012Validator.check_schema(schema)
+        _refuse_remote_references(name, schema)
+        # Only the dialects' own meta-schemas: nothing is ever fetched to check a value.
+        return cls(schema, Draft202012Validator(schema, registry=REGISTRY), _compiled(schema))
+
+    def problem(self, value: Any, whole: str) -> str | None:
+        """None when `value` is valid, else `where: what is wrong` (`whole` names the
+        value itself, when the problem is at its root)."""
+        if self._check is not None and self._check.is_valid(value):
+            return None
+        from jsonschema.exceptions import best_match
+
+        # jsonschema decides what the fast check refuses (it accepts a NaN, say) and names
+        # the most relevant error.
+        problem = best_match(self._validator.iter_errors(value))
+        if problem is None:
+            return None
+        where = "/".join(str(p) for p in problem.absolute_path) or whole
+        return f"{where}: {problem.message}"
+
+
+@dataclass(frozen=True)
 class HostTool:
     name: str  # "plugin.tool"
     provider: str  # the plugin name, or "files" for the built-in file tools
@@ -23,10 +62,7 @@ class HostTool:
     input_schema: dict[str, Any]
     annotations: ToolAnnotations
     dry_run_result_json: str  # what a dry run answers instead of a call; "" = the default
-    _validator: Draft202012Validator = field(compare=False, repr=False)
-    # The check every call makes, compiled by jsonschema-rs (well under a microsecond,
-    # where jsonschema takes tens); None where jsonschema alone checks (see _compiled).
-    _check: jsonschema_rs.Validator | None = field(compare=False, repr=False)
+    _arguments: SchemaCheck = field(compare=False, repr=False)
 
     @classmethod
     def create(
@@ -38,17 +74,8 @@ class HostTool:
         annotations: ToolAnnotations,
         dry_run_result_json: str = "",
     ) -> HostTool:
-        from jsonschema import Draft202012Validator
-        from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]
-
-        Draft202012Validator.check_schema(schema)
-        _refuse_remote_references(name, schema)
-        # Only the dialects' own meta-schemas: nothing is ever fetched to check a call.
-        validator = Draft202012Validator(schema, registry=REGISTRY)
-        check = _compiled(schema)
-        return cls(
-            name, provider, description, schema, annotations, dry_run_result_json, validator, check
-        )
+        check = SchemaCheck.create(name, schema)
+        return cls(name, provider, description, schema, annotations, dry_run_result_json, check)
 
     @property
     def side_effects(self) -> bool:
@@ -70,16 +97,9 @@ class HostTool:
             ) from None
         if not isinstance(arguments, dict):
             raise InvalidArguments(f"{self.name}: arguments must be a JSON object", tool=self.name)
-        if self._check is not None and self._check.is_valid(arguments):
-            return arguments
-        from jsonschema.exceptions import best_match
-
-        # jsonschema decides what the fast check refuses (it accepts a NaN, say) and names
-        # the most relevant error.
-        problem = best_match(self._validator.iter_errors(arguments))
+        problem = self._arguments.problem(arguments, "arguments")
         if problem is not None:
-            where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
-            raise InvalidArguments(f"{self.name}: {where}: {problem.message}", tool=self.name)
+            raise InvalidArguments(f"{self.name}: {problem}", tool=self.name)
         return arguments
 
     @property
@@ -100,7 +120,7 @@ def _objects(schema: Any) -> Iterator[dict[str, Any]]:
 
 def _refuse_remote_references(name: str, schema: dict[str, Any]) -> None:
     """A `$ref` outside the schema itself would have the host fetch it: refused, with what
-    to do instead, when the plugin describes the tool."""
+    to do instead, when the plugin describes the tool (or the workflow loads)."""
     for node in _objects(schema):
         for keyword in ("$ref", "$dynamicRef"):
             target = node.get(keyword)

@@ -3,6 +3,7 @@ against the Messages API stand-in."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
     "busy": {"tools": ["util.add"], "limits": {"max_tool_calls": 1}},
     "plain": {},
     "slow": {"limits": {"timeout_s": 0.5}},
+    "typed": {"input_schema": {"type": "object", "properties": {"numbers": {"type": "array"}}}},
 }
 
 
@@ -179,6 +181,28 @@ def test_out_of_scope_and_unknown_tools_are_refused_as_tool_results(
         "util.echo": "ToolNotInScope",
     }
     assert kinds(record, "tool.call") == []  # nothing out of scope reached a plugin
+
+
+def test_the_model_is_shown_the_input_schema(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.text("Nothing to add."))
+    record = daemon.run("typed", {"numbers": []})
+
+    assert record.status == "succeeded", record.error
+    stable = api.requests[0].body["system"][0]["text"]
+    assert "input_schema" in stable
+    assert json.loads(stable[stable.index("{") :]) == WORKFLOWS["typed"]["input_schema"]
+
+
+def test_a_misspelled_tool_is_answered_with_the_close_offered_one(
+    daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(Reply.tool_use(("util__ad", {"a": 1, "b": 2})), Reply.text("Sorry."))
+    record = daemon.run("scoped")
+
+    assert record.status == "succeeded", record.error
+    (told,) = results_of(api, 1)
+    assert told["is_error"]
+    assert told["content"] == "NotFound: no tool named 'util__ad' (did you mean util__add?)"
 
 
 def test_max_turns_stops_the_run(daemon: Any, api: AnthropicStandIn) -> None:

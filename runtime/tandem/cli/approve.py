@@ -15,10 +15,14 @@ if TYPE_CHECKING:
 def add_parser(commands: Any) -> None:
     approve = commands.add_parser("approve", help="let a call waiting for approval run")
     approve.add_argument("run_id")
-    approve.add_argument("call", nargs="?", type=int, default=0, help="default: every waiting call")
+    approve.add_argument(
+        "call", nargs="?", type=int, default=0, help="its number in `runs show` (default: all)"
+    )
     deny = commands.add_parser("deny", help="refuse a call waiting for approval, saying why")
     deny.add_argument("run_id")
-    deny.add_argument("call", nargs="?", default="", help="default: every waiting call")
+    deny.add_argument(
+        "call", nargs="?", default="", help="its number in `runs show` (default: all)"
+    )
     deny.add_argument("reason", nargs="?", default="")
 
 
@@ -38,7 +42,11 @@ def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
         except grpc.RpcError as error:
             raise rpc_error(error) from None
     verb = "approved" if approve else "denied"
-    print(f"run {args.run_id}: {verb} call(s) {', '.join(map(str, reply.calls))}")
+    numbered = [str(n) for n in reply.calls if n]
+    held = [f"call(s) {', '.join(numbered)}"] if numbered else []
+    if len(numbered) < len(reply.calls):
+        held.append(f"{len(reply.calls) - len(numbered)} subagent call(s)")
+    print(f"run {args.run_id}: {verb} {' and '.join(held)}")
     return EXIT_OK
 
 

@@ -49,6 +49,7 @@ def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:
             "description": w.description,
             "tools": list(w.tools),
             "triggers": list(w.triggers),
+            "input_schema": json.loads(w.input_schema_json) if w.input_schema_json else None,
             "error": w.error or None,
         }
         for w in reply.workflows
@@ -62,6 +63,9 @@ def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:
         )
         coordinator, version = row["coordinator"] or "-", row["version"] or "-"
         print(f"{row['name']:<24} {state:<6} {coordinator:<7} {version:<17} {row['description']}")
+        schema = row["input_schema"]
+        if isinstance(schema, dict):
+            print(f"    input: {_input(schema)}")
         if row["error"]:
             print("    " + str(row["error"]).replace("\n", "\n    "))
     for error in reply.plugin_errors:
@@ -69,6 +73,15 @@ def cmd_workflows(config: ProjectConfig, args: argparse.Namespace) -> int:
     if not rows:
         print(f"no workflows in {config.workflows_dir}")
     return EXIT_OK
+
+
+def _input(schema: dict[str, Any]) -> str:
+    """An input schema as a tool's signature reads; one that is not an object, as JSON."""
+    from . import render
+
+    if schema.get("type") == "object" and schema.get("properties"):
+        return "{" + render.signature(schema) + "}"
+    return json.dumps(schema, separators=(",", ":"))
 
 
 def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:

@@ -54,16 +54,21 @@ def format_event(event: Event) -> str:
     elif kind == "model.response":
         body = _model_response(data)
     elif kind == "approval.waiting":
-        body = f"call {data['call']} ({data['tool']}) WAITS for approval: {data['decide']}"
+        body = f"{_held(data)} ({data['tool']}) WAITS for approval: {data['decide']}"
     elif kind == "approval.decided":
         verdict = "approved" if data.get("approved") else f"DENIED ({data.get('reason')})"
-        body = f"call {data['call']} ({data['tool']}) {verdict}"
+        body = f"{_held(data)} ({data['tool']}) {verdict}"
     else:
         body = _short(data)
     stamp = (
         time.strftime("%H:%M:%S", time.localtime(event.ts)) + f".{int(event.ts * 1000) % 1000:03d}"
     )
     return f"{stamp} {kind:<14} {body}"
+
+
+def _held(data: dict[str, Any]) -> str:
+    """A call held for approval, by its number in the trace (a subagent's has none)."""
+    return f"call {data['call']}" if "call" in data else "a subagent's call"
 
 
 # How a call was answered, marked in the trace; a plain call ran for real.

@@ -36,7 +36,12 @@ class LlmCoordinator:
                 tools=tools,
                 ledger=RunLedger(session),
                 model=session.workflow.spec.model,
-                system=run_system(session.workflow.prompt_text, files, run.trigger),
+                system=run_system(
+                    session.workflow.prompt_text,
+                    files,
+                    run.trigger,
+                    session.workflow.spec.input_schema,
+                ),
                 offered=offered,
                 max_turns=int(run.limits["max_turns"]),
             )

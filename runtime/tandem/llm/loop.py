@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from tandem_sdk.aio import AsyncToolHostClient
 from tandem_sdk.client import ToolInfo
-from tandem_sdk.errors import InterfaceError, LimitExceeded, ToolError, Unauthenticated
+from tandem_sdk.errors import (
+    InterfaceError,
+    LimitExceeded,
+    NotFound,
+    ToolError,
+    Unauthenticated,
+)
 
 from tandem.errors import LimitReached, RunFailed
 from tandem.llm.api import ModelApi
 from tandem.llm.ledger import Ledger
 from tandem.llm.naming import UnmappableName, from_api_name, to_api_name
+from tandem.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from anthropic.types import Message
@@ -168,7 +175,7 @@ class ToolUseLoop:
     async def _run_tool(self, use: JSON) -> JSON:
         name = _tandem_name(use["name"])
         if name is None or (self._allowed is not None and name not in self._allowed):
-            message = f"no tool named {use['name']!r} is offered here"
+            message = f"no tool named {use['name']!r} is offered here{self._hint(use)}"
             self._ledger.emit(
                 "tool.refused", tool=name or use["name"], error="NotOffered", message=message
             )
@@ -181,9 +188,21 @@ class ToolUseLoop:
             raise RunFailed(f"the run's token was refused: {error.message}") from None
         except LimitExceeded as error:
             raise LimitReached("max_tool_calls", error.message) from None
+        except NotFound as error:
+            # A tool nobody provides: named, with the suggestions, as the model knows tools
+            # (API names); a file not found, say, keeps the host's words.
+            hint = self._hint(use)
+            message = f"no tool named {use['name']!r}{hint}" if hint else error.message
+            return _result(use, f"NotFound: {message}", error=True)
         except InterfaceError as error:
             return _result(use, f"{type(error).__name__}: {error.message}", error=True)
         return _result(use, json.dumps(result))
+
+    def _hint(self, use: JSON) -> str:
+        """The offered tools whose names are close to the one the model asked for."""
+        if any(d["name"] == use["name"] for d in self._definitions):
+            return ""
+        return did_you_mean(str(use["name"]), (d["name"] for d in self._definitions))
 
 
 def _tandem_name(api_name: str) -> str | None:

@@ -16,8 +16,15 @@ START = (
 )
 
 
-def run_system(prompt: str, files: list[str], trigger: Any) -> list[JSON]:
+def run_system(
+    prompt: str, files: list[str], trigger: Any, input_schema: JSON | None = None
+) -> list[JSON]:
     stable = prompt.strip()
+    if input_schema is not None:  # the same for every run of this version: cached
+        stable += (
+            "\n\nA run triggered by hand gets a payload valid against this JSON Schema (the"
+            " workflow's input_schema):\n" + _json(input_schema)
+        )
     if files:
         listing = "\n".join(f"- {path}" for path in files)
         stable += (

@@ -32,6 +32,11 @@ triggers:                       # what starts a run; default [manual: {}]
   - manual: {}                  # tandem run __NAME__ --payload '{"name": "Ada"}'
   # - schedule: "*/10 * * * *"  # cron, fired while `tandem serve` runs
   # - webhook: {path: /hooks/__NAME__, secret_env: __ENV___SECRET}  # tandem serve --http
+input_schema:                   # JSON Schema of a manual run's payload: checked before it
+  type: object                  # runs, shown to the model and by `tandem workflows`
+  properties:
+    name: {type: string, description: who to greet}
+  additionalProperties: false
 __COORDINATOR__
 __MODEL_LINE__
 tools: [state.*]                # the tools in scope, globs allowed: tandem tools __NAME__
@@ -71,7 +76,8 @@ sandboxed process; everything it does goes through `tools`, `virtual_files` and
 
 
 def handler(trigger, tools, virtual_files, subagent):
-    # The run's payload: `--payload` JSON for a manual run, null when there is none.
+    # The run's payload: `--payload` JSON for a manual run, valid against workflow.yaml's
+    # input_schema (checked before the run starts); a schedule's or webhook's is not.
     name = trigger.get("name", "world") if isinstance(trigger, dict) else "world"
     # A tool in scope (workflow.yaml `tools:`), keyword arguments only; the answer is
     # JSON. The built-in state plugin keeps values per workflow, across runs.

@@ -116,7 +116,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         except json.JSONDecodeError as error:
             raise InvalidArguments(f"payload is not JSON: {error}") from None
         session = self._runs.trigger(
-            request.workflow, payload, request.coordinator or None, dry_run=request.dry_run
+            request.workflow,
+            payload,
+            request.coordinator or None,
+            dry_run=request.dry_run,
+            check_payload=True,  # a person's or a client's trigger: the schema is for them
         )
         return control_pb2.TriggerResponse(run_id=session.id)
 
@@ -137,6 +141,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 info.version = workflow.version
                 info.tools.extend(spec.tools)
                 info.triggers.extend(t.describe() for t in spec.triggers)
+                if spec.input_schema is not None:
+                    info.input_schema_json = json.dumps(spec.input_schema)
             infos.append(info)
         return control_pb2.ListWorkflowsResponse(
             workflows=infos, plugin_errors=[str(e) for e in self._runs.plugins.errors]
@@ -150,7 +156,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if request.workflow:
             workflow = self._runs.registry.get(request.workflow)
             if workflow is None:
-                raise NotFound(f"no workflow named {request.workflow!r}")
+                raise self._runs.unknown_workflow(request.workflow)
             tools = [t for t in tools if workflow.in_scope(t.name)]
         return control_pb2.ListWorkflowToolsResponse(tools=[tool_spec(t) for t in tools])
 
@@ -158,6 +164,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ListRuns(
         self, request: control_pb2.ListRunsRequest, context: Context
     ) -> control_pb2.ListRunsResponse:
+        if request.workflow:  # a misspelled name is an error, not an empty list
+            self._runs.check_workflow_name(request.workflow)
         query = RunQuery(
             workflow=request.workflow,
             status=request.status,

@@ -8,7 +8,6 @@ and every virtual file. Problems are collected, each naming the file and the fie
 from __future__ import annotations
 
 import ast
-import difflib
 import fnmatch
 import hashlib
 from collections.abc import Collection, Mapping
@@ -20,6 +19,8 @@ import yaml
 from tandem_sdk.errors import DefinitionError
 
 from tandem.files_tools import FILE_TOOL_NAMES
+from tandem.suggest import did_you_mean
+from tandem.tools import SchemaCheck
 
 from .paths import UnsafePath, normalise_virtual_path, resolve_inside
 from .spec import WorkflowSpec
@@ -52,9 +53,17 @@ class Workflow:
     script_source: str | None
     prompt_text: str | None
     files: dict[str, bytes] = field(repr=False)
+    inputs: SchemaCheck | None = field(default=None, compare=False, repr=False)
 
     def in_scope(self, tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.spec.tools)
+
+    def payload_problem(self, payload: object) -> str | None:
+        """What makes `payload` miss the workflow's input_schema; None when it fits (or
+        the workflow declares none)."""
+        if self.inputs is None:
+            return None
+        return self.inputs.problem(payload, "payload")
 
     @property
     def script_path(self) -> Path | None:
@@ -109,6 +118,7 @@ def load_workflow(
     elif spec.shadow == "llm" and spec.prompt is None:
         problems.append((where, "prompt", "required when shadow: llm"))
 
+    inputs = _input_check(spec, where, problems)
     offered = set(known_tools) | (FILE_TOOL_NAMES if spec.files else set())
     for pattern in spec.tools:
         if not any(fnmatch.fnmatchcase(tool, pattern) for tool in offered):
@@ -143,6 +153,7 @@ def load_workflow(
         script_source=script_source,
         prompt_text=prompt_text,
         files=files,
+        inputs=inputs,
     )
 
 
@@ -160,6 +171,24 @@ def _read_text(
     except (UnsafePath, OSError, UnicodeDecodeError) as error:
         problems.append((where, field_name, f"{name}: {error}"))
         return None
+
+
+def _input_check(
+    spec: WorkflowSpec, where: str, problems: list[tuple[str, str, str]]
+) -> SchemaCheck | None:
+    """The input_schema compiled, or a problem naming where in it it is not a schema."""
+    if spec.input_schema is None:
+        return None
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        return SchemaCheck.create(f"workflow {spec.name}", spec.input_schema)
+    except SchemaError as error:
+        at = ".".join(["input_schema", *(str(p) for p in error.absolute_path)])
+        problems.append((where, at, f"not a valid JSON Schema: {error.message}"))
+    except ValueError as error:
+        problems.append((where, "input_schema", str(error)))
+    return None
 
 
 def _check_script(path: str, source: str, problems: list[tuple[str, str, str]]) -> None:
@@ -185,6 +214,5 @@ def _no_tool(pattern: str, offered: Collection[str], broken: Mapping[str, str] |
     plugin = pattern.partition(".")[0]
     if broken and plugin in broken:
         return f"{pattern!r}: plugin {plugin!r} failed to load: {broken[plugin]}"
-    close = difflib.get_close_matches(pattern, sorted(offered), n=3, cutoff=0.8)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    hint = did_you_mean(pattern, offered, cutoff=0.8)
     return f"no plugin provides a tool matching {pattern!r}{hint}"

@@ -118,6 +118,9 @@ class WorkflowSpec(_Strict):
     # primary run's recording, and keep the two plans' diff (`tandem shadow`).
     shadow: Literal["llm", "script"] | None = None
     approvals: Approvals = Field(default_factory=Approvals)
+    # What a manual or Control trigger's payload must look like (JSON Schema 2020-12):
+    # checked before a run is made, shown to the model and by `tandem workflows`.
+    input_schema: dict[str, Any] | None = None
 
     @field_validator("triggers")
     @classmethod

@@ -351,7 +351,7 @@ class DecideRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     call: _builtins.int
-    """the waiting tool.call's seq; 0: every call waiting in the run"""
+    """the waiting call's number in the trace (`runs show`); 0: every call waiting"""
     approve: _builtins.bool
     reason: _builtins.str
     def __init__(
@@ -377,7 +377,7 @@ class DecideResponse(_message.Message):
     CALLS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def calls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """the calls decided"""
+        """the calls decided, by number; 0 for a subagent's call"""
 
     def __init__(
         self,
@@ -461,6 +461,7 @@ class WorkflowInfo(_message.Message):
     TRIGGERS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     LOADED_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     coordinator: _builtins.str
@@ -469,6 +470,10 @@ class WorkflowInfo(_message.Message):
     """set when the last load failed (a last good version may still be served)"""
     loaded: _builtins.bool
     """a good version is being served"""
+    input_schema_json: _builtins.str
+    """The workflow.yaml `input_schema` (JSON Schema) a manual or Control trigger's payload
+    must match; empty when it declares none.
+    """
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -484,10 +489,11 @@ class WorkflowInfo(_message.Message):
         triggers: _abc.Iterable[_builtins.str] | None = ...,
         error: _builtins.str = ...,
         loaded: _builtins.bool = ...,
+        input_schema_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "description", b"description", "error", b"error", "loaded", b"loaded", "name", b"name", "tools", b"tools", "triggers", b"triggers", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "description", b"description", "error", b"error", "input_schema_json", b"input_schema_json", "loaded", b"loaded", "name", b"name", "tools", b"tools", "triggers", b"triggers", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
