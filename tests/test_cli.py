@@ -138,3 +138,59 @@ def test_schedule_trigger_fires_runs(project: Project, start_daemon) -> None:
     assert eventually(lambda: len(daemon.client.runs("ticker", "succeeded", 10)) >= 2)
     payload = daemon.client.runs("ticker", "succeeded", 1)[0].output
     assert payload["trigger"] == "schedule" and payload["schedule"] == "* * * * * *"
+
+
+def test_version_names_the_package(cli_project: Project) -> None:
+    import importlib.metadata
+
+    result = tandem(cli_project, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"tandem {importlib.metadata.version('tandem')}\n"
+
+
+WAITS = """
+import threading
+
+def handler(trigger, tools, virtual_files, subagent):
+    tools.state.increment(key="started")
+    threading.Event().wait()  # until the run is cancelled (or its time limit)
+"""
+
+
+def test_ctrl_c_on_a_followed_run_cancels_it_and_says_so(project: Project, start_daemon) -> None:
+    import selectors
+    import signal
+    import subprocess
+    import time
+
+    from tandem.testing.daemon import TANDEM
+
+    project.workflow("waits", script=WAITS, tools=["state.*"], limits={"timeout_s": 60})
+    daemon = start_daemon(project)
+    process = subprocess.Popen(
+        [*TANDEM, "--project", str(project.root), "run", "waits", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The trace shows the run's tool call: the run is under way when Ctrl-C comes.
+        seen, deadline = "", time.monotonic() + 30
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while "state.increment" not in seen and time.monotonic() < deadline:
+                if selector.select(deadline - time.monotonic()):
+                    line = process.stdout.readline()
+                    if not line:
+                        break
+                    seen += line
+        assert "state.increment" in seen, seen
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    [run] = daemon.client.runs("waits", "", 10)
+    assert process.returncode == 130, err
+    assert f"run {run.id} cancelled\n" in err
+    assert eventually(lambda: daemon.client.run(run.id).status == "cancelled")

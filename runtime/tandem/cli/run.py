@@ -83,7 +83,8 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         except DaemonLost as lost:
             raise UsageError(str(lost)) from None
         except KeyboardInterrupt:
-            client.cancel(run_id)
+            if client.cancel(run_id):
+                print(f"run {run_id} cancelled", file=sys.stderr, flush=True)
             raise
         try:
             stale = _stale_warning(client, args.workflow)
