@@ -17,6 +17,7 @@ from tandem.workflows.loader import WORKFLOW_FILE
 from tandem.workflows.spec import DEFAULT_MODEL
 
 from .base import Scaffold, ScaffoldError, check_name, commented, fill, write_new_folder
+from .pytest_config import ensure_pytest_config
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")  # as WorkflowSpec.name
 MAX_NAME = 64
@@ -171,4 +172,6 @@ def scaffold_workflow(config: ProjectConfig, name: str, coordinator: str = "scri
     else:
         files["prompt.md"] = PROMPT_MD
     written = write_new_folder(folder, files, manifest=WORKFLOW_FILE)
-    return Scaffold("workflow", name, folder, written, coordinator)
+    # Also for an llm workflow: `tandem rewrite --write` gives it tests/test_script.py.
+    tested = ensure_pytest_config(config.root)
+    return Scaffold("workflow", name, folder, written, coordinator, tested)
