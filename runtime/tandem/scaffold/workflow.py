@@ -134,6 +134,13 @@ def example_fixture(name: str) -> dict[str, Any]:
     }
 
 
+def with_script_notes(text: str, name: str) -> str:
+    """workflow.yaml's text with the llm skeleton's note that there are no tests replaced
+    by the script skeleton's, once `tandem rewrite --write` gave the workflow a script and
+    tests. Text that does not hold the note is returned as it is."""
+    return text.replace(fill(LLM_TESTS, name=name), SCRIPT_TESTS)
+
+
 def scaffold_workflow(config: ProjectConfig, name: str, coordinator: str = "script") -> Scaffold:
     """Write `workflows/NAME/` for the chosen coordinator; ScaffoldError when the name is
     bad or taken."""
