@@ -186,7 +186,7 @@ def test_ctrl_c_on_a_followed_run_cancels_it_and_says_so(project: Project, start
                     seen += line
         assert "state.increment" in seen, seen
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     finally:
         process.kill()
         process.wait()

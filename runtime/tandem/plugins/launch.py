@@ -27,6 +27,22 @@ START_TIMEOUT_S = 20.0
 READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
 
 
+class PluginLoadError(DefinitionError):
+    """A plugin process that did not serve. It reads as a workflow's errors do, file first:
+    `path/to/plugin.py:LINE: message` when the plugin server placed the error (a syntax
+    error, a tool's bad signature, an exception at import), else `path/to/plugin.py:
+    message`. `plugin` names it."""
+
+    def __init__(self, manifest: PluginManifest, report: str) -> None:
+        if not report.startswith(str(manifest.folder)):
+            report = f"{manifest.module_path}: {report}"
+        super().__init__(f"plugin {manifest.name!r}", report)
+        self.plugin = manifest.name
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 @dataclass(eq=False)
 class Generation:
     """One launch of the plugin process and the link that reaches it."""
@@ -61,7 +77,7 @@ def plugin_version(folder: Path) -> str:
 async def launch(
     manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None = None
 ) -> Generation:
-    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load.
+    """Start the plugin and describe it; PluginLoadError, with its stderr, if it cannot load.
 
     `standby`, when it was started with this plugin's environment and is still alive, is
     told to load the plugin instead of a new process being started. Readiness is a
@@ -84,7 +100,7 @@ async def launch(
         reason = _load_error(manifest, process)
         if timed_out:
             reason = f"did not start serving within {START_TIMEOUT_S:g}s: {reason}"
-        raise DefinitionError(f"plugin {manifest.name!r}", reason)
+        raise PluginLoadError(manifest, reason)
     generation = Generation(process, PluginLink(socket), socket, version)
     describe = asyncio.ensure_future(generation.link.describe(START_TIMEOUT_S))
     exited = asyncio.ensure_future(process.wait())
@@ -99,7 +115,7 @@ async def launch(
         describe.cancel()
         exited.cancel()
         await generation.close()
-        raise DefinitionError(f"plugin {manifest.name!r}", _load_error(manifest, process))
+        raise PluginLoadError(manifest, _load_error(manifest, process))
     exited.cancel()
     try:
         generation.tools = [
@@ -115,7 +131,7 @@ async def launch(
         ]
     except Exception as error:  # a schema the host cannot check calls against
         await generation.close()
-        raise DefinitionError(f"plugin {manifest.name!r}", str(error)) from None
+        raise PluginLoadError(manifest, str(error)) from None
     return generation
 
 
@@ -178,9 +194,13 @@ async def _stop(process: ManagedProcess, socket: Path) -> None:
 
 
 def _load_error(manifest: PluginManifest, process: ManagedProcess) -> str:
-    """Why a stopped process did not serve: its stderr, else its exit status."""
-    reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
-    return reason.removeprefix(f"plugin {manifest.name!r}: ")  # the server names it too
+    """Why a stopped process did not serve: its stderr (whose last line is the server's
+    report, `path:LINE: message`), else its exit status."""
+    lines = process.stderr_tail.strip().splitlines()
+    placed = [i for i, line in enumerate(lines) if line.startswith(str(manifest.folder))]
+    if placed:  # what the plugin printed before it is in the daemon's log
+        lines = lines[placed[-1] :]
+    return "\n".join(lines) or f"exited with status {process.returncode}"
 
 
 def _prepare(socket: Path, data_dir: Path) -> None:

@@ -64,22 +64,27 @@ def _existing(root: Path) -> PytestConfig | None:
     """The first file pytest would take its configuration from, in pytest's order."""
     for name in ("pytest.toml", ".pytest.toml"):
         if (root / name).is_file():
-            options = _toml(root / name).get("pytest", {})
+            options = _table(_toml(root / name), "pytest")
             return PytestConfig(root / name, False, _importlib(options.get("addopts")))
     for name in ("pytest.ini", ".pytest.ini"):
         if (root / name).is_file():  # the file counts even without a [pytest] section
             return PytestConfig(root / name, False, _ini_importlib(root / name, "pytest"))
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
-        tool = _toml(pyproject).get("tool", {}).get("pytest", {})
-        if "ini_options" in tool or "pytest" in tool:
-            options = {**tool.get("ini_options", {}), **tool}
+        tool = _table(_table(_toml(pyproject), "tool"), "pytest")
+        if tool:  # [tool.pytest.ini_options], or pytest 9's [tool.pytest]
+            options = {**_table(tool, "ini_options"), **tool}
             return PytestConfig(pyproject, False, _importlib(options.get("addopts")))
     for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
         path = root / name
         if path.is_file() and _ini_section(path, section) is not None:
             return PytestConfig(path, False, _ini_importlib(path, section))
     return None
+
+
+def _table(table: dict[str, object], key: str) -> dict[str, object]:
+    value = table.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _toml(path: Path) -> dict[str, object]:

@@ -74,6 +74,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.HealthRequest, context: Context
     ) -> control_pb2.HealthResponse:
         plugins = self._runs.plugins.plugins
+        # A plugin that never loaded has no process: only its load error.
+        never = {
+            name: why for name, why in self._runs.plugins.broken.items() if name not in plugins
+        }
         zygote = self._zygote
         return control_pb2.HealthResponse(
             zygote_tiers=[t for t in STRICTNESS if zygote is not None and zygote.serves(t)],
@@ -84,17 +88,24 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             queued_runs=self._runs.queued,
             isolation=self._isolation,
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
-            plugins=[
-                control_pb2.PluginStatus(
-                    name=name,
-                    up=plugin.up,
-                    pid=plugin.pid or 0,
-                    restarts=plugin.restarts,
-                    crash_loop=plugin.crash_loop,
-                    last_error=plugin.last_error or "",
-                )
-                for name, plugin in sorted(plugins.items())
-            ],
+            plugins=sorted(
+                [
+                    *(
+                        control_pb2.PluginStatus(
+                            name=name,
+                            up=plugin.up,
+                            pid=plugin.pid or 0,
+                            restarts=plugin.restarts,
+                            crash_loop=plugin.crash_loop,
+                            last_error=plugin.last_error or "",
+                            load_error=plugin.load_error or "",
+                        )
+                        for name, plugin in plugins.items()
+                    ),
+                    *(control_pb2.PluginStatus(name=n, load_error=e) for n, e in never.items()),
+                ],
+                key=lambda status: status.name,
+            ),
         )
 
     @unary

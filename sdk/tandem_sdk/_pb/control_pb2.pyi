@@ -96,6 +96,7 @@ class PluginStatus(_message.Message):
     RESTARTS_FIELD_NUMBER: _builtins.int
     CRASH_LOOP_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LOAD_ERROR_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     up: _builtins.bool
     pid: _builtins.int
@@ -103,6 +104,11 @@ class PluginStatus(_message.Message):
     crash_loop: _builtins.bool
     """exiting again and again: restarts are backed off"""
     last_error: _builtins.str
+    load_error: _builtins.str
+    """Why the plugin's newest code does not load, `path/to/plugin.py:LINE: message`. With
+    `up`, the code that loaded before serves on (a failed hot reload); without, the
+    plugin never loaded (no process, no tools).
+    """
     def __init__(
         self,
         *,
@@ -112,10 +118,11 @@ class PluginStatus(_message.Message):
         restarts: _builtins.int = ...,
         crash_loop: _builtins.bool = ...,
         last_error: _builtins.str = ...,
+        load_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "last_error", b"last_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
