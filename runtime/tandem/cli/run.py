@@ -58,6 +58,11 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
             run_id = client.trigger(args.workflow, payload, args.coordinator, dry_run=args.dry_run)
         except grpc.RpcError as error:
             raise rpc_error(error) from None
+        if client.socket == config.control_socket:  # the daemon's plugins, its environment
+            from .environment import environment_warnings
+
+            for warning in environment_warnings(client, args.workflow):
+                print(f"tandem: warning: {warning}", file=sys.stderr, flush=True)
         renderer = render.TraceRenderer()
 
         def show(event: Event) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -230,3 +231,21 @@ def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
 def _secrets(manifest: PluginManifest) -> dict[str, str]:
     """The daemon's values of the variables the manifest names: all a plugin sees of it."""
     return {name: os.environ[name] for name in manifest.secrets if name in os.environ}
+
+
+MIN_NONCE_BYTES = 16
+
+
+def environment_digests(manifest: PluginManifest, nonce: bytes) -> dict[str, str]:
+    """Each variable the manifest names -> HMAC-SHA256 under `nonce` of the value the
+    plugin gets from the daemon, "" when it gets none: a client compares its own values
+    without a value leaving either process. Empty for a nonce too short to key it."""
+    if len(nonce) < MIN_NONCE_BYTES:
+        return {}
+    given = _secrets(manifest)
+    return {
+        name: hmac.new(nonce, given[name].encode(), hashlib.sha256).hexdigest()
+        if name in given
+        else ""
+        for name in manifest.secrets
+    }

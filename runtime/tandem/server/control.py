@@ -14,6 +14,7 @@ from tandem_sdk.protocol import PROTOCOL_VERSION
 
 from tandem import __version__
 from tandem.isolation import STRICTNESS
+from tandem.plugins.launch import environment_digests
 from tandem.replay import fixture_of
 from tandem.runs import RunManager
 from tandem.store import Event, RunQuery, RunRecord
@@ -99,6 +100,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                             crash_loop=plugin.crash_loop,
                             last_error=plugin.last_error or "",
                             load_error=plugin.load_error or "",
+                            environment=environment_digests(
+                                plugin.manifest, request.environment_nonce
+                            ),
                         )
                         for name, plugin in plugins.items()
                     ),
