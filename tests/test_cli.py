@@ -138,3 +138,86 @@ def test_schedule_trigger_fires_runs(project: Project, start_daemon) -> None:
     assert eventually(lambda: len(daemon.client.runs("ticker", "succeeded", 10)) >= 2)
     payload = daemon.client.runs("ticker", "succeeded", 1)[0].output
     assert payload["trigger"] == "schedule" and payload["schedule"] == "* * * * * *"
+
+
+def test_version_names_the_package(cli_project: Project) -> None:
+    import importlib.metadata
+
+    result = tandem(cli_project, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"tandem {importlib.metadata.version('tandem')}\n"
+
+
+WAITS = """
+import threading
+
+def handler(trigger, tools, virtual_files, subagent):
+    tools.state.increment(key="started")
+    threading.Event().wait()  # until the run is cancelled (or its time limit)
+"""
+
+
+def test_ctrl_c_on_a_followed_run_cancels_it_and_says_so(project: Project, start_daemon) -> None:
+    import selectors
+    import signal
+    import subprocess
+    import time
+
+    from tandem.testing.daemon import TANDEM
+
+    project.workflow("waits", script=WAITS, tools=["state.*"], limits={"timeout_s": 60})
+    daemon = start_daemon(project)
+    process = subprocess.Popen(
+        [*TANDEM, "--project", str(project.root), "run", "waits", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The trace shows the run's tool call: the run is under way when Ctrl-C comes.
+        seen, deadline = "", time.monotonic() + 30
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while "state.increment" not in seen and time.monotonic() < deadline:
+                if selector.select(deadline - time.monotonic()):
+                    line = process.stdout.readline()
+                    if not line:
+                        break
+                    seen += line
+        assert "state.increment" in seen, seen
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    [run] = daemon.client.runs("waits", "", 10)
+    assert process.returncode == 130, err
+    assert f"run {run.id} cancelled\n" in err
+    assert eventually(lambda: daemon.client.run(run.id).status == "cancelled")
+
+
+def test_a_run_through_the_daemon_warns_of_variables_its_plugins_see_otherwise(
+    project: Project, start_daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    project.workflow("reads_slack", script=OK, tools=["state.*", "slack.get_messages"])
+    for name in ("SLACK_BOT_TOKEN", "SLACK_API_URL", "GITHUB_TOKEN", "GITHUB_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    theirs = {"SLACK_API_URL": "http://127.0.0.1:9/daemons/"}  # and no token
+    daemon = start_daemon(project, env=theirs)
+    token, url = "xoxb-shell-only-secret", "http://127.0.0.1:9/mine/"
+    mine = {"SLACK_BOT_TOKEN": token, "SLACK_API_URL": url, "GITHUB_TOKEN": "gh"}
+    ran = tandem(project, "run", "reads_slack", env={**os.environ, **mine})
+    assert ran.returncode == 0, ran.stderr
+    warnings = [line for line in ran.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        "tandem: warning: SLACK_API_URL in this shell differs from the value the daemon's"
+        " plugin slack gets: the run goes through the daemon, which uses its own",
+        "tandem: warning: SLACK_BOT_TOKEN is set in this shell, but the daemon's plugin slack"
+        " does not get it: the run goes through the daemon, whose environment lacks it",
+    ]  # and none for GITHUB_TOKEN: no github tool is in the workflow's scope
+    assert token not in ran.stderr + ran.stdout and url not in ran.stderr + ran.stdout
+    same = tandem(project, "run", "reads_slack", env={**os.environ, **theirs})
+    assert same.returncode == 0 and "warning" not in same.stderr, same.stderr
+    assert len(daemon.client.runs("reads_slack", "", 10)) == 2

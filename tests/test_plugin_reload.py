@@ -4,6 +4,7 @@ are picked up, and every run's trace names the plugin code that served it."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -52,7 +53,19 @@ def test_plugin_edits_are_served_by_the_next_run(project: Project, start_daemon)
     third = daemon.run("caller")
     assert (third.output, _versions(third)) == ("two", [v2]), "the old process serves on"
     listed = tandem(project, "workflows").stdout
-    assert "plugin error" in listed and "half-saved file" in listed
+    error = f"{folder / 'plugin.py'}:1: RuntimeError: half-saved file"
+    assert f"plugin error: {error}" in listed
+    status = tandem(project, "status")
+    assert status.returncode == 0, "the old code serves: the plugin is up"
+    assert "its new code does not load; the code before serves on" in status.stdout
+    assert f"    {error}\n" in status.stdout, status.stdout
+    plugins = json.loads(tandem(project, "status", "--json").stdout)["plugins"]
+    [notes] = [p for p in plugins if p["name"] == "notes"]
+    assert (notes["up"], notes["load_error"]) == (True, error)
+
+    (folder / "plugin.py").write_text(textwrap.dedent(NOTES.format(word="three")))
+    assert eventually(lambda: daemon.run("caller").output == "three"), daemon.log
+    assert "does not load" not in tandem(project, "status").stdout, "fixed: said no more"
 
 
 def test_new_and_removed_plugin_folders(project: Project, start_daemon) -> None:

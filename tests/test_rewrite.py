@@ -215,6 +215,7 @@ def test_write_ships_the_script_with_its_fixtures_and_a_test(
     out = capsys.readouterr().out
     assert "agreed 3 of 3" in out
     assert (fresh.folder / "script.py").read_text() == GOOD
+    assert not (fresh.folder / "script.candidate.py").exists(), "accepted: it is script.py now"
     text = (fresh.folder / "workflow.yaml").read_text()
     assert "# The model follows prompt.md until a reviewed script takes over." in text
     assert "coordinator: script\ncoordinator_script: script.py\nprompt: prompt.md\n" in text
@@ -487,3 +488,30 @@ def test_answer_turns_serve_the_script_then_the_repair_and_json_tells_the_outcom
     tools.write_text("- tool_use: [{name: slack.get_messages, input: {}}]\n")
     with pytest.raises(UsageError, match="turn 1: a rewrite's answer is text"):
         rewrite(offline, "--model-replies", str(tools))
+
+
+def test_write_leaves_no_note_of_the_llm_skeleton_that_no_longer_holds(tmp_path: Path) -> None:
+    from conftest import Project
+    from tandem.rewrite import write_accepted, write_candidate_file
+    from tandem.scaffold import scaffold_workflow
+    from tandem.scaffold.workflow import SCRIPT_PY
+
+    made = scaffold_workflow(Project(tmp_path / "project").config, "ask", coordinator="llm")
+    before = (made.folder / "workflow.yaml").read_text()
+    assert "# coordinator_script: script.py" in before and "No tests/" in before
+    write_candidate_file(made.folder, SCRIPT_PY)
+    write_accepted(made.folder, SCRIPT_PY, [])
+    text = (made.folder / "workflow.yaml").read_text()
+    assert "# coordinator_script" not in text and "uncomment" not in text.split("prompt:")[1]
+    assert "No tests/" not in text and "tandem rewrite ask --write" not in text
+    assert "# tests/test_script.py replays tests/fixtures/*.json against script.py" in text
+    assert "\nprompt: prompt.md               # the model's instructions" in text  # still true
+    workflow = load_workflow(made.folder, ["state.increment", "files.read"])
+    assert (workflow.spec.coordinator, workflow.spec.coordinator_script) == ("script", "script.py")
+    assert sorted(p.name for p in made.folder.iterdir()) == [
+        "files",
+        "prompt.md",
+        "script.py",
+        "tests",
+        "workflow.yaml",
+    ]

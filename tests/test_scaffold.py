@@ -104,38 +104,52 @@ def test_the_generated_tests_pass_as_written(made: Project) -> None:
     assert "4 passed" in result.stdout
 
 
-def test_two_scaffolded_workflows_tests_are_collected_together(project: Project) -> None:
-    # Each script workflow's test is tests/test_script.py. Under this repository's pytest
-    # configuration (testpaths holds workflows/), files of the same name in different
-    # workflows must not collide, whatever the workflows are called.
+def test_plain_pytest_collects_every_skeletons_tests_together(project: Project) -> None:
+    # Each script workflow's test is tests/test_script.py, each plugin's
+    # tests/test_plugin.py: a project made with `tandem new` passes plain `pytest` at its
+    # root, with no configuration of the user's, whatever the workflows are called.
     names = ["alpha", "beta-two", "gamma_3"]
-    for name in names:
-        assert tandem_new(project, "workflow", name) == 0
-    folders = [project.root / "workflows" / name / "tests" for name in names]
-    assert all((folder / "test_script.py").is_file() for folder in folders)
+    printed = []
+    for argv in [["workflow", name] for name in names] + [["plugin", "p1"], ["plugin", "p2"]]:
+        made = tandem(project, "new", *argv)
+        assert made.returncode == 0, made.stderr
+        printed.append(made.stdout)
+    ini = project.root / "pytest.ini"
+    assert str(ini) in printed[0] and all(str(ini) not in later for later in printed[1:])
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-c",
-            str(REPO / "pyproject.toml"),
-            "--rootdir",
-            str(project.root),
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            *map(str, folders),
-        ],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"],
         cwd=project.root,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout, result.stdout
     for name in names:
         assert f"workflows/{name}/tests/test_script.py::test_" in result.stdout, result.stdout
+    for name in ("p1", "p2"):
+        assert f"plugins/{name}/tests/test_plugin.py::test_" in result.stdout, result.stdout
+    assert "9 passed" in result.stdout, result.stdout
+
+
+def test_a_projects_own_pytest_configuration_is_left_alone(project: Project) -> None:
+    from tandem.scaffold import ensure_pytest_config
+
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "mine"\n')  # no pytest section: not pytest's file
+    assert ensure_pytest_config(project.root).written
+    (project.root / "pytest.ini").unlink()
+    pyproject.write_text('[tool.pytest.ini_options]\naddopts = "-ra --import-mode=importlib"\n')
+    kept = ensure_pytest_config(project.root)
+    assert (kept.path, kept.written, kept.importlib, kept.note()) == (pyproject, False, True, None)
+    assert not (project.root / "pytest.ini").exists()
+    (project.root / "tox.ini").write_text("[pytest]\naddopts = -ra\n")
+    pyproject.unlink()
+    lacking = ensure_pytest_config(project.root)
+    assert (lacking.path.name, lacking.written, lacking.importlib) == ("tox.ini", False, False)
+    made = tandem(project, "new", "workflow", "greet")
+    assert made.returncode == 0, made.stderr
+    assert "tox.ini does not set --import-mode=importlib" in made.stderr
+    assert (project.root / "tox.ini").read_text() == "[pytest]\naddopts = -ra\n"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")

@@ -1,5 +1,5 @@
 """How ToolHost refuses and fails calls, as a script sees it: typed SDK exceptions, with
-the gRPC status codes of DESIGN.md underneath, and the run deciding what happens next."""
+the gRPC status codes underneath, and the run deciding what happens next."""
 
 from __future__ import annotations
 

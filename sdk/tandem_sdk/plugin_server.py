@@ -8,7 +8,8 @@ The host starts it as a subprocess with only the plugin's own secrets in its env
         --module plugins/state/plugin.py --socket /run/.../plugin-state.sock
 
 A module that fails to import, or a tool with a bad signature, exits with status 3 and
-the reason on stderr, which the host reports as the plugin's load error. With
+the reason on stderr, `path/to/plugin.py:LINE: message` (load_errors.py), which the host
+reports as the plugin's load error. With
 `--ready-fd N` it writes `ready` on that inherited pipe once it serves, so the host connects
 at once instead of polling the socket.
 """
@@ -35,6 +36,7 @@ from ._convert import annotations_pb
 from ._lifetime import die_with_parent
 from ._pb import common_pb2, plugin_pb2
 from .errors import DefinitionError, ToolError
+from .load_errors import defined_at, load_report
 from .plugin import RunContext, ToolDefinition, define_tool, is_tool, schema_json
 from .protocol import FRAME_HEADER
 
@@ -65,22 +67,27 @@ def load_module(plugin: str, path: Path) -> ModuleType:
     name = f"tandem_plugin_{plugin}"
     spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, str(path)))
     if spec is None or spec.loader is None:
-        raise DefinitionError(f"plugin {plugin!r}", f"cannot import {path}")
+        raise DefinitionError(str(path), "cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def collect_tools(plugin: str, module: ModuleType) -> dict[str, ToolDefinition]:
+    """The module's @tool functions; DefinitionError at the `def` of the first bad one."""
     tools: dict[str, ToolDefinition] = {}
     for value in vars(module).values():
         if is_tool(value):
-            definition = define_tool(plugin, value)
+            try:
+                definition = define_tool(plugin, value)
+            except DefinitionError as error:
+                where = f"function {value.__name__!r}"
+                raise DefinitionError(defined_at(value), f"{where}: {error.reason}") from error
             if definition.name in tools:
-                raise DefinitionError(f"plugin {plugin!r}", f"two tools named {definition.name!r}")
+                raise DefinitionError(defined_at(value), f"a second tool named {definition.name!r}")
             tools[definition.name] = definition
     if not tools:
-        raise DefinitionError(f"plugin {plugin!r}", f"{module.__file__} defines no @tool function")
+        raise DefinitionError(str(module.__file__), "defines no @tool function")
     return tools
 
 
@@ -239,11 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
     try:
         tools = collect_tools(args.name, load_module(args.name, args.module))
-    except DefinitionError as error:
-        print(error, file=sys.stderr)
-        return EXIT_LOAD_ERROR
     except Exception as error:
-        print(f"plugin {args.name!r}: {args.module} failed to import: {error!r}", file=sys.stderr)
+        print(load_report(args.module, error), file=sys.stderr)
         return EXIT_LOAD_ERROR
     # What loading made (modules, schemas) lives as long as the process: keep the collector
     # off it, and a stop takes milliseconds instead of a 100 ms sweep of it at exit.

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tandem import __version__
+
     parser = argparse.ArgumentParser(prog="tandem", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"tandem {__version__}")
     parser.add_argument("--project", type=Path, default=None, help="project folder (default: .)")
     parser.add_argument(
         "--workflows", type=Path, help="workflows folder (default: PROJECT/workflows)"

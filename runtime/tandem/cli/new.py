@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,12 @@ def cmd_new(config: ProjectConfig, args: argparse.Namespace) -> int:
     print(f"wrote {what if made.kind == 'workflow' else f'plugin {made.name}'}:")
     for path in (made.files[-1], *made.files[:-1]):  # the manifest, written last, first
         print(f"  {_shown(path)}")
+    tests = made.pytest_config
+    if tests is not None and (note := tests.note()) is not None:
+        if tests.written:
+            print(f"  {note}")
+        else:
+            print(f"tandem: note: {note}", file=sys.stderr)
     print("next:")
     for line in next_steps(made, _tandem(args)):
         print(f"  {line}")

@@ -137,6 +137,7 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
             "restarts": p.restarts,
             "crash_loop": p.crash_loop,
             "last_error": p.last_error or None,
+            "load_error": p.load_error or None,
         }
         for p in reply.plugins
     ]
@@ -166,11 +167,21 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
         print("zygote: none; script runs are spawned")
     for plugin in plugins:
         state = "crash loop" if plugin["crash_loop"] else ("up" if plugin["up"] else "down")
+        if plugin["load_error"] and not plugin["pid"]:
+            state = "not loaded"
         pid = f"pid {plugin['pid']}" if plugin["pid"] else "no pid"
         print(f"plugin {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}")
         if plugin["last_error"] and (plugin["crash_loop"] or not plugin["up"]):
             print(f"    last error: {plugin['last_error']}")
+        if plugin["load_error"]:
+            print(f"    {_load_problem(plugin)}")
     return EXIT_OK if healthy else EXIT_RUN_FAILED
+
+
+def _load_problem(plugin: dict[str, Any]) -> str:
+    what = "its new code does not load; the code before serves on" if plugin["up"] else ""
+    error = str(plugin["load_error"]).replace("\n", "\n    ")
+    return f"{what}:\n    {error}" if what else f"does not load:\n    {error}"
 
 
 def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:

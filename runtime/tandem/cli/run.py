@@ -63,6 +63,11 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
             run_id = client.trigger(args.workflow, payload, args.coordinator, dry_run=args.dry_run)
         except grpc.RpcError as error:
             raise rpc_error(error) from None
+        if client.socket == config.control_socket:  # the daemon's plugins, its environment
+            from .environment import environment_warnings
+
+            for warning in environment_warnings(client, args.workflow):
+                print(f"tandem: warning: {warning}", file=sys.stderr, flush=True)
         renderer = render.TraceRenderer()
 
         def show(event: Event) -> None:
@@ -88,7 +93,8 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
         except DaemonLost as lost:
             raise UsageError(str(lost)) from None
         except KeyboardInterrupt:
-            client.cancel(run_id)
+            if client.cancel(run_id):
+                print(f"run {run_id} cancelled", file=sys.stderr, flush=True)
             raise
         try:
             stale = _stale_warning(client, args.workflow)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -25,6 +26,22 @@ from .standby import Standby, base_environment, log_output
 
 START_TIMEOUT_S = 20.0
 READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
+
+
+class PluginLoadError(DefinitionError):
+    """A plugin process that did not serve. It reads as a workflow's errors do, file first:
+    `path/to/plugin.py:LINE: message` when the plugin server placed the error (a syntax
+    error, a tool's bad signature, an exception at import), else `path/to/plugin.py:
+    message`. `plugin` names it."""
+
+    def __init__(self, manifest: PluginManifest, report: str) -> None:
+        if not report.startswith(str(manifest.folder)):
+            report = f"{manifest.module_path}: {report}"
+        super().__init__(f"plugin {manifest.name!r}", report)
+        self.plugin = manifest.name
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass(eq=False)
@@ -61,7 +78,7 @@ def plugin_version(folder: Path) -> str:
 async def launch(
     manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None = None
 ) -> Generation:
-    """Start the plugin and describe it; DefinitionError, with its stderr, if it cannot load.
+    """Start the plugin and describe it; PluginLoadError, with its stderr, if it cannot load.
 
     `standby`, when it was started with this plugin's environment and is still alive, is
     told to load the plugin instead of a new process being started. Readiness is a
@@ -84,7 +101,7 @@ async def launch(
         reason = _load_error(manifest, process)
         if timed_out:
             reason = f"did not start serving within {START_TIMEOUT_S:g}s: {reason}"
-        raise DefinitionError(f"plugin {manifest.name!r}", reason)
+        raise PluginLoadError(manifest, reason)
     generation = Generation(process, PluginLink(socket), socket, version)
     describe = asyncio.ensure_future(generation.link.describe(START_TIMEOUT_S))
     exited = asyncio.ensure_future(process.wait())
@@ -99,7 +116,7 @@ async def launch(
         describe.cancel()
         exited.cancel()
         await generation.close()
-        raise DefinitionError(f"plugin {manifest.name!r}", _load_error(manifest, process))
+        raise PluginLoadError(manifest, _load_error(manifest, process))
     exited.cancel()
     try:
         generation.tools = [
@@ -115,7 +132,7 @@ async def launch(
         ]
     except Exception as error:  # a schema the host cannot check calls against
         await generation.close()
-        raise DefinitionError(f"plugin {manifest.name!r}", str(error)) from None
+        raise PluginLoadError(manifest, str(error)) from None
     return generation
 
 
@@ -178,9 +195,13 @@ async def _stop(process: ManagedProcess, socket: Path) -> None:
 
 
 def _load_error(manifest: PluginManifest, process: ManagedProcess) -> str:
-    """Why a stopped process did not serve: its stderr, else its exit status."""
-    reason = process.stderr_tail.strip() or f"exited with status {process.returncode}"
-    return reason.removeprefix(f"plugin {manifest.name!r}: ")  # the server names it too
+    """Why a stopped process did not serve: its stderr (whose last line is the server's
+    report, `path:LINE: message`), else its exit status."""
+    lines = process.stderr_tail.strip().splitlines()
+    placed = [i for i, line in enumerate(lines) if line.startswith(str(manifest.folder))]
+    if placed:  # what the plugin printed before it is in the daemon's log
+        lines = lines[placed[-1] :]
+    return "\n".join(lines) or f"exited with status {process.returncode}"
 
 
 def _prepare(socket: Path, data_dir: Path) -> None:
@@ -210,3 +231,21 @@ def _arguments(manifest: PluginManifest, socket: Path) -> list[str]:
 def _secrets(manifest: PluginManifest) -> dict[str, str]:
     """The daemon's values of the variables the manifest names: all a plugin sees of it."""
     return {name: os.environ[name] for name in manifest.secrets if name in os.environ}
+
+
+MIN_NONCE_BYTES = 16
+
+
+def environment_digests(manifest: PluginManifest, nonce: bytes) -> dict[str, str]:
+    """Each variable the manifest names -> HMAC-SHA256 under `nonce` of the value the
+    plugin gets from the daemon, "" when it gets none: a client compares its own values
+    without a value leaving either process. Empty for a nonce too short to key it."""
+    if len(nonce) < MIN_NONCE_BYTES:
+        return {}
+    given = _secrets(manifest)
+    return {
+        name: hmac.new(nonce, given[name].encode(), hashlib.sha256).hexdigest()
+        if name in given
+        else ""
+        for name in manifest.secrets
+    }

@@ -83,7 +83,7 @@ class PluginManager:
         for plugin, result in zip(candidates, results, strict=True):
             if isinstance(result, DefinitionError):
                 self.errors.append(result)
-                self.broken[plugin.name] = result.reason
+                self.broken[plugin.name] = str(result)
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -104,14 +104,14 @@ class PluginManager:
                     await fresh.start()
                 except DefinitionError as error:
                     errors.append(error)
-                    broken[manifest.name] = error.reason
+                    broken[manifest.name] = str(error)
                     continue
                 self.plugins[manifest.name] = fresh
                 changes.append(f"started {manifest.name}")
             elif manifest != plugin.manifest or plugin_version(manifest.folder) != plugin.version:
                 problem = await plugin.reload(manifest)
                 if problem is not None:
-                    errors.append(DefinitionError(f"plugin {manifest.name!r}", problem))
+                    errors.append(problem)
                 else:
                     changes.append(f"reloaded {manifest.name}")
         for name in set(self.plugins) - {m.name for m in manifests}:

@@ -67,6 +67,8 @@ class PluginProcess:
         self.tools: list[HostTool] = []
         self.restarts = 0
         self.last_error: str | None = None
+        # Why the newest code does not load, while the previous code serves on.
+        self.load_error: str | None = None
         self.crash_loop = False
         self._generation: Generation | None = None
         self._ready = asyncio.Event()
@@ -227,7 +229,7 @@ class PluginProcess:
         generation = await self._spawn(self.manifest)
         self._generation = generation
         self.tools = generation.tools
-        self.last_error = None
+        self.last_error = self.load_error = None  # the files on disk loaded
         self._ready.set()
 
     async def _spawn(self, manifest: PluginManifest) -> Generation:
@@ -254,24 +256,27 @@ class PluginProcess:
             log.warning("plugin %s: could not start a standby process: %r", self.name, error)
             return None
 
-    async def reload(self, manifest: PluginManifest) -> str | None:
+    async def reload(self, manifest: PluginManifest) -> DefinitionError | None:
         """Serve new code: start it beside the old process and switch once it is described;
         the old process finishes its calls in flight, then stops. None when the new code
-        serves, else why it cannot load (the old process keeps serving)."""
+        serves, else why it cannot load (the old process keeps serving; `load_error` says
+        why until code that loads replaces it)."""
         async with self._reloading:
             began = time.monotonic()
             try:
                 generation = await self._spawn(manifest)
             except DefinitionError as error:
                 self._prepare_standby(manifest)
+                self.load_error = str(error)
                 log.warning(
                     "plugin %s: the new code does not load; the old keeps serving: %s",
                     self.name,
-                    error.reason,
+                    error,
                 )
-                return error.reason
+                return error
             old, self._generation = self._generation, generation
             self.manifest, self.tools, self.last_error = manifest, generation.tools, None
+            self.load_error = None
             self._ready.set()
             self._swapped.set()
             self._prepare_standby(manifest)

@@ -1,7 +1,9 @@
-"""What a rewrite leaves in the workflow's folder: always `script.candidate.py`; with
-`--write`, the reviewed `script.py`, the switch in `workflow.yaml`, and the evidence the
-pull request carries: the runs it was validated against as fixtures in `tests/fixtures/`,
-and a `tests/test_script.py` that replays them (written only when there is none)."""
+"""What a rewrite leaves in the workflow's folder: `script.candidate.py`; or with
+`--write`, the reviewed `script.py` in its place, the switch in `workflow.yaml` (where
+the notes of `tandem new`'s llm skeleton that no longer hold are replaced by the script
+skeleton's), and the evidence the pull request carries: the runs it was validated against
+as fixtures in `tests/fixtures/`, and a `tests/test_script.py` that replays them (written
+only when there is none)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from tandem.replay import write_fixture
 from tandem.replay.fixtures import FIXTURE_TEST_BODY
+from tandem.scaffold.workflow import with_script_notes
 
 from .yaml_edit import SCRIPT, set_script_coordinator
 
@@ -37,9 +40,11 @@ def write_candidate_file(folder: Path, script: str) -> Path:
 
 
 def write_accepted(folder: Path, script: str, fixtures: Iterable[dict[str, Any]]) -> list[Path]:
-    """Write the script, switch workflow.yaml to it, and ship the fixtures with a test."""
+    """Write the script, switch workflow.yaml to it, and ship the fixtures with a test.
+    The candidate, now script.py, goes."""
     spec = folder / "workflow.yaml"
     edited = set_script_coordinator(spec.read_text(encoding="utf-8"))  # may refuse: first
+    edited = with_script_notes(edited, folder.name)
     written = [folder / SCRIPT, spec]
     (folder / SCRIPT).write_text(script, encoding="utf-8")
     spec.write_text(edited, encoding="utf-8")
@@ -47,6 +52,8 @@ def write_accepted(folder: Path, script: str, fixtures: Iterable[dict[str, Any]]
     written += [write_fixture(fixture, tests / "fixtures") for fixture in fixtures]
     test = tests / "test_script.py"
     if not test.exists():
+        tests.mkdir(exist_ok=True)  # no fixture made it: every run disagreed (--accept-diffs)
         test.write_text(TEST_SCRIPT, encoding="utf-8")
         written.append(test)
+    (folder / CANDIDATE).unlink(missing_ok=True)
     return written

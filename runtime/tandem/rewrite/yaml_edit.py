@@ -1,6 +1,8 @@
 """Switch a workflow.yaml to its script by editing the text, not by dumping parsed YAML,
 so that comments, order and layout survive: the top-level `coordinator:` and
-`coordinator_script:` lines are replaced (or added), and a `shadow: script` becomes
+`coordinator_script:` lines are replaced (a line that only comments a key out, such as
+the llm skeleton's `# coordinator_script: script.py`, is the place of that key, and its
+comment, which says to uncomment it, goes), or added, and a `shadow: script` becomes
 `shadow: llm` (the prompt shadows the script it was rewritten into). The result is parsed
 back and must differ from the original in exactly those keys."""
 
@@ -45,6 +47,11 @@ def _set(lines: list[str], key: str, value: str) -> list[str]:
                 column = match.end("comment") - len(comment)
                 new = new.ljust(column - 1) + " " + comment
             return [*lines[:i], new + (match["end"] or "\n"), *lines[i + 1 :]]
+    commented_out = re.compile(rf"^#[ \t]?{re.escape(key)}[ \t]*:[ \t]*[^\s#][^\r\n]*(\r?\n?)$")
+    for i, line in enumerate(lines):
+        if match := commented_out.match(line):
+            end = match[1] or "\n"
+            return [*lines[:i], f"{key}: {value}{end}", *lines[i + 1 :]]
     after = next((i for i, line in enumerate(lines) if line.startswith("coordinator:")), None)
     if after is None:
         if lines and not lines[-1].endswith("\n"):

@@ -6,8 +6,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tandem_sdk.errors import TandemError
+
+if TYPE_CHECKING:
+    from .pytest_config import PytestConfig
 
 
 class ScaffoldError(TandemError):
@@ -26,6 +30,7 @@ class Scaffold:
     folder: Path
     files: tuple[Path, ...]  # in the order they were written; the manifest last
     coordinator: str | None = None  # a workflow's
+    pytest_config: PytestConfig | None = None  # the project's, written when it had none
 
 
 def check_name(kind: str, name: str, pattern: re.Pattern[str], max_length: int, rule: str) -> None:

@@ -14,6 +14,7 @@ from tandem.files_tools import PROVIDER as FILES_PROVIDER
 from tandem.plugins.manifest import MANIFEST_FILE, find_plugins
 
 from .base import Scaffold, ScaffoldError, check_name, commented, fill, write_new_folder
+from .pytest_config import ensure_pytest_config
 
 MAX_NAME = 32  # as PluginManifest.name
 
@@ -204,4 +205,7 @@ def scaffold_plugin(config: ProjectConfig, name: str) -> Scaffold:
         "plugin.py": fill(PLUGIN_PY, **values),
         "tests/test_plugin.py": fill(TEST_PLUGIN, **values),
     }
-    return Scaffold("plugin", name, folder, write_new_folder(folder, files, MANIFEST_FILE))
+    written = write_new_folder(folder, files, MANIFEST_FILE)
+    return Scaffold(
+        "plugin", name, folder, written, pytest_config=ensure_pytest_config(config.root)
+    )

@@ -17,6 +17,7 @@ from tandem.workflows.loader import WORKFLOW_FILE
 from tandem.workflows.spec import DEFAULT_MODEL
 
 from .base import Scaffold, ScaffoldError, check_name, commented, fill, write_new_folder
+from .pytest_config import ensure_pytest_config
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")  # as WorkflowSpec.name
 MAX_NAME = 64
@@ -139,6 +140,13 @@ def example_fixture(name: str) -> dict[str, Any]:
     }
 
 
+def with_script_notes(text: str, name: str) -> str:
+    """workflow.yaml's text with the llm skeleton's note that there are no tests replaced
+    by the script skeleton's, once `tandem rewrite --write` gave the workflow a script and
+    tests. Text that does not hold the note is returned as it is."""
+    return text.replace(fill(LLM_TESTS, name=name), SCRIPT_TESTS)
+
+
 def scaffold_workflow(config: ProjectConfig, name: str, coordinator: str = "script") -> Scaffold:
     """Write `workflows/NAME/` for the chosen coordinator; ScaffoldError when the name is
     bad or taken."""
@@ -177,4 +185,6 @@ def scaffold_workflow(config: ProjectConfig, name: str, coordinator: str = "scri
     else:
         files["prompt.md"] = PROMPT_MD
     written = write_new_folder(folder, files, manifest=WORKFLOW_FILE)
-    return Scaffold("workflow", name, folder, written, coordinator)
+    # Also for an llm workflow: `tandem rewrite --write` gives it tests/test_script.py.
+    tested = ensure_pytest_config(config.root)
+    return Scaffold("workflow", name, folder, written, coordinator, tested)

@@ -16,6 +16,7 @@ from tandem_sdk.protocol import PROTOCOL_VERSION
 from tandem import __version__
 from tandem.blocking import in_thread
 from tandem.isolation import STRICTNESS
+from tandem.plugins.launch import environment_digests
 from tandem.replay import fixture_of
 from tandem.replay.recording import attempted_plan
 from tandem.retention import prune
@@ -84,6 +85,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.HealthRequest, context: Context
     ) -> control_pb2.HealthResponse:
         plugins = self._runs.plugins.plugins
+        # A plugin that never loaded has no process: only its load error.
+        never = {
+            name: why for name, why in self._runs.plugins.broken.items() if name not in plugins
+        }
         zygote = self._zygote
         return control_pb2.HealthResponse(
             zygote_tiers=[t for t in STRICTNESS if zygote is not None and zygote.serves(t)],
@@ -94,17 +99,27 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             queued_runs=self._runs.queued,
             isolation=self._isolation,
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
-            plugins=[
-                control_pb2.PluginStatus(
-                    name=name,
-                    up=plugin.up,
-                    pid=plugin.pid or 0,
-                    restarts=plugin.restarts,
-                    crash_loop=plugin.crash_loop,
-                    last_error=plugin.last_error or "",
-                )
-                for name, plugin in sorted(plugins.items())
-            ],
+            plugins=sorted(
+                [
+                    *(
+                        control_pb2.PluginStatus(
+                            name=name,
+                            up=plugin.up,
+                            pid=plugin.pid or 0,
+                            restarts=plugin.restarts,
+                            crash_loop=plugin.crash_loop,
+                            last_error=plugin.last_error or "",
+                            load_error=plugin.load_error or "",
+                            environment=environment_digests(
+                                plugin.manifest, request.environment_nonce
+                            ),
+                        )
+                        for name, plugin in plugins.items()
+                    ),
+                    *(control_pb2.PluginStatus(name=n, load_error=e) for n, e in never.items()),
+                ],
+                key=lambda status: status.name,
+            ),
         )
 
     @unary

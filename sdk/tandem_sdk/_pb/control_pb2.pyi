@@ -23,12 +23,20 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class HealthRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    ENVIRONMENT_NONCE_FIELD_NUMBER: _builtins.int
+    environment_nonce: _builtins.bytes
+    """When set (at least 16 random bytes, new for each request), each PluginStatus carries
+    `environment`: the variables its manifest names, keyed by this nonce. A client compares
+    its own values with the daemon's plugins' without either side sending one.
+    """
     def __init__(
         self,
+        *,
+        environment_nonce: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment_nonce", b"environment_nonce"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -90,12 +98,34 @@ class PluginStatus(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class EnvironmentEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     UP_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     RESTARTS_FIELD_NUMBER: _builtins.int
     CRASH_LOOP_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LOAD_ERROR_FIELD_NUMBER: _builtins.int
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     up: _builtins.bool
     pid: _builtins.int
@@ -103,6 +133,17 @@ class PluginStatus(_message.Message):
     crash_loop: _builtins.bool
     """exiting again and again: restarts are backed off"""
     last_error: _builtins.str
+    load_error: _builtins.str
+    """Why the plugin's newest code does not load, `path/to/plugin.py:LINE: message`. With
+    `up`, the code that loaded before serves on (a failed hot reload); without, the
+    plugin never loaded (no process, no tools).
+    """
+    @_builtins.property
+    def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """With HealthRequest.environment_nonce: each variable the plugin's manifest names
+        (`secrets:`) -> hex HMAC-SHA256(nonce, the value the plugin gets); "" when it gets none.
+        """
+
     def __init__(
         self,
         *,
@@ -112,10 +153,12 @@ class PluginStatus(_message.Message):
         restarts: _builtins.int = ...,
         crash_loop: _builtins.bool = ...,
         last_error: _builtins.str = ...,
+        load_error: _builtins.str = ...,
+        environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "last_error", b"last_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "environment", b"environment", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
