@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tandem.config import ProjectConfig
 
     from .control_client import ControlClient
+    from .model_replies import ScriptedModel
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -67,6 +68,37 @@ def control(
 
         with contextlib.closing(ControlClient(host.control_socket)) as client:
             yield client
+
+
+@contextlib.contextmanager
+def model_control(
+    config: ProjectConfig,
+    model_replies: str | None,
+    *,
+    quiet: bool,
+    for_workflow: str | None = None,
+) -> Iterator[tuple[ControlClient, ScriptedModel | None]]:
+    """`control()`, or with `--model-replies` a host in this process whose model is the
+    scripted stand-in (serving first: the host reads the model's address when it starts).
+    The banner saying so goes to stderr when `quiet` (stdout holds JSON)."""
+    if not model_replies:
+        with control(config, for_workflow=for_workflow) as client:
+            yield client, None
+        return
+    from .model_replies import ScriptedModel
+
+    scripted = ScriptedModel.load(config, model_replies)
+    print(scripted.banner, file=sys.stderr if quiet else sys.stdout, flush=True)
+    with (
+        scripted.serve(),
+        control(
+            config,
+            prefer_daemon=False,
+            for_workflow=for_workflow,
+            skip_llm_shadows=scripted.skip_llm_shadows,
+        ) as client,
+    ):
+        yield client, scripted
 
 
 @contextlib.contextmanager

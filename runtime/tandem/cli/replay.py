@@ -11,13 +11,12 @@ run checked nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError, control, rpc_error
+from .common import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError, model_control, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
     from tandem_sdk.plan import PlanDiff
@@ -65,17 +64,7 @@ def cmd_replay(config: ProjectConfig, args: argparse.Namespace) -> int:
         raise UsageError("give a RUN_ID or --last N, not both")
     if not args.run_id and not (args.last and workflow_name):
         raise UsageError("give a RUN_ID, or --workflow NAME --last N")
-    scripted = None
-    if args.model_replies:
-        from .model_replies import ScriptedModel
-
-        scripted = ScriptedModel.load(config, args.model_replies)
-        print(scripted.banner, file=sys.stderr if args.json else sys.stdout, flush=True)
-    # The stand-in serves first: an embedded host reads the model's address when it starts.
-    with (
-        scripted.serve() if scripted is not None else contextlib.nullcontext(),
-        control(config, prefer_daemon=scripted is None) as client,
-    ):
+    with model_control(config, args.model_replies, quiet=args.json) as (client, scripted):
         try:
             if args.run_id:
                 results = [_replay_one(client, args.run_id, args, workflow_path, single=True)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, read_payload, rpc_error
+from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, model_control, read_payload, rpc_error
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
@@ -39,21 +38,9 @@ def add_parser(commands: Any) -> None:
 
 def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
     payload = read_payload(args.payload)
-    scripted = None
-    if args.model_replies:
-        from .model_replies import ScriptedModel
-
-        scripted = ScriptedModel.load(config, args.model_replies)
-        print(scripted.banner, file=sys.stderr if args.json else sys.stdout, flush=True)
-    # The stand-in serves first: an embedded host reads the model's address when it starts.
-    with (
-        scripted.serve() if scripted is not None else contextlib.nullcontext(),
-        control(
-            config,
-            prefer_daemon=scripted is None,
-            for_workflow=args.workflow,
-            skip_llm_shadows=scripted.skip_llm_shadows if scripted is not None else None,
-        ) as client,
+    with model_control(config, args.model_replies, quiet=args.json, for_workflow=args.workflow) as (
+        client,
+        scripted,
     ):
         import grpc
 

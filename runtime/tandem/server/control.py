@@ -261,6 +261,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
 
         if request.limit < 0:
             raise InvalidArguments("limit must be at least 1")
+        if request.workflow:
+            self._runs.check_workflow_name(request.workflow)
         root = self._project_root or self._runs.registry.folder.parent
         prices = load_prices(root)
         limit = request.limit or LEDGER_LIMIT
