@@ -48,6 +48,7 @@ bench: install $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/load_bench.py
+	$(BIN)/python benchmarks/listener_bench.py
 	$(BIN)/python benchmarks/dev_bench.py
 	$(BIN)/python benchmarks/replay_bench.py
 

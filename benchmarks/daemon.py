@@ -64,8 +64,14 @@ class Daemon(ServedDaemon):
     """`tandem serve` on `root`. `prefix` goes before the command (the process tier of a
     root daemon needs one, see sandbox_bench)."""
 
-    def __init__(self, root: Path, *args: str, prefix: list[str] | None = None) -> None:
-        super().__init__(root, *args, prefix=prefix or (), ready_within_s=60)
+    def __init__(
+        self,
+        root: Path,
+        *args: str,
+        prefix: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(root, *args, prefix=prefix or (), env=env, ready_within_s=60)
 
     def run(
         self, workflow: str, payload: object = None, coordinator: str | None = None

@@ -44,7 +44,7 @@ DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
 class ListenerLimits:
     """What holds on the webhook listener before a delivery is verified."""
 
-    max_connections: int = 256
+    max_connections: int = 2048
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     # Bytes of request bodies held at once across all connections.
