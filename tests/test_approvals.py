@@ -93,8 +93,12 @@ def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup) -> None:
 def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup) -> None:
     run_id, waiter, done = _start_llm(fresh)
     assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
+    waiting = _waiting(fresh, run_id)
     denied = tandem(fresh.project, "deny", run_id, "not during the freeze")
     assert denied.returncode == 0, denied.stderr
+    listed = denied.stdout.splitlines()[1:]  # each call denied, by number, tool, arguments
+    assert [line.split()[:2] for line in listed] == [["call", str(n)] for n in waiting]
+    assert all('slack.add_reaction({"channel":' in line for line in listed), listed
     waiter.join(30)
     assert done[0].status == "succeeded", done[0].error
     assert fresh.slack.reactions_added == []

@@ -252,3 +252,28 @@ def test_sigterm_lets_the_calls_in_flight_finish(plugin) -> None:
 
     assert started.run(work) is False
     assert started.process.wait(BOUND_S) == 0
+
+
+def test_one_run_cannot_hold_every_slot(plugin) -> None:
+    """A run's slow calls leave a slot for another run's call, which answers while they
+    are still in flight; the held-back call goes on once a slot is free."""
+
+    async def work(link: PluginLink) -> object:
+        def of(run: str, tool: str, arguments: str) -> plugin_pb2.InvokeRequest:
+            request = invoke(tool, arguments)
+            request.run.run_id = run
+            return request
+
+        slow = [
+            asyncio.ensure_future(link.invoke(of("a", "nap", '{"seconds": 60}'), 60))
+            for _ in range(2)
+        ]
+        other = await link.invoke(of("b", "echo", '{"value": "through"}'), 10)
+        assert not any(call.done() for call in slow)
+        for call in slow:
+            call.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+        again = await link.invoke(of("a", "echo", '{"value": "after"}'), 10)
+        return other.result_json, again.result_json
+
+    assert plugin(max_calls=2).run(work) == ('"through"', '"after"')

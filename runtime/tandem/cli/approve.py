@@ -30,6 +30,8 @@ def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
     import grpc
     from tandem_sdk._pb import control_pb2
 
+    from .render import numbered_calls
+
     approve = args.command == "approve"
     call, reason = (args.call, "") if approve else _deny_arguments(args)
     with control_for_run(config, args.run_id) as client:
@@ -41,12 +43,16 @@ def cmd_decide(config: ProjectConfig, args: argparse.Namespace) -> int:
             )
         except grpc.RpcError as error:
             raise rpc_error(error) from None
+        # Name what was decided: without CALL, a person may not know what they let run.
+        named = numbered_calls(client.run(args.run_id)) if reply.calls else {}
     verb = "approved" if approve else "denied"
     numbered = [str(n) for n in reply.calls if n]
     held = [f"call(s) {', '.join(numbered)}"] if numbered else []
     if len(numbered) < len(reply.calls):
         held.append(f"{len(reply.calls) - len(numbered)} subagent call(s)")
     print(f"run {args.run_id}: {verb} {' and '.join(held)}")
+    for number in reply.calls:
+        print(f"  call {number}  {named.get(number, '')}" if number else "  a subagent's call")
     return EXIT_OK
 
 

@@ -9,11 +9,12 @@ configuration errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -93,10 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, args)
-        # A host embedded for one command reports what its command asks about (`check`,
-        # `workflows`); its log is for errors only, not every other workflow's load error.
-        logging.basicConfig(level=logging.ERROR, format="tandem: %(message)s")
-        return _handler(args.command)(config, args)
+        # What runs, tools and plugins wrote is printed here and there: no control
+        # character of theirs reaches the terminal raw.
+        with _printed_visibly():
+            # A host embedded for one command reports what its command asks about (`check`,
+            # `workflows`); its log is for errors only, not every other workflow's errors.
+            logging.basicConfig(level=logging.ERROR, format="tandem: %(message)s")
+            return _handler(args.command)(config, args)
     except UsageError as error:
         return fail(args, str(error))
     except KeyboardInterrupt:
@@ -132,6 +136,18 @@ _COMMANDS = {
     "new": (new, "cmd_new"),
     "runs": (runs, "cmd_runs"),
 }
+
+
+@contextlib.contextmanager
+def _printed_visibly() -> Iterator[None]:
+    from .render import VisibleOutput
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = VisibleOutput(sys.stdout), VisibleOutput(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def _handler(command: str) -> Callable[[ProjectConfig, argparse.Namespace], int]:

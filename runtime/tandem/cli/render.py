@@ -3,13 +3,53 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TextIO
 
 from tandem_sdk.plan import in_plan
 
 from tandem.store import Event, RunRecord
+
+# What a terminal acts on rather than shows: C0 and C1 controls but newline and tab, DEL,
+# and the bidirectional overrides that reorder what follows them.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Where a trace line's text starts after the timestamp and kind; continuation lines of
+# what a run wrote are indented past it, so none can pass for a line of the trace.
+CONTINUED = " " * 24
+
+
+def visible(text: str, indent: str | None = None) -> str:
+    """`text`, from a run, a tool, a plugin or the model, made safe to print: a control
+    character shows as its escape (ESC as `\\x1b`, CR as `\\r`), so it can neither drive
+    the terminal nor overwrite a line; with `indent`, every line after the first starts
+    with it, so the text cannot start a line of its own."""
+    text = _CONTROLS.sub(_escape, text)
+    return text if indent is None else text.replace("\n", "\n" + indent)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code == 0x0D:
+        return "\\r"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+class VisibleOutput:
+    """A text stream that passes every write through `visible`: the CLI prints what runs,
+    tools and plugins said in many places, and none of it may reach the terminal raw.
+    JSON output passes unchanged (json.dumps escapes every control character itself)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(visible(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def _short(value: Any, width: int = 160) -> str:
@@ -36,7 +76,7 @@ def format_event(event: Event) -> str:
     elif kind == "tool.refused":
         body = f"{data['tool']} refused: {data.get('error')}: {data.get('message')}"
     elif kind in ("stdout", "stderr"):
-        body = data.get("text", "").rstrip("\n").replace("\n", "\n" + " " * 24)
+        body = data.get("text", "").rstrip("\n")
     elif kind == "log":
         body = f"[{data.get('level')}] {data.get('message')}" + (
             f" {_short(data['fields'])}" if data.get("fields") else ""
@@ -60,6 +100,7 @@ def format_event(event: Event) -> str:
         body = f"{_held(data)} ({data['tool']}) {verdict}"
     else:
         body = _short(data)
+    body = visible(body, CONTINUED)
     stamp = (
         time.strftime("%H:%M:%S", time.localtime(event.ts)) + f".{int(event.ts * 1000) % 1000:03d}"
     )
@@ -114,6 +155,17 @@ class TraceRenderer:
         return text
 
 
+def numbered_calls(record: RunRecord, width: int = 100) -> dict[int, str]:
+    """The run's own calls by their number in the trace, as `tool(arguments)` shortened
+    to about `width` characters; numbered as TraceRenderer numbers them."""
+    calls: dict[int, str] = {}
+    for event in record.events:
+        data = event.data
+        if event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"])):
+            calls[len(calls) + 1] = f"{data['tool']}({_short(data.get('arguments', {}), width)})"
+    return calls
+
+
 def _model_response(data: dict[str, Any]) -> str:
     usage = data.get("usage", {})
     body = (
@@ -150,11 +202,12 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
         lines.append(f"  rerun of {record.rerun_of}")
     if record.excluded is not None:
         why = record.excluded.get("reason") or "no reason given"
-        lines.append(f"  EXCLUDED from rewrite validation, shadows and stats: {why}")
+        lines.append(f"  EXCLUDED from rewrite validation, shadows and stats: {_field(why)}")
     if record.flag:
         calls = ", ".join(str(i + 1) for i in record.flag.get("calls", []))
         lines.append(
-            f"  FLAGGED: {record.flag.get('reason')}" + (f" (calls {calls})" if calls else "")
+            f"  FLAGGED: {_field(record.flag.get('reason'))}"
+            + (f" (calls {calls})" if calls else "")
         )
     plugins = {
         f"{e.data['tool'].partition('.')[0]} {e.data['plugin_version']}"
@@ -162,9 +215,9 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
         if e.kind == "tool.call" and e.data.get("plugin_version")
     }
     if plugins:
-        lines.append(f"  plugins: {', '.join(sorted(plugins))}")
+        lines.append(f"  plugins: {_field(', '.join(sorted(plugins)))}")
     if record.error:
-        lines.append(f"  error: {record.error}")
+        lines.append(f"  error: {_field(record.error)}")
     if record.output is not None:
         lines.append("  output: " + json.dumps(record.output, indent=2).replace("\n", "\n  "))
     if trace:
@@ -173,6 +226,11 @@ def format_run(record: RunRecord, *, trace: bool) -> str:
         renderer = TraceRenderer.of(record)
         lines.extend("    " + renderer.line(e) for e in record.events)
     return "\n".join(lines)
+
+
+def _field(value: object) -> str:
+    """A field of the run's own (its error, a reason), its lines kept under its label."""
+    return visible(str(value), CONTINUED)
 
 
 def duration(record: RunRecord) -> str:

@@ -4,9 +4,11 @@ Tandem's."""
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # imported on the first model call: it costs every host start a second
     import anthropic
@@ -37,7 +39,10 @@ class ModelApi:
 
     def __init__(self, api_key: str | None, base_url: str | None) -> None:
         self._api_key = api_key or None
-        self.base_url = base_url or None
+        # Credentials in the URL (`https://user:password@gateway`) go in a header, so the
+        # URL the SDK logs and puts in its errors holds none; `base_url` is the one shown.
+        self._url, self._headers = _credentials_apart(base_url or None)
+        self.base_url = masked_url(base_url) if base_url else None
         self._client: anthropic.AsyncAnthropic | None = None
 
     @classmethod
@@ -55,7 +60,9 @@ class ModelApi:
         if self._client is None:
             import anthropic
 
-            self._client = anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.base_url)
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._api_key, base_url=self._url, default_headers=self._headers
+            )
         return self._client
 
     async def create(self, **params: Any) -> Message:
@@ -90,3 +97,22 @@ def _error_fields(body: object) -> tuple[str, str]:
         if isinstance(inner, dict):
             return str(inner.get("type", "")), str(inner.get("message", ""))
     return "", ""
+
+
+def masked_url(url: str) -> str:
+    """`url` with the credentials it may hold masked: `https://***@gateway/path`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def _credentials_apart(url: str | None) -> tuple[str | None, dict[str, str]]:
+    """The URL without its credentials, and the Basic authorization header they make."""
+    if url is None or "@" not in urlsplit(url).netloc:
+        return url, {}
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}

@@ -9,8 +9,10 @@ read, on the loop.
 
 A connection carries one call at a time. The link reuses idle connections, opens more as
 calls overlap, and holds at most MAX_CALLS calls in flight (more wait for a free one,
-within their own timeout). How a call fails tells the caller whether the process may
-have seen it:
+within their own timeout). The slots are shared between runs: one run holds at most all
+but one of them, so another run's call always finds one free or next to free, and a
+freed slot goes to the waiting run that holds fewest. How a call fails tells the caller
+whether the process may have seen it:
 
 - NeverSent: it cannot have reached the process: connecting failed, or the write found
   the connection already closed by the process (EPIPE). It may be sent elsewhere.
@@ -154,6 +156,52 @@ class _Connection(asyncio.Protocol):
         self.close(str(error))
 
 
+class _Slots:
+    """Who may send a call now: at most `size` calls in flight, at most `size - 1` of them
+    one run's (a run's slow calls cannot hold every slot while another run waits), and a
+    freed slot goes to the waiting run that holds the fewest, the longest waiting first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._per_run = max(size - 1, 1)
+        self._held: dict[str, int] = {}
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+
+    async def acquire(self, run: str, within_s: float) -> None:
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((run, granted))
+        self._grant()
+        if granted.done():  # a free slot: no timer to arm
+            return
+        try:
+            await asyncio.wait_for(granted, within_s)
+        except BaseException:
+            if granted.done() and not granted.cancelled():
+                self.release(run)  # granted just as the wait ended: hand it on
+            else:
+                self._waiting = [w for w in self._waiting if w[1] is not granted]
+            raise
+
+    def release(self, run: str) -> None:
+        self._held[run] -= 1
+        if not self._held[run]:
+            del self._held[run]
+        self._grant()
+
+    def _grant(self) -> None:
+        while sum(self._held.values()) < self._size:
+            may = [
+                (self._held.get(run, 0), i)
+                for i, (run, granted) in enumerate(self._waiting)
+                if self._held.get(run, 0) < self._per_run and not granted.done()
+            ]
+            if not may:
+                return
+            run, granted = self._waiting.pop(min(may)[1])
+            self._held[run] = self._held.get(run, 0) + 1
+            granted.set_result(None)
+
+
 class PluginLink:
     """Calls to one plugin process, over connections to `socket`."""
 
@@ -164,7 +212,7 @@ class PluginLink:
         self._limit = limit
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
-        self._slots = asyncio.Semaphore(max_calls)
+        self._slots = _Slots(max_calls)
         self._closed = False
 
     async def describe(self, within_s: float) -> plugin_pb2.DescribeResponse:
@@ -202,10 +250,8 @@ class PluginLink:
         frame = FRAME_HEADER.pack(len(body)) + body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
-        if self._slots.locked():
-            await asyncio.wait_for(self._slots.acquire(), within_s)
-        else:
-            await self._slots.acquire()  # free: returns at once
+        run = request.invoke.run.run_id if request.WhichOneof("call") == "invoke" else ""
+        await self._slots.acquire(run, within_s)
         try:
             connection = await self._connection(deadline)
             self._busy.add(connection)
@@ -220,7 +266,7 @@ class PluginLink:
                 else:  # cancelled, timed out or broken: its state is unknown
                     connection.close("the call ended without its answer")
         finally:
-            self._slots.release()
+            self._slots.release(run)
         try:
             reply = plugin_pb2.PluginReply.FromString(data)
         except DecodeError as error:

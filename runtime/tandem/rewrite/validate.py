@@ -12,7 +12,9 @@ script's own tests:
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +41,39 @@ def write_candidate(workflow: Workflow, state_dir: Path, script: str) -> Path:
     folder = state_dir / "rewrite" / workflow.name
     if folder.exists():
         shutil.rmtree(folder)
-
-    def ignored(where: str, names: list[str]) -> set[str]:
-        top = Path(where).resolve() == workflow.folder.resolve()
-        return {n for n in names if n == "__pycache__" or (top and n in NOT_COPIED)}
-
-    shutil.copytree(workflow.folder, folder, ignore=ignored)
+    _copy_as_loaded(workflow.folder, folder)
     spec = folder / "workflow.yaml"
     spec.write_text(set_script_coordinator(spec.read_text(encoding="utf-8")), encoding="utf-8")
     (folder / SCRIPT).write_text(script, encoding="utf-8")
     return folder
+
+
+def _copy_as_loaded(source: Path, target: Path) -> None:
+    """Copy a workflow folder as a run sees it, never reading a host file through a link:
+    a link that resolves inside the folder stays a link to the copy's own file; one that
+    leaves it (which the loader refuses, and a sandboxed run cannot follow) is left out,
+    and so is anything but plain files and folders (a fifo would block the copy)."""
+    root = source.resolve()
+    for where, folders, files in os.walk(root):
+        here = Path(where)
+        copy = target / here.relative_to(root)
+        copy.mkdir(parents=True, exist_ok=True)
+        top = here == root
+        folders[:] = [n for n in folders if not _left_out(n, top)]
+        for name in [*folders, *files]:
+            path = here / name
+            if path.is_symlink():
+                linked = path.resolve()
+                if linked.is_relative_to(root):
+                    inside = target / linked.relative_to(root)
+                    (copy / name).symlink_to(os.path.relpath(inside, copy))
+            elif name in files and not _left_out(name, top) and stat.S_ISREG(path.lstat().st_mode):
+                shutil.copy2(path, copy / name, follow_symlinks=False)
+        folders[:] = [n for n in folders if not (here / n).is_symlink()]
+
+
+def _left_out(name: str, top: bool) -> bool:
+    return name == "__pycache__" or (top and name in NOT_COPIED)
 
 
 @dataclass(frozen=True)
