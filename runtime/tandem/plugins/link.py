@@ -174,7 +174,10 @@ class _Slots:
         if granted.done():  # a free slot: no timer to arm
             return
         try:
-            await asyncio.wait_for(granted, within_s)
+            # Not wait_for: on Python 3.11 it swallows a cancellation that arrives as the
+            # slot is granted, and the cancelled call would then go on and be sent.
+            async with asyncio.timeout(within_s):
+                await granted
         except BaseException:
             if granted.done() and not granted.cancelled():
                 self.release(run)  # granted just as the wait ended: hand it on
