@@ -27,7 +27,7 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
 from .session import RunMode, RunSession
-from .store import USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
+from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
 from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # A watcher gets a run's live events in batches gathered this long (as the trace writer
 # commits them): a message per batch, not one per event, for a run calling tools quickly.
 WATCH_GATHER_S = 0.005
+# The events a watcher is sent of what was written before it came, a page at a time: a
+# trace of any size, never read whole.
+WATCH_PAGE_CHARS = 1024 * 1024
 
 
 def new_run_id() -> str:
@@ -270,7 +273,7 @@ class RunManager:
     ) -> RunSession:
         """Run a recorded run's trigger again through the current workflow (or the one in
         `workflow_path`), its tool calls answered from the recording."""
-        record = self.record(run_id)
+        record = self.record(run_id, kinds=PLAN_KINDS)
         candidate = None
         if workflow_path is not None:
             try:
@@ -303,9 +306,10 @@ class RunManager:
             raise Unauthenticated("invalid or ended run token")
         return session
 
-    def record(self, run_id: str, *, events: bool = True) -> RunRecord:
-        """The run as stored; NotFound when there is no such run."""
-        record = self.store.get(run_id, events=events)
+    def record(self, run_id: str, *, events: bool = True, kinds: tuple[str, ...] = ()) -> RunRecord:
+        """The run as stored (its events of `kinds`, when given); NotFound when there is no
+        such run."""
+        record = self.store.get(run_id, events=events, kinds=kinds)
         if record is None:
             raise NotFound(f"no run {run_id!r}")
         return record
@@ -345,14 +349,15 @@ class RunManager:
         session = self.sessions.get(run_id)
         if session is None:
             self.record(run_id, events=False)  # NotFound for a run never made
-            yield self.store.events(run_id)
+            async for page in self._stored(run_id):
+                yield page
             return
         queue = session.subscribe()
         try:
-            stored = self.store.events(run_id)
-            last = stored[-1].seq if stored else 0
-            if stored:
-                yield stored
+            last = 0
+            async for page in self._stored(run_id):
+                last = page[-1].seq
+                yield page
             ended = False
             while not ended:
                 first = await queue.get()
@@ -372,6 +377,16 @@ class RunManager:
                     yield fresh
         finally:
             session.unsubscribe(queue)
+
+    async def _stored(self, run_id: str) -> AsyncIterator[list[Event]]:
+        """The run's stored events, a page at a time (none: no page)."""
+        after, more = 0, True
+        while more:
+            page, more = self.store.events_page(run_id, after, WATCH_PAGE_CHARS)
+            if not page:
+                return
+            after = page[-1].seq
+            yield page
 
     async def shutdown(self, grace: float) -> None:
         """Take no new runs; give the ones in flight `grace` seconds, then cancel them.
@@ -441,6 +456,8 @@ class RunManager:
         always see the end, and a run the store could not finish is retried at shutdown
         (and marked interrupted by the next host if even that fails)."""
         try:
+            if (dropped := session.budget.dropped()) is not None:
+                session.emit("trace.dropped", **dropped)
             session.emit("run.finished", status=status, error=error, details=details)
             self.store.finish(session.id, status, output, error, session.usage, time.time())
         except Exception:
@@ -466,7 +483,7 @@ class RunManager:
             log.exception("run %s: shadow bookkeeping failed", session.id)
 
     def _start_shadow(self, primary: RunSession) -> None:
-        record = self.store.get(primary.id)
+        record = self.store.get(primary.id, kinds=PLAN_KINDS)
         assert record is not None
         if primary.workflow.spec.shadow == "llm" and self.skip_llm_shadows is not None:
             self._skip_shadow(primary, record, self.skip_llm_shadows)
@@ -512,7 +529,7 @@ class RunManager:
     def _compare_shadow(self, shadow: RunSession) -> None:
         recording = shadow.mode.recording
         assert recording is not None
-        record = self.store.get(shadow.id)
+        record = self.store.get(shadow.id, kinds=PLAN_KINDS)
         assert record is not None
         diff = recording.diff(record)
         self.store.set_plan_diff(

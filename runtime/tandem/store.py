@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Trace events are committed in groups (RunStore.append_event).
 FLUSH_AFTER_S = 0.005
 FLUSH_AT = 64
+# What an event costs in a message besides its data and kind (seq, time, framing).
+EVENT_OVERHEAD_CHARS = 32
 ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
 MODES = ("live", "dry_run", "replay", "shadow")
 # Columns added after the first release, for stores made before them.
@@ -34,6 +36,17 @@ _ADDED_COLUMNS = {
     "rerun_of": "TEXT",
 }
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
+# The events a run's tool plan, recording and cost are read from: replay, shadows, export,
+# flags and the ledger read only these, never a run's logs and output however many.
+PLAN_KINDS = (
+    "tool.call",
+    "tool.result",
+    "subagent.started",
+    "subagent.finished",
+    "model.request",
+    "model.response",
+    "run.finished",
+)
 USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -428,21 +441,46 @@ class RunStore:
         row = self._run("SELECT host_pid FROM runs WHERE id=?", (run_id,)).fetchone()
         return None if row is None else int(row[0])
 
-    def get(self, run_id: str, *, events: bool = True) -> RunRecord | None:
+    def get(
+        self, run_id: str, *, events: bool = True, kinds: Sequence[str] = ()
+    ) -> RunRecord | None:
+        """The run, with its events (only those of `kinds`, when given)."""
         row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             return None
         record = _record(row)
         if events:
-            record.events = self.events(run_id)
+            record.events = self.events(run_id, kinds=kinds)
         return record
 
-    def events(self, run_id: str, after: int = 0) -> list[Event]:
+    def events(self, run_id: str, after: int = 0, *, kinds: Sequence[str] = ()) -> list[Event]:
+        where = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
         rows = self._run(
-            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
-            (run_id, after),
+            "SELECT seq, ts, kind, data_json FROM events"  # noqa: S608 - placeholders
+            f" WHERE run_id=? AND seq>?{where} ORDER BY seq",
+            (run_id, after, *kinds),
         ).fetchall()
         return [Event(seq, ts, kind, json.loads(data), data) for seq, ts, kind, data in rows]
+
+    def events_page(self, run_id: str, after: int, max_chars: int) -> tuple[list[Event], bool]:
+        """The events after seq `after` whose data comes to at most `max_chars` (at least
+        one event), and whether more follow: a trace of any size is read a page at a time,
+        never whole. Events keep their data as stored (JSON text), not decoded."""
+        cursor = self._run(
+            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+            (run_id, after),
+        )
+        page: list[Event] = []
+        size = 0
+        try:
+            for seq, ts, kind, data in cursor:
+                size += len(data) + len(kind) + EVENT_OVERHEAD_CHARS
+                if page and size > max_chars:
+                    return page, True
+                page.append(Event(seq, ts, kind, {}, data))
+        finally:
+            cursor.close()
+        return page, False
 
     def list(self, query: RunQuery | None = None) -> list[RunRecord]:
         q = query or RunQuery()
