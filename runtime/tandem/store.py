@@ -215,6 +215,9 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: list[tuple[str, int, float, str, str]] = []
+        # Ends of runs the store could not write yet (a full disk), by run: written with
+        # the next statement that gets through, and shown by every read meanwhile.
+        self._ends: dict[str, tuple[str, str, str | None, str, float]] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(path)
@@ -230,6 +233,8 @@ class RunStore:
 
     def close(self) -> None:
         self._flush_before()
+        for run_id, (status, *_) in self._ends.items():
+            log.error("run %s: its end (%s) is still not recorded", run_id, status)
         self._db.close()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -312,11 +317,32 @@ class RunStore:
         usage: dict[str, int],
         at: float,
     ) -> None:
-        self._run(
-            "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?, finished_at=?"
-            " WHERE id=?",
-            (status, json.dumps(output), error, json.dumps(usage), at, run_id),
-        )
+        """Record a run's end, after its trace. A store that cannot take it now (a full
+        disk) keeps it to write with the next statement that gets through; reads show it
+        meanwhile, so the run never looks as if it still ran."""
+        self._ends[run_id] = (status, json.dumps(output), error, json.dumps(usage), at)
+        self._flush_before()
+
+    def _write_ends(self) -> None:
+        for run_id, (status, output, error, usage, at) in list(self._ends.items()):
+            try:
+                self._db.execute(
+                    "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"
+                    " finished_at=? WHERE id=?",
+                    (status, output, error, usage, at, run_id),
+                )
+            except sqlite3.OperationalError as error:
+                raise StoreError(self.path, error) from error
+            del self._ends[run_id]
+
+    def _shown(self, record: RunRecord) -> RunRecord:
+        """The record as it is, its end included when the store has not written it yet."""
+        end = self._ends.get(record.id)
+        if end is not None:
+            status, output, error, usage, at = end
+            record.status, record.error, record.finished_at = status, error, at
+            record.output, record.usage = json.loads(output), json.loads(usage)
+        return record
 
     def append_event(self, run_id: str, event: Event) -> None:
         """Buffer an event; the buffer is committed in one transaction within
@@ -360,12 +386,14 @@ class RunStore:
             raise StoreError(self.path, error) from error
 
     def _flush_before(self) -> None:
-        """Flush ahead of a statement; a failure is logged and the events kept, so a read
-        still answers while the disk is full."""
+        """Flush ahead of a statement, then the runs' ends waiting for it; a failure is
+        logged and both kept, so a read still answers while the disk is full."""
         try:
             self.flush()
+            self._write_ends()
         except StoreError as error:
-            log.error("%s (%d trace events wait)", error.message, len(self._pending))
+            waiting = f"{len(self._pending)} trace events and {len(self._ends)} run ends wait"
+            log.error("%s (%s)", error.message, waiting)
 
     def claim_delivery(
         self, workflow: str, delivery: str, *, window_s: float | None = None
@@ -448,7 +476,7 @@ class RunStore:
         row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             return None
-        record = _record(row)
+        record = self._shown(_record(row))
         if events:
             record.events = self.events(run_id, kinds=kinds)
         return record
@@ -508,7 +536,8 @@ class RunStore:
         conditions = " AND ".join(where)  # constants and placeholders
         sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC LIMIT ?"  # noqa: S608
         rows = self._run(sql, (*params, q.limit)).fetchall()
-        return [_record(row) for row in rows]
+        records = [self._shown(_record(row)) for row in rows]
+        return [r for r in records if not q.status or r.status == q.status]
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
