@@ -129,7 +129,7 @@ class RunSession:
         """A log line from the coordinator, written while the run's log limits allow."""
         data = _capped({"level": level, "message": message, "fields": fields})
         if self.budget.take_log(len(json.dumps(data, default=str))):
-            self.emit("log", **data)
+            self.emit("log", raw=data)  # capped once already
 
     def subscribe(self) -> asyncio.Queue[Event | None]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
