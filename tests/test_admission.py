@@ -276,3 +276,51 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
             daemon.close()
     finally:
         subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def test_a_run_whose_end_meets_a_full_disk_is_never_shown_running(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state)], check=True
+    )
+    try:
+        project = Project(tmp_path / "project")
+        (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
+        project.plugin("slow", SLOW_PLUGIN)
+        project.workflow("slow", script=SLOW, tools=["slow.pid"])
+        daemon = Daemon(project)
+        try:
+            run_id = daemon.client.trigger("slow", {"sleep": 60}, None)
+            assert eventually(
+                lambda: any(e.kind == "tool.result" for e in daemon.client.run(run_id).events)
+            )
+            filler = state / "filler"
+            with filler.open("wb", buffering=0) as out:
+                for chunk in (65536, 4096, 1):  # to the last byte tmpfs gives
+                    try:
+                        while True:
+                            out.write(b"\0" * chunk)
+                    except OSError:
+                        pass
+            assert daemon.client.cancel(run_id)
+            # The store cannot write the end, yet the run no longer shows as running.
+            assert eventually(lambda: daemon.client.run(run_id).status == "cancelled")
+            assert _stored_status(state, run_id) == "running"
+            filler.unlink()
+            record = daemon.client.run(run_id)  # the next statement writes it
+            assert _stored_status(state, run_id) == "cancelled"
+            assert record.events[-1].kind == "run.finished"
+        finally:
+            daemon.close()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _stored_status(state: Path, run_id: str) -> str:
+    """The run's status as the database file has it, read beside the daemon."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(state / "runs.sqlite3")) as db:
+        return str(db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0])

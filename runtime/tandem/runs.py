@@ -27,7 +27,7 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
 from .session import RunMode, RunSession
-from .store import USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
+from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
 from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # A watcher gets a run's live events in batches gathered this long (as the trace writer
 # commits them): a message per batch, not one per event, for a run calling tools quickly.
 WATCH_GATHER_S = 0.005
+# The events a watcher is sent of what was written before it came, a page at a time: a
+# trace of any size, never read whole.
+WATCH_PAGE_CHARS = 1024 * 1024
 
 
 def new_run_id() -> str:
@@ -85,8 +88,6 @@ class RunManager:
         self.coordinators = coordinators
         self.sessions: dict[str, RunSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Runs whose end the store refused to record (a full disk): retried at shutdown.
-        self._unrecorded: dict[str, tuple[str, Any, str | None, dict[str, int]]] = {}
         # Versions already in the store: a Trigger then skips dumping the workflow again.
         self._kept_versions: set[str] = set()
         self.accepting = True
@@ -270,7 +271,7 @@ class RunManager:
     ) -> RunSession:
         """Run a recorded run's trigger again through the current workflow (or the one in
         `workflow_path`), its tool calls answered from the recording."""
-        record = self.record(run_id)
+        record = self.record(run_id, kinds=PLAN_KINDS)
         candidate = None
         if workflow_path is not None:
             try:
@@ -303,9 +304,10 @@ class RunManager:
             raise Unauthenticated("invalid or ended run token")
         return session
 
-    def record(self, run_id: str, *, events: bool = True) -> RunRecord:
-        """The run as stored; NotFound when there is no such run."""
-        record = self.store.get(run_id, events=events)
+    def record(self, run_id: str, *, events: bool = True, kinds: tuple[str, ...] = ()) -> RunRecord:
+        """The run as stored (its events of `kinds`, when given); NotFound when there is no
+        such run."""
+        record = self.store.get(run_id, events=events, kinds=kinds)
         if record is None:
             raise NotFound(f"no run {run_id!r}")
         return record
@@ -345,14 +347,15 @@ class RunManager:
         session = self.sessions.get(run_id)
         if session is None:
             self.record(run_id, events=False)  # NotFound for a run never made
-            yield self.store.events(run_id)
+            async for page in self._stored(run_id):
+                yield page
             return
         queue = session.subscribe()
         try:
-            stored = self.store.events(run_id)
-            last = stored[-1].seq if stored else 0
-            if stored:
-                yield stored
+            last = 0
+            async for page in self._stored(run_id):
+                last = page[-1].seq
+                yield page
             ended = False
             while not ended:
                 first = await queue.get()
@@ -373,6 +376,16 @@ class RunManager:
         finally:
             session.unsubscribe(queue)
 
+    async def _stored(self, run_id: str) -> AsyncIterator[list[Event]]:
+        """The run's stored events, a page at a time (none: no page)."""
+        after, more = 0, True
+        while more:
+            page, more = self.store.events_page(run_id, after, WATCH_PAGE_CHARS)
+            if not page:
+                return
+            after = page[-1].seq
+            yield page
+
     async def shutdown(self, grace: float) -> None:
         """Take no new runs; give the ones in flight `grace` seconds, then cancel them.
         Queued runs stay queued in the store, for the next host."""
@@ -389,12 +402,6 @@ class RunManager:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for run_id, (status, output, error, usage) in list(self._unrecorded.items()):
-            try:
-                self.store.finish(run_id, status, output, error, usage, time.time())
-                del self._unrecorded[run_id]
-            except Exception as failure:
-                log.error("run %s: its end (%s) is still not recorded: %s", run_id, status, failure)
 
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
@@ -438,14 +445,16 @@ class RunManager:
         self, session: RunSession, status: str, output: Any, error: str | None, details: Any
     ) -> None:
         """Record the end, then release the run whatever the recording did: its watchers
-        always see the end, and a run the store could not finish is retried at shutdown
-        (and marked interrupted by the next host if even that fails)."""
+        always see the end; an end the store cannot write yet (a full disk) it writes with
+        its next statement that gets through, and shows meanwhile (a host that stops
+        before then leaves the run for the next one to mark interrupted)."""
         try:
+            if (dropped := session.budget.dropped()) is not None:
+                session.emit("trace.dropped", **dropped)
             session.emit("run.finished", status=status, error=error, details=details)
             self.store.finish(session.id, status, output, error, session.usage, time.time())
-        except Exception:
+        except Exception:  # the store keeps an end it cannot write yet: this is a bug
             log.exception("run %s: could not record that it %s", session.id, status)
-            self._unrecorded[session.id] = (status, output, error, dict(session.usage))
         session.close()
         self.sessions.pop(session.id, None)
         self._tasks.pop(session.id, None)
@@ -466,7 +475,7 @@ class RunManager:
             log.exception("run %s: shadow bookkeeping failed", session.id)
 
     def _start_shadow(self, primary: RunSession) -> None:
-        record = self.store.get(primary.id)
+        record = self.store.get(primary.id, kinds=PLAN_KINDS)
         assert record is not None
         if primary.workflow.spec.shadow == "llm" and self.skip_llm_shadows is not None:
             self._skip_shadow(primary, record, self.skip_llm_shadows)
@@ -512,7 +521,7 @@ class RunManager:
     def _compare_shadow(self, shadow: RunSession) -> None:
         recording = shadow.mode.recording
         assert recording is not None
-        record = self.store.get(shadow.id)
+        record = self.store.get(shadow.id, kinds=PLAN_KINDS)
         assert record is not None
         diff = recording.diff(record)
         self.store.set_plan_diff(

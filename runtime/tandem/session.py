@@ -32,6 +32,7 @@ from .replay.recording import RecordedCall, Recording
 from .store import USAGE_KEYS, Event, RunStore
 from .suggest import did_you_mean
 from .tools import HostTool
+from .trace_budget import TraceBudget
 from .workflows import Workflow
 from .workflows.paths import UnsafePath, normalise_virtual_path
 
@@ -101,6 +102,7 @@ class RunSession:
         self.tool_calls = 0
         self.deadline: float | None = None  # monotonic; set when the run starts
         self.limit_error: LimitExceeded | None = None
+        self.budget = TraceBudget(self.limits.max_log_lines, self.limits.max_log_bytes)
         self.usage: dict[str, int] = dict.fromkeys(USAGE_KEYS, 0)
         self._store = store
         self._plugins = plugins
@@ -122,6 +124,12 @@ class RunSession:
         for queue in self._watchers:
             queue.put_nowait(event)
         return event
+
+    def log(self, level: str, message: str, fields: Any) -> None:
+        """A log line from the coordinator, written while the run's log limits allow."""
+        data = _capped({"level": level, "message": message, "fields": fields})
+        if self.budget.take_log(len(json.dumps(data, default=str))):
+            self.emit("log", raw=data)  # capped once already
 
     def subscribe(self) -> asyncio.Queue[Event | None]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -168,14 +176,19 @@ class RunSession:
     async def call_tool(
         self, name: str, arguments_json: str, *, subagent: str | None = None
     ) -> ToolOutcome:
-        """Check scope, limits and arguments, answer as the run's mode says, trace it all."""
+        """Check limits, scope and arguments, answer as the run's mode says, trace it all.
+        A refused call (unknown, out of scope, bad arguments) counts as a call: a run cannot
+        make them without end; past the limit only the first refusal is traced."""
         try:
-            tool = self.resolve_tool(name)
             self._count_call(name)
+            tool = self.resolve_tool(name)
             arguments = tool.parse_arguments(arguments_json)
         except InterfaceError as error:
             error.run_id = self.id
-            self.emit("tool.refused", tool=name, error=type(error).__name__, message=error.message)
+            if not isinstance(error, LimitExceeded) or self.budget.calls_past_limit <= 1:
+                self.emit(
+                    "tool.refused", tool=name, error=type(error).__name__, message=error.message
+                )
             raise
         source, recorded = self._source(tool, arguments)
         tagged: dict[str, Any] = {"subagent": subagent} if subagent in self.subagents else {}
@@ -364,6 +377,7 @@ class RunSession:
 
     def _count_call(self, name: str) -> None:
         if self.tool_calls >= self.limits.max_tool_calls:
+            self.budget.call_past_limit()
             self.limit_error = LimitExceeded(
                 f"run {self.id} reached max_tool_calls ({self.limits.max_tool_calls})",
                 tool=name,

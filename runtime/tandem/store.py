@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # Trace events are committed in groups (RunStore.append_event).
 FLUSH_AFTER_S = 0.005
 FLUSH_AT = 64
+# What an event costs in a message besides its data and kind (seq, time, framing).
+EVENT_OVERHEAD_CHARS = 32
 ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
 MODES = ("live", "dry_run", "replay", "shadow")
 # Columns added after the first release, for stores made before them.
@@ -34,6 +36,17 @@ _ADDED_COLUMNS = {
     "rerun_of": "TEXT",
 }
 FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
+# The events a run's tool plan, recording and cost are read from: replay, shadows, export,
+# flags and the ledger read only these, never a run's logs and output however many.
+PLAN_KINDS = (
+    "tool.call",
+    "tool.result",
+    "subagent.started",
+    "subagent.finished",
+    "model.request",
+    "model.response",
+    "run.finished",
+)
 USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -202,6 +215,9 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: list[tuple[str, int, float, str, str]] = []
+        # Ends of runs the store could not write yet (a full disk), by run: written with
+        # the next statement that gets through, and shown by every read meanwhile.
+        self._ends: dict[str, tuple[str, str, str | None, str, float]] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(path)
@@ -217,6 +233,8 @@ class RunStore:
 
     def close(self) -> None:
         self._flush_before()
+        for run_id, (status, *_) in self._ends.items():
+            log.error("run %s: its end (%s) is still not recorded", run_id, status)
         self._db.close()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -299,11 +317,32 @@ class RunStore:
         usage: dict[str, int],
         at: float,
     ) -> None:
-        self._run(
-            "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?, finished_at=?"
-            " WHERE id=?",
-            (status, json.dumps(output), error, json.dumps(usage), at, run_id),
-        )
+        """Record a run's end, after its trace. A store that cannot take it now (a full
+        disk) keeps it to write with the next statement that gets through; reads show it
+        meanwhile, so the run never looks as if it still ran."""
+        self._ends[run_id] = (status, json.dumps(output), error, json.dumps(usage), at)
+        self._flush_before()
+
+    def _write_ends(self) -> None:
+        for run_id, (status, output, error, usage, at) in list(self._ends.items()):
+            try:
+                self._db.execute(
+                    "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"
+                    " finished_at=? WHERE id=?",
+                    (status, output, error, usage, at, run_id),
+                )
+            except sqlite3.OperationalError as error:
+                raise StoreError(self.path, error) from error
+            del self._ends[run_id]
+
+    def _shown(self, record: RunRecord) -> RunRecord:
+        """The record as it is, its end included when the store has not written it yet."""
+        end = self._ends.get(record.id)
+        if end is not None:
+            status, output, error, usage, at = end
+            record.status, record.error, record.finished_at = status, error, at
+            record.output, record.usage = json.loads(output), json.loads(usage)
+        return record
 
     def append_event(self, run_id: str, event: Event) -> None:
         """Buffer an event; the buffer is committed in one transaction within
@@ -347,12 +386,14 @@ class RunStore:
             raise StoreError(self.path, error) from error
 
     def _flush_before(self) -> None:
-        """Flush ahead of a statement; a failure is logged and the events kept, so a read
-        still answers while the disk is full."""
+        """Flush ahead of a statement, then the runs' ends waiting for it; a failure is
+        logged and both kept, so a read still answers while the disk is full."""
         try:
             self.flush()
+            self._write_ends()
         except StoreError as error:
-            log.error("%s (%d trace events wait)", error.message, len(self._pending))
+            waiting = f"{len(self._pending)} trace events and {len(self._ends)} run ends wait"
+            log.error("%s (%s)", error.message, waiting)
 
     def claim_delivery(
         self, workflow: str, delivery: str, *, window_s: float | None = None
@@ -428,21 +469,46 @@ class RunStore:
         row = self._run("SELECT host_pid FROM runs WHERE id=?", (run_id,)).fetchone()
         return None if row is None else int(row[0])
 
-    def get(self, run_id: str, *, events: bool = True) -> RunRecord | None:
+    def get(
+        self, run_id: str, *, events: bool = True, kinds: Sequence[str] = ()
+    ) -> RunRecord | None:
+        """The run, with its events (only those of `kinds`, when given)."""
         row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             return None
-        record = _record(row)
+        record = self._shown(_record(row))
         if events:
-            record.events = self.events(run_id)
+            record.events = self.events(run_id, kinds=kinds)
         return record
 
-    def events(self, run_id: str, after: int = 0) -> list[Event]:
+    def events(self, run_id: str, after: int = 0, *, kinds: Sequence[str] = ()) -> list[Event]:
+        where = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
         rows = self._run(
-            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
-            (run_id, after),
+            "SELECT seq, ts, kind, data_json FROM events"  # noqa: S608 - placeholders
+            f" WHERE run_id=? AND seq>?{where} ORDER BY seq",
+            (run_id, after, *kinds),
         ).fetchall()
         return [Event(seq, ts, kind, json.loads(data), data) for seq, ts, kind, data in rows]
+
+    def events_page(self, run_id: str, after: int, max_chars: int) -> tuple[list[Event], bool]:
+        """The events after seq `after` whose data comes to at most `max_chars` (at least
+        one event), and whether more follow: a trace of any size is read a page at a time,
+        never whole. Events keep their data as stored (JSON text), not decoded."""
+        cursor = self._run(
+            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+            (run_id, after),
+        )
+        page: list[Event] = []
+        size = 0
+        try:
+            for seq, ts, kind, data in cursor:
+                size += len(data) + len(kind) + EVENT_OVERHEAD_CHARS
+                if page and size > max_chars:
+                    return page, True
+                page.append(Event(seq, ts, kind, {}, data))
+        finally:
+            cursor.close()
+        return page, False
 
     def list(self, query: RunQuery | None = None) -> list[RunRecord]:
         q = query or RunQuery()
@@ -470,7 +536,8 @@ class RunStore:
         conditions = " AND ".join(where)  # constants and placeholders
         sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC LIMIT ?"  # noqa: S608
         rows = self._run(sql, (*params, q.limit)).fetchall()
-        return [_record(row) for row in rows]
+        records = [self._shown(_record(row)) for row in rows]
+        return [r for r in records if not q.status or r.status == q.status]
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:

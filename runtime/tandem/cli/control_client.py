@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 from tandem_sdk._pb import control_pb2, control_pb2_grpc
-from tandem_sdk.protocol import GRPC_OPTIONS
+from tandem_sdk.protocol import GRPC_OPTIONS, MAX_MESSAGE_BYTES
 
 from tandem.store import Event, RunRecord
 
@@ -60,9 +60,21 @@ class ControlClient:
                 yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
 
     def run(self, run_id: str) -> RunRecord:
-        return record_from_message(
-            self.stub.GetRunTrace(control_pb2.GetRunTraceRequest(run_id=run_id))
-        )
+        """The run with its whole trace, read a page at a time (each within this client's
+        message limit), the record as the last page has it."""
+        events: list[Event] = []
+        after = 0
+        while True:
+            request = control_pb2.GetRunTraceRequest(
+                run_id=run_id, after_seq=after, max_bytes=MAX_MESSAGE_BYTES
+            )
+            message = self.stub.GetRunTrace(request)
+            record = record_from_message(message)
+            events.extend(record.events)
+            if not message.more_events or not record.events:
+                record.events = events
+                return record
+            after = record.events[-1].seq
 
     def runs(
         self, workflow: str = "", status: str = "", limit: int = 50, **filters: Any

@@ -294,7 +294,7 @@ def _yaml_problem(error: Exception) -> str:
 
 def _recorded_run(config: ProjectConfig, run_id: str) -> RunRecord:
     """The run from the project's store, read directly (WAL: beside a daemon too)."""
-    from tandem.store import ACTIVE, RunStore
+    from tandem.store import ACTIVE, PLAN_KINDS, RunStore
 
     where = f"--model-replies {RUN_PREFIX}{run_id}"
     if not run_id:
@@ -303,7 +303,7 @@ def _recorded_run(config: ProjectConfig, run_id: str) -> RunRecord:
         raise UsageError(f"{where}: no runs recorded yet in {config.state_dir}")
     store = RunStore(config.database)
     try:
-        record = store.get(run_id)
+        record = store.get(run_id, kinds=PLAN_KINDS)  # its model's turns, not its logs
     finally:
         store.close()
     if record is None:

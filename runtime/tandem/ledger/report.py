@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tandem.store import RunQuery, RunRecord, RunStore
+from tandem.store import PLAN_KINDS, RunQuery, RunRecord, RunStore
 
 from .figures import Ledger, compute, models_from_events, models_from_versions
 from .prices import PriceTable
@@ -33,7 +33,7 @@ def read_runs(
     truncated = len(listed) > limit
     runs = []
     for run in listed[:limit]:
-        full = store.get(run.id) if run.mode == "live" else run
+        full = store.get(run.id, kinds=PLAN_KINDS) if run.mode == "live" else run
         runs.append(full or run)
     return runs, truncated
 

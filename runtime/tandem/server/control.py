@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from tandem_sdk._pb import common_pb2, control_pb2, control_pb2_grpc
 from tandem_sdk.errors import InvalidArguments, NotFound
-from tandem_sdk.protocol import PROTOCOL_VERSION
+from tandem_sdk.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 
 from tandem import __version__
 from tandem.blocking import in_thread
@@ -21,7 +21,7 @@ from tandem.replay import fixture_of
 from tandem.replay.recording import attempted_plan
 from tandem.retention import prune
 from tandem.runs import RunManager
-from tandem.store import Event, RunQuery, RunRecord
+from tandem.store import PLAN_KINDS, Event, RunQuery, RunRecord
 from tandem.zygote.client import Zygote
 
 from .status import streaming, unary
@@ -31,6 +31,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # A watch message holds events up to about this much JSON (one event may be larger), well
 # inside the message limit.
 WATCH_MESSAGE_CHARS = 1024 * 1024
+# Room a trace page leaves in its message for what is not counted exactly.
+PAGE_MARGIN_BYTES = 4096
 LEDGER_LIMIT = 5000  # runs a ledger counts at most, unless asked otherwise
 
 
@@ -229,7 +231,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ExportRun(
         self, request: control_pb2.ExportRunRequest, context: Context
     ) -> control_pb2.ExportRunResponse:
-        record = self._runs.record(request.run_id)
+        record = self._runs.record(request.run_id, kinds=PLAN_KINDS)
         fixture = fixture_of(record, self._runs.store.version_content(record.workflow_version))
         self._runs.store.mark_exported(record.id, time.time())  # retention keeps it
         return control_pb2.ExportRunResponse(fixture_json=json.dumps(fixture))
@@ -241,7 +243,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         flag = {"reason": request.reason, "calls": list(request.calls)} if request.reason else None
         if request.calls:
             # Numbered as `tandem runs show` numbers them: the run's own calls, from 1.
-            count = len(attempted_plan(self._runs.record(request.run_id)))
+            count = len(attempted_plan(self._runs.record(request.run_id, kinds=PLAN_KINDS)))
             beyond = sorted(n + 1 for n in request.calls if not 0 <= n < count)
             if beyond:
                 raise InvalidArguments(
@@ -304,8 +306,17 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def GetRunTrace(
         self, request: control_pb2.GetRunTraceRequest, context: Context
     ) -> control_pb2.RunRecord:
-        record = self._runs.record(request.run_id)
-        return record_message(record, self._runs.queue_position(record.id))
+        record = self._runs.record(request.run_id, events=False)
+        message = record_message(record, self._runs.queue_position(record.id))
+        limit = min(request.max_bytes or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES)
+        room = max(limit - message.ByteSize() - PAGE_MARGIN_BYTES, PAGE_MARGIN_BYTES)
+        events, more = self._runs.store.events_page(record.id, request.after_seq, room)
+        for event in events:
+            if len(event.data_json or "") > room:  # one event alone over the message limit
+                event.data_json = json.dumps({"over_message_limit": len(event.data_json or "")})
+            message.events.append(event_message(event))
+        message.more_events = more
+        return message
 
     @streaming
     async def WatchRun(

@@ -121,7 +121,7 @@ class ToolHostServicer(toolhost_pb2_grpc.ToolHostServicer):
             fields = json.loads(request.fields_json or "{}")
         except json.JSONDecodeError:
             fields = {"raw": request.fields_json}
-        session.emit("log", level=request.level or "info", message=request.message, fields=fields)
+        session.log(request.level or "info", request.message, fields)
         return toolhost_pb2.LogResponse()
 
     @unary

@@ -22,6 +22,9 @@ class Limits(_Strict):
     max_turns: Annotated[int, Field(ge=1, le=1_000)] = 20
     max_tokens: Annotated[int, Field(ge=1_000)] = 200_000
     memory_mb: Annotated[int, Field(ge=64, le=65_536)] = 512
+    # Log lines a run may write to its trace, and their bytes; more are dropped and counted.
+    max_log_lines: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
+    max_log_bytes: Annotated[int, Field(ge=0, le=1024**3)] = 8 * 1024 * 1024
     # Runs of this workflow in flight at once; more wait in the queue (default: no own limit).
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 

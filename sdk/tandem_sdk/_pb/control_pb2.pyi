@@ -697,6 +697,7 @@ class RunRecord(_message.Message):
     EXCLUDED_JSON_FIELD_NUMBER: _builtins.int
     EXPORTED_AT_FIELD_NUMBER: _builtins.int
     RERUN_OF_FIELD_NUMBER: _builtins.int
+    MORE_EVENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow: _builtins.str
     workflow_version: _builtins.str
@@ -724,6 +725,8 @@ class RunRecord(_message.Message):
     """last ExportRun; 0: never"""
     rerun_of: _builtins.str
     """the run whose trigger this one ran again"""
+    more_events: _builtins.bool
+    """GetRunTrace: events after the last one here follow; ask again with after_seq."""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
     @_builtins.property
@@ -752,10 +755,11 @@ class RunRecord(_message.Message):
         excluded_json: _builtins.str = ...,
         exported_at: _builtins.float = ...,
         rerun_of: _builtins.str = ...,
+        more_events: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "excluded_json", b"excluded_json", "exported_at", b"exported_at", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "queue_position", b"queue_position", "rerun_of", b"rerun_of", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "created_at", b"created_at", "error", b"error", "events", b"events", "excluded_json", b"excluded_json", "exported_at", b"exported_at", "finished_at", b"finished_at", "flag_json", b"flag_json", "id", b"id", "mode", b"mode", "more_events", b"more_events", "output_json", b"output_json", "plan_diff_json", b"plan_diff_json", "queue_position", b"queue_position", "rerun_of", b"rerun_of", "source_run", b"source_run", "started_at", b"started_at", "status", b"status", "trigger_json", b"trigger_json", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -841,15 +845,23 @@ class GetRunTraceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    after_seq: _builtins.int
+    """the events after this seq; 0: from the first"""
+    max_bytes: _builtins.int
+    """a page of at most about this much; 0: the message limit"""
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+        max_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "max_bytes", b"max_bytes", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

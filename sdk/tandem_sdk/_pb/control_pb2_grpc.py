@@ -155,7 +155,9 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRunTrace(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The run with a page of its events: those after `after_seq`, up to `max_bytes` (and
+        never beyond the message limit); `more_events` says another page follows.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -37,6 +37,9 @@ class ControlStub:
     ListWorkflowTools: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListWorkflowToolsRequest, _control_pb2.ListWorkflowToolsResponse]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListRunsRequest, _control_pb2.ListRunsResponse]
     GetRunTrace: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetRunTraceRequest, _control_pb2.RunRecord]
+    """The run with a page of its events: those after `after_seq`, up to `max_bytes` (and
+    never beyond the message limit); `more_events` says another page follows.
+    """
     WatchRun: _grpc.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvents]
     """Streams the run's events as they are written, then ends when the run does. Each
     message carries the events written since the last one (gathered for a few
@@ -72,6 +75,9 @@ class ControlAsyncStub(ControlStub):
     ListWorkflowTools: _aio.UnaryUnaryMultiCallable[_control_pb2.ListWorkflowToolsRequest, _control_pb2.ListWorkflowToolsResponse]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_control_pb2.ListRunsRequest, _control_pb2.ListRunsResponse]  # type: ignore[assignment]
     GetRunTrace: _aio.UnaryUnaryMultiCallable[_control_pb2.GetRunTraceRequest, _control_pb2.RunRecord]  # type: ignore[assignment]
+    """The run with a page of its events: those after `after_seq`, up to `max_bytes` (and
+    never beyond the message limit); `more_events` says another page follows.
+    """
     WatchRun: _aio.UnaryStreamMultiCallable[_control_pb2.WatchRunRequest, _control_pb2.RunEvents]  # type: ignore[assignment]
     """Streams the run's events as they are written, then ends when the run does. Each
     message carries the events written since the last one (gathered for a few
@@ -139,7 +145,10 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _control_pb2.GetRunTraceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_control_pb2.RunRecord, _abc.Awaitable[_control_pb2.RunRecord]]: ...
+    ) -> _typing.Union[_control_pb2.RunRecord, _abc.Awaitable[_control_pb2.RunRecord]]:
+        """The run with a page of its events: those after `after_seq`, up to `max_bytes` (and
+        never beyond the message limit); `more_events` says another page follows.
+        """
 
     @_abc_1.abstractmethod
     def WatchRun(
