@@ -119,3 +119,6 @@ def test_a_plugin_reaches_neither_the_daemon_nor_another_plugin_nor_the_state(
     assert uids["prober"] != uids["other"]
     assert all(UID_BASE <= uid < UID_BASE + UID_COUNT for uid in uids.values())
     assert Path(state / "plugins" / "prober").stat().st_uid == result["uid"]
+    text = tandem(project, "status").stdout
+    assert "plugins: each runs as a uid of its own" in text
+    assert f"uid {uids['prober']}" in text
