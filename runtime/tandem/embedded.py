@@ -132,13 +132,8 @@ class EmbeddedHost:
 
 async def _standbys(names: Collection[str], data: Path) -> dict[str, Standby]:
     """A standby process for each plugin, by name; none if one cannot start (the plugins'
-    own start then says why). None where each plugin gets a uid of its own: a standby
-    runs as its plugin's uid, which is allocated as the plugin starts."""
-    from .plugins import confine
+    own start then says why)."""
     from .plugins.standby import Standby
-
-    if confine.reason() is None:
-        return {}
 
     ordered = sorted(names)
     started = await asyncio.gather(

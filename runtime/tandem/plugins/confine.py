@@ -1,4 +1,4 @@
-"""Each plugin as a uid of its own, when the host is root.
+"""Each plugin as a uid of its own, when the daemon is root.
 
 A plugin process holds secrets (its manifest's), and the host holds more (the model's key,
 webhook secrets, every plugin's). Run as the host's uid, a plugin could read them all from
@@ -19,7 +19,8 @@ its stop, standbys and restarts included), and starts its processes through:
 Under a different uid, the kernel's own checks do the rest: the host's and the other
 plugins' /proc/PID/environ and mem, and their files, are out of reach. A host that is not
 root cannot switch uids: its plugins run as its own user, and `reason()` says so (logged at
-start, shown by `tandem status`).
+start, shown by `tandem status`). A host embedded in the CLI (`tandem run` without a daemon)
+runs plugins as the user who runs the command, whose own secrets they are.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # imported where used: `reason` stays light for the CLI's fir
     from tandem.isolation.identity import RunUser
 
 CONFINED = "uid"  # what Health's plugin_isolation says when plugins are confined
+EMBEDDED = "a host embedded in the CLI runs plugins as the user who runs it"
 
 
 @functools.cache

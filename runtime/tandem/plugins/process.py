@@ -60,8 +60,10 @@ class PluginProcess:
         socket_dir: Path,
         data_dir: Path,
         standby: Standby | None = None,
+        confine: bool = False,
     ) -> None:
-        """`standby`: a process started ahead for this plugin, to take its first start."""
+        """`standby`: a process started ahead for this plugin, to take its first start.
+        `confine`: run it as a uid of its own where the host can (confine.py)."""
         self.manifest = manifest
         self.name = manifest.name
         self.socket_dir = socket_dir
@@ -86,6 +88,7 @@ class PluginProcess:
         self._standby: Standby | asyncio.Task[Standby] | None = standby
         # Its own uid and folders, from start to stop, when the host confines plugins.
         self.sandbox: PluginSandbox | None = None
+        self._confine = confine
 
     @property
     def up(self) -> bool:
@@ -107,9 +110,11 @@ class PluginProcess:
 
     async def start(self) -> None:
         """Start and describe the plugin; DefinitionError if it cannot load."""
-        sandbox = PluginSandbox.allocate(
-            self.manifest.folder, self.data_dir, self.socket_dir / f"plugin-{self.name}"
-        )
+        sandbox = None
+        if self._confine:
+            sandbox = PluginSandbox.allocate(
+                self.manifest.folder, self.data_dir, self.socket_dir / f"plugin-{self.name}"
+            )
         if sandbox is not None:
             self.sandbox = sandbox
             try:
@@ -266,8 +271,10 @@ class PluginProcess:
         if sandbox is not None and sandbox.plugin_folder != manifest.folder:
             # The plugin moved: the same uid, with the new folder to read.
             sandbox = self.sandbox = dataclasses.replace(sandbox, plugin_folder=manifest.folder)
-        socket_dir = self.socket_dir if sandbox is None else sandbox.socket_dir
-        socket = socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
+        # A path no longer than without a folder of its own: AF_UNIX paths are short.
+        socket = self.socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
+        if sandbox is not None:
+            socket = sandbox.socket_dir / f"{self._launches}.sock"
         standby = await self._take_standby()
         return await launch(manifest, socket, self.data_dir, standby, sandbox)
 

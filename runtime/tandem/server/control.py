@@ -80,6 +80,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self._isolation = isolation
         self._reload = reload
         self._zygote = zygote
+        self.plugin_isolation = confine.isolation()  # Health's; the host sets its own
 
     @unary
     async def Health(
@@ -99,7 +100,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             active_runs=self._runs.active,
             queued_runs=self._runs.queued,
             isolation=self._isolation,
-            plugin_isolation=confine.isolation(),
+            plugin_isolation=self.plugin_isolation,
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
             plugins=sorted(
                 [
