@@ -27,7 +27,7 @@ from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import KEY_VARIABLE, ModelApi
 from .llm.coordinator import LlmCoordinator
 from .llm.subagent import SubagentService
-from .plugins import PluginManager
+from .plugins import PluginManager, confine
 from .private_dirs import remove_if_empty
 from .runs import RunManager
 from .server.control import ControlServicer
@@ -85,7 +85,7 @@ class Host:
         )
         self.store = RunStore(config.database)
         if plugin_manager is None:
-            plugin_manager = PluginManager.for_host(config, plugins)
+            plugin_manager = PluginManager.for_host(config, plugins, confine=daemon)
         self.plugins = plugin_manager
         self.registry = WorkflowRegistry(
             config.workflows_dir, self.plugins.tool_names, lambda: self.plugins.broken
@@ -139,6 +139,9 @@ class Host:
         control = grpc.aio.server(options=GRPC_OPTIONS)
         servicer = ControlServicer(
             self.runs, self.isolation.name, self.reload, self.zygote, self.config.root
+        )
+        servicer.plugin_isolation = (
+            confine.isolation() if self.plugins.confine else f"none: {confine.EMBEDDED}"
         )
         control_pb2_grpc.add_ControlServicer_to_server(servicer, control)
         with contextlib.suppress(FileNotFoundError):

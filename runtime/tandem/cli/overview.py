@@ -134,6 +134,7 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
             "name": p.name,
             "up": p.up,
             "pid": p.pid or None,
+            "uid": p.uid or None,
             "restarts": p.restarts,
             "crash_loop": p.crash_loop,
             "last_error": p.last_error or None,
@@ -149,6 +150,7 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
                     "daemon": serving,
                     "version": reply.version,
                     "isolation": reply.isolation,
+                    "plugin_isolation": reply.plugin_isolation,
                     "active_runs": reply.active_runs,
                     "zygote": {"pid": reply.zygote_pid or None, "tiers": list(reply.zygote_tiers)},
                     "plugins": plugins,
@@ -165,12 +167,19 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(f"zygote: pid {reply.zygote_pid}, forks {tiers} runs")
     else:
         print("zygote: none; script runs are spawned")
+    if reply.plugin_isolation == "uid":
+        print("plugins: each runs as a uid of its own")
+    elif reply.plugin_isolation:
+        print(f"plugins: not confined ({reply.plugin_isolation.removeprefix('none: ')})")
     for plugin in plugins:
         state = "crash loop" if plugin["crash_loop"] else ("up" if plugin["up"] else "down")
         if plugin["load_error"] and not plugin["pid"]:
             state = "not loaded"
         pid = f"pid {plugin['pid']}" if plugin["pid"] else "no pid"
-        print(f"plugin {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}")
+        uid = f", uid {plugin['uid']}" if plugin["uid"] else ""
+        print(
+            f"plugin {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}{uid}"
+        )
         if plugin["last_error"] and (plugin["crash_loop"] or not plugin["up"]):
             print(f"    last error: {plugin['last_error']}")
         if plugin["load_error"]:

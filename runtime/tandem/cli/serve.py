@@ -14,6 +14,7 @@ from typing import Any
 
 from tandem.config import ProjectConfig
 from tandem.host import Host
+from tandem.plugins import confine
 from tandem.retention import prune_forever
 from tandem.schedule import Scheduler
 from tandem.webhooks import HttpListener, WebhookIntake, bind_listener, parse_listen
@@ -67,6 +68,8 @@ async def _serve(
     host = Host(config, daemon=True)
     for warning in host.isolation_choice.warnings:
         log.warning("%s", warning)
+    if (why := confine.reason()) is not None:
+        log.warning("plugins are not confined: %s (docs/sandbox.md)", why)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

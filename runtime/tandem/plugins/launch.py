@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tandem_sdk._convert import annotations_of
 from tandem_sdk.errors import DefinitionError
@@ -24,7 +25,11 @@ from .link import PluginLink
 from .manifest import PluginManifest
 from .standby import Standby, base_environment, log_output
 
+if TYPE_CHECKING:
+    from .confine import PluginSandbox
+
 START_TIMEOUT_S = 20.0
+EXIT_AFTER_PIPE_S = 1.0
 READY = b"ready\n"  # what the plugin server writes on its readiness pipe once it serves
 
 
@@ -76,17 +81,22 @@ def plugin_version(folder: Path) -> str:
 
 
 async def launch(
-    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None = None
+    manifest: PluginManifest,
+    socket: Path,
+    data_dir: Path,
+    standby: Standby | None = None,
+    sandbox: PluginSandbox | None = None,
 ) -> Generation:
     """Start the plugin and describe it; PluginLoadError, with its stderr, if it cannot load.
 
     `standby`, when it was started with this plugin's environment and is still alive, is
     told to load the plugin instead of a new process being started. Readiness is a
     handshake: the server writes `ready` on an inherited pipe once it serves (or exits,
-    closing it), and only then is the channel made, so no connection attempt backs off."""
+    closing it), and only then is the channel made, so no connection attempt backs off.
+    `sandbox`: the plugin's own uid and folders (confine.py), when the host confines it."""
     _prepare(socket, data_dir)
     version = plugin_version(manifest.folder)
-    process, ready = await _start(manifest, socket, data_dir, standby)
+    process, ready = await _start(manifest, socket, data_dir, standby, sandbox)
     timed_out = False
     try:
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -137,29 +147,27 @@ async def launch(
 
 
 async def _start(
-    manifest: PluginManifest, socket: Path, data_dir: Path, standby: Standby | None
+    manifest: PluginManifest,
+    socket: Path,
+    data_dir: Path,
+    standby: Standby | None,
+    sandbox: PluginSandbox | None,
 ) -> tuple[ManagedProcess, int]:
     """The process that is to serve, and the read end of its readiness pipe."""
     arguments, secrets = _arguments(manifest, socket), _secrets(manifest)
     if standby is not None:
         taken = None
-        if standby.fits(manifest.name, data_dir, secrets):
+        if standby.fits(manifest.name, data_dir, secrets, sandbox):
             taken = standby.take(arguments, secrets)
         if taken is not None:
             return standby.process, taken
         await standby.close()
     ready, ready_write = os.pipe()
+    argv = [sys.executable, "-I", "-m", "tandem_sdk.plugin_server", *arguments]
+    argv += ["--ready-fd", str(ready_write)]
     process = ManagedProcess(
         f"plugin {manifest.name}",
-        [
-            sys.executable,
-            "-I",
-            "-m",
-            "tandem_sdk.plugin_server",
-            *arguments,
-            "--ready-fd",
-            str(ready_write),
-        ],
+        argv if sandbox is None else sandbox.command(argv, data_dir),
         env={**base_environment(data_dir), **secrets},
         cwd=data_dir,
         pass_fds=(ready_write,),
@@ -182,11 +190,16 @@ async def _wait_ready(fd: int, process: ManagedProcess) -> bool:
     exited = asyncio.ensure_future(process.wait())
     try:
         done, _ = await asyncio.wait({line, exited}, return_when=asyncio.FIRST_COMPLETED)
+        served = line in done and not line.cancelled() and line.result() == READY
+        if not served and exited not in done:
+            # The pipe closed: the server is gone, and a launcher between (bubblewrap's
+            # monitor, confine.py) exits right after it with its status, which says why.
+            await asyncio.wait({exited}, timeout=EXIT_AFTER_PIPE_S)
     finally:
         line.cancel()
         exited.cancel()
         transport.close()
-    return line in done and not line.cancelled() and line.result() == READY
+    return served
 
 
 async def _stop(process: ManagedProcess, socket: Path) -> None:

@@ -29,9 +29,11 @@ class PluginManager:
         *,
         only: Collection[str] | None = None,
         standbys: Mapping[str, Standby] | None = None,
+        confine: bool = False,
     ) -> None:
         """`standbys`: processes started ahead for plugins by name, to take their first
-        start (an embedded host starts them before its own imports)."""
+        start (an embedded host starts them before its own imports). `confine`: each
+        plugin as a uid of its own where the host can (a daemon's; confine.py)."""
         self.folders = folders
         self.only = only  # start just these plugins (a host embedded for one workflow)
         self.socket_dir = socket_dir
@@ -41,6 +43,7 @@ class PluginManager:
         self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
         self._starting: asyncio.Future[None] | None = None
         self._standbys = dict(standbys or {})
+        self.confine = confine
 
     @classmethod
     def for_host(
@@ -48,6 +51,7 @@ class PluginManager:
         config: ProjectConfig,
         only: Collection[str] | None = None,
         standbys: Mapping[str, Standby] | None = None,
+        confine: bool = False,
     ) -> PluginManager:
         """A host's plugins, with their sockets in the host's own folder."""
         return cls(
@@ -56,6 +60,7 @@ class PluginManager:
             config.state_dir / "plugins",
             only=only,
             standbys=standbys,
+            confine=confine,
         )
 
     def begin(self) -> asyncio.Future[None]:
@@ -154,4 +159,6 @@ class PluginManager:
     def _process_for(
         self, manifest: PluginManifest, standby: Standby | None = None
     ) -> PluginProcess:
-        return PluginProcess(manifest, self.socket_dir, self.data_dir / manifest.name, standby)
+        return PluginProcess(
+            manifest, self.socket_dir, self.data_dir / manifest.name, standby, self.confine
+        )

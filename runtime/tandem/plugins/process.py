@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -31,8 +32,10 @@ from pathlib import Path
 from tandem_sdk._pb import plugin_pb2
 from tandem_sdk.errors import DefinitionError, NotFound, ToolError, ToolTimeout, ToolUnavailable
 
+from tandem.blocking import in_thread
 from tandem.tools import HostTool
 
+from .confine import PluginSandbox
 from .launch import Generation, launch
 from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
@@ -57,8 +60,10 @@ class PluginProcess:
         socket_dir: Path,
         data_dir: Path,
         standby: Standby | None = None,
+        confine: bool = False,
     ) -> None:
-        """`standby`: a process started ahead for this plugin, to take its first start."""
+        """`standby`: a process started ahead for this plugin, to take its first start.
+        `confine`: run it as a uid of its own where the host can (confine.py)."""
         self.manifest = manifest
         self.name = manifest.name
         self.socket_dir = socket_dir
@@ -81,6 +86,9 @@ class PluginProcess:
         self._retiring: set[asyncio.Task[None]] = set()  # replaced processes finishing up
         # A process started ahead of the next start: given, or once the code has changed.
         self._standby: Standby | asyncio.Task[Standby] | None = standby
+        # Its own uid and folders, from start to stop, when the host confines plugins.
+        self.sandbox: PluginSandbox | None = None
+        self._confine = confine
 
     @property
     def up(self) -> bool:
@@ -91,13 +99,32 @@ class PluginProcess:
         return self._generation.process.pid if self._generation else None
 
     @property
+    def uid(self) -> int | None:
+        """The uid its processes run as, when it has one of its own."""
+        return self.sandbox.user.uid if self.sandbox else None
+
+    @property
     def version(self) -> str | None:
         """The content hash of the code serving now."""
         return self._generation.version if self._generation else None
 
     async def start(self) -> None:
         """Start and describe the plugin; DefinitionError if it cannot load."""
-        await self._launch()
+        sandbox = None
+        if self._confine:
+            sandbox = PluginSandbox.allocate(
+                self.manifest.folder, self.data_dir, self.socket_dir / f"plugin-{self.name}"
+            )
+        if sandbox is not None:
+            self.sandbox = sandbox
+            try:
+                await in_thread(sandbox.prepare)
+                await self._launch()
+            except BaseException:
+                await self._release_sandbox()
+                raise
+        else:
+            await self._launch()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"plugin-{self.name}")
 
     async def invoke(
@@ -223,6 +250,12 @@ class PluginProcess:
         if standby is not None:
             await standby.close()
         await self._teardown()
+        await self._release_sandbox()
+
+    async def _release_sandbox(self) -> None:
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            await sandbox.release()
 
     async def _launch(self) -> None:
         """Start the plugin as the serving process (at start and after a crash)."""
@@ -234,15 +267,24 @@ class PluginProcess:
 
     async def _spawn(self, manifest: PluginManifest) -> Generation:
         self._launches += 1
+        sandbox = self.sandbox
+        if sandbox is not None and sandbox.plugin_folder != manifest.folder:
+            # The plugin moved: the same uid, with the new folder to read.
+            sandbox = self.sandbox = dataclasses.replace(sandbox, plugin_folder=manifest.folder)
+        # A path no longer than without a folder of its own: AF_UNIX paths are short.
         socket = self.socket_dir / f"plugin-{manifest.name}-{self._launches}.sock"
-        return await launch(manifest, socket, self.data_dir, await self._take_standby())
+        if sandbox is not None:
+            socket = sandbox.socket_dir / f"{self._launches}.sock"
+        standby = await self._take_standby()
+        return await launch(manifest, socket, self.data_dir, standby, sandbox)
 
     def _prepare_standby(self, manifest: PluginManifest) -> None:
         """A plugin whose code changed is being worked on: start a process ahead of its
         next change (or restart), unless one is waiting already."""
         if self._standby is None and not self._stopping:
             self._standby = asyncio.create_task(
-                Standby.start(manifest.name, self.data_dir), name=f"standby-{self.name}"
+                Standby.start(manifest.name, self.data_dir, self.sandbox),
+                name=f"standby-{self.name}",
             )
 
     async def _take_standby(self) -> Standby | None:

@@ -24,8 +24,12 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tandem.proc import ManagedProcess
+
+if TYPE_CHECKING:
+    from .confine import PluginSandbox
 
 log = logging.getLogger("tandem.plugins")  # what plugin processes print
 
@@ -63,16 +67,20 @@ class Standby:
     start_fd: int  # the write end of the pipe it reads its start from
     ready_fd: int  # the read end of its readiness pipe
     child_ready_fd: int  # that pipe's write end, as the standby process numbers it
+    sandbox: PluginSandbox | None = None  # the plugin's uid and folders, when confined
 
     @classmethod
-    async def start(cls, name: str, data_dir: Path) -> Standby:
+    async def start(
+        cls, name: str, data_dir: Path, sandbox: PluginSandbox | None = None
+    ) -> Standby:
         _make(data_dir.parent)  # its own is made when a plugin starts, as for any process
         start_read, start_write = os.pipe()
         ready_read, ready_write = os.pipe()
         argv = [sys.executable, "-I", "-m", "tandem_sdk.plugin_standby"]
+        argv += ["--start-fd", str(start_read)]
         process = ManagedProcess(
             f"plugin {name}",  # the process that will serve it
-            [*argv, "--start-fd", str(start_read)],
+            argv if sandbox is None else sandbox.command(argv, data_dir.parent),
             env=base_environment(data_dir),
             cwd=data_dir.parent,
             pass_fds=(start_read, ready_write),
@@ -87,14 +95,21 @@ class Standby:
         finally:
             for fd in (start_read, ready_write):
                 os.close(fd)
-        return cls(name, data_dir, process, start_write, ready_read, ready_write)
+        return cls(name, data_dir, process, start_write, ready_read, ready_write, sandbox)
 
-    def fits(self, name: str, data_dir: Path, secrets: Mapping[str, str]) -> bool:
-        """Alive, started for this plugin, and its secrets can be given after the start."""
+    def fits(
+        self,
+        name: str,
+        data_dir: Path,
+        secrets: Mapping[str, str],
+        sandbox: PluginSandbox | None = None,
+    ) -> bool:
+        """Alive, started for this plugin (as its uid), and its secrets can be given after
+        the start."""
         return (
             self.start_fd >= 0
             and self.process.returncode is None
-            and (self.name, self.data_dir) == (name, data_dir)
+            and (self.name, self.data_dir, self.sandbox) == (name, data_dir, sandbox)
             and not any(secret.startswith(_READ_AT_START) for secret in secrets)
         )
 

@@ -16,6 +16,7 @@ from tandem_sdk.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from tandem import __version__
 from tandem.blocking import in_thread
 from tandem.isolation import STRICTNESS
+from tandem.plugins import confine
 from tandem.plugins.launch import environment_digests
 from tandem.replay import fixture_of
 from tandem.replay.recording import attempted_plan
@@ -81,6 +82,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self._isolation = isolation
         self._reload = reload
         self._zygote = zygote
+        self.plugin_isolation = confine.isolation()  # Health's; the host sets its own
 
     @unary
     async def Health(
@@ -100,6 +102,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             active_runs=self._runs.active,
             queued_runs=self._runs.queued,
             isolation=self._isolation,
+            plugin_isolation=self.plugin_isolation,
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
             plugins=sorted(
                 [
@@ -108,6 +111,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                             name=name,
                             up=plugin.up,
                             pid=plugin.pid or 0,
+                            uid=plugin.uid or 0,
                             restarts=plugin.restarts,
                             crash_loop=plugin.crash_loop,
                             last_error=plugin.last_error or "",

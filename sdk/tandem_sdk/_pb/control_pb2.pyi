@@ -55,12 +55,17 @@ class HealthResponse(_message.Message):
     PLUGINS_FIELD_NUMBER: _builtins.int
     ZYGOTE_TIERS_FIELD_NUMBER: _builtins.int
     ZYGOTE_PID_FIELD_NUMBER: _builtins.int
+    PLUGIN_ISOLATION_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     protocol_version: _builtins.int
     active_runs: _builtins.int
     queued_runs: _builtins.int
     isolation: _builtins.str
     zygote_pid: _builtins.int
+    plugin_isolation: _builtins.str
+    """How plugins are confined: "uid" (each runs as a uid of its own, in a mount namespace
+    that hides the state folder), or "none: <why>" (they run as the host's own user).
+    """
     @_builtins.property
     def plugins_down(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -83,10 +88,11 @@ class HealthResponse(_message.Message):
         plugins: _abc.Iterable[Global___PluginStatus] | None = ...,
         zygote_tiers: _abc.Iterable[_builtins.str] | None = ...,
         zygote_pid: _builtins.int = ...,
+        plugin_isolation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version", "zygote_pid", b"zygote_pid", "zygote_tiers", b"zygote_tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugin_isolation", b"plugin_isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version", "zygote_pid", b"zygote_pid", "zygote_tiers", b"zygote_tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -126,6 +132,7 @@ class PluginStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     LOAD_ERROR_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     up: _builtins.bool
     pid: _builtins.int
@@ -138,6 +145,8 @@ class PluginStatus(_message.Message):
     `up`, the code that loaded before serves on (a failed hot reload); without, the
     plugin never loaded (no process, no tools).
     """
+    uid: _builtins.int
+    """the uid its processes run as, when it has one of its own; else 0"""
     @_builtins.property
     def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """With HealthRequest.environment_nonce: each variable the plugin's manifest names
@@ -155,10 +164,11 @@ class PluginStatus(_message.Message):
         last_error: _builtins.str = ...,
         load_error: _builtins.str = ...,
         environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        uid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "environment", b"environment", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "up", b"up"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "environment", b"environment", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "uid", b"uid", "up", b"up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
