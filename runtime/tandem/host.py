@@ -22,7 +22,7 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
-from .isolation.cgroups import CgroupUnavailable, RunCgroups
+from .isolation.probe import run_limits
 from .isolation.rundir import remove_sandbox_base, sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import KEY_VARIABLE, ModelApi
@@ -46,15 +46,6 @@ def _zygote(runs_base: Path) -> Zygote:
     except SeccompUnavailable:
         seccomp = b""  # the zygote then serves the process tier only
     return Zygote(runs_base / "zygote-root", seccomp)
-
-
-def _run_cgroups() -> tuple[RunCgroups | None, str]:
-    """The daemon's cgroup for its runs, and what holds `memory_mb`, in words."""
-    try:
-        groups = RunCgroups.open()
-    except (OSError, CgroupUnavailable) as error:
-        return None, f"memory_mb holds per process only (RLIMIT_AS), no cgroup: {error}"
-    return groups, f"memory_mb holds for each run as a whole: {groups.describe()}"
 
 
 class HostAlreadyRunning(TandemError):
@@ -103,7 +94,7 @@ class Host:
         runs_dir = config.state_dir / "runs"
         wanted = (daemon if zygote is None else zygote) and config.zygote
         self.zygote = _zygote(sandbox_base(runs_dir)) if wanted else None
-        self.cgroups, self.cgroups_note = _run_cgroups()
+        self.cgroups, self.cgroups_note = run_limits()
         scripts = ScriptCoordinator(self.isolation_choice, runs_dir, self.zygote, self.cgroups)
         # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
         self.model_api = ModelApi.from_env()

@@ -119,10 +119,11 @@ class RunCgroups:
         raise CgroupUnavailable("; ".join(errors))
 
     def describe(self) -> str:
+        below = self.parents[0].parent
         if self.version == 2:
-            return f"cgroup v2 ({self.parents[0]}): memory.max and pids.max per run"
-        kinds = "memory and pids" if len(self.parents) > 1 else "memory (no pids hierarchy)"
-        return f"cgroup v1 {kinds} ({self.parents[0]}): per-run limits"
+            return f"cgroup v2 memory.max and pids.max per run, below {below}"
+        kinds = "memory and pids" if len(self.parents) > 1 else "memory (pids not mounted)"
+        return f"cgroup v1 {kinds} per run, below {below}"
 
     def create(self, run_id: str, limits: Limits) -> RunGroup:
         dirs = tuple(_make(parent / run_id) for parent in self.parents)
