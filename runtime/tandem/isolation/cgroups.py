@@ -2,7 +2,7 @@
 processes, the tmpfs pages they write and the kernel memory of their files) rather than
 each process on its own, and the run's tasks are counted together.
 
-The daemon makes a group of its own, `tandem-<pid>`, below the cgroup it was started in,
+The daemon makes a group of its own, `tandem-<pid>-<random>`, below the cgroup it was started in,
 and one group per run inside that. cgroup v2 is used where its memory and pids
 controllers are available (the daemon's cgroup must be allowed to delegate them: the v2
 rule of no processes in a group that hands controllers down applies); else the v1
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -95,7 +96,8 @@ class RunCgroups:
         """Make the daemon's group, or raise CgroupUnavailable saying why not."""
         own = _own_cgroups()
         mounts = _cgroup_mounts()
-        name = f"tandem-{os.getpid()}"
+        # Several hosts may live in one process (embedded ones): each has its own group.
+        name = f"tandem-{os.getpid()}-{secrets.token_hex(4)}"
         v2 = mounts.get("cgroup2")
         errors = []
         if v2 is not None and "" in own:
@@ -194,7 +196,7 @@ def _sweep(base: Path) -> None:
     """Remove the empty groups of daemons that died without removing theirs. Nothing is
     killed: a pid missing here may be alive in another pid namespace."""
     for folder in base.glob("tandem-*"):
-        pid = folder.name.removeprefix("tandem-")
+        pid = folder.name.split("-")[1]
         if pid.isdigit() and not Path("/proc", pid).exists():
             with contextlib.suppress(OSError):  # busy: something of it still runs
                 for run in [p for p in folder.iterdir() if p.is_dir()]:
