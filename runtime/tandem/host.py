@@ -22,6 +22,7 @@ from tandem_sdk.protocol import GRPC_OPTIONS
 from .config import ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
+from .isolation.probe import run_limits
 from .isolation.rundir import remove_sandbox_base, sandbox_base
 from .isolation.seccomp import SeccompUnavailable, filter_program
 from .llm.api import KEY_VARIABLE, ModelApi
@@ -93,7 +94,8 @@ class Host:
         runs_dir = config.state_dir / "runs"
         wanted = (daemon if zygote is None else zygote) and config.zygote
         self.zygote = _zygote(sandbox_base(runs_dir)) if wanted else None
-        scripts = ScriptCoordinator(self.isolation_choice, runs_dir, self.zygote)
+        self.cgroups, self.cgroups_note = run_limits()
+        scripts = ScriptCoordinator(self.isolation_choice, runs_dir, self.zygote, self.cgroups)
         # The model's key stays in this process; the LLM loop reaches tools over ToolHost.
         self.model_api = ModelApi.from_env()
         self.runs = RunManager(
@@ -177,6 +179,8 @@ class Host:
                 await step()
             except Exception:
                 log.exception("stopping the host: %s failed; going on", what)
+        if self.cgroups is not None:
+            self.cgroups.close()
         self.store.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
         if self._lock is not None:  # only the daemon holding the lock owns the socket

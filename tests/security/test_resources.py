@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from lab import Lab, lab  # noqa: F401 - the fixture
-from tandem.isolation.namespace import TMP_BYTES, WORKDIR_BYTES
+from tandem.isolation.cgroups import RUNNER_MEMORY_MB
+from tandem.isolation.namespace import TMP_BYTES, TMP_INODES, WORKDIR_BYTES
 from tandem.isolation.process import FILE_SIZE_BYTES
 
 SHORT = {"limits": {"timeout_s": 3, "memory_mb": 256}}
@@ -112,6 +113,56 @@ WORKFLOWS = {
         """,
         {"limits": {"timeout_s": 60}},
     ),
+    "empty_files": (
+        """
+        import os, tempfile
+        def handler(trigger, tools, virtual_files, subagent):
+            folder, made = tempfile.gettempdir(), 0
+            try:
+                while made < trigger["limit"]:
+                    os.close(os.open(f"{folder}/e{made}", os.O_CREAT | os.O_WRONLY))
+                    made += 1
+            except OSError as error:
+                return {"made": made, "error": error.errno, "folder": folder}
+            return {"made": made, "error": None, "folder": folder}
+        """,
+        {"limits": {"timeout_s": 60}},
+    ),
+    "children_memory": (
+        """
+        import os
+        def handler(trigger, tools, virtual_files, subagent):
+            # Each child holds less than memory_mb; together they hold far more.
+            release_r, release_w = os.pipe()
+            reported = []
+            for _ in range(trigger["children"]):
+                ready_r, ready_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(release_w)  # or no child sees the release
+                    try:
+                        block = b"x" * (trigger["mb"] * 1024 * 1024)
+                        os.write(ready_w, b"1")
+                        os.read(release_r, 1)
+                    except BaseException as error:
+                        print("child:", repr(error), flush=True)
+                    finally:
+                        os._exit(0)
+                os.close(ready_w)
+                if os.read(ready_r, 1):
+                    reported.append(pid)
+                os.close(ready_r)
+            held = [pid for pid in reported if os.waitpid(pid, os.WNOHANG) == (0, 0)]
+            os.close(release_w)
+            for pid in reported:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+            return {"held": len(held)}
+        """,
+        {"limits": {"timeout_s": 60, "memory_mb": 64}},
+    ),
 }
 
 
@@ -199,4 +250,31 @@ def test_thousands_of_small_files_are_bounded_and_removed(lab: Lab) -> None:
         assert record.output["made"] == 30000
         cwd = record.output["cwd"]
         assert not os.path.exists(cwd), "the run's folder outlived the run"
+    lab.assert_contained()
+
+
+def test_a_flood_of_empty_files_ends_at_the_inode_limit(lab: Lab) -> None:
+    record = lab.run("empty_files", {"limit": 4 * TMP_INODES})
+    assert record.status == "succeeded", record.error
+    if lab.tier == "namespace":  # /tmp is a tmpfs with an inode limit
+        assert record.output["folder"] == "/tmp"
+        assert record.output["error"] == 28  # ENOSPC
+        assert record.output["made"] < TMP_INODES
+    else:  # the run's own folder on the host's disk: no inode limit, removed after
+        assert record.output["made"] == 4 * TMP_INODES
+        assert not os.path.exists(record.output["folder"])
+    lab.assert_contained()
+
+
+def test_memory_mb_bounds_the_run_as_a_whole(lab: Lab) -> None:
+    # Six children of 40 MiB each under memory_mb 64: 240 MiB in all.
+    record = lab.run("children_memory", {"children": 6, "mb": 40})
+    assert record.status == "succeeded", record.error
+    reached = [e.data for e in record.events if e.kind == "memory.limit_reached"]
+    if any("memory_mb holds for each run as a whole" in line for line in lab.daemon.log):
+        assert record.output["held"] * 40 <= 64 + RUNNER_MEMORY_MB
+        assert reached and reached[0]["limit_mb"] == 64 + RUNNER_MEMORY_MB
+    else:  # the documented fallback: memory_mb holds per process only
+        assert any("memory_mb holds per process only" in line for line in lab.daemon.log)
+        assert record.output["held"] == 6 and not reached
     lab.assert_contained()

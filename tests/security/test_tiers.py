@@ -49,6 +49,10 @@ def test_check_sandbox_reports_each_tier(project: Project) -> None:
     lines = result.stdout.splitlines()
     assert any(line.startswith("namespace  available") for line in lines), result.stdout
     assert any(line.startswith("process") for line in lines)
+    # What holds memory_mb here, said either way: for the whole run, or per process.
+    limits = next(line for line in lines if line.startswith("run limits: "))
+    whole = "memory_mb holds for each run as a whole: cgroup v"
+    assert whole in limits or "memory_mb holds per process only" in limits, limits
     assert "this project uses isolation 'namespace'" in result.stdout
 
 

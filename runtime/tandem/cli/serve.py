@@ -154,6 +154,8 @@ def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) 
         len(host.plugins.plugins),
         host.isolation.name,
     )
+    if host.cgroups_note:
+        log.info("%s", host.cgroups_note)
     if listener is not None:
         log.info("http listener %s", listener.address)
     log.info("control socket %s", host.control_socket)

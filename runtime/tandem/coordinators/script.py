@@ -22,8 +22,10 @@ from tandem.isolation import (
     IsolationChoice,
     IsolationUnavailable,
     LaunchRequest,
+    cgroups,
     identity,
 )
+from tandem.isolation.cgroups import RunCgroups, RunGroup
 from tandem.isolation.identity import RunUser
 from tandem.isolation.rundir import (
     RunDir,
@@ -55,6 +57,7 @@ class ScriptCoordinator:
         isolation: Isolation | IsolationChoice,
         runs_dir: Path,
         zygote: Zygote | None = None,
+        cgroups: RunCgroups | None = None,
     ) -> None:
         if not isinstance(isolation, IsolationChoice):
             isolation = IsolationChoice(isolation, {isolation.name: isolation})
@@ -62,6 +65,7 @@ class ScriptCoordinator:
         self.isolation = isolation.default
         self.runs_dir = runs_dir
         self.zygote = zygote
+        self.cgroups = cgroups  # None: limits per process only (docs/sandbox.md)
         # The servicer every coordinator's calls reach, served on each run's own socket.
         # Set by the host once it exists: it is built on the RunManager, which holds this
         # coordinator.
@@ -78,6 +82,7 @@ class ScriptCoordinator:
         rundir = run_dir(sandbox_base(self.runs_dir), session.id)
         user = identity.allocate()
         ended = _Ended()
+        group: RunGroup | None = None
         ours = True  # the folder is this run's to remove unless it was there before it
         try:
             try:
@@ -85,10 +90,14 @@ class ScriptCoordinator:
             except FileExistsError:  # only the folder itself can be: it holds nothing else yet
                 ours = False
                 raise
+            if self.cgroups is not None:
+                group = await in_thread(self.cgroups.create, session.id, session.limits)
             async with run_gate(rundir.socket, self.toolhost, session.id):
                 hand_socket_to(rundir, user)
-                return await self._launch(session, isolation, rundir, user, ended)
+                return await self._launch(session, isolation, rundir, user, group, ended)
         finally:
+            if group is not None and not await in_thread(cgroups.remove, group):
+                log.error("run %s: its cgroup %s could not be emptied", session.id, group.dirs)
             # Whatever the run started, wherever it went (setsid, double fork), dies here,
             # before its folder goes, so nothing is still writing into it; its uid is free
             # for another run only once nothing of it is left, folder included. A pid
@@ -107,6 +116,7 @@ class ScriptCoordinator:
         isolation: Isolation,
         rundir: RunDir,
         user: RunUser | None,
+        group: RunGroup | None,
         ended: _Ended,
     ) -> Any:
         workflow = session.workflow
@@ -125,7 +135,7 @@ class ScriptCoordinator:
             user=user,
         )
         try:
-            process = await self._start_process(session, isolation, request)
+            process = await self._start_process(session, isolation, request, group)
         except BaseException:
             os.close(read_fd)
             raise
@@ -161,10 +171,24 @@ class ScriptCoordinator:
                         dropped_bytes=dropped,
                         kept_bytes=process.captured[stream],
                     )
+        killed = group.oom_kills() if group is not None else 0
+        if killed and group is not None:
+            limit_mb = group.limit_bytes // (1024 * 1024)
+            session.emit("memory.limit_reached", limit_mb=limit_mb, killed=killed)
+            if not raw:
+                raise RunFailed(
+                    f"the run reached its memory limit of {limit_mb} MiB (memory_mb + "
+                    f"{cgroups.RUNNER_MEMORY_MB} MiB for the runner): the kernel killed "
+                    f"{killed} of its processes, the script's own among them"
+                )
         return _outcome(raw, code)
 
     async def _start_process(
-        self, session: RunSession, isolation: Isolation, request: LaunchRequest
+        self,
+        session: RunSession,
+        isolation: Isolation,
+        request: LaunchRequest,
+        group: RunGroup | None,
     ) -> ManagedProcess | ForkedProcess:
         """Forked by the zygote when it serves this tier, else spawned. Either way the
         result pipe's write end is closed here once the child holds it."""
@@ -177,6 +201,8 @@ class ScriptCoordinator:
                 # The child finds its result pipe at a fixed descriptor, not the daemon's.
                 spec = isolation.fork_spec(dataclasses.replace(request, result_fd=RESULT_FD))
                 if spec is not None:
+                    if group is not None:
+                        spec = dataclasses.replace(spec, cgroup_procs=group.procs_files)
                     forked = ForkedProcess(
                         self.zygote,
                         spec,
@@ -188,10 +214,13 @@ class ScriptCoordinator:
                         await forked.start()
                         return forked
             plan = isolation.plan(request)
+            argv, env = plan.argv, plan.env
+            if group is not None:  # joined by a shell step before the launcher runs
+                argv, env = group.join_command() + argv, {**env, **group.join_env()}
             process = ManagedProcess(
                 f"run {session.id}",
-                plan.argv,
-                env=plan.env,
+                argv,
+                env=env,
                 cwd=plan.cwd,
                 pass_fds=plan.pass_fds,
                 output_cap=OUTPUT_CAP_BYTES,

@@ -44,13 +44,14 @@ class LaunchPlan:
 class MountOp:
     """One step of building a sandbox's file system, in order. `kind` is one of:
     ro-bind (source -> path), symlink (source is the link's target), dir, tmpfs (size,
-    perms), proc, dev (a minimal /dev: null, zero, full, random, urandom, tty, pts, shm)."""
+    inodes, perms), proc, dev (a minimal /dev: null, zero, full, random, urandom, tty, pts, shm)."""
 
     kind: str
     path: str
     source: str = ""
     size: int = 0
     perms: int = 0o755
+    inodes: int = 0  # a tmpfs's files and folders at most; 0: the kernel's default
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class ForkSpec:
     mounts: tuple[MountOp, ...] | None = None
     hostname: str = ""
     seccomp: bool = False
+    # The run's cgroup.procs files, joined by the child before it builds anything.
+    cgroup_procs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -71,6 +74,7 @@ class ForkSpec:
             "mounts": None if self.mounts is None else [vars(op) for op in self.mounts],
             "hostname": self.hostname,
             "seccomp": self.seccomp,
+            "cgroup_procs": list(self.cgroup_procs),
         }
 
 

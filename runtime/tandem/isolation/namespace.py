@@ -6,7 +6,8 @@ What the sandbox sees:
 - read-only: /usr, the interpreter, the venv and the SDK, mounted at their own paths;
 - read-only under /run/tandem: its token, its script, its workflow's folder and its own
   ToolHost socket, the one way out;
-- writable: size-limited tmpfs at /tmp, /dev/shm and its working directory /sandbox;
+- writable: size-limited tmpfs at /tmp, /dev/shm and its working directory /sandbox
+  (inode-limited too when the zygote mounts them: bubblewrap 0.8 cannot);
 - nothing of the host's /etc, /home, /root, /var or /proc; / itself is read-only.
 
 The process has no capabilities, no_new_privs set, a seccomp filter, a new session (so no
@@ -36,6 +37,10 @@ HOSTNAME = "sandbox"
 TMP_BYTES = 64 * 1024 * 1024
 WORKDIR_BYTES = 64 * 1024 * 1024
 SHM_BYTES = 16 * 1024 * 1024
+# Empty files cost no tmpfs size but kernel memory (about 1 KiB each): count them too.
+TMP_INODES = 8192
+WORKDIR_INODES = 8192
+SHM_INODES = 1024
 _TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
@@ -135,8 +140,12 @@ def _host_mounts(folders: tuple[Path, ...]) -> tuple[MountOp, ...]:
     ops += [MountOp("proc", "/proc"), MountOp("dev", "/dev")]
     # Sticky and world-writable, as /tmp is: only the run's one uid is in here, and the
     # tmpfs belongs to whoever mounted it (root, when the daemon is root).
-    for mount, size in (("/dev/shm", SHM_BYTES), ("/tmp", TMP_BYTES), (WORKDIR, WORKDIR_BYTES)):
-        ops.append(MountOp("tmpfs", mount, size=size, perms=0o1777))
+    for mount, size, inodes in (
+        ("/dev/shm", SHM_BYTES, SHM_INODES),
+        ("/tmp", TMP_BYTES, TMP_INODES),
+        (WORKDIR, WORKDIR_BYTES, WORKDIR_INODES),
+    ):
+        ops.append(MountOp("tmpfs", mount, size=size, perms=0o1777, inodes=inodes))
     # The runtime's folders come after the tmpfs mounts, so a venv that lives under /tmp
     # (a checkout there) is mounted on top of the empty /tmp, not hidden by it.
     made: set[Path] = {Path("/")}
@@ -161,6 +170,8 @@ def _bwrap_args(op: MountOp) -> list[str]:
         case "dir":
             return ["--perms", f"{op.perms:04o}", "--dir", op.path]
         case "tmpfs":
+            # bubblewrap 0.8 has no inode option: spawned, a tmpfs keeps the kernel's
+            # default count (docs/sandbox.md says what bounds it then).
             return ["--size", str(op.size), "--perms", f"{op.perms:04o}", "--tmpfs", op.path]
         case "proc" | "dev":
             return [f"--{op.kind}", op.path]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from .cgroups import CgroupUnavailable, RunCgroups
 from .identity import daemon_is_root
 from .runtime_paths import runner_runtime, unreadable_by_others
 from .seccomp import SeccompUnavailable, filter_program
@@ -24,10 +25,11 @@ class TierSupport:
 class SandboxReport:
     root: bool
     tiers: dict[str, TierSupport]
+    run_limits: str = ""  # what holds memory_mb: a cgroup per run, or each process alone
 
     def lines(self) -> list[str]:
         who = "root: runs get a uid of their own" if self.root else "not root: runs share its uid"
-        out = [f"daemon user: {who}"]
+        out = [f"daemon user: {who}", f"run limits: {self.run_limits}"]
         for tier in self.tiers.values():
             out.append(f"{tier.name:<10} {'available' if tier.available else 'unavailable'}")
             out.extend(f"    {note}" for note in tier.notes)
@@ -40,7 +42,19 @@ def probe(*, process: bool = True, namespace: bool = True) -> SandboxReport:
         tiers["process"] = _process_tier()
     if namespace:
         tiers["namespace"] = _namespace_tier()
-    return SandboxReport(daemon_is_root(), tiers)
+    groups, note = run_limits()
+    if groups is not None:
+        groups.close()  # only asked: the host makes its own
+    return SandboxReport(daemon_is_root(), tiers, note)
+
+
+def run_limits() -> tuple[RunCgroups | None, str]:
+    """The cgroup for a host's runs, and what holds `memory_mb`, in words."""
+    try:
+        groups = RunCgroups.open()
+    except (OSError, CgroupUnavailable) as error:
+        return None, f"memory_mb holds per process only (RLIMIT_AS), no cgroup: {error}"
+    return groups, f"memory_mb holds for each run as a whole: {groups.describe()}"
 
 
 def _process_tier() -> TierSupport:

@@ -48,6 +48,9 @@ def become_run(spec: dict[str, Any], fds: list[int], root: str, seccomp: bytes) 
     code = SETUP_FAILED
     try:
         _wire_descriptors(*fds)
+        for procs in spec.get("cgroup_procs", ()):
+            # First: everything the run forks from here on is counted in its cgroup.
+            Path(procs).write_text(str(os.getpid()))
         zygote = os.getppid()
         os.setsid()  # a session of its own: no controlling terminal, its own process group
         linux.set_process_name("tandem-run")
@@ -166,6 +169,8 @@ def _apply(op: dict[str, Any], root: str) -> None:
     elif kind == "tmpfs":
         target.mkdir(parents=True, exist_ok=True)
         options = f"mode={op['perms']:o},size={op['size']}"
+        if op.get("inodes"):
+            options += f",nr_inodes={op['inodes']}"
         linux.mount("tmpfs", str(target), "tmpfs", quiet, options)
     elif kind == "proc":
         target.mkdir(parents=True, exist_ok=True)

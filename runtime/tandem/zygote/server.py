@@ -26,7 +26,7 @@ _SELF_TEST_MOUNTS = [
     {"kind": "ro-bind", "path": "/usr", "source": "/usr", "size": 0, "perms": 0o755},
     {"kind": "proc", "path": "/proc", "source": "", "size": 0, "perms": 0o755},
     {"kind": "dev", "path": "/dev", "source": "", "size": 0, "perms": 0o755},
-    {"kind": "tmpfs", "path": "/tmp", "source": "", "size": 1 << 20, "perms": 0o1777},
+    {"kind": "tmpfs", "path": "/tmp", "source": "", "size": 1 << 20, "perms": 0o1777, "inodes": 64},
 ]
 
 
