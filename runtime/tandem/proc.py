@@ -80,17 +80,22 @@ async def read_pipe(
 
 
 def signal_group(pgid: int | None, signum: int) -> None:
+    """The group led by `pgid`, and its leader itself: a child the zygote forked makes its
+    group a few steps in (after joining its cgroup), and a signal sent before that must
+    still reach it."""
     if pgid is None:
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
+    for send in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            send(pgid, signum)
 
 
 async def end_group(pgid: int | None, exited: asyncio.Future[Any], grace: float) -> None:
     """SIGTERM the group, then SIGKILL once `grace` seconds pass before `exited` is done."""
     signal_group(pgid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(asyncio.shield(exited), grace)
+        async with asyncio.timeout(grace):
+            await asyncio.shield(exited)
     except TimeoutError:
         signal_group(pgid, signal.SIGKILL)
         await exited
