@@ -33,7 +33,7 @@ from typing import Any
 import pydantic
 
 from ._convert import annotations_pb
-from ._lifetime import die_with_parent
+from ._lifetime import die_with_parent, watch_parent
 from ._pb import common_pb2, plugin_pb2
 from .errors import DefinitionError, ToolError
 from .load_errors import defined_at, load_report
@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, help="write 'ready' on this pipe once serving")
     args = parser.parse_args(argv)
     die_with_parent()  # a daemon killed by SIGKILL leaves no plugin behind
+    watch_parent()  # and when that signal cannot reach it (a plugin's own uid)
     try:
         tools = collect_tools(args.name, load_module(args.name, args.module))
     except Exception as error:

@@ -21,7 +21,7 @@ import os
 import sys
 
 from . import plugin_server
-from ._lifetime import die_with_parent
+from ._lifetime import die_with_parent, watch_parent
 from .plugin import define_tool, schema_json, tool
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-fd", type=int, required=True)
     args = parser.parse_args(argv)
     die_with_parent()  # a daemon killed by SIGKILL leaves no standby behind
+    watch_parent()  # and when that signal cannot reach it (a plugin's own uid)
     _warm()
     with os.fdopen(args.start_fd, "rb") as start:
         line = start.readline()

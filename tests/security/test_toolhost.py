@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -164,8 +166,12 @@ def prepare(project: object) -> None:
     )
 
 
-def test_tokens_and_sockets_of_other_runs_are_useless(lab: Lab, tmp_path: Path) -> None:
-    fifo = tmp_path / "release"
+def test_tokens_and_sockets_of_other_runs_are_useless(lab: Lab) -> None:
+    # The gate plugin runs as a uid of its own: the fifo goes where that uid may reach
+    # (pytest's tmp_path is root's alone, hidden from a confined plugin).
+    shared = Path(tempfile.mkdtemp(prefix="tandem-gate-"))
+    shared.chmod(0o755)
+    fifo = shared / "release"
     os.mkfifo(fifo, 0o666)
     keep_open = os.open(fifo, os.O_RDWR)  # so the holder's open() never blocks
     try:
@@ -183,6 +189,7 @@ def test_tokens_and_sockets_of_other_runs_are_useless(lab: Lab, tmp_path: Path) 
         os.write(keep_open, b"!")
     finally:
         os.close(keep_open)
+        shutil.rmtree(shared)
     assert record.status == "succeeded", record.error
     out = record.output
     for attack in ("other_token_here", "forged_secret", "forged_run", "no_token"):
