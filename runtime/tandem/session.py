@@ -283,7 +283,8 @@ class RunSession:
         self._store.set_status(self.id, "waiting")
         decided = True
         try:
-            approved, reason = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                approved, reason = await future
         except TimeoutError:
             decided, approved, reason = False, False, "no decision before the deadline"
         finally:

@@ -151,7 +151,8 @@ class ScriptCoordinator:
             result_task = asyncio.create_task(_read_result(read_fd))
             code = await process.wait()
             ended.namespace_reaped = isinstance(process, ForkedProcess) and process.namespace_reaped
-            raw = await asyncio.wait_for(asyncio.shield(result_task), _RESULT_DRAIN_S)
+            async with asyncio.timeout(_RESULT_DRAIN_S):
+                raw = await asyncio.shield(result_task)
         except TimeoutError:
             raw = b""
         finally:

@@ -289,10 +289,10 @@ class PluginLink:
         loop = asyncio.get_running_loop()
         limit = self._limit
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_unix_connection(lambda: _Connection(limit), str(self.socket)),
-                max(deadline - loop.time(), 0.001),
-            )
+            async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
+                _, connection = await loop.create_unix_connection(
+                    lambda: _Connection(limit), str(self.socket)
+                )
         except TimeoutError:
             raise
         except OSError as error:  # no socket yet or any more, nobody listening

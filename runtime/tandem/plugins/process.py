@@ -197,7 +197,8 @@ class PluginProcess:
                     tool=tool,
                 )
             try:
-                await asyncio.wait_for(self._ready.wait(), _remaining(deadline))
+                async with asyncio.timeout(_remaining(deadline)):
+                    await self._ready.wait()
             except TimeoutError:
                 raise ToolUnavailable(
                     f"{tool}: plugin {self.name!r} is down and did not come back within "
@@ -342,7 +343,8 @@ class PluginProcess:
             if generation.in_flight:
                 generation.idle.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(generation.idle.wait(), self.manifest.call_timeout_s)
+                    async with asyncio.timeout(self.manifest.call_timeout_s):
+                        await generation.idle.wait()
         finally:
             await asyncio.shield(generation.close())
 

@@ -103,7 +103,8 @@ class Zygote:
         protocol.send(ours, {"seccomp": seccomp, "root": str(self.root)})
         loop = asyncio.get_running_loop()
         try:
-            data = await asyncio.wait_for(loop.sock_recv(ours, 4096), START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):
+                data = await loop.sock_recv(ours, 4096)
             ready = protocol.decode(data)
             if not ready or not ready.get("ready"):
                 raise ZygoteUnavailable("it exited before it was ready")
@@ -170,7 +171,8 @@ class Zygote:
         if process is None or process.returncode is not None:
             return
         try:
-            await asyncio.wait_for(process.wait(), 2.0)
+            async with asyncio.timeout(2.0):
+                await process.wait()
         except TimeoutError:
             signal_group(process.pid, signal.SIGKILL)
             await process.wait()
@@ -238,7 +240,8 @@ class ForkedProcess(CapturesOutput):
                 os.close(out_write)
                 os.close(err_write)
             loop = asyncio.get_running_loop()
-            data = await asyncio.wait_for(loop.sock_recv(status, 4096), LAUNCH_TIMEOUT_S)
+            async with asyncio.timeout(LAUNCH_TIMEOUT_S):
+                data = await loop.sock_recv(status, 4096)
             reply = protocol.decode(data) or {"error": "the zygote went away"}
             if "pid" not in reply:
                 raise ZygoteUnavailable(str(reply.get("error", reply)))
