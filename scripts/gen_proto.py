@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -24,6 +25,19 @@ PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "sdk" / "tandem_sdk" / "_pb"
 BIN = Path(sys.executable).parent
 _ABSOLUTE_IMPORT = re.compile(r"^from tandem\.v1 import ", re.MULTILINE)
+_GENERATED_VERSION = re.compile(r"^GRPC_GENERATED_VERSION = '[^']*'$", re.MULTILINE)
+
+
+def grpc_floor() -> str:
+    """The lowest grpcio the package allows (pyproject's `grpcio>=X`). The stubs name it as
+    the version they need, whichever grpcio-tools release made them: they then load on every
+    grpcio the package allows, and a new grpcio-tools patch release does not make the
+    committed stubs look stale."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        if match := re.fullmatch(r"grpcio>=([\d.]+)(,.*)?", requirement.replace(" ", "")):
+            return match.group(1)
+    raise SystemExit("pyproject.toml names no `grpcio>=` floor")
 
 
 def generate(into: Path) -> None:
@@ -45,6 +59,7 @@ def generate(into: Path) -> None:
     for path in generated.iterdir():
         if path.suffix in {".py", ".pyi"}:
             text = _ABSOLUTE_IMPORT.sub("from . import ", path.read_text())
+            text = _GENERATED_VERSION.sub(f"GRPC_GENERATED_VERSION = '{grpc_floor()}'", text)
             (into / path.name).write_text(text)
     shutil.rmtree(into / "tandem")
     (into / "__init__.py").write_text(
