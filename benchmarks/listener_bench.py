@@ -11,13 +11,14 @@ connection cap), as an attacker would; in the `none` rounds nothing else connect
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import socket
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from daemon import Daemon
 from measure import interleave, ms, p50, ratio
@@ -41,54 +42,61 @@ def handler(trigger, tools, virtual_files, subagent):
 
 
 class IdleConnections:
-    """IDLE connections held open by a thread, each mid-head, reopened when closed."""
+    """IDLE connections held open by a process of their own (not a thread: the attacker's
+    work must not take the measuring client's interpreter lock), each mid-head, reopened
+    when the daemon closes it."""
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self.address = address
-        self.opened = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._hold, daemon=True)
+        self._stop = multiprocessing.Event()
+        self._opened = multiprocessing.Value("i", 0)
+        self._process = multiprocessing.Process(
+            target=_hold, args=(address, self._stop, self._opened), daemon=True
+        )
 
     def __enter__(self) -> IdleConnections:
-        self._thread.start()
+        self._process.start()
         deadline = time.monotonic() + 30
-        while self.opened < IDLE and time.monotonic() < deadline:
+        while self._opened.value < IDLE and time.monotonic() < deadline:
             time.sleep(0.01)
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self._process.join()
 
-    def _open(self) -> socket.socket | None:
-        try:
-            sock = socket.create_connection(self.address, timeout=5)
-            sock.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
-        except OSError:
-            return None
-        sock.setblocking(False)
-        self.opened += 1
-        return sock
 
-    def _hold(self) -> None:
-        held = [s for s in (self._open() for _ in range(IDLE)) if s is not None]
-        while not self._stop.wait(0.05):
-            alive = []
-            for sock in held:
-                try:
-                    closed = sock.recv(1) == b""
-                except BlockingIOError:
-                    closed = False
-                except OSError:
-                    closed = True
-                if closed:
-                    sock.close()
-                    sock = self._open()  # type: ignore[assignment]
-                if sock is not None:
-                    alive.append(sock)
-            held = alive + [s for s in (self._open() for _ in range(IDLE - len(alive))) if s]
+def _open(address: tuple[str, int]) -> socket.socket | None:
+    try:
+        sock = socket.create_connection(address, timeout=5)
+        sock.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
+    except OSError:
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+def _hold(address: tuple[str, int], stop: Any, opened: Any) -> None:
+    held: list[socket.socket] = []
+    while True:
+        alive = []
         for sock in held:
-            sock.close()
+            try:
+                closed = sock.recv(1) == b""
+            except BlockingIOError:
+                closed = False
+            except OSError:
+                closed = True
+            if closed:
+                sock.close()
+            else:
+                alive.append(sock)
+        fresh = [s for s in (_open(address) for _ in range(IDLE - len(alive))) if s]
+        opened.value += len(fresh)
+        held = alive + fresh
+        if stop.wait(0.05):
+            break
+    for sock in held:
+        sock.close()
 
 
 def make_project(root: Path) -> Path:
