@@ -28,7 +28,7 @@ from pathlib import Path
 import watchfiles
 from daemon import Daemon
 from measure import interleave, ms, p50, ratio
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.testing.closing import Closing
 from tandem.testing.daemon import TANDEM
 from tandem_sdk._pb import control_pb2

@@ -29,7 +29,7 @@ from typing import TypeVar
 from daemon import Daemon, first, last, make_project
 from grpc_refs import Chain, naive_start
 from measure import PeakRss, interleave, ms, p50, p99, ratio, rss_mib
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.config import DEFAULT_MAX_QUEUED, load_config
 from tandem_sdk._pb import control_pb2
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.config import load_config
 from tandem.embedded import EmbeddedHost
 from tandem.replay import Recording, attempted_plan

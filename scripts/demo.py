@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tandem.cli.control_client import ControlClient
 from tandem.cli.stats import headline
+from tandem.client import ControlClient
 from tandem.config import load_config
 from tandem.replay import attempted_plan
 from tandem.store import Event, RunRecord

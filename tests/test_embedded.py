@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from conftest import Project
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.embedded import EmbeddedHost
 
 NOTES = '''

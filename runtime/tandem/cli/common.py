@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
+    from tandem.client import ControlClient
     from tandem.config import ProjectConfig
 
-    from .control_client import ControlClient
     from .model_replies import ScriptedModel
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
@@ -45,7 +45,7 @@ def control(
     the plugins `for_workflow` needs, when a command concerns one workflow; and no model
     for llm shadows, saying why, when `skip_llm_shadows`)."""
     if prefer_daemon and config.control_socket.exists():
-        from .control_client import ControlClient
+        from tandem.client import ControlClient
 
         client = ControlClient.connect(config.control_socket)
         if client is not None:
@@ -64,7 +64,7 @@ def control(
 
     plugins = needed_plugins(config, for_workflow) if for_workflow else None
     with EmbeddedHost(config, plugins, skip_llm_shadows=skip_llm_shadows) as host:
-        from .control_client import ControlClient
+        from tandem.client import ControlClient
 
         with contextlib.closing(ControlClient(host.control_socket)) as client:
             yield client
@@ -108,7 +108,7 @@ def control_for_run(config: ProjectConfig, run_id: str) -> Iterator[ControlClien
     (`tandem run` without a daemon, or with --model-replies beside one): that host serves
     Control in its own socket folder, found from the run's host process in the store.
     Otherwise, as `control()`: the daemon's, or an embedded host's."""
-    from .control_client import ControlClient
+    from tandem.client import ControlClient
 
     pid = _host_pid(config, run_id)
     socket = config.embedded_control_socket(pid) if pid is not None else None

@@ -16,7 +16,7 @@ import secrets
 import grpc
 from tandem_sdk._pb import control_pb2
 
-from .control_client import ControlClient
+from tandem.client import ControlClient
 
 
 def environment_warnings(client: ControlClient, workflow: str) -> list[str]:

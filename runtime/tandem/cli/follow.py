@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import grpc
 
+from tandem.client import ControlClient
 from tandem.store import Event, RunRecord
-
-from .control_client import ControlClient
 
 RECONNECT_S = 5.0
 

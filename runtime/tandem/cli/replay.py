@@ -21,10 +21,9 @@ from .common import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError, model_cont
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
     from tandem_sdk.plan import PlanDiff
 
+    from tandem.client import ControlClient
     from tandem.config import ProjectConfig
     from tandem.store import RunRecord
-
-    from .control_client import ControlClient
 
 FINISHED = ("succeeded", "failed", "timed_out")
 

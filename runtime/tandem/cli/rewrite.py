@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from tandem.client import ControlClient
     from tandem.config import ProjectConfig
     from tandem.rewrite import Conversation, Material, Verdict
     from tandem.workflows import Workflow
 
-    from .control_client import ControlClient
     from .model_replies import ScriptedModel
 
 MAX_REPAIRS = 5

@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, model_control, read_payload, rpc_error
 
 if TYPE_CHECKING:
+    from tandem.client import ControlClient
     from tandem.config import ProjectConfig
     from tandem.store import Event
-
-    from .control_client import ControlClient
 
 
 def add_parser(commands: Any) -> None:
@@ -63,7 +62,8 @@ def cmd_run(config: ProjectConfig, args: argparse.Namespace) -> int:
                     renderer.line(event), file=sys.stderr if args.json else sys.stdout, flush=True
                 )
 
-        from .control_client import ControlClient
+        from tandem.client import ControlClient
+
         from .follow import DaemonLost, follow
 
         through_daemon = client.socket == config.control_socket

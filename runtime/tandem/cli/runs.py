@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, control_for_run, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
+    from tandem.client import ControlClient
     from tandem.config import ProjectConfig
     from tandem.store import Event
-
-    from .control_client import ControlClient
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -19,7 +19,7 @@ from typing import Any
 from tandem_sdk._convert import annotations_of
 from tandem_sdk._pb import control_pb2
 
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.store import RunRecord
 from tandem.workflows import Workflow, load_workflow
 

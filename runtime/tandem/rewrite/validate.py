@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans
 
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.replay import Recording
 from tandem.store import RunRecord
 from tandem.workflows import Workflow

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tandem.cli.control_client import ControlClient
+from tandem.client import ControlClient
 from tandem.config import load_config
 from tandem.store import RunRecord
 from tandem.testing.closing import Closing

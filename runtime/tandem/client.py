@@ -1,4 +1,7 @@
-"""The CLI's client for a running daemon's Control socket."""
+"""The public Python client of a host's Control interface (`tandem serve`'s socket, or a
+host embedded in a `tandem` command): the CLI, `tandem rewrite`, the demo, the benchmarks
+and the tests all use it, and so may any program that drives Tandem. Scripts and the LLM
+coordinator reach ToolHost through the SDK's client (`tandem_sdk.client`)."""
 
 from __future__ import annotations
 
