@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -239,82 +240,85 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def small_state(tmp_path: Path) -> Iterator[Path]:
+    """A state folder on a 4 MiB tmpfs of its own (the owner's: 0700), to fill at will."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
     state = tmp_path / "state"
     state.mkdir()
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state)], check=True
     )
     try:
-        project = Project(tmp_path / "project")
-        (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
-        project.workflow("quick", script=QUICK)
-        daemon = Daemon(project)
-        try:
-            first = tandem(project, "run", "quick", "--payload", '{"n": 1}')
-            assert first.returncode == 0, first.stderr
-            filler = state / "filler"
-            with filler.open("wb") as out:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path, small_state: Path) -> None:
+    state = small_state
+    project = Project(tmp_path / "project")
+    (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
+    project.workflow("quick", script=QUICK)
+    daemon = Daemon(project)
+    try:
+        first = tandem(project, "run", "quick", "--payload", '{"n": 1}')
+        assert first.returncode == 0, first.stderr
+        filler = state / "filler"
+        with filler.open("wb") as out:
+            try:
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            except OSError:
+                pass
+        full = tandem(project, "run", "quick", "--json")
+        assert full.returncode == 2, full.stdout + full.stderr
+        error = json.loads(full.stdout)["error"]
+        assert "disk is full" in error and str(state) in error, error
+        assert "Traceback" not in full.stderr
+        filler.unlink()
+        again = tandem(project, "run", "quick", "--payload", '{"n": 2}')
+        assert again.returncode == 0, again.stderr
+        listed = daemon.client.runs("quick", "succeeded", 10)
+        assert sorted(r.output["n"] for r in listed) == [1, 2], "the store is intact"
+    finally:
+        daemon.close()
+
+
+def test_a_run_whose_end_meets_a_full_disk_is_never_shown_running(
+    tmp_path: Path, small_state: Path
+) -> None:
+    state = small_state
+    project = Project(tmp_path / "project")
+    (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
+    project.plugin("slow", SLOW_PLUGIN)
+    project.workflow("slow", script=SLOW, tools=["slow.pid"])
+    daemon = Daemon(project)
+    try:
+        run_id = daemon.client.trigger("slow", {"sleep": 60}, None)
+        assert eventually(
+            lambda: any(e.kind == "tool.result" for e in daemon.client.run(run_id).events)
+        )
+        filler = state / "filler"
+        with filler.open("wb", buffering=0) as out:
+            for chunk in (65536, 4096, 1):  # to the last byte tmpfs gives
                 try:
                     while True:
-                        out.write(b"\0" * 65536)
-                        out.flush()
+                        out.write(b"\0" * chunk)
                 except OSError:
                     pass
-            full = tandem(project, "run", "quick", "--json")
-            assert full.returncode == 2, full.stdout + full.stderr
-            error = json.loads(full.stdout)["error"]
-            assert "disk is full" in error and str(state) in error, error
-            assert "Traceback" not in full.stderr
-            filler.unlink()
-            again = tandem(project, "run", "quick", "--payload", '{"n": 2}')
-            assert again.returncode == 0, again.stderr
-            listed = daemon.client.runs("quick", "succeeded", 10)
-            assert sorted(r.output["n"] for r in listed) == [1, 2], "the store is intact"
-        finally:
-            daemon.close()
+        assert daemon.client.cancel(run_id)
+        # The store cannot write the end, yet the run no longer shows as running.
+        assert eventually(lambda: daemon.client.run(run_id).status == "cancelled")
+        assert _stored_status(state, run_id) == "running"
+        filler.unlink()
+        record = daemon.client.run(run_id)  # the next statement writes it
+        assert _stored_status(state, run_id) == "cancelled"
+        assert record.events[-1].kind == "run.finished"
     finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
-
-
-def test_a_run_whose_end_meets_a_full_disk_is_never_shown_running(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(state)], check=True
-    )
-    try:
-        project = Project(tmp_path / "project")
-        (project.root / "tandem.yaml").write_text(f"state_dir: {state}\n")
-        project.plugin("slow", SLOW_PLUGIN)
-        project.workflow("slow", script=SLOW, tools=["slow.pid"])
-        daemon = Daemon(project)
-        try:
-            run_id = daemon.client.trigger("slow", {"sleep": 60}, None)
-            assert eventually(
-                lambda: any(e.kind == "tool.result" for e in daemon.client.run(run_id).events)
-            )
-            filler = state / "filler"
-            with filler.open("wb", buffering=0) as out:
-                for chunk in (65536, 4096, 1):  # to the last byte tmpfs gives
-                    try:
-                        while True:
-                            out.write(b"\0" * chunk)
-                    except OSError:
-                        pass
-            assert daemon.client.cancel(run_id)
-            # The store cannot write the end, yet the run no longer shows as running.
-            assert eventually(lambda: daemon.client.run(run_id).status == "cancelled")
-            assert _stored_status(state, run_id) == "running"
-            filler.unlink()
-            record = daemon.client.run(run_id)  # the next statement writes it
-            assert _stored_status(state, run_id) == "cancelled"
-            assert record.events[-1].kind == "run.finished"
-        finally:
-            daemon.close()
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
+        daemon.close()
 
 
 def _stored_status(state: Path, run_id: str) -> str:
