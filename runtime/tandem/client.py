@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from tandem_sdk._convert import usage_of
 from tandem_sdk._pb import control_pb2, control_pb2_grpc
 from tandem_sdk.protocol import GRPC_OPTIONS, MAX_MESSAGE_BYTES
 
@@ -149,7 +150,6 @@ class ControlClient:
 
 
 def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
-    usage = message.usage
     return RunRecord(
         id=message.id,
         workflow=message.workflow,
@@ -162,13 +162,7 @@ def record_from_message(message: control_pb2.RunRecord) -> RunRecord:
         created_at=message.created_at,
         started_at=message.started_at or None,
         finished_at=message.finished_at or None,
-        usage={
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "model_calls": usage.model_calls,
-        },
+        usage=usage_of(message.usage),
         events=[Event(e.seq, e.ts, e.kind, json.loads(e.data_json)) for e in message.events],
         mode=message.mode or "live",
         source_run=message.source_run or None,

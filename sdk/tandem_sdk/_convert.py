@@ -127,15 +127,19 @@ def subagent_request(
 
 
 def subagent_result(reply: toolhost_pb2.SubagentResponse) -> SubagentResult:
-    usage = reply.usage
     return SubagentResult(
         text=reply.text,
         output=json.loads(reply.output_json) if reply.output_json else None,
-        usage={
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "model_calls": usage.model_calls,
-        },
+        usage=usage_of(reply.usage),
     )
+
+
+def usage_of(usage: common_pb2.Usage) -> dict[str, int]:
+    """Token usage as the host and the SDK count it, from its message."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "model_calls": usage.model_calls,
+    }
