@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install test stress check demo bench proto clean
 
@@ -21,11 +20,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The benchmarks' references (the official MCP package); mypy reads them too.
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH_STAMP)
-
 test: install
 	$(BIN)/pytest -q
 
@@ -33,7 +27,7 @@ test: install
 stress: install
 	TANDEM_STRESS_CRASHES=200 TANDEM_STRESS_BURST=1000 $(BIN)/pytest -q -s -m stress
 
-check: install $(BENCH_STAMP)
+check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -44,7 +38,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # Every figure is a ratio against a reference measured in the same run (see benchmarks/).
-bench: install $(BENCH_STAMP)
+bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/load_bench.py
