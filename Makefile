@@ -3,10 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MCP peers nobody here wrote, for tests/mcp: an `mcp<2` client in a venv of its own (the
+# older protocol era) and MCP Inspector's CLI from the npm registry. A stamp per version,
+# so a changed pin reinstalls and an unchanged one costs nothing.
+PEERS := $(VENV)/peers
+MCP1_SPEC := mcp>=1.20,<2
+MCP1_STAMP := $(PEERS)/mcp1/.installed-1.20-2
+INSPECTOR_VERSION := 2.12.0
+INSPECTOR_STAMP := $(PEERS)/inspector/.installed-$(INSPECTOR_VERSION)
 
 .PHONY: install test stress check demo bench proto clean
 
-install: $(STAMP)
+install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP)
 	@# Byte-compile the editable sources, as a wheel install would: a CLI start then reads
 	@# bytecode instead of compiling every module, even where PYTHONDONTWRITEBYTECODE is set.
 	@$(BIN)/python -m compileall -q -j0 runtime sdk >/dev/null
@@ -19,6 +27,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(MCP1_STAMP): | $(STAMP)
+	rm -rf $(PEERS)/mcp1
+	$(PYTHON) -m venv $(PEERS)/mcp1
+	$(PEERS)/mcp1/bin/pip install --quiet --retries 2 --timeout 20 '$(MCP1_SPEC)' || \
+		{ echo "make install: could not install '$(MCP1_SPEC)' from PyPI" >&2; exit 1; }
+	touch $@
+
+$(INSPECTOR_STAMP): | $(STAMP)
+	@command -v npm >/dev/null || { echo "make install: MCP Inspector needs node and npm" >&2; exit 1; }
+	rm -rf $(PEERS)/inspector
+	npm install --prefix $(PEERS)/inspector --no-audit --no-fund --loglevel=error \
+		@modelcontextprotocol/inspector@$(INSPECTOR_VERSION) || \
+		{ echo "make install: could not install MCP Inspector from the npm registry" >&2; exit 1; }
+	touch $@
 
 test: install
 	$(BIN)/pytest -q
