@@ -66,6 +66,8 @@ class Connection:
         self.ended = asyncio.Event()  # the server went away, or close() ended it
         self.exit_reason = ""
         self.served = False  # answered a call: it was healthy, whatever ends it later
+        self.in_flight = 0
+        self.idle = asyncio.Event()
         self._on_list_changed = on_list_changed
         self._session: ClientSession | None = None
         self._stop = asyncio.Event()

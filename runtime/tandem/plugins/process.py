@@ -35,7 +35,7 @@ from tandem.blocking import in_thread
 from tandem.tools import HostTool
 
 from .confine import PluginSandbox
-from .launch import Generation, launch
+from .launch import Generation, environment_digests, launch
 from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
 from .restarts import STABLE_AFTER_S, Restarts
@@ -78,6 +78,11 @@ class PluginProcess:
         # Its own uid and folders, from start to stop, when the host confines plugins.
         self.sandbox: PluginSandbox | None = None
         self._confine = confine
+
+    kind = "plugin"
+
+    def environment_digests(self, nonce: bytes) -> dict[str, str]:
+        return environment_digests(self.manifest, nonce)
 
     @property
     def crash_loop(self) -> bool:
