@@ -30,6 +30,7 @@ _KEYS = {
     "record",
     "prices",  # read by tandem.ledger.prices
     "runs",
+    "mcp_servers",  # read by tandem.mcp.config
 }
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUED = 1000

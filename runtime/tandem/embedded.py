@@ -65,6 +65,7 @@ class EmbeddedHost:
             self.config.ensure_dirs()
             self.config.host_socket_dir.mkdir(mode=0o700, exist_ok=True)
             names = self.only if self.only is not None else _plugin_folders(self.config)
+            names = set(names) - _mcp_server_names(self.config)  # no plugin process of theirs
             standbys = self._call(_standbys(names, self.config.state_dir / "plugins"))
             from .plugins import PluginManager  # the heavy imports begin here
 
@@ -148,6 +149,13 @@ async def _standbys(names: Collection[str], data: Path) -> dict[str, Standby]:
 
 async def _close(standbys: Iterable[Standby]) -> None:
     await asyncio.gather(*(s.close() for s in standbys), return_exceptions=True)
+
+
+def _mcp_server_names(config: ProjectConfig) -> set[str]:
+    from .mcp.config import load_servers  # light: no `mcp` import
+
+    found = load_servers(config.root)
+    return set(found.servers) | set(found.errors)
 
 
 def _plugin_folders(config: ProjectConfig) -> set[str]:

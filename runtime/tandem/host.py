@@ -10,7 +10,7 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +19,7 @@ from tandem_sdk._pb import control_pb2_grpc, toolhost_pb2_grpc
 from tandem_sdk.errors import TandemError
 from tandem_sdk.protocol import GRPC_OPTIONS
 
-from .config import ProjectConfig
+from .config import CONFIG_FILE, ProjectConfig
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
 from .isolation.probe import run_limits
@@ -205,24 +205,36 @@ class Host:
         self._lock = lock
 
     async def watch_plugins(self) -> None:
-        """Restart a plugin whose files change, start new plugin folders, stop removed ones;
-        then reload the workflows, whose tools may have changed."""
+        """Restart a plugin whose files change, start new plugin folders, stop removed ones,
+        and restart an MCP server whose config changes (tandem.yaml, .mcp.json); then
+        reload the workflows, whose tools may have changed."""
         import watchfiles
 
+        from .mcp.config import MCP_JSON
+
         folders = [folder for folder in self.config.plugins_dirs if folder.is_dir()]
-        if not folders:
-            return
+        root = self.config.root
+        configs = {str(root / CONFIG_FILE), str(root / MCP_JSON)}
 
         def source(change: watchfiles.Change, path: str) -> bool:
+            if Path(path).parent == root:  # the project folder: its config files only
+                return path in configs
             return "__pycache__" not in path and not path.endswith(".pyc")
 
-        async for _ in watchfiles.awatch(*folders, debounce=50, step=10, watch_filter=source):
-            changes = await self.plugins.reload()
+        # The project folder itself holds the workflows and the state: watched flat.
+        watches = [watchfiles.awatch(root, recursive=False, watch_filter=source, debounce=50)]
+        if folders:
+            watches.append(watchfiles.awatch(*folders, debounce=50, step=10, watch_filter=source))
+        await asyncio.gather(*(self._reload_plugins_on(changes) for changes in watches))
+
+    async def _reload_plugins_on(self, changes: AsyncIterator[object]) -> None:
+        async for _ in changes:
+            changes_made = await self.plugins.reload()
             for error in self.plugins.errors:
                 log.warning("%s", error)
-            if changes:
-                log.info("plugins: %s", ", ".join(changes))
-                self.reload()
+            if changes_made:
+                log.info("plugins: %s", ", ".join(changes_made))
+            self.reload()  # a server's broken config is an error at its workflows
 
     async def watch_workflows(self) -> None:
         """Reload the workflows a file change touched (hot reload), within tens of ms."""

@@ -184,3 +184,24 @@ class ManagedProcess(CapturesOutput):
 
     def kill_group(self) -> None:
         signal_group(self.pid, signal.SIGKILL)
+
+
+def dies_with_this_thread() -> Callable[[], None]:
+    """A `preexec_fn` asking the kernel to SIGKILL the child when the thread that forks it
+    ends (PR_SET_PDEATHSIG; the host's event loop thread, which lives as long as the host),
+    for a program that cannot ask it itself (tandem_sdk._lifetime does, for our own). The
+    call is bound here: between fork and exec the child runs no more than it."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the host died before the request took effect
+            os._exit(1)
+
+    return preexec

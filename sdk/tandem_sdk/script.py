@@ -10,7 +10,9 @@ from .client import SubagentResult, ToolHostClient, ToolInfo
 
 
 class PluginTools:
-    """`tools.<plugin>`: attribute access names a tool, calling it calls ToolHost."""
+    """`tools.<plugin>`: attribute access names a tool, calling it calls ToolHost.
+    `tools.<plugin>["tool-name"]` names one whose name is not an identifier (an MCP
+    server's tool may hold a `-`)."""
 
     def __init__(self, client: ToolHostClient, plugin: str) -> None:
         self._client = client
@@ -19,6 +21,9 @@ class PluginTools:
     def __getattr__(self, tool: str) -> _ToolCall:
         if tool.startswith("_"):
             raise AttributeError(tool)
+        return _ToolCall(self._client, f"{self._plugin}.{tool}")
+
+    def __getitem__(self, tool: str) -> _ToolCall:
         return _ToolCall(self._client, f"{self._plugin}.{tool}")
 
 
@@ -49,6 +54,10 @@ class Tools:
     def __getattr__(self, plugin: str) -> PluginTools:
         if plugin.startswith("_"):
             raise AttributeError(plugin)
+        return PluginTools(self._client, plugin)
+
+    def __getitem__(self, plugin: str) -> PluginTools:
+        """`tools["my-server"].tool(...)`: a plugin (an MCP server) whose name holds a `-`."""
         return PluginTools(self._client, plugin)
 
     def call(self, name: str, arguments: dict[str, Any] | None = None) -> Any:

@@ -1,4 +1,6 @@
-"""All plugin processes of a host, and the catalog of the tools they provide."""
+"""All tool providers of a host, and the catalog of the tools they provide: the plugin
+processes of its plugin folders, and the MCP servers its config names (started through
+`tandem.mcp`, imported only when there are some)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,18 @@ from typing import TYPE_CHECKING
 
 from tandem_sdk.errors import DefinitionError, NotFound
 
+from tandem.mcp.config import ServerConfig, ServerConfigError, load_servers
 from tandem.tools import HostTool
 
 from .launch import plugin_version
 from .manifest import PluginManifest, find_plugins
 from .process import PluginProcess
+from .provider import ToolProvider
 from .standby import Standby
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
+    from tandem.mcp.provider import McpServer
 
 
 class PluginManager:
@@ -30,15 +35,18 @@ class PluginManager:
         only: Collection[str] | None = None,
         standbys: Mapping[str, Standby] | None = None,
         confine: bool = False,
+        project_root: Path | None = None,
     ) -> None:
-        """`standbys`: processes started ahead for plugins by name, to take their first
+        """`project_root`: where tandem.yaml and .mcp.json name the MCP servers.
+        `standbys`: processes started ahead for plugins by name, to take their first
         start (an embedded host starts them before its own imports). `confine`: each
         plugin as a uid of its own where the host can (a daemon's; confine.py)."""
         self.folders = folders
         self.only = only  # start just these plugins (a host embedded for one workflow)
         self.socket_dir = socket_dir
         self.data_dir = data_dir
-        self.plugins: dict[str, PluginProcess] = {}
+        self.project_root = project_root
+        self.plugins: dict[str, ToolProvider] = {}  # plugin processes and MCP servers
         self.errors: list[DefinitionError] = []
         self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
         self._starting: asyncio.Future[None] | None = None
@@ -61,6 +69,7 @@ class PluginManager:
             only=only,
             standbys=standbys,
             confine=confine,
+            project_root=config.root,
         )
 
     def begin(self) -> asyncio.Future[None]:
@@ -76,9 +85,14 @@ class PluginManager:
 
     async def _start(self) -> None:
         manifests, self.errors = find_plugins(self.folders)
+        servers = self._mcp_configs({m.name for m in manifests})
         if self.only is not None:
             manifests = [m for m in manifests if m.name in self.only]
-        candidates = [self._process_for(m, self._standbys.pop(m.name, None)) for m in manifests]
+            servers = [s for s in servers if s.name in self.only]
+        candidates: list[ToolProvider] = [
+            self._process_for(m, self._standbys.pop(m.name, None)) for m in manifests
+        ]
+        candidates += self._mcp_servers(servers)
         await self._close_standbys()  # for folders that hold no such plugin after all
         try:
             results = await asyncio.gather(*(p.start() for p in candidates), return_exceptions=True)
@@ -93,6 +107,7 @@ class PluginManager:
                 raise result
             else:
                 self.plugins[plugin.name] = plugin
+                self._note_tool_errors(plugin)
 
     async def reload(self) -> list[str]:
         """Pick up plugin changes: start new plugins, stop removed ones, and move changed
@@ -103,6 +118,8 @@ class PluginManager:
         changes: list[str] = []
         for manifest in manifests:
             plugin = self.plugins.get(manifest.name)
+            if plugin is not None and not isinstance(plugin, PluginProcess):
+                continue  # a clash the MCP server's config reports
             if plugin is None:
                 fresh = self._process_for(manifest)
                 try:
@@ -119,11 +136,84 @@ class PluginManager:
                     errors.append(problem)
                 else:
                     changes.append(f"reloaded {manifest.name}")
-        for name in set(self.plugins) - {m.name for m in manifests}:
+        processes = {n for n, p in self.plugins.items() if isinstance(p, PluginProcess)}
+        for name in processes - {m.name for m in manifests}:
             await self.plugins.pop(name).stop()
             changes.append(f"removed {name}")
         self.errors, self.broken = errors, broken
+        await self._reload_mcp({m.name for m in manifests}, changes)
         return changes
+
+    # -- MCP servers ------------------------------------------------------------------------
+
+    def _mcp_configs(self, plugin_names: set[str]) -> list[ServerConfig]:
+        """The project's MCP servers; each that cannot load goes to `errors` and `broken`."""
+        if self.project_root is None:
+            return []
+        found = load_servers(self.project_root)
+        self.errors.extend(found.file_errors)
+        for name, error in found.errors.items():
+            if self.only is None or name in self.only:
+                self.errors.append(error)
+                self.broken[name] = error.reason
+        servers = []
+        for name, config in found.servers.items():
+            if name in plugin_names:
+                clash = ServerConfigError(
+                    config.source, name, f"a plugin is named {name!r} too: rename the server"
+                )
+                self.errors.append(clash)
+                self.broken[name] = clash.reason
+            else:
+                servers.append(config)
+        return servers
+
+    def _mcp_servers(self, configs: list[ServerConfig]) -> list[McpServer]:
+        if not configs:
+            return []
+        from tandem.mcp.provider import McpServer  # the `mcp` package, only when needed
+
+        return [McpServer(config) for config in configs]
+
+    def _note_tool_errors(self, provider: ToolProvider) -> None:
+        for problem in getattr(provider, "tool_errors", []):
+            self.errors.append(DefinitionError(f"mcp server {provider.name!r}", problem))
+
+    async def _reload_mcp(self, plugin_names: set[str], changes: list[str]) -> None:
+        """Start new servers, restart those whose config changed, stop removed ones."""
+        configs = {c.name: c for c in self._mcp_configs(plugin_names)}
+        if self.only is not None:
+            configs = {n: c for n, c in configs.items() if n in self.only}
+        running = {n: p for n, p in self.plugins.items() if not isinstance(p, PluginProcess)}
+        for fresh in self._mcp_servers([c for n, c in configs.items() if n not in running]):
+            try:
+                await fresh.start()
+            except DefinitionError as error:
+                self.errors.append(error)
+                self.broken[fresh.name] = str(error)
+                continue
+            self.plugins[fresh.name] = fresh
+            changes.append(f"started mcp server {fresh.name}")
+        for name, server in running.items():
+            config = configs.get(name)
+            if config is None and name in self.broken:
+                server.load_error = self.broken[name]  # the running server serves on
+                continue
+            if config is None:
+                await self.plugins.pop(name).stop()
+                changes.append(f"removed mcp server {name}")
+                continue
+            from tandem.mcp.provider import McpServer
+
+            assert isinstance(server, McpServer)
+            if config != server.config:
+                problem = await server.reload(config)
+                if problem is not None:
+                    self.errors.append(problem)
+                else:
+                    changes.append(f"restarted mcp server {name}")
+        for provider in self.plugins.values():
+            self._note_tool_errors(provider)
 
     async def stop(self) -> None:
         if self._starting is not None and not self._starting.done():
@@ -147,7 +237,7 @@ class PluginManager:
     def tools(self) -> list[HostTool]:
         return [tool for plugin in self.plugins.values() for tool in plugin.tools]
 
-    def resolve(self, name: str) -> tuple[HostTool, PluginProcess]:
+    def resolve(self, name: str) -> tuple[HostTool, ToolProvider]:
         plugin_name, _, _ = name.partition(".")
         plugin = self.plugins.get(plugin_name)
         if plugin is not None:

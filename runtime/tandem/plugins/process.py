@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import deque
 from pathlib import Path
 
 from tandem_sdk._pb import plugin_pb2
@@ -36,21 +35,13 @@ from tandem.blocking import in_thread
 from tandem.tools import HostTool
 
 from .confine import PluginSandbox
-from .launch import Generation, launch
+from .launch import Generation, environment_digests, launch
 from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
+from .restarts import STABLE_AFTER_S, Restarts
 from .standby import Standby
 
 log = logging.getLogger(__name__)
-
-BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 10.0
-# A process that answered a call, or stayed up this long, was healthy: its exit restarts
-# it quickly. Backoff grows only for a process that dies before it can serve.
-STABLE_AFTER_S = 30.0
-# This many exits within CRASH_LOOP_WINDOW_S is a crash loop, reported at ERROR.
-CRASH_LOOP_EXITS = 5
-CRASH_LOOP_WINDOW_S = 60.0
 
 
 class PluginProcess:
@@ -74,11 +65,9 @@ class PluginProcess:
         self.last_error: str | None = None
         # Why the newest code does not load, while the previous code serves on.
         self.load_error: str | None = None
-        self.crash_loop = False
+        self._exits = Restarts(f"plugin {self.name}", log)
         self._generation: Generation | None = None
         self._ready = asyncio.Event()
-        self._next_start_at = 0.0  # monotonic time of the next restart attempt
-        self._exits: deque[float] = deque(maxlen=CRASH_LOOP_EXITS)
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self._swapped = asyncio.Event()  # a reload replaced the process the supervisor watches
@@ -89,6 +78,15 @@ class PluginProcess:
         # Its own uid and folders, from start to stop, when the host confines plugins.
         self.sandbox: PluginSandbox | None = None
         self._confine = confine
+
+    kind = "plugin"
+
+    def environment_digests(self, nonce: bytes) -> dict[str, str]:
+        return environment_digests(self.manifest, nonce)
+
+    @property
+    def crash_loop(self) -> bool:
+        return self._exits.crash_loop
 
     @property
     def up(self) -> bool:
@@ -190,10 +188,10 @@ class PluginProcess:
                 return generation
             if self._stopping:
                 raise ToolUnavailable(f"{tool}: plugin {self.name!r} is stopping", tool=tool)
-            if self.crash_loop and self._next_start_at > deadline:
+            if self._exits.unreachable_by(deadline):
                 raise ToolUnavailable(
                     f"{tool}: plugin {self.name!r} is in a crash loop, next restart in "
-                    f"{self._next_start_at - time.monotonic():.1f}s: {self.last_error}",
+                    f"{self._exits.next_start_at - time.monotonic():.1f}s: {self.last_error}",
                     tool=tool,
                 )
             try:
@@ -349,7 +347,6 @@ class PluginProcess:
             await asyncio.shield(generation.close())
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_MIN_S
         while not self._stopping:
             generation = self._generation
             assert generation is not None
@@ -373,10 +370,9 @@ class PluginProcess:
             )
             await self._teardown()
             if generation.served or time.monotonic() - started > STABLE_AFTER_S:
-                backoff = BACKOFF_MIN_S
+                self._exits.healthy()
             while not self._stopping:
-                backoff = self._note_exit(backoff)
-                await asyncio.sleep(max(self._next_start_at - time.monotonic(), 0))
+                await asyncio.sleep(self._exits.note_exit(self.last_error))
                 restart_began = time.monotonic()
                 try:
                     await self._launch()
@@ -392,29 +388,6 @@ class PluginProcess:
                     (time.monotonic() - restart_began) * 1000,
                 )
                 break
-
-    def _note_exit(self, backoff: float) -> float:
-        """Record an exit or failed start, schedule the next attempt; returns the next backoff."""
-        now = time.monotonic()
-        self._exits.append(now)
-        self._next_start_at = now + backoff
-        window = now - self._exits[0]
-        looping = len(self._exits) == CRASH_LOOP_EXITS and window < CRASH_LOOP_WINDOW_S
-        if looping and not self.crash_loop:
-            log.error(
-                "plugin %s is in a crash loop: %d exits in %.0fs; restarting with backoff "
-                "up to %gs. Last error: %s",
-                self.name,
-                CRASH_LOOP_EXITS,
-                window,
-                BACKOFF_MAX_S,
-                self.last_error,
-            )
-        elif not looping and self.crash_loop:
-            log.info("plugin %s is out of its crash loop", self.name)
-        self.crash_loop = looping
-        log.warning("plugin %s %s; restarting in %.1fs", self.name, self.last_error, backoff)
-        return min(backoff * 2, BACKOFF_MAX_S)
 
     async def _teardown(self) -> None:
         self._ready.clear()

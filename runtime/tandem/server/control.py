@@ -17,7 +17,6 @@ from tandem import __version__
 from tandem.blocking import in_thread
 from tandem.isolation import STRICTNESS
 from tandem.plugins import confine
-from tandem.plugins.launch import environment_digests
 from tandem.replay import fixture_of
 from tandem.replay.recording import attempted_plan
 from tandem.retention import prune
@@ -116,9 +115,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                             crash_loop=plugin.crash_loop,
                             last_error=plugin.last_error or "",
                             load_error=plugin.load_error or "",
-                            environment=environment_digests(
-                                plugin.manifest, request.environment_nonce
-                            ),
+                            environment=plugin.environment_digests(request.environment_nonce),
                         )
                         for name, plugin in plugins.items()
                     ),
