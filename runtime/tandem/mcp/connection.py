@@ -162,6 +162,9 @@ class Connection:
             self.ended.set()
 
     def _why(self, error: BaseException) -> str:
+        # The session's task group wraps what failed in it (a handshake's timeout, too).
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
         if isinstance(error, TimeoutError):
             why = f"no answer to the handshake within {self.config.start_timeout_s:g}s"
         elif isinstance(error, FileNotFoundError | PermissionError):
