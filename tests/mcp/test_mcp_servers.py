@@ -159,13 +159,14 @@ def test_the_model_is_offered_and_calls_the_same_tools(setup: Setup) -> None:
 
 def test_a_dry_run_of_a_commit_leaves_the_repository_unchanged(setup: Setup) -> None:
     (setup.repo / "b.txt").write_text("two\n")
-    before = _git(setup.repo, "status", "--porcelain"), _git(setup.repo, "log", "--oneline")
+    state = lambda: (_git(setup.repo, "status", "--porcelain"), _git(setup.repo, "log"))  # noqa: E731
+    before = state()
     record = setup.run("commit", dry_run=True)
     assert record.status == "succeeded", record.error
     calls = _calls(record)
     assert calls["git.git_status"]["executed"]  # read-only: it runs
     assert not any(calls[t]["executed"] for t in ("git.git_add", "git.git_commit", "git.git_reset"))
-    assert (_git(setup.repo, "status", "--porcelain"), _git(setup.repo, "log", "--oneline")) == before
+    assert state() == before
     (setup.repo / "b.txt").unlink()
 
 
@@ -199,7 +200,7 @@ def test_bad_configs_are_load_errors_at_their_workflows_only(setup: Setup) -> No
 def test_a_server_from_mcp_json_sees_only_its_declared_environment(setup: Setup) -> None:
     record = setup.run("probe")
     assert record.status == "succeeded", record.error
-    seen = record.output["result"] if "result" in record.output else record.output
+    seen = dict(record.output)
     assert seen["PROBE_GIVEN"] == "given"
     assert "DAEMON_SECRET" not in seen and "MCP_REPO" not in seen
     seen.pop("LC_CTYPE", None)  # set by the probe's own interpreter (PEP 538)
