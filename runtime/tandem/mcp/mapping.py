@@ -99,4 +99,4 @@ def version_of(info: mcp_types.Implementation, tools: list[mcp_types.Tool]) -> s
     what the model is offered does."""
     listing = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
     digest = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{info.name} {info.version} tools:{digest}"
+    return " ".join(part for part in (info.name, info.version, f"tools:{digest}") if part)
