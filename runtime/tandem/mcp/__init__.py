@@ -1,0 +1,1 @@
+"""MCP both ways: MCP servers as Tandem plugins, and Tandem served to MCP clients."""
