@@ -198,7 +198,9 @@ class ControlClient:
 
     def decide(self, run_id: str, call: int, approve: bool, reason: str = "") -> list[int]:
         """Approve or deny a waiting call (0: every call waiting); the calls decided."""
-        request = control_pb2.DecideRequest(run_id=run_id, call=call, approve=approve, reason=reason)
+        request = control_pb2.DecideRequest(
+            run_id=run_id, call=call, approve=approve, reason=reason
+        )
         return list(self.stub.Decide(request).calls)
 
     def rerun(self, run_id: str, coordinator: str | None = None) -> str:

@@ -226,7 +226,9 @@ class RunManager:
         """Runs in flight against `runs.max_in_flight`: an open MCP session is not one (it
         may idle for hours, and holds no process)."""
         return sum(
-            1 for run_id in self._tasks if (s := self.sessions.get(run_id)) is None or not s.mode.mcp
+            1
+            for run_id in self._tasks
+            if (s := self.sessions.get(run_id)) is None or not s.mode.mcp
         )
 
     def _in_flight(self, workflow: str) -> int:

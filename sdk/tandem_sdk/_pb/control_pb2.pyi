@@ -720,7 +720,7 @@ class RunRecord(_message.Message):
     started_at: _builtins.float
     finished_at: _builtins.float
     mode: _builtins.str
-    """live | dry_run | replay"""
+    """live | dry_run | replay | shadow | mcp"""
     source_run: _builtins.str
     """a replay's recorded run"""
     flag_json: _builtins.str
@@ -794,7 +794,7 @@ class ListRunsRequest(_message.Message):
     limit: _builtins.int
     coordinator: _builtins.str
     mode: _builtins.str
-    """live | dry_run | replay | shadow; empty: all"""
+    """live | dry_run | replay | shadow | mcp; empty: all"""
     flagged: _builtins.bool
     since: _builtins.float
     """unix seconds; 0: no bound"""

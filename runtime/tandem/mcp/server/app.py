@@ -43,7 +43,9 @@ def build(served: Served) -> Server[Any]:
         await served.session.open(served.group, name, version)
         return served.session
 
-    async def list_tools(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         if served.session is not None:
             session = await opened(ctx)
             tools = [t for t in map(convert.mcp_tool, session.tools()) if t is not None]
@@ -97,7 +99,9 @@ def build(served: Served) -> Server[Any]:
     ) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=[rewrite.prompt()])
 
-    async def get_prompt(ctx: Context, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    async def get_prompt(
+        ctx: Context, params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
         if params.name != rewrite.PROMPT:
             raise ValueError(f"no prompt {params.name!r}: there is {rewrite.PROMPT}")
         workflow = (params.arguments or {}).get("workflow") or (

@@ -23,7 +23,9 @@ REPLAY_TOOL = "replay_script"
 SAMPLE = 3  # sample runs in the brief, as `tandem rewrite`'s default
 
 
-def list_runs(client: ControlClient, workflow: str, cursor: str | None) -> types.ListResourcesResult:
+def list_runs(
+    client: ControlClient, workflow: str, cursor: str | None
+) -> types.ListResourcesResult:
     offset = int(cursor) if cursor and cursor.isdigit() else 0
     runs = client.runs(workflow, "", min(offset + PAGE + 1, MAX_LISTED))[offset:]
     page = runs[:PAGE]
@@ -63,7 +65,9 @@ def prompt() -> types.Prompt:
     )
 
 
-def rewrite_brief(client: ControlClient, workflows_dir: Path, workflow: str) -> types.GetPromptResult:
+def rewrite_brief(
+    client: ControlClient, workflows_dir: Path, workflow: str
+) -> types.GetPromptResult:
     from tandem.rewrite import brief_markdown, gather
     from tandem.rewrite.material import load
 

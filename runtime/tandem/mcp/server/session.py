@@ -59,22 +59,26 @@ class McpSession:
     def tools(self) -> list[ToolInfo]:
         return self._opened.tools if self._opened else []
 
-    async def call(self, name: str, arguments: dict[str, Any], report: Report) -> types.CallToolResult:
+    async def call(
+        self, name: str, arguments: dict[str, Any], report: Report
+    ) -> types.CallToolResult:
         assert self._toolhost is not None
         pending = _Pending(name, report)
         key = id(pending)
         self._pending[key] = pending
         try:
             value = await self._toolhost.call_tool(name, arguments)
-        except ToolError as error:
-            return convert.error("\n".join([str(error), *pending.notes]))
+        except ToolError as error:  # a denial among them: "a person denied this call: ..."
+            return convert.error("\n".join([*pending.notes, str(error)]))
         except InterfaceError as error:  # refused by the host: scope, schema, limits
             return convert.error(f"{type(error).__name__}: {error}")
         except TandemError as error:
             return convert.error(str(error))
         finally:
             self._pending.pop(key, None)
-        return convert.result(value, *pending.notes)
+        # Held, then run: a person approved it (the trace's decision may still be on its way).
+        approved = ["a person approved this call"] if pending.notes else []
+        return convert.result(value, *pending.notes, *approved)
 
     async def _watch_approvals(self) -> None:
         """Follow the run's trace (in a thread: the Control client is synchronous) and tell
@@ -84,21 +88,16 @@ class McpSession:
 
         def follow() -> None:
             for event in self._client.watch(run_id):
-                if event.kind in ("approval.waiting", "approval.decided"):
-                    anyio.from_thread.run(self._approval, event.kind, event.data)
+                if event.kind == "approval.waiting":
+                    anyio.from_thread.run(self._approval, event.data)
 
         with contextlib.suppress(Exception):  # the stream ends with the run, or breaks
             await anyio.to_thread.run_sync(follow, abandon_on_cancel=True)
 
-    async def _approval(self, kind: str, data: dict[str, Any]) -> None:
+    async def _approval(self, data: dict[str, Any]) -> None:
+        """A call of the tool is held: say so, with how a person answers it."""
         for pending in [p for p in self._pending.values() if p.tool == data.get("tool")]:
-            if kind == "approval.waiting":
-                note = f"held for a person's approval: {data.get('decide', '')}"
-            else:
-                verdict = "approved" if data.get("approved") else "denied"
-                note = f"a person {verdict} this call" + (
-                    f": {data['reason']}" if data.get("reason") else ""
-                )
+            note = f"held for a person's approval: {data.get('decide', '')}"
             pending.notes.append(note)
             await pending.report(note)
 
