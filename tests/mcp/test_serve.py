@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -42,7 +41,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         approvals={"llm": ["destructive"], "timeout_s": 20},
         limits={"timeout_s": 30, "max_tool_calls": 20},
     )
-    project.workflow("guarded", script=GUARDED, tools=["state.*"], approvals={"script": ["state.set"]})
+    project.workflow(
+        "guarded", script=GUARDED, tools=["state.*"], approvals={"script": ["state.set"]}
+    )
     daemon = Daemon(project)
     yield daemon
     daemon.close()
