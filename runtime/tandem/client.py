@@ -1,21 +1,48 @@
 """The public Python client of a host's Control interface (`tandem serve`'s socket, or a
 host embedded in a `tandem` command): the CLI, `tandem rewrite`, the demo, the benchmarks
-and the tests all use it, and so may any program that drives Tandem. Scripts and the LLM
-coordinator reach ToolHost through the SDK's client (`tandem_sdk.client`)."""
+and the tests all use it, and so may any program that drives Tandem. ToolHost's clients
+(`ToolHostClient`, `AsyncToolHostClient`: the SDK's, which scripts and the LLM coordinator
+use) are exported here too, for a program that opens a session (`open_session`) and calls
+its tools with the session's run token, as `tandem mcp serve` does."""
 
 from __future__ import annotations
 
 import json
+import queue
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from tandem_sdk._convert import usage_of
+from tandem_sdk._convert import ToolInfo, annotations_of, usage_of
 from tandem_sdk._pb import control_pb2, control_pb2_grpc
+from tandem_sdk.aio import AsyncToolHostClient
+from tandem_sdk.client import ToolHostClient
 from tandem_sdk.protocol import GRPC_OPTIONS, MAX_MESSAGE_BYTES
 
 from tandem.store import Event, RunRecord
+
+__all__ = ["AsyncToolHostClient", "ControlClient", "OpenSession", "ToolHostClient", "ToolInfo"]
+
+
+@dataclass
+class OpenSession:
+    """A run that lasts while this is open (Control OpenSession): `close()` ends it as
+    succeeded; a process that dies without closing it has its run cancelled."""
+
+    run_id: str
+    token: str
+    tools: list[ToolInfo]
+    toolhost_target: str  # the gRPC target to call the tools at, with `token`
+    _requests: queue.SimpleQueue[control_pb2.SessionRequest | None]
+    _replies: Iterator[control_pb2.SessionReply]
+
+    def close(self) -> None:
+        """End the run (succeeded) and wait until the daemon has ended it."""
+        self._requests.put(None)
+        for _ in self._replies:
+            pass
 
 
 class ControlClient:
@@ -143,6 +170,38 @@ class ControlClient:
             )
         )
         return reply.pruned, reply.kept
+
+    def open_session(self, workflow: str, client_name: str, client_version: str) -> OpenSession:
+        """A run of `workflow` for a session of a client (an MCP client: mode `mcp`)."""
+        requests: queue.SimpleQueue[control_pb2.SessionRequest | None] = queue.SimpleQueue()
+        requests.put(
+            control_pb2.SessionRequest(
+                workflow=workflow, client_name=client_name, client_version=client_version
+            )
+        )
+        replies = self.stub.OpenSession(iter(requests.get, None))
+        first = next(replies)
+        return OpenSession(
+            first.run_id,
+            first.run_token,
+            [
+                ToolInfo(t.name, t.description, json.loads(t.input_schema_json), annotations_of(t))
+                for t in first.tools
+            ],
+            first.toolhost_target,
+            requests,
+            replies,
+        )
+
+    def workflows(self) -> list[control_pb2.WorkflowInfo]:
+        return list(self.stub.ListWorkflows(control_pb2.ListWorkflowsRequest()).workflows)
+
+    def decide(self, run_id: str, call: int, approve: bool, reason: str = "") -> list[int]:
+        """Approve or deny a waiting call (0: every call waiting); the calls decided."""
+        request = control_pb2.DecideRequest(
+            run_id=run_id, call=call, approve=approve, reason=reason
+        )
+        return list(self.stub.Decide(request).calls)
 
     def rerun(self, run_id: str, coordinator: str | None = None) -> str:
         request = control_pb2.RerunRunRequest(run_id=run_id, coordinator=coordinator or "")

@@ -20,6 +20,7 @@ from tandem_sdk.errors import TandemError
 from tandem_sdk.protocol import GRPC_OPTIONS
 
 from .config import CONFIG_FILE, ProjectConfig
+from .coordinators.mcp import McpCoordinator
 from .coordinators.script import ScriptCoordinator
 from .isolation import choose_isolation, identity
 from .isolation.probe import run_limits
@@ -102,7 +103,11 @@ class Host:
             self.store,
             self.plugins,
             self.registry,
-            {"script": scripts, "llm": LlmCoordinator(self.model_api, self.toolhost_socket)},
+            {
+                "script": scripts,
+                "llm": LlmCoordinator(self.model_api, self.toolhost_socket),
+                "mcp": McpCoordinator(),
+            },
             record_max_result_bytes=config.record_max_result_bytes,
             max_in_flight=config.max_in_flight,
             max_queued=config.max_queued,
@@ -145,6 +150,7 @@ class Host:
         servicer.plugin_isolation = (
             confine.isolation() if self.plugins.confine else f"none: {confine.EMBEDDED}"
         )
+        servicer.toolhost_target = f"unix:{self.toolhost_socket}"  # for MCP sessions
         control_pb2_grpc.add_ControlServicer_to_server(servicer, control)
         with contextlib.suppress(FileNotFoundError):
             self.control_socket.unlink()

@@ -23,6 +23,7 @@ from tandem_sdk.errors import (
 
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
+from .coordinators.mcp import McpCoordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
@@ -107,12 +108,14 @@ class RunManager:
         workflow: Workflow | None = None,
         rerun_of: str | None = None,
         check_payload: bool = False,
+        mcp: bool = False,
     ) -> RunSession:
         """Start a run. `dry_run` plans every call with side effects instead of making it;
         `replay` answers calls from a recorded run; `workflow` replaces the registry's
         version (a candidate folder); `rerun_of` names the run whose trigger this is again;
         `check_payload` refuses a payload that misses the workflow's input_schema
-        (InvalidArguments), before any run is made."""
+        (InvalidArguments), before any run is made; `mcp` makes an MCP session's run
+        (`open_session`)."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -126,19 +129,21 @@ class RunManager:
             raise InvalidArguments(
                 f"the payload does not match workflow {workflow.name}'s input_schema: {problem}"
             )
-        kind = coordinator or workflow.spec.coordinator
+        kind = "mcp" if mcp else coordinator or workflow.spec.coordinator
+        if kind == "mcp" and not mcp:
+            raise InvalidArguments("coordinator mcp is an MCP session's: see tandem mcp serve")
         if kind not in self.coordinators:
             raise DefinitionError(workflow_name, f"unknown coordinator {kind!r}")
         if kind == "script" and workflow.script_source is None:
             raise DefinitionError(workflow_name, "coordinator script needs coordinator_script")
         if kind == "llm" and workflow.prompt_text is None:
             raise DefinitionError(workflow_name, "coordinator llm needs a prompt")
-        if len(self._queue) >= self.max_queued:
+        if len(self._queue) >= self.max_queued and not mcp:
             raise QueueFull(
                 f"{len(self._queue)} runs already wait (runs.max_queued); try again later"
             )
         run_id = new_run_id()
-        mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes)
+        mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
         if workflow.version not in self._kept_versions:
             self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
@@ -157,8 +162,22 @@ class RunManager:
                 rerun_of=rerun_of,
             )
         )
-        self._enqueue(session)
+        if mcp:  # an open session starts at once, beside the runs it does not hold up
+            self.sessions[session.id] = session
+            self._start(session)
+        else:
+            self._enqueue(session)
         return session
+
+    def open_session(self, workflow_name: str, client: dict[str, str]) -> RunSession:
+        """A run of `workflow_name` for an MCP session, started at once; its trigger names
+        the client. It ends with `close_session` (succeeded) or `cancel`."""
+        return self.trigger(workflow_name, {"mcp_client": client}, mcp=True)
+
+    def close_session(self, run_id: str) -> None:
+        coordinator = self.coordinators.get("mcp")
+        if run_id in self._tasks and isinstance(coordinator, McpCoordinator):
+            coordinator.closed(run_id).set()
 
     def unknown_workflow(self, name: str) -> NotFound:
         """The error for a workflow name the registry does not know, with the close ones."""
@@ -191,7 +210,7 @@ class RunManager:
         if not self.accepting:
             return
         for session in list(self._queue):
-            if len(self._tasks) >= self.max_in_flight:
+            if self._counted() >= self.max_in_flight:
                 return
             if self._may_start(session):
                 self._queue.remove(session)
@@ -199,8 +218,17 @@ class RunManager:
 
     def _may_start(self, session: RunSession) -> bool:
         limit = session.limits.max_in_flight
-        return len(self._tasks) < self.max_in_flight and (
+        return self._counted() < self.max_in_flight and (
             limit is None or self._in_flight(session.workflow.name) < limit
+        )
+
+    def _counted(self) -> int:
+        """Runs in flight against `runs.max_in_flight`: an open MCP session is not one (it
+        may idle for hours, and holds no process)."""
+        return sum(
+            1
+            for run_id in self._tasks
+            if (s := self.sessions.get(run_id)) is None or not s.mode.mcp
         )
 
     def _in_flight(self, workflow: str) -> int:
@@ -208,7 +236,9 @@ class RunManager:
         return sum(
             1
             for run_id in self._tasks
-            if (s := self.sessions.get(run_id)) is not None and s.workflow.name == workflow
+            if (s := self.sessions.get(run_id)) is not None
+            and s.workflow.name == workflow
+            and not s.mode.mcp
         )
 
     def _start(self, session: RunSession) -> None:
@@ -417,8 +447,10 @@ class RunManager:
                 **({"source_run": mode.recording.run.id} if mode.recording else {}),
                 raw={"trigger": session.trigger},
             )
-            session.deadline = time.monotonic() + session.limits.timeout_s
-            async with asyncio.timeout(session.limits.timeout_s):
+            # An MCP session may idle for hours: no wall-clock limit, each call has its own.
+            limit = None if mode.mcp else session.limits.timeout_s
+            session.deadline = None if limit is None else time.monotonic() + limit
+            async with asyncio.timeout(limit):
                 output = await self.coordinators[session.coordinator].run(session)
             status = "succeeded"
             if session.limit_error is not None:

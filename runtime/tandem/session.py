@@ -57,15 +57,20 @@ class RunMode:
       only with `live_reads`; a tool with side effects never runs.
     - shadow (a replay that is also a dry run): as a replay, reads run live when not
       recorded, and an unrecorded call with side effects is planned.
+    - mcp: an MCP session (`tandem mcp serve`); every call reaches its plugin, as live,
+      and the session has no wall-clock limit of its own (each call has `timeout_s`).
     """
 
     dry_run: bool = False
     recording: Recording | None = None
     live_reads: bool = False
     max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
+    mcp: bool = False
 
     @property
     def name(self) -> str:
+        if self.mcp:
+            return "mcp"
         if self.recording is not None:
             return "shadow" if self.dry_run else "replay"
         return "dry_run" if self.dry_run else "live"
@@ -256,7 +261,9 @@ class RunSession:
         return ToolOutcome(result_json=result_json)
 
     def _needs_approval(self, tool: HostTool, subagent: str | None) -> bool:
-        acting = "llm" if self.coordinator == "llm" or subagent in self.subagents else "script"
+        # An MCP client is a model: its calls are held as the LLM coordinator's are.
+        model = self.coordinator in ("llm", "mcp") or subagent in self.subagents
+        acting = "llm" if model else "script"
         annotations = tool.annotations
         return self.workflow.spec.approvals.required(
             acting, tool.name, annotations.destructive, annotations.read_only
@@ -302,6 +309,8 @@ class RunSession:
         so the coordinator learns of the denial before the run times out."""
         configured = self.workflow.spec.approvals.timeout_s
         left = None if self.deadline is None else self.deadline - time.monotonic() - 1.0
+        if self.mode.mcp:  # no run deadline: the call's own, `timeout_s`, bounds the wait
+            left = self.limits.timeout_s - 1.0
         bounds = [b for b in (configured, left) if b is not None]
         return max(min(bounds), 0.1) if bounds else 3600.0
 

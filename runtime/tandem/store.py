@@ -24,7 +24,7 @@ FLUSH_AT = 64
 # What an event costs in a message besides its data and kind (seq, time, framing).
 EVENT_OVERHEAD_CHARS = 32
 ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
-MODES = ("live", "dry_run", "replay", "shadow")
+MODES = ("live", "dry_run", "replay", "shadow", "mcp")
 # Columns added after the first release, for stores made before them.
 _ADDED_COLUMNS = {
     "mode": "TEXT NOT NULL DEFAULT 'live'",
@@ -132,7 +132,7 @@ class RunRecord:
     finished_at: float | None = None
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
     events: list[Event] = field(default_factory=list)
-    mode: str = "live"  # live | dry_run | replay
+    mode: str = "live"  # live | dry_run | replay | shadow | mcp
     source_run: str | None = None  # the recorded run a replay answered from
     flag: dict[str, Any] | None = None  # {"reason", "calls": [indexes]} once a person flags it
     # A shadow's tool plan against its primary's: {"agree", "summary", "entries"}.

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import approve, new, overview, replay, rewrite, run, runs, shadow, stats
+from . import approve, mcp, new, overview, replay, rewrite, run, runs, shadow, stats
 from .common import EXIT_OK, UsageError, fail
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     # Each command's module adds its own parser and imports what it needs only when it runs.
-    for module in (run, replay, shadow, rewrite, approve, stats, new, runs, overview):
+    for module in (run, replay, shadow, rewrite, approve, stats, new, runs, overview, mcp):
         module.add_parser(commands)
     return parser
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, args)
+        if args.command == "mcp":  # stdout carries MCP frames only, never wrapped
+            return mcp.cmd_mcp(config, args)
         # What runs, tools and plugins wrote is printed here and there: no control
         # character of theirs reaches the terminal raw.
         with _printed_visibly():

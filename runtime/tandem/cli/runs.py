@@ -26,10 +26,14 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def add_parser(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list runs; `runs show|export|flag ID` for one run")
     runs.add_argument("--workflow", default="")
-    runs.add_argument("--coordinator", default="", choices=["", "llm", "script"])
-    runs.add_argument("--mode", default="", choices=["", "live", "dry_run", "replay", "shadow"])
+    runs.add_argument("--coordinator", default="", choices=["", "llm", "script", "mcp"])
     runs.add_argument(
-        "--all", action="store_true", help="replays and shadows too (default: live and dry runs)"
+        "--mode", default="", choices=["", "live", "dry_run", "replay", "shadow", "mcp"]
+    )
+    runs.add_argument(
+        "--all",
+        action="store_true",
+        help="replays and shadows too (default: live and dry runs, MCP sessions)",
     )
     runs.add_argument("--flagged", action="store_true", help="only runs flagged as wrong")
     runs.add_argument("--since", help="an ISO date or time, or an age like 2h or 7d")
@@ -127,7 +131,7 @@ def cmd_runs(config: ProjectConfig, args: argparse.Namespace) -> int:
                 coordinator=args.coordinator,
                 mode=args.mode,
                 # Replays and shadows are made from recorded runs: listed when asked.
-                modes=[] if args.mode or args.all else ["live", "dry_run"],
+                modes=[] if args.mode or args.all else ["live", "dry_run", "mcp"],
                 flagged=args.flagged,
                 since=parse_time(args.since, "--since") if args.since else 0.0,
                 until=parse_time(args.until, "--until") if args.until else 0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +83,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self._reload = reload
         self._zygote = zygote
         self.plugin_isolation = confine.isolation()  # Health's; the host sets its own
+        self.toolhost_target = ""  # the shared ToolHost socket, for OpenSession's reply
 
     @unary
     async def Health(
@@ -347,3 +349,45 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.ReloadRequest, context: Context
     ) -> control_pb2.ReloadResponse:
         return control_pb2.ReloadResponse(errors=self._reload())
+
+    @streaming
+    async def OpenSession(
+        self, requests: AsyncIterator[control_pb2.SessionRequest], context: Context
+    ) -> AsyncIterator[control_pb2.SessionReply]:
+        first = await anext(aiter(requests), None)
+        if first is None:
+            return
+        client = {"name": first.client_name, "version": first.client_version}
+        session = self._runs.open_session(first.workflow, client)
+        clean = False
+        try:
+            yield control_pb2.SessionReply(
+                run_id=session.id,
+                run_token=session.token,
+                tools=[tool_spec(t) for t in session.tools_in_scope()],
+                toolhost_target=self.toolhost_target,
+            )
+            clean = await _closed_or_ended(requests, session.finished)
+        finally:
+            # A stream that breaks (the client died) cancels the run: never a leaked run.
+            if clean:
+                self._runs.close_session(session.id)
+            else:
+                self._runs.cancel(session.id)
+
+
+async def _closed_or_ended(requests: AsyncIterator[Any], finished: asyncio.Event) -> bool:
+    """Wait until the client closes its side (True) or the run ends first (False)."""
+
+    async def drain() -> None:
+        async for _ in requests:
+            pass
+
+    closing = asyncio.ensure_future(drain())
+    ending = asyncio.ensure_future(finished.wait())
+    try:
+        await asyncio.wait((closing, ending), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (closing, ending):
+            task.cancel()
+    return closing.done() and not closing.cancelled() and closing.exception() is None

@@ -720,7 +720,7 @@ class RunRecord(_message.Message):
     started_at: _builtins.float
     finished_at: _builtins.float
     mode: _builtins.str
-    """live | dry_run | replay"""
+    """live | dry_run | replay | shadow | mcp"""
     source_run: _builtins.str
     """a replay's recorded run"""
     flag_json: _builtins.str
@@ -794,7 +794,7 @@ class ListRunsRequest(_message.Message):
     limit: _builtins.int
     coordinator: _builtins.str
     mode: _builtins.str
-    """live | dry_run | replay | shadow; empty: all"""
+    """live | dry_run | replay | shadow | mcp; empty: all"""
     flagged: _builtins.bool
     since: _builtins.float
     """unix seconds; 0: no bound"""
@@ -1020,3 +1020,63 @@ class GetLedgerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLedgerResponse: _TypeAlias = GetLedgerResponse  # noqa: Y015
+
+@_typing.final
+class SessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    CLIENT_NAME_FIELD_NUMBER: _builtins.int
+    CLIENT_VERSION_FIELD_NUMBER: _builtins.int
+    workflow: _builtins.str
+    """first request only"""
+    client_name: _builtins.str
+    """the MCP client's name and version (its handshake)"""
+    client_version: _builtins.str
+    def __init__(
+        self,
+        *,
+        workflow: _builtins.str = ...,
+        client_name: _builtins.str = ...,
+        client_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_name", b"client_name", "client_version", b"client_version", "workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionRequest: _TypeAlias = SessionRequest  # noqa: Y015
+
+@_typing.final
+class SessionReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    RUN_TOKEN_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOLHOST_TARGET_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    run_token: _builtins.str
+    """for ToolHost, as a script's"""
+    toolhost_target: _builtins.str
+    """the gRPC target of the shared ToolHost socket"""
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolSpec]:
+        """the workflow's tools in scope"""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        run_token: _builtins.str = ...,
+        tools: _abc.Iterable[_common_pb2.ToolSpec] | None = ...,
+        toolhost_target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "run_token", b"run_token", "toolhost_target", b"toolhost_target", "tools", b"tools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionReply: _TypeAlias = SessionReply  # noqa: Y015

@@ -119,6 +119,11 @@ class ControlStub:
                 request_serializer=tandem_dot_v1_dot_control__pb2.RerunRunRequest.SerializeToString,
                 response_deserializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
                 _registered_method=True)
+        self.OpenSession = channel.stream_stream(
+                '/tandem.v1.Control/OpenSession',
+                request_serializer=tandem_dot_v1_dot_control__pb2.SessionRequest.SerializeToString,
+                response_deserializer=tandem_dot_v1_dot_control__pb2.SessionReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -240,6 +245,16 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenSession(self, request_iterator, context):
+        """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
+        opens it, the first reply carries the run's id, token and tools in scope. The client
+        calls the tools through ToolHost with that token. The run ends with the stream:
+        succeeded when the client closes its side, cancelled when the stream breaks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -327,6 +342,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RerunRun,
                     request_deserializer=tandem_dot_v1_dot_control__pb2.RerunRunRequest.FromString,
                     response_serializer=tandem_dot_v1_dot_control__pb2.TriggerResponse.SerializeToString,
+            ),
+            'OpenSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.OpenSession,
+                    request_deserializer=tandem_dot_v1_dot_control__pb2.SessionRequest.FromString,
+                    response_serializer=tandem_dot_v1_dot_control__pb2.SessionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -788,6 +808,33 @@ class Control:
             '/tandem.v1.Control/RerunRun',
             tandem_dot_v1_dot_control__pb2.RerunRunRequest.SerializeToString,
             tandem_dot_v1_dot_control__pb2.TriggerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tandem.v1.Control/OpenSession',
+            tandem_dot_v1_dot_control__pb2.SessionRequest.SerializeToString,
+            tandem_dot_v1_dot_control__pb2.SessionReply.FromString,
             options,
             channel_credentials,
             insecure,

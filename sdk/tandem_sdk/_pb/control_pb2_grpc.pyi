@@ -65,6 +65,12 @@ class ControlStub:
     """
     RerunRun: _grpc.UnaryUnaryMultiCallable[_control_pb2.RerunRunRequest, _control_pb2.TriggerResponse]
     """Runs a recorded run's trigger again, live, on the workflow's current version."""
+    OpenSession: _grpc.StreamStreamMultiCallable[_control_pb2.SessionRequest, _control_pb2.SessionReply]
+    """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
+    opens it, the first reply carries the run's id, token and tools in scope. The client
+    calls the tools through ToolHost with that token. The run ends with the stream:
+    succeeded when the client closes its side, cancelled when the stream breaks.
+    """
 
 @_typing.type_check_only
 class ControlAsyncStub(ControlStub):
@@ -103,6 +109,12 @@ class ControlAsyncStub(ControlStub):
     """
     RerunRun: _aio.UnaryUnaryMultiCallable[_control_pb2.RerunRunRequest, _control_pb2.TriggerResponse]  # type: ignore[assignment]
     """Runs a recorded run's trigger again, live, on the workflow's current version."""
+    OpenSession: _aio.StreamStreamMultiCallable[_control_pb2.SessionRequest, _control_pb2.SessionReply]  # type: ignore[assignment]
+    """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
+    opens it, the first reply carries the run's id, token and tools in scope. The client
+    calls the tools through ToolHost with that token. The run ends with the stream:
+    succeeded when the client closes its side, cancelled when the stream breaks.
+    """
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -240,5 +252,17 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.TriggerResponse, _abc.Awaitable[_control_pb2.TriggerResponse]]:
         """Runs a recorded run's trigger again, live, on the workflow's current version."""
+
+    @_abc_1.abstractmethod
+    def OpenSession(
+        self,
+        request_iterator: _MaybeAsyncIterator[_control_pb2.SessionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_control_pb2.SessionReply], _abc.AsyncIterator[_control_pb2.SessionReply]]:
+        """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
+        opens it, the first reply carries the run's id, token and tools in scope. The client
+        calls the tools through ToolHost with that token. The run ends with the stream:
+        succeeded when the client closes its side, cancelled when the stream breaks.
+        """
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,123 @@
+"""What an MCP client needs for the pattern's step 3: recorded runs as resources (a run's
+trace as JSON), the brief `tandem rewrite --brief` writes as the prompt `rewrite_workflow`,
+and `replay_script`, which replays a candidate script against recorded runs as `tandem
+rewrite` validates one, returning each run's plan diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+
+from tandem.client import ControlClient
+
+from . import convert
+
+SCHEME = "tandem://runs/"
+PAGE = 50
+MAX_LISTED = 1000
+PROMPT = "rewrite_workflow"
+REPLAY_TOOL = "replay_script"
+SAMPLE = 3  # sample runs in the brief, as `tandem rewrite`'s default
+
+
+def list_runs(
+    client: ControlClient, workflow: str, cursor: str | None
+) -> types.ListResourcesResult:
+    offset = int(cursor) if cursor and cursor.isdigit() else 0
+    runs = client.runs(workflow, "", min(offset + PAGE + 1, MAX_LISTED))[offset:]
+    page = runs[:PAGE]
+    more = len(runs) > PAGE and offset + PAGE < MAX_LISTED
+    return types.ListResourcesResult(
+        resources=[
+            types.Resource(
+                uri=SCHEME + run.id,
+                name=run.id,
+                title=f"{run.workflow} run {run.id} ({run.mode}, {run.coordinator}, {run.status})",
+                mime_type="application/json",
+            )
+            for run in page
+        ],
+        next_cursor=str(offset + PAGE) if more else None,
+    )
+
+
+def read_run(client: ControlClient, uri: str) -> types.ReadResourceResult:
+    if not uri.startswith(SCHEME):
+        raise ValueError(f"no resource {uri!r}: runs are {SCHEME}RUN_ID")
+    record = client.run(uri.removeprefix(SCHEME))
+    return types.ReadResourceResult(
+        contents=[
+            types.TextResourceContents(
+                uri=uri, mime_type="application/json", text=json.dumps(record.to_json())
+            )
+        ]
+    )
+
+
+def prompt() -> types.Prompt:
+    return types.Prompt(
+        name=PROMPT,
+        description="The brief for rewriting a workflow as a script, from its recorded runs",
+        arguments=[types.PromptArgument(name="workflow", required=True)],
+    )
+
+
+def rewrite_brief(
+    client: ControlClient, workflows_dir: Path, workflow: str
+) -> types.GetPromptResult:
+    from tandem.rewrite import brief_markdown, gather
+    from tandem.rewrite.material import load
+
+    material = gather(client, load(client, workflows_dir / workflow), SAMPLE)
+    return types.GetPromptResult(
+        description=f"rewrite workflow {workflow} as script.py",
+        messages=[
+            types.PromptMessage(
+                role="user", content=types.TextContent(text=brief_markdown(material))
+            )
+        ],
+    )
+
+
+def replay_tool() -> types.Tool:
+    return types.Tool(
+        name=REPLAY_TOOL,
+        title="replay a candidate script against recorded runs",
+        description=(
+            "Replay a candidate script.py for a workflow against its recorded runs (the"
+            " given ones, or every run `tandem rewrite` validates against) and return, per"
+            " run, whether it agrees and the plan diff. No tool with side effects runs."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "workflow": {"type": "string"},
+                "script": {"type": "string", "description": "the candidate script.py source"},
+                "runs": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["workflow", "script"],
+        },
+        annotations=types.ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+
+
+def replay_script(
+    client: ControlClient, workflows_dir: Path, state_dir: Path, arguments: dict[str, Any]
+) -> types.CallToolResult:
+    from tandem.rewrite import table, validate, write_candidate
+    from tandem.rewrite.material import load, recorded_runs
+
+    workflow = load(client, workflows_dir / str(arguments["workflow"]))
+    wanted = [str(r) for r in arguments.get("runs") or []]
+    runs = [client.run(r) for r in wanted] if wanted else recorded_runs(client, workflow.name)
+    if not runs:
+        return convert.error(f"workflow {workflow.name} has no recorded runs to replay")
+    candidate = write_candidate(workflow, state_dir, str(arguments["script"]))
+    verdicts = validate(client, runs, candidate)
+    report = {"agreed": all(v.agree for v in verdicts), "runs": [v.to_json() for v in verdicts]}
+    return convert.result(report, "\n".join(table(verdicts)))

@@ -1,0 +1,207 @@
+"""`tandem mcp serve` driven by the official `mcp` client over stdio, against one daemon:
+a workflow's tools as one run of mode mcp, the workflows as tools, runs as resources, the
+rewrite prompt and the replay tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from conftest import Daemon, Project, eventually, tandem
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from tandem.testing.daemon import TANDEM
+
+COUNTER = """
+def handler(trigger, tools, virtual_files, subagent):
+    return {"count": tools.state.increment(key="runs")}
+"""
+GUARDED = """
+def handler(trigger, tools, virtual_files, subagent):
+    tools.state.set(key="guarded", value=1)
+    return {"done": True}
+"""
+OTHER = """
+def handler(trigger, tools, virtual_files, subagent):
+    return {"count": tools.state.increment(key="elsewhere")}
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    project = Project(tmp_path_factory.mktemp("mcp") / "project")
+    project.workflow(
+        "counter",
+        script=COUNTER,
+        tools=["state.*"],
+        approvals={"llm": ["destructive"], "timeout_s": 20},
+        limits={"timeout_s": 30, "max_tool_calls": 20},
+    )
+    project.workflow(
+        "guarded", script=GUARDED, tools=["state.*"], approvals={"script": ["state.set"]}
+    )
+    daemon = Daemon(project)
+    yield daemon
+    daemon.close()
+
+
+def params(daemon: Daemon, *args: str) -> StdioServerParameters:
+    command = [*TANDEM, "--project", str(daemon.root), "mcp", "serve", *args]
+    return StdioServerParameters(command=command[0], args=command[1:])
+
+
+def serve(daemon: Daemon, *args: str, test: Any) -> Any:
+    """Run `test(session)` against a fresh `tandem mcp serve`, over stdio."""
+
+    async def main() -> Any:
+        async with (
+            stdio_client(params(daemon, *args)) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await test(session)
+
+    return anyio.run(main)
+
+
+def _session_run(daemon: Daemon) -> str:
+    runs = daemon.client.runs("counter", "", 5, mode="mcp")
+    return runs[0].id
+
+
+def test_a_workflows_tools_are_one_run_of_mode_mcp(daemon: Daemon) -> None:
+    progress: list[str] = []
+
+    async def test(session: ClientSession) -> dict[str, Any]:
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+        seen: dict[str, Any] = {"listed": listed}
+        seen["increment"] = await session.call_tool("state__increment", {"key": "k"})
+        seen["bad"] = await session.call_tool("state__increment", {"key": "k", "by": "x"})
+        seen["unknown"] = await session.call_tool("slack__post_message", {"text": "hi"})
+        run_id = _session_run(daemon)
+        assert daemon.client.run(run_id).status == "running"
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append(message or "")
+
+        async def approve_when_held() -> None:
+            while not any("held" in m for m in progress):
+                await anyio.sleep(0.05)
+            await anyio.to_thread.run_sync(daemon.client.decide, run_id, 0, True, "")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(approve_when_held)
+            seen["set"] = await session.call_tool(
+                "state__set", {"key": "doc", "value": {"a": 1}}, progress_callback=on_progress
+            )
+        seen["get"] = await session.call_tool("state__get", {"key": "doc"})
+        return seen
+
+    seen = serve(daemon, "--workflow", "counter", test=test)
+    listed = seen["listed"]
+    assert {"state__get", "state__set", "state__increment", "replay_script"} <= set(listed)
+    assert listed["state__set"].annotations.model_dump(exclude_none=True, by_alias=True) == {
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "idempotentHint": True,
+        "openWorldHint": False,
+    }
+    assert listed["state__get"].input_schema["required"] == ["key"]
+    assert json.loads(seen["increment"].content[0].text) == 1
+    assert seen["bad"].is_error and "InvalidArguments" in seen["bad"].content[0].text
+    assert seen["unknown"].is_error
+    assert not seen["set"].is_error
+    assert any("tandem approve" in m for m in progress), progress
+    assert "a person approved this call" in seen["set"].content[-1].text
+    assert seen["get"].structured_content == {"a": 1}
+    # The client went away: the run ended, succeeded, with its calls in the trace.
+    run_id = _session_run(daemon)
+    assert eventually(lambda: daemon.client.run(run_id).status == "succeeded")
+    record = daemon.client.run(run_id)
+    assert (record.mode, record.coordinator) == ("mcp", "mcp")
+    called = [e.data["tool"] for e in record.events if e.kind == "tool.call"]
+    assert called == ["state.increment", "state.set", "state.get"]
+    listed_runs = tandem(daemon.project, "runs", "--workflow", "counter").stdout
+    assert run_id in listed_runs
+
+
+def test_a_killed_server_never_leaves_its_run_running(daemon: Daemon) -> None:
+    before = {r.id for r in daemon.client.runs("counter", "", 50, mode="mcp")}
+    server = subprocess.Popen(
+        [*TANDEM, "--project", str(daemon.root), "mcp", "serve", "--workflow", "counter"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    hello = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t"}}
+    for message in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ):
+        server.stdin.write(json.dumps(message) + "\n")
+        server.stdin.flush()
+    answers = [json.loads(server.stdout.readline()) for _ in range(2)]
+    assert answers[1]["id"] == 2 and answers[1]["result"]["tools"]
+    (run,) = [r for r in daemon.client.runs("counter", "", 50, mode="mcp") if r.id not in before]
+    server.kill()
+    server.wait()
+    assert eventually(lambda: daemon.client.run(run.id).status == "cancelled")
+
+
+def test_workflows_are_tools_and_a_held_run_says_how_to_answer(daemon: Daemon) -> None:
+    async def test(session: ClientSession) -> dict[str, Any]:
+        listed = {t.name for t in (await session.list_tools()).tools}
+        ran = await session.call_tool("run_counter", {})
+        held = await session.call_tool("run_guarded", {})
+        return {"listed": listed, "ran": ran, "held": held}
+
+    seen = serve(daemon, test=test)
+    assert {"run_counter", "run_guarded", "replay_script"} <= seen["listed"]
+    assert seen["ran"].structured_content == {"count": 1}
+    text = seen["held"].content[0].text
+    run_id = text.split()[1]
+    assert f"tandem approve {run_id} 1" in text and f"tandem deny {run_id} 1 REASON" in text
+    assert daemon.client.decide(run_id, 0, False, "test") == [1]
+
+
+def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daemon) -> None:
+    recorded = daemon.client.runs("counter", "succeeded", 1, mode="live")
+    if not recorded:  # this module's runs so far may not have made one: make it
+        run_id = daemon.client.trigger("counter", {}, None)
+        for _ in daemon.client.watch(run_id):
+            pass
+        recorded = daemon.client.runs("counter", "succeeded", 1, mode="live")
+    run_id = recorded[0].id
+
+    async def test(session: ClientSession) -> dict[str, Any]:
+        resources = (await session.list_resources()).resources
+        read = await session.read_resource(f"tandem://runs/{run_id}")
+        prompt = await session.get_prompt("rewrite_workflow", {"workflow": "counter"})
+        replayed = await session.call_tool(
+            "replay_script", {"workflow": "counter", "script": OTHER, "runs": [run_id]}
+        )
+        return {"resources": resources, "read": read, "prompt": prompt, "replayed": replayed}
+
+    seen = serve(daemon, test=test)
+    assert f"tandem://runs/{run_id}" in {str(r.uri) for r in seen["resources"]}
+    trace = json.loads(seen["read"].contents[0].text)
+    assert trace["id"] == run_id and any(e["kind"] == "tool.call" for e in trace["events"])
+    assert seen["read"].contents[0].mime_type == "application/json"
+    brief = seen["prompt"].messages[0].content.text
+    assert brief.startswith("# Rewrite `counter` as a script") and f"`{run_id}`" in brief
+    report = seen["replayed"].structured_content
+    assert report["agreed"] is False
+    assert report["runs"][0]["run"] == run_id and report["runs"][0]["summary"]
+
+
+def test_without_a_daemon_it_says_to_start_one(project: Project) -> None:
+    project.workflow("counter", script=COUNTER, tools=["state.*"])
+    result = tandem(project, "mcp", "serve", "--workflow", "counter")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "tandem serve" in result.stderr, result.stderr
