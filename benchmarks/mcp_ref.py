@@ -35,18 +35,18 @@ MCP_VERSION = version("mcp")
 
 
 @asynccontextmanager
-async def _session() -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(command=sys.executable, args=["-I", "-c", SERVER])
+async def _session(command: list[str]) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=command[0], args=command[1:])
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
 
 
-async def _timed_calls(session: ClientSession, calls: int) -> list[float]:
+async def _timed_calls(session: ClientSession, tool: str, calls: int) -> list[float]:
     samples = []
     for i in range(calls):
         started = time.perf_counter()
-        result = await session.call_tool("echo", {"value": i})
+        result = await session.call_tool(tool, {"value": i})
         samples.append(time.perf_counter() - started)
         if result.is_error:
             raise SystemExit(f"mcp echo failed: {result.content}")
@@ -54,17 +54,21 @@ async def _timed_calls(session: ClientSession, calls: int) -> list[float]:
 
 
 class McpEcho(Closing):
-    """One stdio MCP server and one client session, open until closed."""
+    """One stdio MCP server and one client session, open until closed: by default the
+    minimal server above; else `command`, whose echo tool is named `tool`."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None, tool: str = "echo") -> None:
+        command = command or [sys.executable, "-I", "-c", SERVER]
+        self.tool = tool
         self._stack = ExitStack()
         portal = self._stack.enter_context(start_blocking_portal())
-        self._session = self._stack.enter_context(portal.wrap_async_context_manager(_session()))
+        session = portal.wrap_async_context_manager(_session(command))
+        self._session = self._stack.enter_context(session)
         self._portal = portal
         self.samples(20)  # warm up both ends
 
     def samples(self, calls: int) -> list[float]:
-        return self._portal.call(_timed_calls, self._session, calls)
+        return self._portal.call(_timed_calls, self._session, self.tool, calls)
 
     def close(self) -> None:
         self._stack.close()
