@@ -219,4 +219,4 @@ def test_a_session_ends_succeeded_only_when_its_client_says_close(daemon: Daemon
         replies = daemon.client.stub.OpenSession(iter(requests))
         run_id = next(replies).run_id
         assert list(replies) == []
-        assert eventually(lambda: daemon.client.run(run_id).status == status), run_id
+        assert eventually(lambda r=run_id, s=status: daemon.client.run(r).status == s), run_id
