@@ -40,6 +40,7 @@ class OpenSession:
 
     def close(self) -> None:
         """End the run (succeeded) and wait until the daemon has ended it."""
+        self._requests.put(control_pb2.SessionRequest(close=True))
         self._requests.put(None)
         for _ in self._replies:
             pass

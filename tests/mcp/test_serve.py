@@ -15,6 +15,7 @@ from conftest import Daemon, Project, eventually, tandem
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from tandem.testing.daemon import TANDEM
+from tandem_sdk._pb import control_pb2
 
 COUNTER = """
 def handler(trigger, tools, virtual_files, subagent):
@@ -205,3 +206,17 @@ def test_without_a_daemon_it_says_to_start_one(project: Project) -> None:
     result = tandem(project, "mcp", "serve", "--workflow", "counter")
     assert result.returncode == 2 and result.stdout == ""
     assert "tandem serve" in result.stderr, result.stderr
+
+
+def test_a_session_ends_succeeded_only_when_its_client_says_close(daemon: Daemon) -> None:
+    # A client whose connection breaks has its requests end just as one that closes its
+    # side: only the `close` request makes the run succeed.
+    opening = control_pb2.SessionRequest(workflow="counter", client_name="t")
+    for requests, status in (
+        ([opening], "cancelled"),
+        ([opening, control_pb2.SessionRequest(close=True)], "succeeded"),
+    ):
+        replies = daemon.client.stub.OpenSession(iter(requests))
+        run_id = next(replies).run_id
+        assert list(replies) == []
+        assert eventually(lambda r=run_id, s=status: daemon.client.run(r).status == s), run_id

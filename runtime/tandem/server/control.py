@@ -369,7 +369,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             )
             clean = await _closed_or_ended(requests, session.finished)
         finally:
-            # A stream that breaks (the client died) cancels the run: never a leaked run.
+            # Anything but the client's `close` (a stream that breaks when the client dies
+            # reads as one that ends) cancels the run: never a leaked run.
             if clean:
                 self._runs.close_session(session.id)
             else:
@@ -377,11 +378,15 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
 
 
 async def _closed_or_ended(requests: AsyncIterator[Any], finished: asyncio.Event) -> bool:
-    """Wait until the client closes its side (True) or the run ends first (False)."""
+    """Wait until the client sends `close` (True), or the stream or the run ends (False).
+    The end of the requests alone proves nothing: gRPC ends them the same way when the
+    client's connection breaks as when it closes its side."""
 
-    async def drain() -> None:
-        async for _ in requests:
-            pass
+    async def drain() -> bool:
+        async for request in requests:
+            if request.close:
+                return True
+        return False
 
     closing = asyncio.ensure_future(drain())
     ending = asyncio.ensure_future(finished.wait())
@@ -390,4 +395,5 @@ async def _closed_or_ended(requests: AsyncIterator[Any], finished: asyncio.Event
     finally:
         for task in (closing, ending):
             task.cancel()
-    return closing.done() and not closing.cancelled() and closing.exception() is None
+    done = closing.done() and not closing.cancelled() and closing.exception() is None
+    return done and closing.result()

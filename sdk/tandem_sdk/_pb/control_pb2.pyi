@@ -1028,21 +1028,25 @@ class SessionRequest(_message.Message):
     WORKFLOW_FIELD_NUMBER: _builtins.int
     CLIENT_NAME_FIELD_NUMBER: _builtins.int
     CLIENT_VERSION_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """first request only"""
     client_name: _builtins.str
     """the MCP client's name and version (its handshake)"""
     client_version: _builtins.str
+    close: _builtins.bool
+    """the client ends the session: the run succeeds"""
     def __init__(
         self,
         *,
         workflow: _builtins.str = ...,
         client_name: _builtins.str = ...,
         client_version: _builtins.str = ...,
+        close: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_name", b"client_name", "client_version", b"client_version", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_name", b"client_name", "client_version", b"client_version", "close", b"close", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

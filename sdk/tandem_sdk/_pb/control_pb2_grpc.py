@@ -249,7 +249,8 @@ class ControlServicer:
         """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
         opens it, the first reply carries the run's id, token and tools in scope. The client
         calls the tools through ToolHost with that token. The run ends with the stream:
-        succeeded when the client closes its side, cancelled when the stream breaks.
+        succeeded when the client sends `close` (then closes its side), cancelled otherwise
+        (a stream that breaks reads as one that ends: only `close` tells them apart).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

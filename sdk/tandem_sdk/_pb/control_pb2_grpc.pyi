@@ -69,7 +69,8 @@ class ControlStub:
     """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
     opens it, the first reply carries the run's id, token and tools in scope. The client
     calls the tools through ToolHost with that token. The run ends with the stream:
-    succeeded when the client closes its side, cancelled when the stream breaks.
+    succeeded when the client sends `close` (then closes its side), cancelled otherwise
+    (a stream that breaks reads as one that ends: only `close` tells them apart).
     """
 
 @_typing.type_check_only
@@ -113,7 +114,8 @@ class ControlAsyncStub(ControlStub):
     """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
     opens it, the first reply carries the run's id, token and tools in scope. The client
     calls the tools through ToolHost with that token. The run ends with the stream:
-    succeeded when the client closes its side, cancelled when the stream breaks.
+    succeeded when the client sends `close` (then closes its side), cancelled otherwise
+    (a stream that breaks reads as one that ends: only `close` tells them apart).
     """
 
 class ControlServicer(metaclass=_abc_1.ABCMeta):
@@ -262,7 +264,8 @@ class ControlServicer(metaclass=_abc_1.ABCMeta):
         """An MCP session as a run of a workflow (mode and coordinator "mcp"): the first request
         opens it, the first reply carries the run's id, token and tools in scope. The client
         calls the tools through ToolHost with that token. The run ends with the stream:
-        succeeded when the client closes its side, cancelled when the stream breaks.
+        succeeded when the client sends `close` (then closes its side), cancelled otherwise
+        (a stream that breaks reads as one that ends: only `close` tells them apart).
         """
 
 def add_ControlServicer_to_server(servicer: ControlServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
