@@ -124,6 +124,7 @@ def test_a_request_without_the_token_or_from_a_foreign_host_is_refused(
         assert (status, answer.get("www-authenticate")) == (401, "Bearer"), headers
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     assert post(url + "/mcp", {**bearer, "Host": f"evil.example:{port}"})[0] == 421
+    assert post(url + "/mcp", {**bearer, "Origin": "http://evil.example"})[0] == 403
     assert post(url + "/mcp/nope", bearer)[0] == 404
     assert post(url + "/mcp", {**bearer, "Host": f"localhost:{port}"})[0] == 200
 
