@@ -512,7 +512,7 @@ def test_tandem_stats_through_an_embedded_host(project: Project) -> None:
 
     text = tandem(project, "stats")
     assert text.returncode == 0, text.stderr
-    assert "only live runs count" in text.stdout
+    assert "only live runs and MCP sessions (coordinator mcp) count" in text.stdout
     row = next(line for line in text.stdout.splitlines() if V1 in line)
     assert row.split()[:7] == ["pr_merged", "llm", V1, "4", "3", "1", "1"]
     assert "$1.50" in row and "2/2" in row

@@ -52,6 +52,17 @@ class ListenerLimits:
     max_buffered_bytes: int = 16 * 1024 * 1024
 
 
+@dataclass
+class McpHttp:
+    """`http: {mcp: ...}`: Tandem's MCP server at /mcp on the HTTP listener (off without it).
+    Hosts a request may name besides loopback's and the listen host (DNS rebinding), how
+    long a session may idle before it ends, and how many may be open at once."""
+
+    allowed_hosts: list[str] = field(default_factory=list)
+    session_idle_s: float = 1800.0
+    max_sessions: int = 64
+
+
 # sockaddr_un.sun_path holds 108 bytes on Linux; keep room for the socket's own name.
 _MAX_SOCKET_DIR = 80
 
@@ -80,6 +91,8 @@ class ProjectConfig:
     http_trusted_proxies: list[str] = field(default_factory=list)
     # How long a signed body is remembered, so a captured delivery cannot start a run again.
     http_replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
+    # The MCP server over streamable HTTP at /mcp; None: not served.
+    http_mcp: McpHttp | None = None
     record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     # The daemon deletes finished runs older than this (flagged and exported ones kept).
     record_keep_days: float | None = None
@@ -193,6 +206,7 @@ def load_config(
         http_limits=ListenerLimits(**{key: http[key] for key in _LISTENER_LIMITS if key in http}),
         http_trusted_proxies=list(http.get("trusted_proxies", [])),
         http_replay_window_s=float(http.get("replay_window_s", DEFAULT_REPLAY_WINDOW_S)),
+        http_mcp=_mcp_http(root / CONFIG_FILE, http.get("mcp")),
         record_max_result_bytes=record.get("max_result_bytes", DEFAULT_RECORD_MAX_RESULT_BYTES),
         record_keep_days=record.get("keep_days"),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
@@ -245,7 +259,37 @@ def _record(path: Path, value: Any) -> dict[str, Any]:
 
 
 _LISTENER_LIMITS = ("max_connections", "header_timeout_s", "body_timeout_s")
-_HTTP_KEYS = {"listen", "max_body_bytes", "trusted_proxies", "replay_window_s", *_LISTENER_LIMITS}
+_HTTP_KEYS = {
+    "listen",
+    "max_body_bytes",
+    "trusted_proxies",
+    "replay_window_s",
+    "mcp",
+    *_LISTENER_LIMITS,
+}
+_MCP_HTTP_KEYS = {"allowed_hosts", "session_idle_s", "max_sessions"}
+
+
+def _mcp_http(path: Path, value: Any) -> McpHttp | None:
+    """`http.mcp: true`, or a mapping of McpHttp's settings; absent or false: off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return McpHttp()
+    if not isinstance(value, dict) or set(value) - _MCP_HTTP_KEYS:
+        raise DefinitionError(
+            str(path), f"http.mcp: expected true or a mapping of {sorted(_MCP_HTTP_KEYS)}"
+        )
+    hosts = value.get("allowed_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise DefinitionError(str(path), "http.mcp.allowed_hosts: expected a list of host names")
+    idle = value.get("session_idle_s", 1800.0)
+    if not isinstance(idle, int | float) or isinstance(idle, bool) or idle <= 0:
+        raise DefinitionError(str(path), "http.mcp.session_idle_s: expected seconds > 0")
+    most = value.get("max_sessions", 64)
+    if not isinstance(most, int) or isinstance(most, bool) or most < 1:
+        raise DefinitionError(str(path), "http.mcp.max_sessions: expected a positive integer")
+    return McpHttp(list(hosts), float(idle), most)
 
 
 def _http_settings(path: Path, value: Any) -> dict[str, Any]:

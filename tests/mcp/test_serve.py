@@ -14,6 +14,9 @@ import pytest
 from conftest import Daemon, Project, eventually, tandem
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from tandem.client import ToolHostClient
+from tandem.rewrite import validate, write_candidate
+from tandem.rewrite.material import load, recorded_runs
 from tandem.testing.daemon import TANDEM
 from tandem_sdk._pb import control_pb2
 
@@ -45,6 +48,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     project.workflow(
         "guarded", script=GUARDED, tools=["state.*"], approvals={"script": ["state.set"]}
     )
+    project.workflow("tally", prompt="Count each visit with state.increment.", tools=["state.*"])
     daemon = Daemon(project)
     yield daemon
     daemon.close()
@@ -220,3 +224,43 @@ def test_a_session_ends_succeeded_only_when_its_client_says_close(daemon: Daemon
         run_id = next(replies).run_id
         assert list(replies) == []
         assert eventually(lambda r=run_id, s=status: daemon.client.run(r).status == s), run_id
+
+
+SESSION_SCRIPT = """
+def handler(trigger, tools, virtual_files, subagent):
+    assert set(trigger) == {"mcp_client"}, trigger
+    return {"count": tools.state.increment(key="by_hand")}
+"""
+
+
+def _session_by_hand(daemon: Daemon) -> str:
+    """An MCP session of tally that made one call, closed: its run's id."""
+    opened = daemon.client.open_session("tally", "by-hand", "1.0")
+    with ToolHostClient(opened.toolhost_target, opened.token) as tools:
+        tools.call_tool("state.increment", {"key": "by_hand"})
+    opened.close()
+    assert daemon.client.run(opened.run_id).status == "succeeded"
+    return opened.run_id
+
+
+def test_sessions_are_a_row_of_their_own_in_the_ledger(daemon: Daemon) -> None:
+    _session_by_hand(daemon)
+    report = daemon.client.ledger("tally", 0, 0, 1000)
+    (row,) = [g for g in report["groups"] if g["coordinator"] == "mcp"]
+    assert row["runs"] >= 1 and row["tool_calls"] >= 1 and not row["configured"]
+    assert "MCP sessions" in report["counted"]
+
+
+def test_rewrite_learns_from_and_validates_against_sessions(daemon: Daemon, tmp_path: Any) -> None:
+    run_id = _session_by_hand(daemon)
+    brief = tmp_path / "brief.md"
+    result = tandem(daemon.project, "rewrite", "tally", "--brief", str(brief))
+    assert result.returncode == 0, result.stderr
+    text = brief.read_text()
+    assert f"`{run_id}` (mcp, succeeded)" in text and '"mcp_client"' in text
+    assert run_id in {r.id for r in recorded_runs(daemon.client, "tally")}
+    # A candidate is given the session's trigger (the client); making its calls, it agrees.
+    workflow = load(daemon.client, daemon.project.root / "workflows" / "tally")
+    candidate = write_candidate(workflow, tmp_path / "state", SESSION_SCRIPT)
+    (verdict,) = validate(daemon.client, [daemon.client.run(run_id)], candidate)
+    assert verdict.agree, verdict.report()

@@ -155,7 +155,8 @@ def _cmd_rewrite(
                 return EXIT_OK
             if not material.recorded:
                 raise UsageError(
-                    f"workflow {args.workflow} has no recorded live runs to validate a script"
+                    f"workflow {args.workflow} has no recorded live runs or MCP sessions to"
+                    " validate a script"
                     f" against: run it first (`tandem run {args.workflow}`), or flag runs"
                 )
             conversation = Conversation(api, args.model or material.model, args.max_tokens)

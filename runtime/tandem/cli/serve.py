@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -75,13 +76,36 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     background = BackgroundTasks()
+    closing = contextlib.ExitStack()
     listener: HttpListener | None = None
     sock: socket.socket | None = None
     try:
         # Bound first: a taken port stops the daemon before it starts anything.
+        token = None
+        if config.http_mcp is not None and config.http_listen:
+            from tandem.mcp.server.http import token_from_env  # the mcp package: only if on
+
+            token = token_from_env()
         sock = bind_listener(*parse_listen(config.http_listen)) if config.http_listen else None
         await host.start()
         if sock is not None:
+            mcp = None
+            if config.http_mcp is not None and token is not None:
+                from tandem.client import ControlClient
+                from tandem.mcp.server.http import Mcp
+
+                control = ControlClient(config.control_socket)
+                closing.callback(control.close)
+                mcp = Mcp(
+                    config.http_mcp,
+                    token,
+                    sock.getsockname()[0],
+                    control,
+                    config.workflows_dir,
+                    config.state_dir,
+                    lambda name: host.registry.get(name) is not None,
+                )
+                background.start("mcp-sessions", mcp.run())
             intake = WebhookIntake(
                 host.registry,
                 host.runs,
@@ -93,7 +117,7 @@ async def _serve(
                 max_connections=connection_cap(config.http_limits.max_connections, descriptors),
             )
             listener = HttpListener(
-                create_app(intake, config.http_max_body_bytes, limits),
+                create_app(intake, config.http_max_body_bytes, limits, mcp),
                 sock,
                 limits,
                 config.http_trusted_proxies,
@@ -117,8 +141,9 @@ async def _serve(
             listener.stop()  # no new deliveries; uvicorn finishes the ones it holds
         elif sock is not None:
             sock.close()
-        await background.stop()
+        await background.stop()  # MCP sessions end here: their runs succeed
         await host.stop(grace=args.grace)
+        closing.close()
     log.info("stopped")
     return 0
 
@@ -143,6 +168,11 @@ def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) 
                     hook.secret_env,
                     hook.path,
                 )
+    if config.http_mcp is not None and listener is None:
+        log.warning(
+            "http.mcp is on but the daemon serves no HTTP: start it with --http HOST:PORT"
+            " (or http.listen in tandem.yaml)"
+        )
     for run_id in host.interrupted:
         log.warning("run %s was left unfinished by a previous host: marked interrupted", run_id)
     if host.adopted:

@@ -3,8 +3,9 @@ failures, flags, latency, tool and model calls, tokens, cost, distinct tool sequ
 trigger shape and shadow agreement; then each migration's figures before and after.
 
 The daemon computes it (Control `GetLedger`, one call, from its run store; an embedded host
-when no daemon runs); this module only prints it. Only live runs count (dry runs, replays
-and shadows are not production traffic); shadows give only their agreement. The
+when no daemon runs); this module only prints it. Only live runs and MCP sessions count
+(dry runs, replays and shadows are not production traffic); shadows give only their
+agreement. The
 definitions are in `tandem.ledger.figures`; COLUMNS says them short.
 """
 
@@ -21,12 +22,13 @@ if TYPE_CHECKING:  # imported when `tandem stats` runs, not by every command's p
     from tandem.config import ProjectConfig
 
 NOTE = (
-    "only live runs count: dry runs, replays and shadows are not production traffic"
+    "only live runs and MCP sessions (coordinator mcp) count: dry runs, replays and shadows"
+    " are not production traffic"
     " (shadows give only SHADOW, their agreement with the live run)"
 )
 # Each column of the table: what it counts. Per-run columns are means over the row's runs.
 COLUMNS = (
-    ("RUNS", "live runs created in the range"),
+    ("RUNS", "live runs and MCP sessions created in the range"),
     ("OK / FAIL / FLAG", "succeeded; failed, timed out or interrupted; flagged as wrong"),
     ("P50 / P95", "run duration (start to finish), nearest-rank percentiles"),
     ("TOOLS/RUN", "tool calls per run, reads of the workflow's files (files.*) left out"),
@@ -54,7 +56,7 @@ def add_parser(commands: Any) -> None:
         "stats",
         help="the ledger: runs, failures, latency, tokens, cost and tool plans per workflow,"
         " coordinator and version, and each migration before and after",
-        description="The ledger of live runs, computed by the daemon.",
+        description="The ledger of live runs and MCP sessions, computed by the daemon.",
         epilog=EPILOG,
         formatter_class=_argparse.RawDescriptionHelpFormatter,
     )
@@ -89,7 +91,7 @@ def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     groups, migrations = report["groups"], report["migrations"]
-    print(f"ledger of live runs {_range(since, until)}")
+    print(f"ledger of live runs and MCP sessions {_range(since, until)}")
     if report["truncated"]:
         print(f"(the newest {report['runs_read']} runs only: --limit; narrow with --since)")
     if not groups:

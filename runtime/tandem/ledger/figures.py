@@ -1,10 +1,13 @@
 """The ledger's figures, per workflow, coordinator and workflow version: pure computation
 from run records (with their events) and each version's model. No I/O.
 
-Only `live` runs are production traffic, so only they make the main figures; dry runs,
-replays and shadows do not. Shadows make one figure of their own: how often they agreed.
+Only `live` runs and MCP sessions (mode `mcp`, under coordinator `mcp`: the workflow's
+tools called from an MCP client) are production traffic, so only they make the main
+figures; dry runs, replays and shadows do not. Shadows make one figure of their own: how
+often they agreed. A session's duration is how long it was open, and its coordinator is
+never a workflow's configured one, so it takes no part in migrations.
 
-- runs: live runs created in the range, whatever their status.
+- runs: live runs and MCP sessions created in the range, whatever their status.
 - succeeded / failed / cancelled / unfinished: by status; failed is `failed`,
   `timed_out` or `interrupted`; unfinished is `queued` or `running`.
 - flagged: runs a person flagged as wrong (`tandem runs flag`).
@@ -61,6 +64,7 @@ from tandem.store import RunRecord
 
 from .prices import PriceTable
 
+COUNTED_MODES = ("live", "mcp")  # production traffic: runs, and MCP sessions
 FAILED = ("failed", "timed_out", "interrupted")
 UNFINISHED = ("queued", "running")
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -343,7 +347,7 @@ def compute(
     live: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     shadows: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        if run.mode == "live":
+        if run.mode in COUNTED_MODES:
             live[(run.workflow, run.coordinator, run.workflow_version)].append(run)
         elif run.mode == "shadow" and run.plan_diff is not None:
             workflow = known.get(run.source_run or "", run.workflow)

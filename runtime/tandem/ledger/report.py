@@ -1,7 +1,7 @@
 """The ledger as the daemon serves it (Control `GetLedger`): the runs in a range read from
 the run store, each version's model and configured coordinator from its kept content, the
-figures computed, and one JSON report. Only live runs are read with their events; the
-rest of the store stays where it is. Runs excluded with `tandem runs exclude` are left
+figures computed, and one JSON report. Only live runs and MCP sessions are read with their
+events; the rest of the store stays where it is. Runs excluded with `tandem runs exclude` are left
 out."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 from tandem.store import PLAN_KINDS, RunQuery, RunRecord, RunStore
 
-from .figures import Ledger, compute, models_from_events, models_from_versions
+from .figures import COUNTED_MODES, Ledger, compute, models_from_events, models_from_versions
 from .prices import PriceTable
 
-COUNTED = "live runs; shadows only for their agreement"
+COUNTED = "live runs and MCP sessions; shadows only for their agreement"
 
 
 def read_runs(
@@ -33,7 +33,7 @@ def read_runs(
     truncated = len(listed) > limit
     runs = []
     for run in listed[:limit]:
-        full = store.get(run.id, kinds=PLAN_KINDS) if run.mode == "live" else run
+        full = store.get(run.id, kinds=PLAN_KINDS) if run.mode in COUNTED_MODES else run
         runs.append(full or run)
     return runs, truncated
 
@@ -65,7 +65,7 @@ def report(
     used = set(models.values()) | {
         str(e.data["model"])
         for run in runs
-        if run.mode == "live"
+        if run.mode in COUNTED_MODES
         for e in run.events
         if e.kind == "model.request" and e.data.get("model")
     }

@@ -21,6 +21,9 @@ trace); `print` goes to the trace too.
   - a schedule: `{"trigger": "schedule", "schedule": CRON, "slot": ISO_TIME}`;
   - a webhook: `{"trigger": "webhook", "path": PATH, "event": EVENT, "delivery": ID,
     "payload": THE_DELIVERED_JSON_BODY}` (EVENT is GitHub's `X-GitHub-Event`).
+  - an MCP session (coordinator `mcp`: a person called the workflow's tools from an MCP
+    client): `{"mcp_client": {"name": NAME, "version": VERSION}}`. The person chose each
+    call; a script replayed against the session must make the same calls.
 - `tools`: the tools in the workflow's scope, and only those.
   - `tools.<plugin>.<tool>(**kwargs)` calls the tool `<plugin>.<tool>` (for example
     `tools.slack.add_reaction(channel="eng", ts=ts, name="merged")`) and returns its

@@ -3,9 +3,12 @@ its folder), the tools in its scope with their schemas and annotations (asked of
 host), and a sample of its recorded live runs, each as the trigger, the calls with their
 arguments and results, the output, and a person's flag.
 
-The runs to validate against are the recorded live runs that succeeded, and every flagged
-one: a failed run's plan is a fragment, and a flagged run is a person's judgement. Runs a
-person excluded (`tandem runs exclude`) are left out.
+The runs to validate against are the recorded live runs and MCP sessions that succeeded,
+and every flagged one: a failed run's plan is a fragment, and a flagged run is a person's
+judgement. Runs a person excluded (`tandem runs exclude`) are left out. An MCP session
+(mode `mcp`: the workflow's tools called from an MCP client, `tandem mcp serve`) is a run
+the person at the client coordinated; its trigger, which a replay hands the candidate,
+names the client: `{"mcp_client": {"name", "version"}}`.
 """
 
 from __future__ import annotations
@@ -117,10 +120,14 @@ def tools_in_scope(client: ControlClient, workflow: str) -> list[ToolDoc]:
     ]
 
 
+# The recorded runs a rewrite learns from: production runs and MCP sessions.
+RECORDED_MODES = ["live", "mcp"]
+
+
 def recorded_runs(client: ControlClient, workflow: str) -> list[RunRecord]:
-    """The live runs that succeeded, and every flagged one that finished, none excluded;
-    newest first."""
-    kept = {"mode": "live", "without_excluded": True}
+    """The live runs and MCP sessions that succeeded, and every flagged one that finished,
+    none excluded; newest first."""
+    kept = {"modes": RECORDED_MODES, "without_excluded": True}
     succeeded = client.runs(workflow, "succeeded", MAX_LISTED, **kept)
     flagged = [
         r

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -20,6 +21,9 @@ from starlette.routing import Route
 from tandem_sdk.errors import TandemError
 
 from tandem.config import ListenerLimits
+
+if TYPE_CHECKING:
+    from tandem.mcp.server.http import Mcp
 
 from .guard import BodyBudget, protocol_settings
 from .intake import Delivery, WebhookIntake
@@ -74,9 +78,13 @@ def create_app(
     intake: WebhookIntake,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: ListenerLimits | None = None,
+    mcp: Mcp | None = None,
 ) -> Starlette:
+    """The listener's app: webhook paths, and `/mcp` (`/mcp/<workflow>`) when `mcp` is
+    given (its requests read their bodies under the same deadline and budget)."""
     limits = limits or ListenerLimits()
     budget = BodyBudget(max(limits.max_buffered_bytes, max_body_bytes))
+    reader = BodyReader(max_body_bytes, limits.body_timeout_s, budget)
 
     async def deliver(request: Request) -> Response:
         path = request.url.path
@@ -86,45 +94,65 @@ def create_app(
             return JSONResponse(
                 {"error": "webhooks take POST"}, status_code=405, headers={"Allow": "POST"}
             )
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_bytes:
-            return _too_large(max_body_bytes)
-        body = bytearray()
-        try:
-            async with asyncio.timeout(limits.body_timeout_s):
-                async for chunk in request.stream():
-                    if len(body) + len(chunk) > max_body_bytes:
-                        return _too_large(max_body_bytes)
-                    if not budget.take(len(chunk)):
-                        log.warning("webhook %s: request bodies are over their budget", path)
-                        return JSONResponse(
-                            {"error": "too many deliveries in progress; deliver again later"},
-                            status_code=503,
-                            headers={"Retry-After": "5"},
-                        )
-                    body += chunk
-        except TimeoutError:
-            return JSONResponse(
-                {"error": f"the body did not arrive within {limits.body_timeout_s:g}s"},
-                status_code=408,
-                headers={"Connection": "close"},
-            )
-        finally:
-            budget.give_back(len(body))
+        body = await reader.read(request)
+        if isinstance(body, Response):
+            return body
         client = request.client
         remote = f"{client.host}:{client.port}" if client else "?"
         answer = intake.receive(
             Delivery(
                 path=path,
                 headers={k.lower(): v for k, v in request.headers.items()},
-                body=bytes(body),
+                body=body,
                 remote=remote[:MAX_REMOTE_CHARS],
             )
         )
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    return Starlette(routes=[Route("/{path:path}", deliver, methods=methods)])
+    routes = [Route("/{path:path}", deliver, methods=methods)]
+    if mcp is not None:
+        mcp.reader = reader
+        routes[:0] = [Route("/mcp", mcp), Route("/mcp/{workflow}", mcp)]
+    return Starlette(routes=routes)
+
+
+class BodyReader:
+    """A request's body, whole, within `max_body_bytes`, `timeout_s` and the shared budget;
+    or the response that refuses it."""
+
+    def __init__(self, max_body_bytes: int, timeout_s: float, budget: BodyBudget) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
+        self.budget = budget
+
+    async def read(self, request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return _too_large(self.max_body_bytes)
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async for chunk in request.stream():
+                    if len(body) + len(chunk) > self.max_body_bytes:
+                        return _too_large(self.max_body_bytes)
+                    if not self.budget.take(len(chunk)):
+                        log.warning("%s: request bodies are over their budget", request.url.path)
+                        return JSONResponse(
+                            {"error": "too many requests in progress; send again later"},
+                            status_code=503,
+                            headers={"Retry-After": "5"},
+                        )
+                    body += chunk
+        except TimeoutError:
+            return JSONResponse(
+                {"error": f"the body did not arrive within {self.timeout_s:g}s"},
+                status_code=408,
+                headers={"Connection": "close"},
+            )
+        finally:
+            self.budget.give_back(len(body))
+        return bytes(body)
 
 
 def _too_large(max_body_bytes: int) -> Response:

@@ -5,6 +5,7 @@ runs, the prompt `rewrite_workflow` and the tool `replay_script`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,11 @@ class Served:
     session: McpSession | None = None  # with a workflow: its run, opened at the first need
 
 
-def build(served: Served) -> Server[Any]:
-    """A Server whose handlers act for `served` (one MCP connection)."""
+def build(served_for: Callable[[Context], Served]) -> Server[Any]:
+    """A Server whose handlers act for `served_for(ctx)`: over stdio, the one connection's;
+    over HTTP, each connection's own."""
 
-    async def opened(ctx: Context) -> McpSession:
+    async def opened(ctx: Context, served: Served) -> McpSession:
         assert served.session is not None
         info = ctx.session.client_params.client_info if ctx.session.client_params else None
         name, version = (info.name, info.version) if info else ("unknown", "")
@@ -46,14 +48,16 @@ def build(served: Served) -> Server[Any]:
     async def list_tools(
         ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        served = served_for(ctx)
         if served.session is not None:
-            session = await opened(ctx)
+            session = await opened(ctx, served)
             tools = [t for t in map(convert.mcp_tool, session.tools()) if t is not None]
         else:
             tools = await anyio.to_thread.run_sync(workflows.workflow_tools, served.client)
         return types.ListToolsResult(tools=[*tools, rewrite.replay_tool()])
 
     async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
+        served = served_for(ctx)
         arguments = params.arguments or {}
         if params.name == rewrite.REPLAY_TOOL:
             return await anyio.to_thread.run_sync(
@@ -72,7 +76,7 @@ def build(served: Served) -> Server[Any]:
                 await ctx.session.report_progress(done, None, message)
 
             return await workflows.run_workflow(served.client, workflow, arguments, progress)
-        session = await opened(ctx)
+        session = await opened(ctx, served)
         name = convert.tandem_name(params.name)
         if name is None:
             return convert.error(f"no tool {params.name!r} in workflow {session.workflow}")
@@ -85,6 +89,7 @@ def build(served: Served) -> Server[Any]:
     async def list_resources(
         ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
+        served = served_for(ctx)
         workflow = served.session.workflow if served.session else ""
         cursor = params.cursor if params else None
         return await anyio.to_thread.run_sync(rewrite.list_runs, served.client, workflow, cursor)
@@ -92,7 +97,8 @@ def build(served: Served) -> Server[Any]:
     async def read_resource(
         ctx: Context, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        return await anyio.to_thread.run_sync(rewrite.read_run, served.client, str(params.uri))
+        client = served_for(ctx).client
+        return await anyio.to_thread.run_sync(rewrite.read_run, client, str(params.uri))
 
     async def list_prompts(
         ctx: Context, params: types.PaginatedRequestParams | None
@@ -104,6 +110,7 @@ def build(served: Served) -> Server[Any]:
     ) -> types.GetPromptResult:
         if params.name != rewrite.PROMPT:
             raise ValueError(f"no prompt {params.name!r}: there is {rewrite.PROMPT}")
+        served = served_for(ctx)
         workflow = (params.arguments or {}).get("workflow") or (
             served.session.workflow if served.session else ""
         )

@@ -91,8 +91,12 @@ class McpSession:
                 if event.kind == "approval.waiting":
                     anyio.from_thread.run(self._approval, event.data)
 
+        # A thread for the session's life: its own limiter, not a slot of the shared pool
+        # (the daemon serves many sessions over HTTP).
         with contextlib.suppress(Exception):  # the stream ends with the run, or breaks
-            await anyio.to_thread.run_sync(follow, abandon_on_cancel=True)
+            await anyio.to_thread.run_sync(
+                follow, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+            )
 
     async def _approval(self, data: dict[str, Any]) -> None:
         """A call of the tool is held: say so, with how a person answers it."""

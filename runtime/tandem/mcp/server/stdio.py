@@ -20,7 +20,7 @@ async def serve_stdio(
     async with anyio.create_task_group() as group:
         session = McpSession(client, workflow) if workflow else None
         served = Served(client, workflows_dir, state_dir, group, session)
-        server = build(served)
+        server = build(lambda ctx: served)
         try:
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import anyio
 import anyio.from_thread
 import anyio.to_thread
 import mcp_types as types
@@ -61,7 +62,10 @@ async def run_workflow(
         run_id = await anyio.to_thread.run_sync(client.trigger, workflow, payload, None)
     except Exception as error:  # the daemon refused it: unknown workflow, payload, queue
         return convert.error(f"workflow {workflow} did not start: {_details(error)}")
-    held = await anyio.to_thread.run_sync(_follow, client, run_id, progress, abandon_on_cancel=True)
+    # A thread for the run's life: its own limiter, not a slot of the shared pool.
+    held = await anyio.to_thread.run_sync(
+        _follow, client, run_id, progress, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+    )
     if held is not None:
         call = f" {held['call']}" if "call" in held else ""
         return convert.text(
