@@ -10,6 +10,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -142,3 +143,29 @@ def test_mcp_on_without_a_token_is_a_start_error(project: Project) -> None:
     assert result.returncode == 2
     assert "TANDEM_MCP_TOKEN is not set" in result.stderr, result.stderr
     assert not project.config.control_socket.exists()
+
+
+def test_mcp_inspector_cli_lists_and_calls_over_http(
+    served: tuple[Daemon, str], inspector: Path, tmp_path: Path
+) -> None:
+    """MCP Inspector's CLI, a peer nobody here wrote, over streamable HTTP with the token."""
+    _, url = served
+    cli = [str(inspector), "--cli", url + "/mcp/counter", "--transport", "http"]
+    cli += ["--header", f"Authorization: Bearer {TOKEN}"]
+    env = {**os.environ, "MCP_CATALOG_PATH": str(tmp_path / "catalog.json")}
+
+    def inspect(*arguments: str) -> Any:
+        done = subprocess.run(
+            [*cli, *arguments], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    listed = inspect("--method", "tools/list")
+    increment = next(t for t in listed["tools"] if t["name"] == "state__increment")
+    assert increment["annotations"]["readOnlyHint"] is False
+    called = inspect(
+        "--method", "tools/call", "--tool-name", "state__increment", "--tool-arg", "key=inspected"
+    )
+    assert called["isError"] is False
+    assert [item["text"] for item in called["content"]] == ["1"]  # a number: text only
