@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import Daemon, Project, eventually
 from tandem.testing import AnthropicStandIn, Reply
+from tandem.testing.daemon import TANDEM
 from tandem_sdk._pb import control_pb2
 
 BIN = Path(sys.executable).parent
@@ -195,6 +196,14 @@ def test_bad_configs_are_load_errors_at_their_workflows_only(setup: Setup) -> No
     health = setup.health()
     assert "no-such-server" in health["nostart"].load_error and not health["nostart"].up
     assert health["git"].up and health["git"].pid and health["state"].up
+    listed = subprocess.run(
+        [*TANDEM, "--project", str(setup.project.root), "tools"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0 and "git.git_status(" in listed.stdout
+    assert "not loaded: " in listed.stderr and "MCP_NOWHERE_SET" in listed.stderr, listed.stderr
 
 
 def test_a_server_from_mcp_json_sees_only_its_declared_environment(setup: Setup) -> None:

@@ -178,7 +178,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             if workflow is None:
                 raise self._runs.unknown_workflow(request.workflow)
             tools = [t for t in tools if workflow.in_scope(t.name)]
-        return control_pb2.ListWorkflowToolsResponse(tools=[tool_spec(t) for t in tools])
+        return control_pb2.ListWorkflowToolsResponse(
+            tools=[tool_spec(t) for t in tools],
+            plugin_errors=[str(e) for e in self._runs.plugins.errors],
+        )
 
     @unary
     async def ListRuns(

@@ -616,16 +616,22 @@ class ListWorkflowToolsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOOLS_FIELD_NUMBER: _builtins.int
+    PLUGIN_ERRORS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tools(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolSpec]: ...
+    @_builtins.property
+    def plugin_errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Plugins and MCP servers (or single tools of theirs) that did not load, and why."""
+
     def __init__(
         self,
         *,
         tools: _abc.Iterable[_common_pb2.ToolSpec] | None = ...,
+        plugin_errors: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plugin_errors", b"plugin_errors", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
