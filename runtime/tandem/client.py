@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from tandem_sdk._convert import ToolInfo, annotations_of, usage_of
+from tandem_sdk._convert import ToolInfo, tool_info, usage_of
 from tandem_sdk._pb import control_pb2, control_pb2_grpc
 from tandem_sdk.aio import AsyncToolHostClient
 from tandem_sdk.client import ToolHostClient
@@ -185,14 +185,16 @@ class ControlClient:
         return OpenSession(
             first.run_id,
             first.run_token,
-            [
-                ToolInfo(t.name, t.description, json.loads(t.input_schema_json), annotations_of(t))
-                for t in first.tools
-            ],
+            [tool_info(t) for t in first.tools],
             first.toolhost_target,
             requests,
             replies,
         )
+
+    def tools(self, workflow: str = "") -> list[ToolInfo]:
+        """Every tool, or those a run of `workflow` may call."""
+        reply = self.stub.ListWorkflowTools(control_pb2.ListWorkflowToolsRequest(workflow=workflow))
+        return [tool_info(t) for t in reply.tools]
 
     def workflows(self) -> list[control_pb2.WorkflowInfo]:
         return list(self.stub.ListWorkflows(control_pb2.ListWorkflowsRequest()).workflows)

@@ -157,10 +157,7 @@ class RunSession:
     # -- tools -----------------------------------------------------------------------------
 
     def tools_in_scope(self) -> list[HostTool]:
-        tools = [t for t in self._plugins.tools() if self.workflow.in_scope(t.name)]
-        if self.workflow.files:
-            tools.extend(file_tools().values())
-        return tools
+        return tools_in_scope(self._plugins, self.workflow)
 
     def resolve_tool(self, name: str) -> HostTool:
         if self.workflow.files and name in FILE_TOOL_NAMES:
@@ -409,6 +406,15 @@ class RunSession:
         if key not in self.workflow.files:
             raise NotFound(f"workflow {self.workflow.name!r} has no file {path!r}", run_id=self.id)
         return self.workflow.files[key]
+
+
+def tools_in_scope(plugins: PluginManager, workflow: Workflow) -> list[HostTool]:
+    """The tools a run of `workflow` may call: its plugins' in scope, and the file tools
+    when it declares files."""
+    tools = [t for t in plugins.tools() if workflow.in_scope(t.name)]
+    if workflow.files:
+        tools.extend(file_tools().values())
+    return tools
 
 
 def _ms(started: float) -> float:

@@ -69,10 +69,13 @@ def run_info(reply: toolhost_pb2.GetRunResponse) -> RunInfo:
 
 
 def tool_infos(reply: toolhost_pb2.ListToolsResponse) -> list[ToolInfo]:
-    return [
-        ToolInfo(t.name, t.description, json.loads(t.input_schema_json), annotations_of(t))
-        for t in reply.tools
-    ]
+    return [tool_info(t) for t in reply.tools]
+
+
+def tool_info(spec: common_pb2.ToolSpec) -> ToolInfo:
+    return ToolInfo(
+        spec.name, spec.description, json.loads(spec.input_schema_json), annotations_of(spec)
+    )
 
 
 def annotations_of(spec: common_pb2.ToolSpec) -> ToolAnnotations:

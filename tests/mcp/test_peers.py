@@ -72,7 +72,9 @@ def test_an_mcp1_client_of_the_older_protocol_era(daemon: Daemon, mcp1_python: P
 
 def test_mcp_inspector_cli_lists_and_calls_over_stdio(daemon: Daemon, inspector: Path) -> None:
     cli = [str(inspector), "--cli", *_serve(daemon)]
+    before = _session_runs(daemon)
     listed = _json_out([*cli, "--method", "tools/list"])
+    assert _session_runs(daemon) == before, "a client that only lists leaves no run"
     add = next(tool for tool in listed["tools"] if tool["name"] == "calc__add")
     assert set(add["annotations"]) == {
         "readOnlyHint",

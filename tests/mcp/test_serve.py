@@ -147,12 +147,19 @@ def test_a_killed_server_never_leaves_its_run_running(daemon: Daemon) -> None:
     for message in (
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},  # opens no run: only looks
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "state__get", "arguments": {"key": "nothing"}},
+        },
     ):
         server.stdin.write(json.dumps(message) + "\n")
         server.stdin.flush()
-    answers = [json.loads(server.stdout.readline()) for _ in range(2)]
+    answers = [json.loads(server.stdout.readline()) for _ in range(3)]
     assert answers[1]["id"] == 2 and answers[1]["result"]["tools"]
+    assert answers[2]["id"] == 3 and answers[2]["result"]["isError"] is False
     (run,) = [r for r in daemon.client.runs("counter", "", 50, mode="mcp") if r.id not in before]
     server.kill()
     server.wait()

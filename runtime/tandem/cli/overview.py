@@ -110,8 +110,8 @@ def cmd_tools(config: ProjectConfig, args: argparse.Namespace) -> int:
         }
         for t in reply.tools
     ]
-    for error in reply.plugin_errors:  # what is missing from the list, and why
-        print(f"not loaded: {error}", file=sys.stderr)
+    for problem in reply.plugin_errors:  # what is missing from the list, and why
+        print(f"not loaded: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(tools, indent=2))
         return EXIT_OK

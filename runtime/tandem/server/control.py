@@ -22,6 +22,7 @@ from tandem.replay import fixture_of
 from tandem.replay.recording import attempted_plan
 from tandem.retention import prune
 from tandem.runs import RunManager
+from tandem.session import tools_in_scope
 from tandem.store import PLAN_KINDS, Event, RunQuery, RunRecord
 from tandem.zygote.client import Zygote
 
@@ -177,7 +178,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             workflow = self._runs.registry.get(request.workflow)
             if workflow is None:
                 raise self._runs.unknown_workflow(request.workflow)
-            tools = [t for t in tools if workflow.in_scope(t.name)]
+            tools = tools_in_scope(self._runs.plugins, workflow)
         return control_pb2.ListWorkflowToolsResponse(
             tools=[tool_spec(t) for t in tools],
             plugin_errors=[str(e) for e in self._runs.plugins.errors],

@@ -50,8 +50,8 @@ def build(served_for: Callable[[Context], Served]) -> Server[Any]:
     ) -> types.ListToolsResult:
         served = served_for(ctx)
         if served.session is not None:
-            session = await opened(ctx, served)
-            tools = [t for t in map(convert.mcp_tool, session.tools()) if t is not None]
+            listed = await served.session.tools()
+            tools = [t for t in map(convert.mcp_tool, listed) if t is not None]
         else:
             tools = await anyio.to_thread.run_sync(workflows.workflow_tools, served.client)
         return types.ListToolsResult(tools=[*tools, rewrite.replay_tool()])

@@ -1,5 +1,5 @@
 """One MCP session as a run of its workflow: opened through Control (OpenSession) at the
-client's first tools request, its tools called through ToolHost with the run's token, and
+client's first tool call, its tools called through ToolHost with the run's token, and
 ended when the client goes (the run succeeds) or this process dies (the daemon cancels
 it). A call held for approval reports it as progress, and its result says how it ended."""
 
@@ -56,8 +56,12 @@ class McpSession:
             await self._toolhost.get_run()  # each call's deadline: the workflow's timeout_s
             group.start_soon(self._watch_approvals)
 
-    def tools(self) -> list[ToolInfo]:
-        return self._opened.tools if self._opened else []
+    async def tools(self) -> list[ToolInfo]:
+        """The tools in scope: the run's once open; before, the workflow's (listing
+        opens no run, so a client that only looks leaves nothing in `tandem runs`)."""
+        if self._opened is not None:
+            return self._opened.tools
+        return await anyio.to_thread.run_sync(self._client.tools, self.workflow)
 
     async def call(
         self, name: str, arguments: dict[str, Any], report: Report
