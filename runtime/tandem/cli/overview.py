@@ -141,6 +141,8 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
             "crash_loop": p.crash_loop,
             "last_error": p.last_error or None,
             "load_error": p.load_error or None,
+            "kind": p.kind or "plugin",
+            "version": p.version or None,
         }
         for p in reply.plugins
     ]
@@ -179,8 +181,11 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
             state = "not loaded"
         pid = f"pid {plugin['pid']}" if plugin["pid"] else "no pid"
         uid = f", uid {plugin['uid']}" if plugin["uid"] else ""
+        kind = "mcp   " if plugin["kind"] == "mcp" else "plugin"
+        served = f" ({plugin['version']})" if plugin["kind"] == "mcp" and plugin["version"] else ""
         print(
-            f"plugin {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}{uid}"
+            f"{kind} {plugin['name']:<16} {state:<10} {pid:<10} restarts {plugin['restarts']}"
+            f"{uid}{served}"
         )
         if plugin["last_error"] and (plugin["crash_loop"] or not plugin["up"]):
             print(f"    last error: {plugin['last_error']}")
@@ -190,7 +195,15 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
 
 
 def _load_problem(plugin: dict[str, Any]) -> str:
-    what = "its new code does not load; the code before serves on" if plugin["up"] else ""
+    what = (
+        (
+            "its new config does not load; the server before serves on"
+            if plugin["kind"] == "mcp"
+            else "its new code does not load; the code before serves on"
+        )
+        if plugin["up"]
+        else ""
+    )
     error = str(plugin["load_error"]).replace("\n", "\n    ")
     return f"{what}:\n    {error}" if what else f"does not load:\n    {error}"
 

@@ -16,10 +16,11 @@ import contextlib
 import logging
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client._transport import TransportStreams as Streams
@@ -57,6 +58,11 @@ class ConnectionLost(Exception):
     """The connection ended before the call's answer came."""
 
 
+class SessionExpired(ConnectionLost):
+    """A remote server answered 404 to the session's request: it no longer knows the
+    session (it restarted), so it did not run the call; a new session may make it."""
+
+
 class Connection:
     def __init__(self, config: ServerConfig, on_list_changed: Callable[[], None]) -> None:
         self.config = config
@@ -73,6 +79,8 @@ class Connection:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stderr: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._http_refusal = ""  # a remote server's first HTTP error status, and where
+        self._session_expired = False
 
     @classmethod
     async def open(cls, config: ServerConfig, on_list_changed: Callable[[], None]) -> Connection:
@@ -95,7 +103,9 @@ class Connection:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
 
-    async def call(self, tool: str, arguments: dict[str, Any], budget_s: float) -> Any:
+    async def call(
+        self, tool: str, arguments: dict[str, Any], budget_s: float
+    ) -> mcp_types.CallToolResult:
         """The tool's CallToolResult; TimeoutError past `budget_s` (the server is told to
         stop, and the session serves on), ConnectionLost if the server went away."""
         session = self._session
@@ -108,6 +118,10 @@ class Connection:
                 raise TimeoutError from None
             if error.code == mcp_types.CONNECTION_CLOSED or self.ended.is_set():
                 raise ConnectionLost(self.exit_reason or error.error.message) from None
+            if self._session_expired:  # end this session: the supervisor opens a new one
+                self.exit_reason = "the server no longer knows the session (HTTP 404)"
+                self._stop.set()
+                raise SessionExpired(self.exit_reason) from None
             raise
         self.served = True
         return result
@@ -162,10 +176,11 @@ class Connection:
             self.ended.set()
 
     def _why(self, error: BaseException) -> str:
-        # The session's task group wraps what failed in it (a handshake's timeout, too).
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if isinstance(error, TimeoutError):
+            error = error.exceptions[0]  # anyio's task groups wrap the one that counts
+        if self._http_refusal:
+            why = f"{self._http_refusal} (check its url and headers)"
+        elif isinstance(error, TimeoutError):
             why = f"no answer to the handshake within {self.config.start_timeout_s:g}s"
         elif isinstance(error, FileNotFoundError | PermissionError):
             why = f"cannot start {self.config.command!r}: {error.strerror}"
@@ -184,8 +199,19 @@ class Connection:
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Streams]:
         if self.config.transport == "http":
-            return _http(self.config)
+            return _http(self.config, self._on_http_response)
         return self._stdio()
+
+    async def _on_http_response(self, response: httpx2.Response) -> None:
+        request = response.request
+        if response.status_code < 400 or request.method != "POST":
+            return  # a GET for the server's own stream may be refused: it is optional
+        if not self._http_refusal:
+            self._http_refusal = (
+                f"HTTP {response.status_code} {response.reason_phrase} from {response.url}"
+            )
+        if response.status_code == 404:
+            self._session_expired = "mcp-session-id" in request.headers
 
     @contextlib.asynccontextmanager
     async def _stdio(self) -> AsyncIterator[Streams]:
@@ -301,12 +327,16 @@ async def _write_stdin(
 
 
 @contextlib.asynccontextmanager
-async def _http(config: ServerConfig) -> AsyncIterator[Streams]:
+async def _http(
+    config: ServerConfig, on_response: Callable[[httpx2.Response], Awaitable[None]]
+) -> AsyncIterator[Streams]:
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
+    http_client = create_mcp_http_client(headers=dict(config.headers))
+    http_client.event_hooks["response"].append(on_response)
     async with (
-        create_mcp_http_client(headers=dict(config.headers)) as client,
+        http_client as client,
         streamable_http_client(config.url, http_client=client) as (read, write),
     ):
         yield read, write

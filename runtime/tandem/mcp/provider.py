@@ -30,7 +30,7 @@ from tandem.plugins.restarts import STABLE_AFTER_S, Restarts
 from tandem.tools import HostTool
 
 from .config import ServerConfig
-from .connection import Connection, ConnectionLost, ServerLoadError
+from .connection import Connection, ConnectionLost, ServerLoadError, SessionExpired
 from .mapping import ToolRefused, host_tool, result_json, version_of
 
 log = logging.getLogger("tandem.mcp")
@@ -93,18 +93,18 @@ class McpServer:
         if time_left_s is not None:
             budget = max(min(budget, time_left_s), 0.001)
         deadline = time.monotonic() + budget
-        connection = await self._serving(full_name, deadline, budget)
         arguments: dict[str, Any] = json.loads(arguments_json or "{}")
-        connection.in_flight += 1
         try:
-            result = await connection.call(tool, arguments, max(deadline - time.monotonic(), 0.001))
+            try:
+                result = await self._call(full_name, tool, arguments, deadline, budget)
+            except SessionExpired:  # the server did not run it: make it on a new session
+                result = await self._call(full_name, tool, arguments, deadline, budget)
         except TimeoutError:
             raise ToolTimeout(
                 f"{full_name}: mcp server {self.name!r} did not answer within {budget:g}s",
                 tool=full_name,
             ) from None
         except ConnectionLost as error:
-            self._lose(connection)
             raise ToolUnavailable(
                 f"{full_name}: mcp server {self.name!r} went away during the call ({error}); "
                 "it is being restarted",
@@ -118,11 +118,22 @@ class McpServer:
                 tool=full_name,
                 type="InvalidResult",
             ) from None
+        return result_json(full_name, result, tool in self._structured)
+
+    async def _call(
+        self, full_name: str, tool: str, arguments: dict[str, Any], deadline: float, budget: float
+    ) -> mcp_types.CallToolResult:
+        connection = await self._serving(full_name, deadline, budget)
+        connection.in_flight += 1
+        try:
+            return await connection.call(tool, arguments, max(deadline - time.monotonic(), 0.001))
+        except ConnectionLost:
+            self._lose(connection)
+            raise
         finally:
             connection.in_flight -= 1
             if connection.in_flight == 0:
                 connection.idle.set()
-        return result_json(full_name, result, tool in self._structured)
 
     async def _serving(self, tool: str, deadline: float, budget: float) -> Connection:
         """The live connection, waiting for a restart to finish if need be."""

@@ -51,6 +51,8 @@ class PluginManager:
         self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
         self._starting: asyncio.Future[None] | None = None
         self._standbys = dict(standbys or {})
+        self._unreadable: dict[str, str] = {}  # an MCP config file that does not read -> why
+        self.mcp_names: set[str] = set()  # the MCP servers the config names, loaded or not
         self.confine = confine
 
     @classmethod
@@ -152,6 +154,8 @@ class PluginManager:
             return []
         found = load_servers(self.project_root)
         self.errors.extend(found.file_errors)
+        self._unreadable = {error.where: str(error) for error in found.file_errors}
+        self.mcp_names = set(found.servers) | set(found.errors)
         for name, error in found.errors.items():
             if self.only is None or name in self.only:
                 self.errors.append(error)
@@ -195,18 +199,22 @@ class PluginManager:
             self.plugins[fresh.name] = fresh
             changes.append(f"started mcp server {fresh.name}")
         for name, server in running.items():
+            from tandem.mcp.provider import McpServer  # imported when one runs
+
             config = configs.get(name)
-            if config is None and name in self.broken:
-                server.load_error = self.broken[name]  # the running server serves on
+            assert isinstance(server, McpServer)
+            # A broken entry, or a file that does not read: the running server serves on.
+            why = self.broken.get(name) or self._unreadable.get(server.config.source)
+            if config is None and why:
+                server.load_error = why
                 continue
             if config is None:
                 await self.plugins.pop(name).stop()
                 changes.append(f"removed mcp server {name}")
                 continue
-            from tandem.mcp.provider import McpServer
-
-            assert isinstance(server, McpServer)
-            if config != server.config:
+            if config == server.config:
+                server.load_error = None  # an edit undone: nothing left to report
+            else:
                 problem = await server.reload(config)
                 if problem is not None:
                     self.errors.append(problem)

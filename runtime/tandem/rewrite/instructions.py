@@ -29,6 +29,12 @@ trace); `print` goes to the trace too.
     `tools.slack.add_reaction(channel="eng", ts=ts, name="merged")`) and returns its
     result as JSON (dict, list, str, number, bool or None). Keyword arguments only: a
     positional argument raises TypeError.
+  - A name that is not a Python identifier (an MCP server's tool may hold `-`) is reached
+    by item access: `tools["my-server"]["get-thing"](**kwargs)`.
+  - The tools of an MCP server (`mcp_servers:` in tandem.yaml, or `.mcp.json`) are
+    `<server>.<tool>` and are called the same way (`tools.git.git_status(repo_path=repo)`):
+    the result is the tool's structured content when it declares an output schema, else
+    its text; a result the server marks `isError` raises `ToolError`.
   - `tools.call("plugin.tool", {...})` does the same by name; `tools.list()` names the
     tools in scope; `tools.describe()` gives each one's `ToolInfo(name, description,
     input_schema, annotations)`.
@@ -58,7 +64,7 @@ Errors, one tree (`from tandem_sdk import ToolError, NotFound, ...`, or
   - `InvalidArguments`: the arguments fail the tool's schema (the message says where).
   - `NotFound`: no such tool or virtual file.
   - `LimitExceeded`: a run limit was hit; the run fails even if the script catches it.
-  - `ToolUnavailable` (retryable): the plugin is down or crashed mid-call.
+  - `ToolUnavailable` (retryable): the plugin or MCP server is down or crashed mid-call.
   - `ToolTimeout` (retryable): the plugin did not answer in time.
   - `Unauthenticated`: a bad or ended run token.
 - `SubagentError`: the subagent gave no valid answer (a refusal, an API error, or an answer

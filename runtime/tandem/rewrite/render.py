@@ -4,6 +4,7 @@ acceptance, the SDK and how to check a script."""
 
 from __future__ import annotations
 
+import keyword
 import re
 
 from tandem_sdk.plan import PlannedCall
@@ -76,9 +77,24 @@ _CHECK = """
 
 
 def _tool(name: str, annotations: str, description: str, schema: dict[str, object]) -> str:
-    return f"### `{name}` ({annotations})\n\n{description.strip()}\n\nInput schema:\n\n" + fenced(
-        shrink(schema, 4 * RESULT_BUDGET), "json"
+    return (
+        f"### `{name}` ({annotations})\n\n{description.strip()}\n\n"
+        f"Called as `{call_form(name, schema)}`. Input schema:\n\n"
+        + fenced(shrink(schema, 4 * RESULT_BUDGET), "json")
     )
+
+
+def call_form(name: str, schema: dict[str, object]) -> str:
+    """How a script calls the tool: `tools.git.git_status(repo_path=...)`, with item access
+    for a part that is not an identifier (`tools["my-server"]["get-thing"](...)`)."""
+    plugin, _, tool = name.partition(".")
+    required = schema.get("required")
+    arguments = ", ".join(f"{a}=..." for a in required) if isinstance(required, list) else ""
+    return f"tools{_member(plugin)}{_member(tool)}({arguments})"
+
+
+def _member(part: str) -> str:
+    return f".{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"[{part!r}]"
 
 
 def _run(sample: SampleRun) -> str:

@@ -96,6 +96,10 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             name: why for name, why in self._runs.plugins.broken.items() if name not in plugins
         }
         zygote = self._zygote
+
+        def kind_of(name: str) -> str:
+            return "mcp" if name in self._runs.plugins.mcp_names else "plugin"
+
         return control_pb2.HealthResponse(
             zygote_tiers=[t for t in STRICTNESS if zygote is not None and zygote.serves(t)],
             zygote_pid=(zygote.pid if zygote is not None else None) or 0,
@@ -119,10 +123,15 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                             last_error=plugin.last_error or "",
                             load_error=plugin.load_error or "",
                             environment=plugin.environment_digests(request.environment_nonce),
+                            kind=plugin.kind,
+                            version=plugin.version or "",
                         )
                         for name, plugin in plugins.items()
                     ),
-                    *(control_pb2.PluginStatus(name=n, load_error=e) for n, e in never.items()),
+                    *(
+                        control_pb2.PluginStatus(name=n, load_error=e, kind=kind_of(n))
+                        for n, e in never.items()
+                    ),
                 ],
                 key=lambda status: status.name,
             ),

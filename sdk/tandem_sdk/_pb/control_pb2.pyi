@@ -133,6 +133,8 @@ class PluginStatus(_message.Message):
     LOAD_ERROR_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     UID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     up: _builtins.bool
     pid: _builtins.int
@@ -147,6 +149,14 @@ class PluginStatus(_message.Message):
     """
     uid: _builtins.int
     """the uid its processes run as, when it has one of its own; else 0"""
+    kind: _builtins.str
+    """"plugin" (a folder of plugins/) or "mcp" (an MCP server of tandem.yaml or .mcp.json;
+    its load_error is about its config).
+    """
+    version: _builtins.str
+    """What a trace names as the code that serves its calls: a plugin's content hash, an MCP
+    server's name and version from its handshake and a hash of its tool list.
+    """
     @_builtins.property
     def environment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """With HealthRequest.environment_nonce: each variable the plugin's manifest names
@@ -165,10 +175,12 @@ class PluginStatus(_message.Message):
         load_error: _builtins.str = ...,
         environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         uid: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "environment", b"environment", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "uid", b"uid", "up", b"up"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crash_loop", b"crash_loop", "environment", b"environment", "kind", b"kind", "last_error", b"last_error", "load_error", b"load_error", "name", b"name", "pid", b"pid", "restarts", b"restarts", "uid", b"uid", "up", b"up", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
