@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -26,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 from tandem_sdk.errors import ToolError, ToolTimeout, ToolUnavailable
 
+from tandem.plugins.provider import retire
 from tandem.plugins.restarts import STABLE_AFTER_S, Restarts
 from tandem.tools import HostTool
 
@@ -236,21 +236,12 @@ class McpServer:
             self._swapped.set()
             log.info("mcp server %s restarted for its new config (%s)", self.name, self.version)
             if old is not None:
-                task = asyncio.create_task(self._retire(old), name=f"mcp-{self.name}-retire")
+                task = asyncio.create_task(
+                    retire(old, self.config.call_timeout_s), name=f"mcp-{self.name}-retire"
+                )
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             return None
-
-    async def _retire(self, connection: Connection) -> None:
-        """Let a replaced server finish its calls (within the call timeout), then stop it."""
-        try:
-            if connection.in_flight:
-                connection.idle.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.call_timeout_s):
-                        await connection.idle.wait()
-        finally:
-            await asyncio.shield(connection.close())
 
     async def stop(self) -> None:
         self._stopping = True

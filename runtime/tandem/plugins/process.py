@@ -38,6 +38,7 @@ from .confine import PluginSandbox
 from .launch import Generation, environment_digests, launch
 from .link import LinkBroken, LinkError, NeverSent, PluginFailure, ReplyTooLarge
 from .manifest import PluginManifest
+from .provider import retire
 from .restarts import STABLE_AFTER_S, Restarts
 from .standby import Standby
 
@@ -330,21 +331,12 @@ class PluginProcess:
             )
             if old is not None:
                 old.retired = True
-                task = asyncio.create_task(self._retire(old), name=f"retire-{self.name}")
+                task = asyncio.create_task(
+                    retire(old, manifest.call_timeout_s), name=f"retire-{self.name}"
+                )
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
             return None
-
-    async def _retire(self, generation: Generation) -> None:
-        """Let a replaced process finish its calls (within the call timeout), then stop it."""
-        try:
-            if generation.in_flight:
-                generation.idle.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.manifest.call_timeout_s):
-                        await generation.idle.wait()
-        finally:
-            await asyncio.shield(generation.close())
 
     async def _supervise(self) -> None:
         while not self._stopping:

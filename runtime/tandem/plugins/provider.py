@@ -4,6 +4,8 @@ read them through this surface only."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Protocol
 
 from tandem.tools import HostTool
@@ -49,3 +51,25 @@ class ToolProvider(Protocol):
     ) -> str: ...
 
     def environment_digests(self, nonce: bytes) -> dict[str, str]: ...
+
+
+class Replaced(Protocol):
+    """A plugin's process or an MCP server's connection that new code or config replaced."""
+
+    in_flight: int  # calls it still serves
+    idle: asyncio.Event  # set when in_flight drops to 0
+
+    async def close(self) -> None: ...
+
+
+async def retire(replaced: Replaced, within_s: float) -> None:
+    """Let a replaced process or connection finish its calls (within `within_s`, the call
+    timeout), then close it."""
+    try:
+        if replaced.in_flight:
+            replaced.idle.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_s):
+                    await replaced.idle.wait()
+    finally:
+        await asyncio.shield(replaced.close())
