@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Two workers: most tests wait on daemons and subprocesses. Each module stays on one worker
+# (--dist loadfile), so a module's shared daemon starts once.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The fault-injection loops at full length (the quick suite runs them short).
 stress: install
