@@ -117,8 +117,11 @@ def tandem(project: Project, *args: str, **kwargs: Any) -> subprocess.CompletedP
     )
 
 
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """The CLI's `main()` in this process, answering as `tandem()` does: for tests of many
     commands where the process boundary shows nothing (each start costs a Python start)."""
 

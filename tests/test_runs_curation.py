@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Project, eventually
+from conftest import Cli, Daemon, Project, eventually
 from tandem.store import Event, RunRecord, RunStore
 from tandem_sdk._pb import control_pb2
 
@@ -26,7 +25,6 @@ def handler(trigger, tools, virtual_files, subagent):
     return {'v': 1, 'got': trigger}
 """
 DAY = 86400.0
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
