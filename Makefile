@@ -36,15 +36,20 @@ $(MCP1_STAMP): | $(STAMP)
 	touch $@
 
 $(INSPECTOR_STAMP): | $(STAMP)
-	@command -v npm >/dev/null || { echo "make install: MCP Inspector needs node and npm" >&2; exit 1; }
+	@# Node.js and npm (Debian packages), where the machine lacks them.
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		apt-get install -y -qq nodejs npm; } || \
+		{ echo "make install: MCP Inspector needs node and npm" >&2; exit 1; }
 	rm -rf $(PEERS)/inspector
 	npm install --prefix $(PEERS)/inspector --no-audit --no-fund --loglevel=error \
 		@modelcontextprotocol/inspector@$(INSPECTOR_VERSION) || \
 		{ echo "make install: could not install MCP Inspector from the npm registry" >&2; exit 1; }
 	touch $@
 
+# Two workers: most tests wait on daemons and subprocesses. Each module stays on one worker
+# (--dist loadfile), so a module's shared daemon starts once.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The fault-injection loops at full length (the quick suite runs them short).
 stress: install

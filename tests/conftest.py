@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tandem.cli.main import main
 from tandem.config import load_config
 from tandem.testing.daemon import TANDEM, ServedDaemon
 
@@ -114,6 +115,23 @@ def tandem(project: Project, *args: str, **kwargs: Any) -> subprocess.CompletedP
         timeout=kwargs.pop("timeout", 60),
         **kwargs,
     )
+
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The CLI's `main()` in this process, answering as `tandem()` does: for tests of many
+    commands where the process boundary shows nothing (each start costs a Python start)."""
+
+    def run(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = ["--project", str(project.root), *args]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return run
 
 
 def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:

@@ -20,7 +20,7 @@ from tandem.testing.anthropic_api import AnthropicStandIn
 from tandem.testing.github_webhook import deliver
 from tandem.testing.replies import Reply
 
-BURST = int(os.environ.get("TANDEM_STRESS_BURST", "60"))
+BURST = int(os.environ.get("TANDEM_STRESS_BURST", "20"))
 QUICK = """
 def handler(trigger, tools, virtual_files, subagent):
     return trigger

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import eventually, tandem
+from conftest import Cli, eventually
 from pr_merged_fixtures import SETTINGS, WEBHOOK_101, Setup, webhook_trigger
 from tandem.store import RunRecord
 from tandem.testing.pr_merged import webhook_conversation
@@ -48,28 +48,28 @@ def _waiting(setup: Setup, run_id: str) -> list[int]:
     return sorted(asked - decided)
 
 
-def test_an_llm_call_waits_then_runs_once_approved(fresh: Setup) -> None:
+def test_an_llm_call_waits_then_runs_once_approved(fresh: Setup, cli: Cli) -> None:
     run_id, waiter, done = _start_llm(fresh)
     assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
     assert fresh.slack.reactions_added == [], "nothing runs before a person says so"
-    listed = tandem(fresh.project, "runs", "--status", "waiting", "--json").stdout
+    listed = cli(fresh.project, "runs", "--status", "waiting", "--json").stdout
     assert run_id in listed
-    shown = tandem(fresh.project, "runs", "show", run_id).stdout
+    shown = cli(fresh.project, "runs", "show", run_id).stdout
     assert "WAITS for approval" in shown and f"tandem approve {run_id}" in shown
     first, _ = _waiting(fresh, run_id)
-    approved = tandem(fresh.project, "approve", run_id, str(first))
+    approved = cli(fresh.project, "approve", run_id, str(first))
     assert approved.returncode == 0, approved.stderr
     assert eventually(lambda: len(fresh.slack.reactions_added) == 1)
-    assert tandem(fresh.project, "approve", run_id).returncode == 0  # every call left
+    assert cli(fresh.project, "approve", run_id).returncode == 0  # every call left
     waiter.join(30)
     assert done[0].status == "succeeded", done[0].error
     assert {(r.ts, r.name) for r in fresh.slack.reactions_added} == WEBHOOK_101
 
 
-def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup) -> None:
+def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup, cli: Cli) -> None:
     run_id, waiter, done = _start_llm(fresh)
     assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
-    shown = tandem(fresh.project, "runs", "show", run_id).stdout
+    shown = cli(fresh.project, "runs", "show", run_id).stdout
     numbered = {
         int(line.rsplit("(call ", 1)[1].rstrip(")")): line
         for line in shown.splitlines()
@@ -80,21 +80,21 @@ def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup) -> None:
         assert "slack.add_reaction(" in numbered[number], (number, shown)
         assert f"call {number} (slack.add_reaction) WAITS" in shown
         assert f"tandem approve {run_id} {number} " in shown
-    approved = tandem(fresh.project, "approve", run_id, str(second))
+    approved = cli(fresh.project, "approve", run_id, str(second))
     assert approved.returncode == 0, approved.stderr
     assert f"approved call(s) {second}" in approved.stdout
     assert eventually(lambda: _waiting(fresh, run_id) == [first])
-    assert tandem(fresh.project, "deny", run_id, str(first), "not that one").returncode == 0
+    assert cli(fresh.project, "deny", run_id, str(first), "not that one").returncode == 0
     waiter.join(30)
     decided = {e.data["call"]: e.data for e in done[0].events if e.kind == "approval.decided"}
     assert decided[second]["approved"] and not decided[first]["approved"]
 
 
-def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup) -> None:
+def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup, cli: Cli) -> None:
     run_id, waiter, done = _start_llm(fresh)
     assert eventually(lambda: len(_waiting(fresh, run_id)) == 2), fresh.daemon.log
     waiting = _waiting(fresh, run_id)
-    denied = tandem(fresh.project, "deny", run_id, "not during the freeze")
+    denied = cli(fresh.project, "deny", run_id, "not during the freeze")
     assert denied.returncode == 0, denied.stderr
     listed = denied.stdout.splitlines()[1:]  # each call denied, by number, tool, arguments
     assert [line.split()[:2] for line in listed] == [["call", str(n)] for n in waiting]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import tandem
+from conftest import Cli
 from pr_merged_fixtures import SETTINGS, SWEEP, WEBHOOK_101, Setup, webhook_trigger
 from tandem.testing.pr_merged import webhook_conversation
 from tandem_sdk._pb import control_pb2
@@ -36,8 +36,8 @@ def _calls(record, kind: str = "tool.call") -> list[dict]:
     return [e.data for e in record.events if e.kind == kind]
 
 
-def test_tools_say_what_they_do_to_people_and_to_the_model(fresh: Setup) -> None:
-    listed = json.loads(tandem(fresh.project, "tools", "pr_merged", "--json").stdout)
+def test_tools_say_what_they_do_to_people_and_to_the_model(fresh: Setup, cli: Cli) -> None:
+    listed = json.loads(cli(fresh.project, "tools", "pr_merged", "--json").stdout)
     annotations = {t["name"]: t["annotations"] for t in listed}
     assert annotations["slack.get_messages"] == {
         "read_only": True,
@@ -51,7 +51,7 @@ def test_tools_say_what_they_do_to_people_and_to_the_model(fresh: Setup) -> None
         "idempotent": True,
         "open_world": True,
     }
-    text = tandem(fresh.project, "tools", "pr_merged").stdout
+    text = cli(fresh.project, "tools", "pr_merged").stdout
     assert "[side effects, not destructive, idempotent]" in text
     fresh.model.add(*webhook_conversation(101, SETTINGS))
     fresh.run(webhook_trigger(101), "llm", dry_run=True)
@@ -60,7 +60,7 @@ def test_tools_say_what_they_do_to_people_and_to_the_model(fresh: Setup) -> None
     assert offered["slack__add_reaction"].endswith("[side effects, not destructive, idempotent]")
 
 
-def test_a_dry_run_of_the_script_reads_but_reacts_to_nothing(fresh: Setup) -> None:
+def test_a_dry_run_of_the_script_reads_but_reacts_to_nothing(fresh: Setup, cli: Cli) -> None:
     record = fresh.run(dry_run=True)
     assert record.status == "succeeded", record.error
     assert record.mode == "dry_run"
@@ -76,7 +76,7 @@ def test_a_dry_run_of_the_script_reads_but_reacts_to_nothing(fresh: Setup) -> No
     assert reads and all(c["executed"] for c in reads)
     # The script was answered with the dry-run stand-in, so it went on as if it had reacted.
     assert {(a["ts"], a["reaction"]) for a in record.output["added"]} == SWEEP
-    shown = tandem(fresh.project, "runs", "show", record.id)
+    shown = cli(fresh.project, "runs", "show", record.id)
     assert "DRY RUN" in shown.stdout and "[planned: dry run, not executed]" in shown.stdout
 
 
@@ -133,7 +133,7 @@ def test_a_hostile_script_cannot_bypass_a_dry_run(fresh: Setup) -> None:
     assert not any("subagent" in c for c in calls), "a forged subagent id is not honoured"
 
 
-def test_replaying_a_recorded_llm_run_with_the_script(fresh: Setup) -> None:
+def test_replaying_a_recorded_llm_run_with_the_script(fresh: Setup, cli: Cli) -> None:
     fresh.model.add(*webhook_conversation(101, SETTINGS))
     recorded = fresh.run(webhook_trigger(101), "llm")
     assert recorded.status == "succeeded", recorded.error
@@ -141,7 +141,7 @@ def test_replaying_a_recorded_llm_run_with_the_script(fresh: Setup) -> None:
     fresh.slack.reset()
     seen_by_github = len(fresh.github.calls)
 
-    agree = tandem(fresh.project, "replay", recorded.id, "--coordinator", "script", "--json")
+    agree = cli(fresh.project, "replay", recorded.id, "--coordinator", "script", "--json")
     assert agree.returncode == 0, agree.stdout + agree.stderr
     result = json.loads(agree.stdout)
     assert result["agree"] is True
@@ -159,7 +159,7 @@ def test_replaying_a_recorded_llm_run_with_the_script(fresh: Setup) -> None:
     settings = json.loads((candidate / "files" / "settings.json").read_text())
     settings["reactions"]["merged"] = "shipit"
     (candidate / "files" / "settings.json").write_text(json.dumps(settings))
-    differ = tandem(
+    differ = cli(
         fresh.project,
         "replay",
         recorded.id,
@@ -184,7 +184,7 @@ def test_replaying_a_recorded_llm_run_with_the_script(fresh: Setup) -> None:
     assert fresh.slack.reactions_added == []
 
 
-def test_unrecorded_calls_in_a_replay(fresh: Setup) -> None:
+def test_unrecorded_calls_in_a_replay(fresh: Setup, cli: Cli) -> None:
     # Recorded: the LLM on the webhook for 101. Replayed: the same trigger through a script
     # that asks about pull request 104 (never recorded) and reacts to an unrelated message.
     fresh.model.add(*webhook_conversation(101, SETTINGS))
@@ -211,14 +211,14 @@ def handler(trigger, tools, virtual_files, subagent):
     )
     fresh.slack.reset()
     before = len(fresh.github.calls)
-    strict = tandem(fresh.project, "replay", recorded.id, "--workflow", str(candidate), "--json")
+    strict = cli(fresh.project, "replay", recorded.id, "--workflow", str(candidate), "--json")
     assert strict.returncode == 1
     out = fresh.daemon.client.run(json.loads(strict.stdout)["replay"]).output
     assert out["read"]["type"] == "not_recorded" and "pull/104" in out["read"]["message"]
     assert "--live-reads" in out["read"]["message"]
     assert out["write"]["type"] == "not_recorded"
     assert len(fresh.github.calls) == before
-    live = tandem(
+    live = cli(
         fresh.project, "replay", recorded.id, "--workflow", str(candidate), "--live-reads", "--json"
     )
     out = fresh.daemon.client.run(json.loads(live.stdout)["replay"]).output
@@ -242,22 +242,22 @@ def handler(trigger, tools, virtual_files, subagent):
     ]
 
 
-def test_replay_of_many_runs_prints_a_line_each(fresh: Setup) -> None:
+def test_replay_of_many_runs_prints_a_line_each(fresh: Setup, cli: Cli) -> None:
     for _ in range(2):
         fresh.slack.reset()
         assert fresh.run().status == "succeeded"
-    result = tandem(fresh.project, "replay", "--workflow", "pr_merged", "--last", "2")
+    result = cli(fresh.project, "replay", "--workflow", "pr_merged", "--last", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[-1] == "agreed 2 of 2", result.stdout
 
 
-def test_an_exported_run_drives_the_sdk_test_helper(fresh: Setup, tmp_path: Path) -> None:
+def test_an_exported_run_drives_the_sdk_test_helper(fresh: Setup, tmp_path: Path, cli: Cli) -> None:
     from tandem_sdk.testing import assert_replays, replay_fixture
 
     record = fresh.run()
     assert record.status == "succeeded", record.error
-    exported = tandem(fresh.project, "runs", "export", record.id, str(tmp_path))
+    exported = cli(fresh.project, "runs", "export", record.id, str(tmp_path))
     assert exported.returncode == 0, exported.stderr
     fixture = Path(exported.stdout.strip())
     data = json.loads(fixture.read_text())
@@ -273,13 +273,13 @@ def test_an_exported_run_drives_the_sdk_test_helper(fresh: Setup, tmp_path: Path
         for i, c in enumerate(data["calls"])
         if c["tool"] == "slack.add_reaction" and c["arguments"]["name"] == "x"
     )
-    flagged = tandem(
+    flagged = cli(
         fresh.project, "runs", "flag", record.id, "reacted to a closed PR", "--call", str(index)
     )
     assert flagged.returncode == 0, flagged.stderr
-    listed = tandem(fresh.project, "runs", "--flagged", "--json")
+    listed = cli(fresh.project, "runs", "--flagged", "--json")
     assert [r["id"] for r in json.loads(listed.stdout)] == [record.id]
-    again = tandem(fresh.project, "runs", "export", record.id, str(tmp_path / "flagged"))
+    again = cli(fresh.project, "runs", "export", record.id, str(tmp_path / "flagged"))
     flagged_fixture = Path(again.stdout.strip())
     with pytest.raises(AssertionError) as failure:
         assert_replays(script, flagged_fixture)
@@ -289,6 +289,7 @@ def test_an_exported_run_drives_the_sdk_test_helper(fresh: Setup, tmp_path: Path
 
 def test_results_over_the_recording_cap_are_marked_and_not_guessed(
     tmp_path_factory: pytest.TempPathFactory,
+    cli: Cli,
 ) -> None:
     setup = Setup(
         tmp_path_factory.mktemp("capped") / "project", "record:\n  max_result_bytes: 300\n"
@@ -299,7 +300,7 @@ def test_results_over_the_recording_cap_are_marked_and_not_guessed(
         results = {r["tool"]: r for r in _calls(record, "tool.result")}
         assert results["slack.get_messages"]["result_over_cap"] > 300
         assert "result" not in results["slack.get_messages"]
-        replay = tandem(setup.project, "replay", record.id, "--json")
+        replay = cli(setup.project, "replay", record.id, "--json")
         assert replay.returncode == 1
         replayed = setup.daemon.client.run(json.loads(replay.stdout)["replay"])
         assert replayed.status == "failed"

@@ -14,7 +14,7 @@ import os
 import pytest
 from conftest import Project
 
-CRASHES = int(os.environ.get("TANDEM_STRESS_CRASHES", "15"))
+CRASHES = int(os.environ.get("TANDEM_STRESS_CRASHES", "5"))
 CALL_TIMEOUT_S = 20
 
 FRAGILE = '''

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Project, eventually, tandem
+from conftest import Cli, Daemon, Project, eventually
 from tandem.store import Event, RunRecord, RunStore
 from tandem_sdk._pb import control_pb2
 
@@ -57,34 +57,34 @@ def seed(database: Path, run_id: str, *, at: float, mode: str = "live", **fields
         store.close()
 
 
-def listed(project: Project, *args: str) -> list[dict[str, Any]]:
-    result = tandem(project, "runs", *args, "--json")
+def listed(cli: Cli, project: Project, *args: str) -> list[dict[str, Any]]:
+    result = cli(project, "runs", *args, "--json")
     assert result.returncode == 0, result.stderr
     runs: list[dict[str, Any]] = json.loads(result.stdout)
     return runs
 
 
-def test_an_excluded_run_says_so_wherever_it_is_listed(daemon: Daemon) -> None:
+def test_an_excluded_run_says_so_wherever_it_is_listed(daemon: Daemon, cli: Cli) -> None:
     project = daemon.project
     kept, typo = daemon.run("count", {"name": "ada"}).id, daemon.run("count", {"nme": "x"}).id
-    excluded = tandem(project, "runs", "exclude", typo, "--reason", "a typo in the payload")
+    excluded = cli(project, "runs", "exclude", typo, "--reason", "a typo in the payload")
     assert excluded.returncode == 0, excluded.stderr
-    rows = {r["id"]: r for r in listed(project, "--workflow", "count")}
+    rows = {r["id"]: r for r in listed(cli, project, "--workflow", "count")}
     assert rows[typo]["excluded"]["reason"] == "a typo in the payload"
     assert rows[kept]["excluded"] is None
-    text = tandem(project, "runs", "--workflow", "count").stdout
+    text = cli(project, "runs", "--workflow", "count").stdout
     assert "[excluded]" in next(line for line in text.splitlines() if typo in line)
     assert "[excluded]" not in next(line for line in text.splitlines() if kept in line)
-    shown = tandem(project, "runs", "show", typo).stdout
+    shown = cli(project, "runs", "show", typo).stdout
     assert "EXCLUDED from rewrite validation, shadows and stats: a typo in the payload" in shown
 
-    assert tandem(project, "runs", "include", typo).returncode == 0
-    assert listed(project, "--workflow", "count")[0]["excluded"] is None
-    missing = tandem(project, "runs", "exclude", "no-such-run")
+    assert cli(project, "runs", "include", typo).returncode == 0
+    assert listed(cli, project, "--workflow", "count")[0]["excluded"] is None
+    missing = cli(project, "runs", "exclude", "no-such-run")
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
 
 
-def test_rerun_runs_the_trigger_again_live_on_the_current_version(daemon: Daemon) -> None:
+def test_rerun_runs_the_trigger_again_live_on_the_current_version(daemon: Daemon, cli: Cli) -> None:
     project = daemon.project
     first = daemon.client.trigger("echo", {"pr": 7}, None, dry_run=True)
     for _ in daemon.client.watch(first):
@@ -94,19 +94,21 @@ def test_rerun_runs_the_trigger_again_live_on_the_current_version(daemon: Daemon
     script.write_text(ECHO.replace("'v': 1", "'v': 2"))
     assert list(daemon.client.stub.Reload(control_pb2.ReloadRequest()).errors) == []
 
-    result = tandem(project, "runs", "rerun", first, "--json")
+    result = cli(project, "runs", "rerun", first, "--json")
     assert result.returncode == 0, result.stderr
     rerun = json.loads(result.stdout)
     assert (rerun["mode"], rerun["status"], rerun["rerun_of"]) == ("live", "succeeded", first)
     assert rerun["trigger"] == {"pr": 7} and rerun["output"] == {"v": 2, "got": {"pr": 7}}
     assert rerun["workflow_version"] != before.workflow_version
-    shown = tandem(project, "runs", "show", rerun["id"]).stdout
+    shown = cli(project, "runs", "show", rerun["id"]).stdout
     assert f"rerun of {first}" in shown
-    row = next(r for r in listed(project, "--workflow", "echo") if r["id"] == rerun["id"])
+    row = next(r for r in listed(cli, project, "--workflow", "echo") if r["id"] == rerun["id"])
     assert row["rerun_of"] == first
 
 
-def test_runs_lists_triggered_runs_unless_asked_for_replays_and_shadows(daemon: Daemon) -> None:
+def test_runs_lists_triggered_runs_unless_asked_for_replays_and_shadows(
+    daemon: Daemon, cli: Cli
+) -> None:
     project = daemon.project
     live = daemon.run("count", {"name": "grace"}).id
     replay = daemon.client.replay(live)
@@ -115,15 +117,17 @@ def test_runs_lists_triggered_runs_unless_asked_for_replays_and_shadows(daemon: 
     shadow = "shadow-of-" + live
     seed(daemon.project.config.database, shadow, at=time.time(), mode="shadow", source_run=live)
 
-    default = {r["id"] for r in listed(project, "--workflow", "count")}
+    default = {r["id"] for r in listed(cli, project, "--workflow", "count")}
     assert live in default and replay not in default and shadow not in default
-    everything = {r["id"] for r in listed(project, "--workflow", "count", "--all")}
+    everything = {r["id"] for r in listed(cli, project, "--workflow", "count", "--all")}
     assert {live, replay, shadow} <= everything
-    assert [r["id"] for r in listed(project, "--mode", "shadow")] == [shadow]
-    assert [r["id"] for r in listed(project, "--mode", "replay")] == [replay]
+    assert [r["id"] for r in listed(cli, project, "--mode", "shadow")] == [shadow]
+    assert [r["id"] for r in listed(cli, project, "--mode", "replay")] == [replay]
 
 
-def test_runs_show_prints_the_trigger_and_marks_flagged_and_denied_calls(daemon: Daemon) -> None:
+def test_runs_show_prints_the_trigger_and_marks_flagged_and_denied_calls(
+    daemon: Daemon, cli: Cli
+) -> None:
     project = daemon.project
     run_id = "denied-run"
     store = RunStore(project.config.database)
@@ -146,13 +150,13 @@ def test_runs_show_prints_the_trigger_and_marks_flagged_and_denied_calls(daemon:
     finally:
         store.close()
 
-    beyond = tandem(project, "runs", "flag", run_id, "wrong key", "--call", "7")
+    beyond = cli(project, "runs", "flag", run_id, "wrong key", "--call", "7")
     assert beyond.returncode == 2
     assert "has 2 call(s), numbered 1 to 2" in beyond.stderr and "no call 7" in beyond.stderr
-    assert listed(project, "--flagged") == [], "a refused flag leaves no flag"
-    assert tandem(project, "runs", "flag", run_id, "wrong key", "--call", "1").returncode == 0
+    assert listed(cli, project, "--flagged") == [], "a refused flag leaves no flag"
+    assert cli(project, "runs", "flag", run_id, "wrong key", "--call", "1").returncode == 0
 
-    shown = tandem(project, "runs", "show", run_id).stdout
+    shown = cli(project, "runs", "show", run_id).stdout
     assert 'trigger: {\n    "pr": 42\n  }' in shown
     calls = [line for line in shown.splitlines() if "tool.call" in line]
     assert calls[0].endswith("(call 1)  FLAGGED"), calls
@@ -160,7 +164,7 @@ def test_runs_show_prints_the_trigger_and_marks_flagged_and_denied_calls(daemon:
 
 
 def test_retention_keeps_flagged_and_exported_runs_unless_asked(
-    project: Project, start_daemon, tmp_path: Path
+    project: Project, start_daemon, tmp_path: Path, cli: Cli
 ) -> None:
     project.workflow("count", tools=["state.*"], script=COUNT)
     (project.root / "tandem.yaml").write_text("record:\n  keep_days: 30\n")
@@ -171,7 +175,7 @@ def test_retention_keeps_flagged_and_exported_runs_unless_asked(
     seed(database, "old-flagged", at=old, flag_json='{"reason": "wrong", "calls": []}')
     seed(database, "recent", at=time.time() - DAY)
     # Exported through Control (an embedded host here): the run is then kept.
-    assert tandem(project, "runs", "export", "old-exported", str(tmp_path)).returncode == 0
+    assert cli(project, "runs", "export", "old-exported", str(tmp_path)).returncode == 0
 
     daemon = start_daemon(project)
 
@@ -183,13 +187,13 @@ def test_retention_keeps_flagged_and_exported_runs_unless_asked(
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT count(*) FROM events WHERE run_id='old'").fetchone() == (0,)
 
-    kept = tandem(project, "runs", "prune", "--before", "2d")
+    kept = cli(project, "runs", "prune", "--before", "2d")
     assert kept.returncode == 0, kept.stderr
     assert "0 run(s) deleted" in kept.stdout and "2 flagged or exported" in kept.stdout
-    flagged = tandem(project, "runs", "prune", "--before", "2d", "--include-flagged")
+    flagged = cli(project, "runs", "prune", "--before", "2d", "--include-flagged")
     assert "1 run(s) deleted" in flagged.stdout
     assert ids() == {"old-exported", "recent"}
-    both = tandem(project, "runs", "prune", "--before", "2d", "--include-exported")
+    both = cli(project, "runs", "prune", "--before", "2d", "--include-exported")
     assert "1 run(s) deleted" in both.stdout and ids() == {"recent"}
 
 
@@ -217,11 +221,11 @@ def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
         store.close()
 
 
-def test_replay_of_the_last_runs_passes_over_excluded_ones(daemon: Daemon) -> None:
+def test_replay_of_the_last_runs_passes_over_excluded_ones(daemon: Daemon, cli: Cli) -> None:
     project = daemon.project
     good, typo = daemon.run("echo", {"name": "ada"}).id, daemon.run("echo", {"nme": "x"}).id
-    assert tandem(project, "runs", "exclude", typo).returncode == 0
-    replayed = tandem(project, "replay", "--workflow", "echo", "--last", "2", "--json")
+    assert cli(project, "runs", "exclude", typo).returncode == 0
+    replayed = cli(project, "replay", "--workflow", "echo", "--last", "2", "--json")
     assert replayed.returncode == 0, replayed.stderr
     ids = {result["run"] for result in json.loads(replayed.stdout)["runs"]}
     assert typo not in ids and good in ids

@@ -104,16 +104,17 @@ def test_the_generated_tests_pass_as_written(made: Project) -> None:
     assert "4 passed" in result.stdout
 
 
-def test_plain_pytest_collects_every_skeletons_tests_together(project: Project) -> None:
+def test_plain_pytest_collects_every_skeletons_tests_together(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Each script workflow's test is tests/test_script.py, each plugin's
     # tests/test_plugin.py: a project made with `tandem new` passes plain `pytest` at its
     # root, with no configuration of the user's, whatever the workflows are called.
     names = ["alpha", "beta-two", "gamma_3"]
     printed = []
     for argv in [["workflow", name] for name in names] + [["plugin", "p1"], ["plugin", "p2"]]:
-        made = tandem(project, "new", *argv)
-        assert made.returncode == 0, made.stderr
-        printed.append(made.stdout)
+        assert tandem_new(project, *argv) == 0
+        printed.append(capsys.readouterr().out)
     ini = project.root / "pytest.ini"
     assert str(ini) in printed[0] and all(str(ini) not in later for later in printed[1:])
     result = subprocess.run(
