@@ -38,11 +38,18 @@ class OpenSession:
     _requests: queue.SimpleQueue[control_pb2.SessionRequest | None]
     _replies: Iterator[control_pb2.SessionReply]
 
+    def holds(self) -> Iterator[control_pb2.ApprovalHeld]:
+        """The run's calls held for a person's approval, as they are held, until the
+        session ends (blocking: a thread of its own follows it)."""
+        for reply in self._replies:
+            if reply.HasField("held"):
+                yield reply.held
+
     def close(self) -> None:
         """End the run (succeeded) and wait until the daemon has ended it."""
         self._requests.put(control_pb2.SessionRequest(close=True))
         self._requests.put(None)
-        for _ in self._replies:
+        for _ in self._replies:  # shared with holds(), if it runs: the end reaches both
             pass
 
 

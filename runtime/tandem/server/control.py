@@ -380,7 +380,13 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 tools=[tool_spec(t) for t in session.tools_in_scope()],
                 toolhost_target=self.toolhost_target,
             )
-            clean = await _closed_or_ended(requests, session.finished)
+            closing = asyncio.ensure_future(_closed_or_ended(requests, session.finished))
+            try:
+                async for held in _holds(session.subscribe, session.unsubscribe, closing):
+                    yield control_pb2.SessionReply(held=held)
+                clean = await closing
+            finally:
+                closing.cancel()
         finally:
             # Anything but the client's `close` (a stream that breaks when the client dies
             # reads as one that ends) cancels the run: never a leaked run.
@@ -388,6 +394,34 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 self._runs.close_session(session.id)
             else:
                 self._runs.cancel(session.id)
+
+
+async def _holds(
+    subscribe: Callable[[], asyncio.Queue[Event | None]],
+    unsubscribe: Callable[[asyncio.Queue[Event | None]], None],
+    until: asyncio.Future[bool],
+) -> AsyncIterator[control_pb2.ApprovalHeld]:
+    """The run's calls held for approval, as they are held, until `until` is done."""
+    events = subscribe()
+    try:
+        while True:
+            getting = asyncio.ensure_future(events.get())
+            await asyncio.wait((getting, until), return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                return
+            event = getting.result()
+            if event is None:  # the run ended: no more holds
+                return
+            if event.kind == "approval.waiting":
+                data = event.data
+                yield control_pb2.ApprovalHeld(
+                    tool=str(data.get("tool", "")),
+                    call=int(data.get("call") or 0),
+                    decide=str(data.get("decide", "")),
+                )
+    finally:
+        unsubscribe(events)
 
 
 async def _closed_or_ended(requests: AsyncIterator[Any], finished: asyncio.Event) -> bool:

@@ -1078,6 +1078,7 @@ class SessionReply(_message.Message):
     RUN_TOKEN_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOLHOST_TARGET_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     run_token: _builtins.str
     """for ToolHost, as a script's"""
@@ -1087,6 +1088,12 @@ class SessionReply(_message.Message):
     def tools(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolSpec]:
         """the workflow's tools in scope"""
 
+    @_builtins.property
+    def held(self) -> Global___ApprovalHeld:
+        """Every later reply: a call of the session's run held for a person's approval (the
+        session hears of its holds here, with no stream of the run's whole trace).
+        """
+
     def __init__(
         self,
         *,
@@ -1094,11 +1101,39 @@ class SessionReply(_message.Message):
         run_token: _builtins.str = ...,
         tools: _abc.Iterable[_common_pb2.ToolSpec] | None = ...,
         toolhost_target: _builtins.str = ...,
+        held: Global___ApprovalHeld | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["held", b"held"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "run_token", b"run_token", "toolhost_target", b"toolhost_target", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held", "run_id", b"run_id", "run_token", b"run_token", "toolhost_target", b"toolhost_target", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionReply: _TypeAlias = SessionReply  # noqa: Y015
+
+@_typing.final
+class ApprovalHeld(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOOL_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    DECIDE_FIELD_NUMBER: _builtins.int
+    tool: _builtins.str
+    call: _builtins.int
+    """its number in the run's trace; 0 for a subagent's call"""
+    decide: _builtins.str
+    """how a person answers it: "tandem approve RUN N  |  tandem deny ..." """
+    def __init__(
+        self,
+        *,
+        tool: _builtins.str = ...,
+        call: _builtins.int = ...,
+        decide: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "decide", b"decide", "tool", b"tool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalHeld: _TypeAlias = ApprovalHeld  # noqa: Y015

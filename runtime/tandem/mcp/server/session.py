@@ -85,15 +85,14 @@ class McpSession:
         return convert.result(value, *pending.notes, *approved)
 
     async def _watch_approvals(self) -> None:
-        """Follow the run's trace (in a thread: the Control client is synchronous) and tell
-        the calls of the tool held or decided."""
+        """Hear of the run's held calls (on the session's own stream, in a thread: the
+        Control client is synchronous) and tell the calls of that tool."""
         assert self._opened is not None
-        run_id = self._opened.run_id
+        opened = self._opened
 
         def follow() -> None:
-            for event in self._client.watch(run_id):
-                if event.kind == "approval.waiting":
-                    anyio.from_thread.run(self._approval, event.data)
+            for held in opened.holds():
+                anyio.from_thread.run(self._approval, held.tool, held.decide)
 
         # A thread for the session's life: its own limiter, not a slot of the shared pool
         # (the daemon serves many sessions over HTTP).
@@ -102,10 +101,10 @@ class McpSession:
                 follow, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
             )
 
-    async def _approval(self, data: dict[str, Any]) -> None:
+    async def _approval(self, tool: str, decide: str) -> None:
         """A call of the tool is held: say so, with how a person answers it."""
-        for pending in [p for p in self._pending.values() if p.tool == data.get("tool")]:
-            note = f"held for a person's approval: {data.get('decide', '')}"
+        for pending in [p for p in self._pending.values() if p.tool == tool]:
+            note = f"held for a person's approval: {decide}"
             pending.notes.append(note)
             await pending.report(note)
 
