@@ -1,4 +1,5 @@
-"""Slack on the official slack_sdk: read a channel's recent messages, react to one.
+"""Slack on the official slack_sdk: read a channel's recent messages, react to one, post
+a message and update it (the host posts held approvals with these two).
 
 The process sees SLACK_BOT_TOKEN (the app's bot token, xoxb-...) and SLACK_API_URL (the
 Web API root; Slack's own unless set). A Slack failure is a ToolError whose `type` is
@@ -11,6 +12,7 @@ gives the call; otherwise it fails at once as `ratelimited`, retryable.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import threading
@@ -56,7 +58,7 @@ HINTS = {
     "not_in_channel": "the bot is not a member of {channel}: invite it there (/invite @bot).",
     "is_archived": "channel {channel} is archived.",
     "message_not_found": "{channel} has no message with ts {timestamp}: pass the ts of a"
-    " message that get_messages returned.",
+    " message that get_messages or post_message returned.",
     "bad_timestamp": "{timestamp!r} is not a message ts: pass the ts of a message that"
     " get_messages returned, like '1764460800.000100'.",
     "already_reacted": "the bot has already reacted with :{name}: to message {timestamp} in"
@@ -66,6 +68,11 @@ HINTS = {
     "too_many_emoji": "message {timestamp} in {channel} has as many kinds of reaction as"
     " Slack allows.",
     "too_many_reactions": "message {timestamp} in {channel} has as many reactions as Slack allows.",
+    "cant_update_message": "the bot may only update its own messages; {timestamp} in {channel} is"
+    " not one.",
+    "edit_window_closed": "message {timestamp} in {channel} can no longer be edited.",
+    "invalid_blocks": "Slack refused the blocks: check them against the Block Kit reference.",
+    "no_text": "the message has no text: pass `text` (and `blocks` if wanted).",
 }
 
 _channel_ids: dict[str, str] = {}  # channel name -> id, as conversations.list gave it
@@ -124,6 +131,50 @@ def add_reaction(channel: str, ts: str, name: str, ctx: RunContext) -> dict[str,
     params = {"channel": channel_id, "timestamp": ts, "name": emoji}
     _call_in(channel, "reactions.add", ctx, params)
     return {"ok": True, "channel": channel_id, "ts": ts, "name": emoji}
+
+
+@tool(destructive=False, idempotent=False, dry_run_result={"ok": True, "dry_run": True})
+def post_message(
+    channel: str, text: str, ctx: RunContext, blocks: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Post a message to a Slack channel as the bot (chat.postMessage).
+
+    Returns {"ok", "channel": the channel's ID, "ts": the new message's ts}; pass both to
+    update_message to change it later.
+
+    Args:
+        channel: the channel's name ("eng" or "#eng") or its ID ("C0123456789").
+        text: the message in Slack mrkdwn; with `blocks`, the notification's fallback text.
+        blocks: Block Kit blocks to show instead of `text`, as Slack takes them.
+    """
+    params: dict[str, Any] = {"channel": _channel_id(channel, ctx), "text": text}
+    if blocks is not None:
+        params["blocks"] = json.dumps(blocks)
+    answer = _call_in(channel, "chat.postMessage", ctx, params)
+    return {"ok": True, "channel": answer.get("channel", ""), "ts": answer.get("ts", "")}
+
+
+@tool(destructive=True, idempotent=True, dry_run_result={"ok": True, "dry_run": True})
+def update_message(
+    channel: str,
+    ts: str,
+    text: str,
+    ctx: RunContext,
+    blocks: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Replace the text and blocks of a message the bot posted (chat.update).
+
+    Args:
+        channel: the channel's ID, as post_message returned it.
+        ts: the message's ts, as post_message returned it.
+        text: the new text (with `blocks`, the fallback text).
+        blocks: the new blocks; [] removes them all, omitted keeps the old ones.
+    """
+    params: dict[str, Any] = {"channel": _channel_id(channel, ctx), "ts": ts, "text": text}
+    if blocks is not None:
+        params["blocks"] = json.dumps(blocks)
+    answer = _call_in(channel, "chat.update", ctx, params)
+    return {"ok": True, "channel": answer.get("channel", ""), "ts": answer.get("ts", "")}
 
 
 # -- the Slack Web API -------------------------------------------------------------------
@@ -235,6 +286,7 @@ def _api_error(
         message = f"Slack's {method} failed with {code!r}{detail}."
     else:
         known = {"method": method, "code": code, "needed": data.get("needed", "?"), **facts}
+        known.setdefault("timestamp", known.get("ts", "?"))  # chat.update names it `ts`
         message = hint.format_map(_Facts(known))
     return ToolError(message, type=code, retryable=code in RETRYABLE or status >= 500)
 

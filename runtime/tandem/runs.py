@@ -27,7 +27,7 @@ from .coordinators.mcp import McpCoordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay.recording import Recording
-from .session import RunMode, RunSession
+from .session import ApprovalObserver, RunMode, RunSession
 from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
 from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
@@ -95,6 +95,9 @@ class RunManager:
         # Why this host has no model for an llm shadow (no key; or its model is scripted
         # for the runs of one command): such a shadow is recorded as skipped, not run.
         self.skip_llm_shadows: str | None = None
+        # Told of every held call and its end (a daemon's Slack announcements); each run
+        # takes the one set when it is made.
+        self.approval_observer: ApprovalObserver | None = None
 
     def trigger(
         self,
@@ -145,6 +148,7 @@ class RunManager:
         run_id = new_run_id()
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
+        session.observer = self.approval_observer
         if workflow.version not in self._kept_versions:
             self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
             self._kept_versions.add(workflow.version)
@@ -285,6 +289,7 @@ class RunManager:
                 self.plugins,
                 mode,
             )
+            session.observer = self.approval_observer
             self._queue.append(session)
             self.sessions[record.id] = session
             adopted.append(record.id)
@@ -326,6 +331,20 @@ class RunManager:
         """Run a recorded run's trigger again, live, on the workflow's current version."""
         record = self.record(run_id, events=False)
         return self.trigger(record.workflow, record.trigger, coordinator, rerun_of=record.id)
+
+    def decide(
+        self, run_id: str, call: int | None, approved: bool, reason: str, by: str | None = None
+    ) -> list[int]:
+        """Answer a running run's held call numbered `call` (every held call when None), as
+        `tandem approve|deny` do; the numbers answered. NotFound when nothing was waiting."""
+        session = self.sessions.get(run_id)
+        if session is None:
+            raise NotFound(f"run {run_id!r} is not running")
+        decided = session.decide(call, approved, reason, by)
+        if not decided:
+            which = f"call {call}" if call else "any call"
+            raise NotFound(f"run {run_id}: {which} is not waiting for approval")
+        return decided
 
     def authenticate(self, token: str) -> RunSession:
         run_id, _, secret = token.partition(".")

@@ -142,6 +142,8 @@ def needed_plugins(config: ProjectConfig, workflow: str) -> set[str] | None:
     try:
         spec = yaml.safe_load((config.workflows_dir / workflow / "workflow.yaml").read_text())
         patterns = [str(p) for p in spec.get("tools", [])]
+        if ((spec.get("approvals") or {}).get("notify") or {}).get("slack"):
+            patterns.append("slack.post_message")  # the host announces held calls there
     except (OSError, yaml.YAMLError, AttributeError, TypeError):
         return None
     plugins = {pattern.partition(".")[0] for pattern in patterns}

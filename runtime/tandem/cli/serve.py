@@ -18,9 +18,11 @@ from tandem.host import Host
 from tandem.plugins import confine
 from tandem.retention import prune_forever
 from tandem.schedule import Scheduler
+from tandem.slack_approvals import SlackApprovals
 from tandem.webhooks import HttpListener, WebhookIntake, bind_listener, parse_listen
 from tandem.webhooks.guard import connection_cap, raise_descriptor_limit
 from tandem.webhooks.listener import create_app
+from tandem.webhooks.slack import INTERACTIONS_PATH, SIGNING_SECRET_ENV
 
 log = logging.getLogger("tandem")
 
@@ -67,6 +69,9 @@ async def _serve(
     # opens, and the listener's connection cap keeps a reserve for the rest.
     descriptors = raise_descriptor_limit()
     host = Host(config, daemon=True)
+    # Held calls of workflows with approvals.notify.slack are posted there, before any run.
+    slack = SlackApprovals(host.plugins, host.runs)
+    host.runs.approval_observer = slack
     for warning in host.isolation_choice.warnings:
         log.warning("%s", warning)
     if (why := confine.reason()) is not None:
@@ -117,7 +122,7 @@ async def _serve(
                 max_connections=connection_cap(config.http_limits.max_connections, descriptors),
             )
             listener = HttpListener(
-                create_app(intake, config.http_max_body_bytes, limits, mcp),
+                create_app(intake, config.http_max_body_bytes, limits, mcp, slack),
                 sock,
                 limits,
                 config.http_trusted_proxies,
@@ -142,10 +147,42 @@ async def _serve(
         elif sock is not None:
             sock.close()
         await background.stop()  # MCP sessions end here: their runs succeed
+        await slack.close()
         await host.stop(grace=args.grace)
         closing.close()
     log.info("stopped")
     return 0
+
+
+def _announce_slack(host: Host, listener: HttpListener | None) -> None:
+    """Where held calls go to Slack, and what their buttons still need."""
+    for state in host.registry.states():
+        notify = state.current.spec.approvals.notify if state.current else None
+        if notify is None:
+            continue
+        if listener is None:
+            log.warning(
+                "workflow %s posts held calls to Slack %s, but their buttons need the daemon"
+                " to serve HTTP (--http HOST:PORT, Slack's Request URL %s)",
+                state.name,
+                notify.slack,
+                INTERACTIONS_PATH,
+            )
+        elif not os.environ.get(SIGNING_SECRET_ENV):
+            log.warning(
+                "workflow %s posts held calls to Slack %s, but %s is not set: clicks on"
+                " their buttons are refused until it is",
+                state.name,
+                notify.slack,
+                SIGNING_SECRET_ENV,
+            )
+        else:
+            log.info(
+                "Slack clicks POST %s%s -> held calls of %s",
+                listener.address,
+                INTERACTIONS_PATH,
+                state.name,
+            )
 
 
 def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) -> None:
@@ -168,6 +205,7 @@ def _announce(host: Host, config: ProjectConfig, listener: HttpListener | None) 
                     hook.secret_env,
                     hook.path,
                 )
+    _announce_slack(host, listener)
     if config.http_mcp is not None and listener is None:
         log.warning(
             "http.mcp is on but the daemon serves no HTTP: start it with --http HOST:PORT"

@@ -233,14 +233,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def Decide(
         self, request: control_pb2.DecideRequest, context: Context
     ) -> control_pb2.DecideResponse:
-        session = self._runs.sessions.get(request.run_id)
-        if session is None:
-            raise NotFound(f"run {request.run_id!r} is not running")
         reason = request.reason or ("approved" if request.approve else "denied")
-        decided = session.decide(request.call or None, request.approve, reason)
-        if not decided:
-            which = f"call {request.call}" if request.call else "any call"
-            raise NotFound(f"run {request.run_id}: {which} is not waiting for approval")
+        decided = self._runs.decide(request.run_id, request.call or None, request.approve, reason)
         return control_pb2.DecideResponse(calls=decided)
 
     @unary

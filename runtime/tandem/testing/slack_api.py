@@ -1,11 +1,12 @@
 """A local stand-in for the Slack Web API, for tests and demos that must not touch the network.
 
 It is a real HTTP server on 127.0.0.1 (starlette under uvicorn) serving the methods the
-`slack` plugin calls, `auth.test`, `conversations.list`, `conversations.history` and
-`reactions.add`, over the seeded workspace of `tandem.testing.workspace`. It answers as
-Slack does: HTTP 200 with `{"ok": false, "error": "<code>"}` for API errors, HTTP 429 with
-`Retry-After` when rate limited, form-encoded or JSON request bodies, the token from
-`Authorization: Bearer` or a `token` form field. Point the official `slack_sdk` client (or
+`slack` plugin calls, `auth.test`, `conversations.list`, `conversations.history`,
+`reactions.add`, `chat.postMessage` and `chat.update`, over the seeded workspace of
+`tandem.testing.workspace`. It answers as Slack does: HTTP 200 with `{"ok": false,
+"error": "<code>"}` for API errors, HTTP 429 with `Retry-After` when rate limited,
+form-encoded or JSON request bodies, the token from `Authorization: Bearer` or a `token`
+form field. Point the official `slack_sdk` client (or
 a daemon) at it with `SLACK_API_URL`:
 
     with SlackStandIn() as slack:
@@ -13,9 +14,11 @@ a daemon) at it with `SLACK_API_URL`:
         client.reactions_add(channel="C0ENG00001", timestamp="1764460800.000100", name="eyes")
         assert slack.reactions_added == [("C0ENG00001", "1764460800.000100", "eyes")]
 
-`calls` records every request; `problems` every request refused as malformed (a missing
-argument, a body that does not parse, a method it does not serve), so a test can assert
-that it is empty. Each instance starts from a fresh copy of the seed; `reset()` reseeds.
+`calls` records every request, `posted` and `updated` every message the bot posted or
+changed (`message(channel, ts)` is one as it is now); `problems` every request refused as
+malformed (a missing argument, a body that does not parse, a method it does not serve), so
+a test can assert that it is empty. Each instance starts from a fresh copy of the seed;
+`reset()` reseeds.
 
 This module is the stand-in's behaviour: the workspace's state, credentials, rate limits and
 what each method does. The wire format it speaks (reading a request's arguments and token,
@@ -29,6 +32,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -54,9 +58,12 @@ from tandem.testing.slack_wire import (
     cursor_key,
     error_body,
     history_page,
+    message_content,
     missing_field,
     ok_body,
     parse_body,
+    posted_body,
+    updated_body,
 )
 
 __all__ = [
@@ -72,6 +79,7 @@ __all__ = [
     "WORKSPACE_NAME",
     "WORKSPACE_URL",
     "AddedReaction",
+    "ChangedMessage",
     "RecordedCall",
     "SlackStandIn",
 ]
@@ -93,6 +101,15 @@ class RecordedCall:
     token: str | None
     http_method: str
     outcome: str
+
+
+class ChangedMessage(NamedTuple):
+    """A message the bot posted (chat.postMessage) or updated (chat.update), as it was then."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[JSON] | None
 
 
 class AddedReaction(NamedTuple):
@@ -117,6 +134,8 @@ class SlackStandIn(ServedStandIn):
         self.page_limit: int | None = None
         self.calls: list[RecordedCall] = []
         self.reactions_added: list[AddedReaction] = []
+        self.posted: list[ChangedMessage] = []
+        self.updated: list[ChangedMessage] = []
         self.problems: list[str] = []
         self._lock = threading.Lock()
         self._limits: dict[str, tuple[int, int]] = {}  # method -> (times left, retry after)
@@ -127,6 +146,8 @@ class SlackStandIn(ServedStandIn):
             "conversations.list": self._conversations_list,
             "conversations.history": self._conversations_history,
             "reactions.add": self._reactions_add,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
         }
         app = Starlette(
             routes=[
@@ -161,6 +182,14 @@ class SlackStandIn(ServedStandIn):
                 raise LookupError(f"no seeded message {ts} in {channel}")
             return {name: list(users) for name, users in message.reactions.items()}
 
+    def message(self, channel: str, ts: str) -> Message:
+        """A message as it is now (a copy)."""
+        with self._lock:
+            found = self._find(channel, ts)
+            if found is None:
+                raise LookupError(f"no message {ts} in {channel}")
+            return Message(found.ts, found.user, found.text, {}, found.blocks, found.edited)
+
     def reset(self) -> None:
         """Reseed the workspace and forget calls, problems, rate limits and token changes: a
         fresh stand-in on the same address, for tests that share one."""
@@ -169,6 +198,8 @@ class SlackStandIn(ServedStandIn):
             self.page_limit = None
             self.calls.clear()
             self.reactions_added.clear()
+            self.posted.clear()
+            self.updated.clear()
             self.problems.clear()
             self._limits.clear()
             self._seed()
@@ -314,6 +345,47 @@ class SlackStandIn(ServedStandIn):
         users.append(workspace.BOT.id)
         self.reactions_added.append(AddedReaction(channel, ts, name))
         return {}
+
+    def _chat_post_message(self, params: Mapping[str, Any]) -> JSON:
+        channel = self._channel_or_name(params)
+        text, blocks = message_content(params)
+        if not text and not blocks:
+            raise Refusal("no_text")
+        latest = max((_ts_value(m.ts) for m in self._messages[channel]), default=(0, 0))
+        now = time.time()
+        ts = f"{max(int(now), latest[0])}.{(latest[1] + 1) % 1_000_000:06d}"
+        message = Message(ts, workspace.BOT.id, text, {}, blocks)
+        self._messages[channel].append(message)
+        self.posted.append(ChangedMessage(channel, ts, text, blocks))
+        return posted_body(channel, message)
+
+    def _chat_update(self, params: Mapping[str, Any]) -> JSON:
+        channel = self._channel(params)  # chat.update takes an ID, never a name
+        ts = str(params.get("ts") or "")
+        if not ts:
+            raise Refusal("invalid_arguments", "missing ts", **missing_field("ts"))
+        message = self._find(channel, ts)
+        if message is None:
+            raise Refusal("message_not_found")
+        if message.user != workspace.BOT.id:
+            raise Refusal("cant_update_message")
+        text, blocks = message_content(params)
+        if not text and not blocks and "blocks" not in params:
+            raise Refusal("no_text")
+        message.text = text
+        if "blocks" in params:  # omitted: the old blocks stay; []: they go
+            message.blocks = blocks
+        message.edited = f"{int(time.time())}.000000"
+        self.updated.append(ChangedMessage(channel, ts, text, message.blocks))
+        return updated_body(channel, message)
+
+    def _channel_or_name(self, params: Mapping[str, Any]) -> str:
+        """chat.postMessage takes a channel's ID or its name."""
+        given = str(params.get("channel") or "").lstrip("#")
+        for channel in workspace.CHANNELS:
+            if given == channel.name:
+                return channel.id
+        return self._channel(params)
 
 
 # -- arguments and responses -------------------------------------------------------------

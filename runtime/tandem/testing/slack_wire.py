@@ -35,9 +35,17 @@ from tandem.testing import workspace
 
 JSON = dict[str, Any]
 BOT_ID = "B0TANDEM001"
+APP_ID = "A0TANDEM001"
 WORKSPACE_NAME = "Acme"
 WORKSPACE_URL = "https://acme.slack.com/"
 CREATED = 1764000000  # when the seeded channels were made (unix seconds)
+# Slack's limits on a message's blocks, as chat.postMessage and chat.update check them.
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_ACTION_ELEMENTS = 25
+MAX_ACTION_ID = 255
+MAX_BUTTON_VALUE = 2000
+BLOCK_TYPES = {"section", "actions", "context", "divider", "header", "image", "rich_text"}
 
 
 @dataclass
@@ -48,6 +56,8 @@ class Message:
     user: str
     text: str
     reactions: dict[str, list[str]] = field(default_factory=dict)  # name -> user ids, in order
+    blocks: list[JSON] | None = None  # a message the bot posted with Block Kit blocks
+    edited: str | None = None  # the ts of its last chat.update
 
 
 # -- requests ----------------------------------------------------------------------------
@@ -127,6 +137,60 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def message_content(params: Mapping[str, Any]) -> tuple[str, list[JSON] | None]:
+    """A message's `text` and `blocks` (a JSON array, as a string in a form body), checked
+    as Slack checks them."""
+    text = str(params.get("text") or "")
+    raw = params.get("blocks")
+    if raw in (None, ""):
+        return text, None
+    try:
+        blocks = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        raise Refusal("invalid_blocks_format", "blocks is not JSON") from None
+    if not isinstance(blocks, list):
+        raise Refusal("invalid_blocks_format", "blocks is not an array")
+    problems = [p for i, block in enumerate(blocks) for p in _block_problems(i, block)]
+    if len(blocks) > MAX_BLOCKS:
+        problems.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+    if problems:
+        messages = [f"[ERROR] {problem}" for problem in problems]
+        raise Refusal(
+            "invalid_blocks",
+            "; ".join(problems),
+            errors=problems,
+            response_metadata={"messages": messages},
+        )
+    return text, blocks
+
+
+def _block_problems(index: int, block: Any) -> list[str]:
+    where = f"[json-pointer:/blocks/{index}"
+    if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+        return [f"unsupported type {where}/type]"]
+    problems = []
+    if block["type"] == "section":
+        text = (block.get("text") or {}).get("text", "")
+        if not isinstance(text, str) or not 1 <= len(text) <= MAX_SECTION_TEXT:
+            problems.append(f"must be 1 to {MAX_SECTION_TEXT} characters {where}/text/text]")
+    if block["type"] == "actions":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_ACTION_ELEMENTS:
+            return [f"must have 1 to {MAX_ACTION_ELEMENTS} elements {where}/elements]"]
+        for n, element in enumerate(elements):
+            at = f"{where}/elements/{n}"
+            if not isinstance(element, dict) or element.get("type") != "button":
+                problems.append(f"unsupported element type {at}/type]")
+                continue
+            if not 1 <= len(str(element.get("action_id", "x"))) <= MAX_ACTION_ID:
+                problems.append(f"must be 1 to {MAX_ACTION_ID} characters {at}/action_id]")
+            if len(str(element.get("value", ""))) > MAX_BUTTON_VALUE:
+                problems.append(f"must be at most {MAX_BUTTON_VALUE} characters {at}/value]")
+            if (element.get("text") or {}).get("type") != "plain_text":
+                problems.append(f"must be a plain_text object {at}/text]")
+    return problems
+
+
 # -- answers -----------------------------------------------------------------------------
 
 
@@ -203,6 +267,18 @@ def cursor_key(value: str) -> tuple[str, str]:
 # -- the objects -------------------------------------------------------------------------
 
 
+def posted_body(channel: str, message: Message) -> JSON:
+    """`chat.postMessage`'s answer: the channel's ID, the new ts, the message as stored."""
+    return {"channel": channel, "ts": message.ts, "message": message_object(message)}
+
+
+def updated_body(channel: str, message: Message) -> JSON:
+    """`chat.update`'s answer: the channel, ts and text, and the message as it is now."""
+    body = message_object(message)
+    body.pop("ts", None)  # Slack leaves the ts out of the updated message object
+    return {"channel": channel, "ts": message.ts, "text": message.text, "message": body}
+
+
 def message_object(message: Message) -> JSON:
     body: JSON = {
         "type": "message",
@@ -211,6 +287,12 @@ def message_object(message: Message) -> JSON:
         "ts": message.ts,
         "team": workspace.TEAM_ID,
     }
+    if message.user == workspace.BOT.id:  # what Slack adds to a bot's own message
+        body |= {"bot_id": BOT_ID, "app_id": APP_ID, "bot_profile": bot_profile()}
+    if message.blocks is not None:
+        body["blocks"] = message.blocks
+    if message.edited is not None:
+        body["edited"] = {"user": message.user, "ts": message.edited}
     reactions = [
         {"name": name, "users": list(users), "count": len(users)}
         for name, users in message.reactions.items()
@@ -219,6 +301,18 @@ def message_object(message: Message) -> JSON:
     if reactions:
         body["reactions"] = reactions
     return body
+
+
+def bot_profile() -> JSON:
+    return {
+        "id": BOT_ID,
+        "app_id": APP_ID,
+        "name": workspace.BOT.name,
+        "icons": {"image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png"},
+        "deleted": False,
+        "updated": CREATED,
+        "team_id": workspace.TEAM_ID,
+    }
 
 
 def channel_object(channel: workspace.SeedChannel) -> JSON:

@@ -24,6 +24,7 @@ from tandem.config import ListenerLimits
 
 if TYPE_CHECKING:
     from tandem.mcp.server.http import Mcp
+    from tandem.slack_approvals import SlackApprovals
 
 from .guard import BodyBudget, protocol_settings
 from .intake import Delivery, WebhookIntake
@@ -79,9 +80,11 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: ListenerLimits | None = None,
     mcp: Mcp | None = None,
+    slack: SlackApprovals | None = None,
 ) -> Starlette:
-    """The listener's app: webhook paths, and `/mcp` (`/mcp/<workflow>`) when `mcp` is
-    given (its requests read their bodies under the same deadline and budget)."""
+    """The listener's app: webhook paths, `/mcp` (`/mcp/<workflow>`) when `mcp` is given,
+    and Slack's button clicks on held calls (`/hooks/slack/interactions`) when `slack` is;
+    their requests read their bodies under the same deadline and budget."""
     limits = limits or ListenerLimits()
     budget = BodyBudget(max(limits.max_buffered_bytes, max_body_bytes))
     reader = BodyReader(max_body_bytes, limits.body_timeout_s, budget)
@@ -114,6 +117,11 @@ def create_app(
     if mcp is not None:
         mcp.reader = reader
         routes[:0] = [Route("/mcp", mcp), Route("/mcp/{workflow}", mcp)]
+    if slack is not None:
+        from .slack import INTERACTIONS_PATH, interactions_endpoint
+
+        clicks = interactions_endpoint(reader, slack)
+        routes[:0] = [Route(INTERACTIONS_PATH, clicks, methods=methods)]
     return Starlette(routes=routes)
 
 

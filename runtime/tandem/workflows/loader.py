@@ -124,6 +124,8 @@ def load_workflow(
         if not any(fnmatch.fnmatchcase(tool, pattern) for tool in offered):
             problems.append((where, "tools", _no_tool(pattern, offered, broken_plugins)))
 
+    _check_notify(spec, where, known_tools, broken_plugins, problems)
+
     files: dict[str, bytes] = {}
     total = 0
     for virtual, source in sorted(spec.files.items()):
@@ -208,6 +210,28 @@ def _check_script(path: str, source: str, problems: list[tuple[str, str, str]]) 
         problems.append(
             (path, "handler", "takes exactly (trigger, tools, virtual_files, subagent)")
         )
+
+
+# What the host calls to announce a held call in Slack, and to show its decision there.
+SLACK_NOTIFY_TOOLS = ("slack.post_message", "slack.update_message")
+
+
+def _check_notify(
+    spec: WorkflowSpec,
+    where: str,
+    known_tools: Collection[str],
+    broken: Mapping[str, str] | None,
+    problems: list[tuple[str, str, str]],
+) -> None:
+    """`approvals.notify.slack` needs the slack plugin, whatever the workflow's `tools:`."""
+    notify = spec.approvals.notify
+    if notify is None or all(tool in known_tools for tool in SLACK_NOTIFY_TOOLS):
+        return
+    if broken and "slack" in broken:
+        why = f"plugin 'slack' failed to load: {broken['slack']}"
+    else:
+        why = f"no plugin provides {' and '.join(SLACK_NOTIFY_TOOLS)}: add the slack plugin"
+    problems.append((where, "approvals.notify.slack", f"{notify.slack!r} needs Slack: {why}"))
 
 
 def _no_tool(pattern: str, offered: Collection[str], broken: Mapping[str, str] | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -83,15 +84,38 @@ class Trigger(_Strict):
         return kind
 
 
+# A Slack channel as a name ("approvals", "#approvals") or an ID ("C0123456789").
+SLACK_CHANNEL = r"^(#?[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{8,})$"
+
+
+class ApprovalNotify(_Strict):
+    """Where a held call is announced besides the trace: `slack: CHANNEL` posts it there
+    with Approve / Deny buttons (through the `slack` plugin)."""
+
+    slack: str
+
+    @field_validator("slack")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not re.match(SLACK_CHANNEL, value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel: give a name like 'approvals' (lower"
+                " case, no spaces) or a channel ID like 'C0123456789'"
+            )
+        return value
+
+
 class Approvals(_Strict):
     """Which tool calls wait for a person, per coordinator: `destructive` (tools annotated
     so), `side_effects` (every tool that is not read-only), or tool names and globs. A
     subagent's calls follow the `llm` list. `timeout_s`: how long a call waits before it
-    is denied (default: until just before the run's own time limit)."""
+    is denied (default: until just before the run's own time limit). `notify`: where
+    else a held call is announced (`{slack: CHANNEL}`)."""
 
     llm: list[str] = Field(default_factory=list)
     script: list[str] = Field(default_factory=list)
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    notify: ApprovalNotify | None = None
 
     def required(self, coordinator: str, tool: str, destructive: bool, read_only: bool) -> bool:
         if read_only:
