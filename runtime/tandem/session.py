@@ -95,6 +95,8 @@ class RunSession:
         # number each has in the trace (None for a subagent's call, which has none there).
         self.approvals: dict[int, asyncio.Future[tuple[bool, str]]] = {}
         self._numbers: dict[int, int | None] = {}
+        # Who answered a call (the console, the Control socket), by its tool.call seq.
+        self._deciders: dict[int, str] = {}
         # The run's own calls so far, numbered as `tandem runs show` numbers them.
         self._calls_numbered = 0
         self.workflow = workflow
@@ -294,8 +296,11 @@ class RunSession:
         finally:
             self.approvals.pop(seq, None)
             self._numbers.pop(seq, None)
+            by = self._deciders.pop(seq, "")
             if not self.approvals and self.active:
                 self._store.set_status(self.id, "running")
+        if by:
+            named["by"] = by
         self.emit("approval.decided", **named, tool=tool.name, approved=approved, reason=reason)
         if not approved:
             said = f"a person denied this call: {reason}" if decided else f"not run: {reason}"
@@ -311,15 +316,18 @@ class RunSession:
         bounds = [b for b in (configured, left) if b is not None]
         return max(min(bounds), 0.1) if bounds else 3600.0
 
-    def decide(self, number: int | None, approved: bool, reason: str) -> list[int]:
+    def decide(self, number: int | None, approved: bool, reason: str, *, by: str = "") -> list[int]:
         """Answer the waiting call numbered `number` in the trace (every waiting call when
-        None); the numbers answered, 0 standing for a subagent's call."""
+        None); the numbers answered, 0 standing for a subagent's call. `by` names who
+        answered, in the trace's approval.decided event."""
         waiting = sorted(seq for seq, n in self._numbers.items() if number is None or n == number)
         decided = []
         for seq in waiting:
             future = self.approvals.get(seq)
             if future is not None and not future.done():
                 future.set_result((approved, reason))
+                if by:
+                    self._deciders[seq] = by
                 decided.append(self._numbers.get(seq) or 0)
         return decided
 
