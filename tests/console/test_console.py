@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from tandem.config import load_config
 from tandem.console import Console, create_app
 from tandem.host import Host
-from tandem.store import RunRecord
+from tandem.store import RunQuery, RunRecord
 from tandem.webhooks import HttpListener, bind_listener
 
 TOKEN = "console-test-token"
@@ -225,3 +225,16 @@ def test_a_console_beyond_loopback_needs_a_token_set(project: Any) -> None:
     refused = tandem(project, "serve", "--console", "0.0.0.0:0", env=env)
     assert refused.returncode != 0
     assert "needs TANDEM_CONSOLE_TOKEN set" in refused.stderr
+
+
+def test_the_ledger_page_counts_the_runs_as_tandem_stats_does(setup: Setup) -> None:
+    setup.finished(setup.run("hello", {"name": "Flo"}))
+    page = setup.signed_in().get("/ledger", params={"workflow": "hello"}).text
+    listed = setup.host.store.list(RunQuery(workflow="hello", modes=("live",), limit=1000))
+    rows = [row.split("</tr>")[0] for row in page.split('<tr class="group">')[1:]]
+    assert rows
+    for row in rows:  # workflow, coordinator, version, runs, ...
+        cells = [cell.split("</td>")[0] for cell in row.split("<td>")[1:]]
+        version = [r for r in listed if r.workflow_version == cells[2]]
+        assert cells[0] == "hello" and cells[1].rstrip("*") == "script", cells
+        assert cells[3] == str(len(version)), cells

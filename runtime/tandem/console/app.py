@@ -26,6 +26,7 @@ from tandem.runs import RunManager
 from . import live
 from .approvals import decided_calls, waiting_calls
 from .auth import COOKIE, CSRF_FIELD, Session, Sessions, csrf_ok, same_origin
+from .ledger import ledger_view
 from .runs_view import COORDINATORS, STATUSES, runs_page
 from .timeline import Call, Turn, timeline
 
@@ -179,6 +180,14 @@ def create_app(console: Console) -> Starlette:
             now=time.time(),
         )
 
+    async def ledger_page(request: Request, session: Session) -> Response:
+        return console.render(
+            "ledger.html",
+            session,
+            ledger=ledger_view(console.runs, console.prices(), request.query_params),
+            workflows=sorted(state.name for state in console.runs.registry.states()),
+        )
+
     async def decide(request: Request, form: dict[str, str]) -> Response:
         run_id = request.path_params["run_id"]
         session = console.runs.sessions.get(run_id)
@@ -205,6 +214,7 @@ def create_app(console: Console) -> Starlette:
         Route("/runs/{run_id}/flag", action(flag), methods=["POST"]),
         Route("/runs/{run_id}/export", action(export), methods=["POST"]),
         Route("/approvals", page(approvals)),
+        Route("/ledger", page(ledger_page)),
         Route("/approvals/{run_id}/{call:int}", action(decide), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
