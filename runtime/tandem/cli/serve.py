@@ -136,6 +136,7 @@ async def _serve(
                 config.http_trusted_proxies,
             )
             background.start("http-listener", listener.serve())
+        ConsoleAddress.remove(config.state_dir)  # one a killed daemon left names no console
         if console_sock is not None and console_token is not None:
             console = Console(host.runs, console_token, config.root)
             console_listener = HttpListener(create_console_app(console), console_sock)
