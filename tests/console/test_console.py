@@ -34,6 +34,9 @@ files:
 approvals: {script: [state.increment], timeout_s: 20}
 limits: {timeout_s: 30}
 """
+NIGHTLY = HELD.replace("name: held", "name: nightly").replace(
+    "approvals:", "triggers: [{schedule: '0 3 * * *'}]\napprovals:"
+)
 
 
 @dataclass
@@ -68,6 +71,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     held = root / "workflows" / "held"
     shutil.copytree(REPO / "workflows" / "hello", held)
     (held / "workflow.yaml").write_text(HELD)
+    nightly = root / "workflows" / "nightly"
+    shutil.copytree(REPO / "workflows" / "hello", nightly)
+    (nightly / "workflow.yaml").write_text(NIGHTLY)
+    (root / "workflows" / "broken").mkdir()
+    (root / "workflows" / "broken" / "workflow.yaml").write_text("name: broken\n")
     config = load_config(root)
 
     async def start() -> tuple[Host, Console]:
@@ -238,3 +246,14 @@ def test_the_ledger_page_counts_the_runs_as_tandem_stats_does(setup: Setup) -> N
         version = [r for r in listed if r.workflow_version == cells[2]]
         assert cells[0] == "hello" and cells[1].rstrip("*") == "script", cells
         assert cells[3] == str(len(version)), cells
+
+
+def test_the_workflows_page_shows_state_triggers_and_next_time(setup: Setup) -> None:
+    page = setup.signed_in().get("/workflows").text
+    rows = {row.split('"')[0]: row.split("</tr>")[0] for row in page.split('<tr id="workflow-')[1:]}
+    hello = setup.host.registry.get("hello")
+    assert hello is not None
+    assert ">ok<" in rows["hello"] and hello.version in rows["hello"]
+    assert "<td>script</td>" in rows["hello"] and "manual" in rows["hello"]
+    assert "schedule 0 3 * * * (next 2" in rows["nightly"]  # its next time, dated
+    assert ">error<" in rows["broken"] and "load error" in rows["broken"]

@@ -29,6 +29,7 @@ from .auth import COOKIE, CSRF_FIELD, Session, Sessions, csrf_ok, same_origin
 from .ledger import ledger_view
 from .runs_view import COORDINATORS, STATUSES, runs_page
 from .timeline import Call, Turn, timeline
+from .workflows import workflows
 
 HERE = Path(__file__).parent
 Handler = Callable[[Request], Awaitable[Response]]
@@ -180,6 +181,10 @@ def create_app(console: Console) -> Starlette:
             now=time.time(),
         )
 
+    async def workflows_page(request: Request, session: Session) -> Response:
+        views = workflows(console.runs, console.prices())
+        return console.render("workflows.html", session, workflows=views)
+
     async def ledger_page(request: Request, session: Session) -> Response:
         return console.render(
             "ledger.html",
@@ -215,6 +220,7 @@ def create_app(console: Console) -> Starlette:
         Route("/runs/{run_id}/export", action(export), methods=["POST"]),
         Route("/approvals", page(approvals)),
         Route("/ledger", page(ledger_page)),
+        Route("/workflows", page(workflows_page)),
         Route("/approvals/{run_id}/{call:int}", action(decide), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
