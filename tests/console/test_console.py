@@ -257,3 +257,15 @@ def test_the_workflows_page_shows_state_triggers_and_next_time(setup: Setup) -> 
     assert "<td>script</td>" in rows["hello"] and "manual" in rows["hello"]
     assert "schedule 0 3 * * * (next 2" in rows["nightly"]  # its next time, dated
     assert ">error<" in rows["broken"] and "load error" in rows["broken"]
+
+
+def test_a_run_is_replayed_from_its_page(setup: Setup) -> None:
+    run_id = setup.run("hello", {"name": "Gus"})
+    setup.finished(run_id)
+    page = setup.signed_in().get(f"/runs/{run_id}").text
+    assert "<option>llm</option><option>script</option>" in page  # the other one first
+    replayed = _post(setup, f"/runs/{run_id}/replay", coordinator="script")
+    assert replayed.status_code == 303
+    replay = setup.finished(replayed.headers["location"].rsplit("/", 1)[1])
+    assert replay.mode == "replay" and replay.source_run == run_id
+    assert replay.status == "succeeded", replay.error

@@ -157,6 +157,11 @@ def create_app(console: Console) -> Starlette:
         session = console.runs.rerun(request.path_params["run_id"])
         return RedirectResponse(f"/runs/{session.id}", 303)
 
+    async def replay(request: Request, form: dict[str, str]) -> Response:
+        coordinator = form.get("coordinator") or None
+        session = console.runs.replay(request.path_params["run_id"], coordinator)
+        return RedirectResponse(f"/runs/{session.id}", 303)
+
     async def flag(request: Request, form: dict[str, str]) -> Response:
         run_id = request.path_params["run_id"]
         calls = [int(n) - 1 for n in form.get("call", "").split() if n.isdigit()]
@@ -216,6 +221,7 @@ def create_app(console: Console) -> Starlette:
         Route("/runs/{run_id}/stream", page(run_stream)),
         Route("/runs/{run_id}/cancel", action(cancel), methods=["POST"]),
         Route("/runs/{run_id}/rerun", action(rerun), methods=["POST"]),
+        Route("/runs/{run_id}/replay", action(replay), methods=["POST"]),
         Route("/runs/{run_id}/flag", action(flag), methods=["POST"]),
         Route("/runs/{run_id}/export", action(export), methods=["POST"]),
         Route("/approvals", page(approvals)),
