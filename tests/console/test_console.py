@@ -269,3 +269,20 @@ def test_a_run_is_replayed_from_its_page(setup: Setup) -> None:
     replay = setup.finished(replayed.headers["location"].rsplit("/", 1)[1])
     assert replay.mode == "replay" and replay.source_run == run_id
     assert replay.status == "succeeded", replay.error
+
+
+def test_two_runs_compare_call_by_call(setup: Setup) -> None:
+    first, second = setup.run("hello", {"name": "Hal"}), setup.run("hello", {"name": "Ida"})
+    setup.finished(first)
+    setup.finished(second)
+    client = setup.signed_in()
+    page = client.get("/compare", params={"a": first, "b": second}).text
+    assert "the plans differ" in page
+    row = page.split('<tr class="plan changed">')[1].split("</tr>")[0]
+    assert "greeted:Hal" in row and "greeted:Ida" in row and "key differs" in row
+    replayed = _post(setup, f"/runs/{first}/replay", coordinator="script")
+    replay_id = replayed.headers["location"].rsplit("/", 1)[1]
+    setup.finished(replay_id)
+    assert f'href="/compare?a={first}&amp;b={replay_id}"' in client.get(f"/runs/{replay_id}").text
+    same = client.get("/compare", params={"a": first, "b": replay_id}).text
+    assert "the plans agree" in same and '<tr class="plan same">' in same

@@ -26,6 +26,7 @@ from tandem.runs import RunManager
 from . import live
 from .approvals import decided_calls, waiting_calls
 from .auth import COOKIE, CSRF_FIELD, Session, Sessions, csrf_ok, same_origin
+from .compare import compare
 from .ledger import ledger_view
 from .runs_view import COORDINATORS, STATUSES, runs_page
 from .timeline import Call, Turn, timeline
@@ -186,6 +187,15 @@ def create_app(console: Console) -> Starlette:
             now=time.time(),
         )
 
+    async def compare_page(request: Request, session: Session) -> Response:
+        ids = request.query_params.get("a", ""), request.query_params.get("b", "")
+        records = [console.runs.store.get(run_id) for run_id in ids]
+        if records[0] is None or records[1] is None:
+            missing = ids[0] if records[0] is None else ids[1]
+            return console.render("missing.html", session, status=404, run_id=missing)
+        comparison = compare(records[0], records[1], console.prices())
+        return console.render("compare.html", session, compared=comparison)
+
     async def workflows_page(request: Request, session: Session) -> Response:
         views = workflows(console.runs, console.prices())
         return console.render("workflows.html", session, workflows=views)
@@ -227,6 +237,7 @@ def create_app(console: Console) -> Starlette:
         Route("/approvals", page(approvals)),
         Route("/ledger", page(ledger_page)),
         Route("/workflows", page(workflows_page)),
+        Route("/compare", page(compare_page)),
         Route("/approvals/{run_id}/{call:int}", action(decide), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
