@@ -27,6 +27,7 @@ _KEYS = {
     "isolation_fallback",
     "builtin_plugins",
     "http",
+    "console",  # the console's listener: [HOST:]PORT
     "record",
     "prices",  # read by tandem.ledger.prices
     "runs",
@@ -93,6 +94,8 @@ class ProjectConfig:
     http_replay_window_s: float = DEFAULT_REPLAY_WINDOW_S
     # The MCP server over streamable HTTP at /mcp; None: not served.
     http_mcp: McpHttp | None = None
+    # The console's own listener (never the webhook listener's): "[HOST:]PORT", or None.
+    console_listen: str | None = None
     record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     # The daemon deletes finished runs older than this (flagged and exported ones kept).
     record_keep_days: float | None = None
@@ -172,6 +175,7 @@ def load_config(
     isolation: str | None = None,
     isolation_fallback: bool | None = None,
     http_listen: str | None = None,
+    console_listen: str | None = None,
 ) -> ProjectConfig:
     root = (root or Path.cwd()).resolve()
     settings = _read_file(root / CONFIG_FILE)
@@ -207,6 +211,7 @@ def load_config(
         http_trusted_proxies=list(http.get("trusted_proxies", [])),
         http_replay_window_s=float(http.get("replay_window_s", DEFAULT_REPLAY_WINDOW_S)),
         http_mcp=_mcp_http(root / CONFIG_FILE, http.get("mcp")),
+        console_listen=console_listen or _console(root / CONFIG_FILE, settings.get("console")),
         record_max_result_bytes=record.get("max_result_bytes", DEFAULT_RECORD_MAX_RESULT_BYTES),
         record_keep_days=record.get("keep_days"),
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
@@ -290,6 +295,15 @@ def _mcp_http(path: Path, value: Any) -> McpHttp | None:
     if not isinstance(most, int) or isinstance(most, bool) or most < 1:
         raise DefinitionError(str(path), "http.mcp.max_sessions: expected a positive integer")
     return McpHttp(list(hosts), float(idle), most)
+
+
+def _console(path: Path, value: Any) -> str | None:
+    """`console: PORT` or `console: HOST:PORT` (a bare port binds to loopback)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DefinitionError(str(path), f"console: expected [HOST:]PORT, not {value!r}")
+    return str(value)
 
 
 def _http_settings(path: Path, value: Any) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from .coordinators.base import Coordinator
 from .coordinators.mcp import McpCoordinator
 from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
-from .replay.recording import Recording
+from .replay import fixture_of
+from .replay.recording import Recording, attempted_plan
 from .session import ApprovalObserver, RunMode, RunSession
 from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
 from .suggest import did_you_mean
@@ -360,6 +361,27 @@ class RunManager:
         if record is None:
             raise NotFound(f"no run {run_id!r}")
         return record
+
+    def export(self, run_id: str) -> dict[str, Any]:
+        """The run as a test fixture; marked exported, so retention keeps it."""
+        record = self.record(run_id, kinds=PLAN_KINDS)
+        fixture = fixture_of(record, self.store.version_content(record.workflow_version))
+        self.store.mark_exported(record.id, time.time())
+        return fixture
+
+    def flag(self, run_id: str, reason: str, calls: list[int]) -> None:
+        """Flag the run as wrong (`calls`: 0-based indexes of its own calls, as `tandem
+        runs show` numbers them from 1); no reason clears the flag."""
+        if calls:
+            count = len(attempted_plan(self.record(run_id, kinds=PLAN_KINDS)))
+            beyond = sorted(n + 1 for n in calls if not 0 <= n < count)
+            if beyond:
+                raise InvalidArguments(
+                    f"run {run_id} has {count} call(s), numbered 1 to {count} by "
+                    f"`tandem runs show`: no call {', '.join(map(str, beyond))}"
+                )
+        if not self.store.flag(run_id, {"reason": reason, "calls": calls} if reason else None):
+            raise NotFound(f"no run {run_id!r}")
 
     async def wait(self, run_id: str) -> RunRecord:
         task = self._tasks.get(run_id)

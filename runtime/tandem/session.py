@@ -355,7 +355,8 @@ class RunSession:
         self, number: int | None, approved: bool, reason: str, by: str | None = None
     ) -> list[int]:
         """Answer the waiting call numbered `number` in the trace (every waiting call when
-        None); the numbers answered, 0 standing for a subagent's call."""
+        None); the numbers answered, 0 standing for a subagent's call. `by` names who
+        answered, in the trace's approval.decided event."""
         waiting = sorted(seq for seq, n in self._numbers.items() if number is None or n == number)
         return [
             self._numbers.get(seq) or 0

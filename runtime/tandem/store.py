@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS runs (
     rerun_of TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
+-- The newest runs first, a page at a time (the console's runs page, `tandem runs`).
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs (id),
     seq INTEGER NOT NULL,
@@ -194,6 +196,8 @@ class RunQuery:
     without_excluded: bool = False
     since: float = 0.0
     until: float = float("inf")
+    # Keyset paging: with `until`, the runs before (until, before_id) in the list's order.
+    before_id: str = ""
     limit: int = 50
 
 
@@ -219,6 +223,9 @@ class RunStore:
         # the next statement that gets through, and shown by every read meanwhile.
         self._ends: dict[str, tuple[str, str, str | None, str, float]] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
+        # Called with a run's id when it is made or its status or flag changes (the
+        # console's live runs page).
+        self.watchers: list[Callable[[str], None]] = []
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -247,6 +254,10 @@ class RunStore:
         except sqlite3.OperationalError as error:
             raise StoreError(self.path, error) from error
 
+    def _changed(self, run_id: str) -> None:
+        for watcher in self.watchers:
+            watcher(run_id)
+
     def create(self, record: RunRecord) -> None:
         self._run(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
@@ -267,6 +278,7 @@ class RunStore:
                 record.rerun_of,
             ),
         )
+        self._changed(record.id)
 
     def keep_version(self, version: str, workflow: str, content: dict[str, Any]) -> None:
         self._run(
@@ -289,6 +301,7 @@ class RunStore:
             "UPDATE runs SET flag_json=? WHERE id=?",
             (None if flag is None else json.dumps(flag), run_id),
         )
+        self._changed(run_id)
         return cursor.rowcount == 1
 
     def exclude(self, run_id: str, excluded: dict[str, Any] | None) -> bool:
@@ -304,9 +317,11 @@ class RunStore:
     def set_status(self, run_id: str, status: str) -> None:
         """running <-> waiting, while a call waits for approval."""
         self._run("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        self._changed(run_id)
 
     def mark_started(self, run_id: str, at: float) -> None:
         self._run("UPDATE runs SET status='running', started_at=? WHERE id=?", (at, run_id))
+        self._changed(run_id)
 
     def finish(
         self,
@@ -322,6 +337,7 @@ class RunStore:
         meanwhile, so the run never looks as if it still ran."""
         self._ends[run_id] = (status, json.dumps(output), error, json.dumps(usage), at)
         self._flush_before()
+        self._changed(run_id)
 
     def _write_ends(self) -> None:
         for run_id, (status, output, error, usage, at) in list(self._ends.items()):
@@ -510,10 +526,27 @@ class RunStore:
             cursor.close()
         return page, False
 
+    def recent_events(self, kind: str, runs: int) -> list[tuple[str, Event]]:
+        """Events of `kind` in the newest `runs` runs, newest first (the console's decided
+        approvals): read through each run's own events, never the whole table."""
+        rows = self._run(
+            "SELECT events.run_id, seq, ts, kind, data_json FROM"
+            " (SELECT id FROM runs ORDER BY created_at DESC LIMIT ?) AS recent"
+            " JOIN events ON events.run_id = recent.id WHERE kind=? ORDER BY ts DESC",
+            (runs, kind),
+        ).fetchall()
+        return [
+            (run_id, Event(seq, ts, kind, json.loads(data), data))
+            for run_id, seq, ts, kind, data in rows
+        ]
+
     def list(self, query: RunQuery | None = None) -> list[RunRecord]:
         q = query or RunQuery()
         where = ["created_at >= ?", "created_at <= ?"]
         params: list[Any] = [q.since, q.until]
+        if q.before_id:
+            where.append("(created_at < ? OR id < ?)")
+            params.extend([q.until, q.before_id])
         for column, value in (
             ("workflow", q.workflow),
             ("status", q.status),
@@ -534,7 +567,7 @@ class RunStore:
                 " WHERE source.id=runs.source_run AND source.excluded_json IS NOT NULL)"
             )
         conditions = " AND ".join(where)  # constants and placeholders
-        sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC LIMIT ?"  # noqa: S608
+        sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC, id DESC LIMIT ?"  # noqa: S608
         rows = self._run(sql, (*params, q.limit)).fetchall()
         records = [self._shown(_record(row)) for row in rows]
         return [r for r in records if not q.status or r.status == q.status]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import approve, mcp, new, overview, replay, rewrite, run, runs, shadow, stats
+from . import approve, console, mcp, new, overview, replay, rewrite, run, runs, shadow, stats
 from .common import EXIT_OK, UsageError, fail
 
 if TYPE_CHECKING:
@@ -69,10 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve webhook triggers over HTTP here (PORT alone binds to loopback)",
     )
+    serve.add_argument(
+        "--console",
+        metavar="[HOST:]PORT",
+        help="serve the console (a browser's view of runs and approvals) here; a bare PORT"
+        " binds to loopback, any other address needs TANDEM_CONSOLE_TOKEN",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     # Each command's module adds its own parser and imports what it needs only when it runs.
-    for module in (run, replay, shadow, rewrite, approve, stats, new, runs, overview, mcp):
+    for module in (run, replay, shadow, rewrite, approve, stats, new, runs, overview, mcp, console):
         module.add_parser(commands)
     return parser
 
@@ -137,6 +143,7 @@ _COMMANDS = {
     "stats": (stats, "cmd_stats"),
     "new": (new, "cmd_new"),
     "runs": (runs, "cmd_runs"),
+    "console": (console, "cmd_console"),
 }
 
 
@@ -169,4 +176,5 @@ def _config(args: argparse.Namespace) -> ProjectConfig:
         isolation=getattr(args, "isolation", None),
         isolation_fallback=getattr(args, "isolation_fallback", None),
         http_listen=getattr(args, "http", None),
+        console_listen=getattr(args, "console", None),
     )

@@ -62,7 +62,7 @@ def format_event(event: Event) -> str:
     kind = event.kind
     if kind == "tool.call":
         body = f"{data['tool']}({_short(data.get('arguments', {}))})"
-        mark = _SOURCES.get(str(data.get("source", "plugin")), "")
+        mark = SOURCE_MARKS.get(str(data.get("source", "plugin")), "")
         if data.get("subagent"):
             mark = f"[{data['subagent']}] " + mark
         body = f"{body}  {mark}".rstrip()
@@ -112,8 +112,8 @@ def _held(data: dict[str, Any]) -> str:
     return f"call {data['call']}" if "call" in data else "a subagent's call"
 
 
-# How a call was answered, marked in the trace; a plain call ran for real.
-_SOURCES = {
+# How a call was answered, marked in the trace (and the console); a plain call ran for real.
+SOURCE_MARKS = {
     "plugin": "",
     "planned": "[planned: dry run, not executed]",
     "recording": "[answered from the recording]",
@@ -142,8 +142,7 @@ class TraceRenderer:
 
     def line(self, event: Event) -> str:
         text = format_event(event)
-        data = event.data
-        if event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"])):
+        if own_call(event):
             self.calls += 1
             marks = "".join(
                 (
@@ -155,13 +154,20 @@ class TraceRenderer:
         return text
 
 
+def own_call(event: Event) -> bool:
+    """A call of the run's own, numbered in the trace (`call 1`, ...): not a subagent's,
+    nor one of the tools outside the plan."""
+    data = event.data
+    return event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"]))
+
+
 def numbered_calls(record: RunRecord, width: int = 100) -> dict[int, str]:
     """The run's own calls by their number in the trace, as `tool(arguments)` shortened
     to about `width` characters; numbered as TraceRenderer numbers them."""
     calls: dict[int, str] = {}
     for event in record.events:
         data = event.data
-        if event.kind == "tool.call" and not data.get("subagent") and in_plan(str(data["tool"])):
+        if own_call(event):
             calls[len(calls) + 1] = f"{data['tool']}({_short(data.get('arguments', {}), width)})"
     return calls
 

@@ -14,6 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 from tandem.config import ProjectConfig
+from tandem.console import Console, ConsoleAddress
+from tandem.console import console_token as console_token_for
+from tandem.console import create_app as create_console_app
+from tandem.console.address import TOKEN_VARIABLE
 from tandem.host import Host
 from tandem.plugins import confine
 from tandem.retention import prune_forever
@@ -84,7 +88,16 @@ async def _serve(
     closing = contextlib.ExitStack()
     listener: HttpListener | None = None
     sock: socket.socket | None = None
+    console: Console | None = None
+    console_listener: HttpListener | None = None
     try:
+        # The console's listener, bound now too; its token is checked before anything starts.
+        console_token = console_sock = None
+        if config.console_listen:
+            console_host, console_port = parse_listen(config.console_listen, "--console")
+            console_token = console_token_for(config.state_dir, console_host)
+            console_sock = bind_listener(console_host, console_port)
+            closing.callback(console_sock.close)
         # Bound first: a taken port stops the daemon before it starts anything.
         token = None
         if config.http_mcp is not None and config.http_listen:
@@ -128,6 +141,15 @@ async def _serve(
                 config.http_trusted_proxies,
             )
             background.start("http-listener", listener.serve())
+        ConsoleAddress.remove(config.state_dir)  # one a killed daemon left names no console
+        if console_sock is not None and console_token is not None:
+            console = Console(host.runs, console_token, config.root)
+            console_listener = HttpListener(create_console_app(console), console_sock)
+            background.start("console-listener", console_listener.serve())
+            bound_host, bound_port = console_sock.getsockname()[:2]
+            kept = not os.environ.get(TOKEN_VARIABLE)
+            ConsoleAddress(bound_host, bound_port, kept).write(config.state_dir)
+            closing.callback(ConsoleAddress.remove, config.state_dir)
         if not args.no_reload:
             background.start("workflow-watcher", host.watch_workflows())
             background.start("plugin-watcher", host.watch_plugins())
@@ -139,9 +161,16 @@ async def _serve(
         if config.record_keep_days is not None:
             background.start("retention", prune_forever(config.database, config.record_keep_days))
         _announce(host, config, listener)
+        if console_listener is not None:
+            log.info(
+                "console %s: `tandem console` prints its sign-in URL", console_listener.address
+            )
         await stop.wait()
         log.info("stopping: runs in flight get %.1fs", args.grace)
     finally:
+        if console is not None and console_listener is not None:
+            console.stop()  # its live streams end, so its listener stops at once
+            console_listener.stop()
         if listener is not None:
             listener.stop()  # no new deliveries; uvicorn finishes the ones it holds
         elif sock is not None:

@@ -143,7 +143,7 @@ HEADER = (
 
 
 def table(groups: list[dict[str, Any]]) -> list[str]:
-    rows = [HEADER] + [_row(g) for g in groups]
+    rows = [HEADER] + [group_row(g) for g in groups]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     left = 3  # workflow, coordinator and version read left-aligned
     return [
@@ -155,7 +155,8 @@ def table(groups: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _row(group: dict[str, Any]) -> tuple[str, ...]:
+def group_row(group: dict[str, Any]) -> tuple[str, ...]:
+    """One group's figures as the table shows them (the console's ledger page too)."""
     per_run = group["per_run"]
     shadows = group["shadows"]
     shadow = "-"

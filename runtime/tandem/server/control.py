@@ -18,12 +18,10 @@ from tandem import __version__
 from tandem.blocking import in_thread
 from tandem.isolation import STRICTNESS
 from tandem.plugins import confine
-from tandem.replay import fixture_of
-from tandem.replay.recording import attempted_plan
 from tandem.retention import prune
 from tandem.runs import RunManager
 from tandem.session import tools_in_scope
-from tandem.store import PLAN_KINDS, Event, RunQuery, RunRecord
+from tandem.store import Event, RunQuery, RunRecord
 from tandem.zygote.client import Zygote
 
 from .status import streaming, unary
@@ -234,34 +232,23 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.DecideRequest, context: Context
     ) -> control_pb2.DecideResponse:
         reason = request.reason or ("approved" if request.approve else "denied")
-        decided = self._runs.decide(request.run_id, request.call or None, request.approve, reason)
+        decided = self._runs.decide(
+            request.run_id, request.call or None, request.approve, reason, by="control"
+        )
         return control_pb2.DecideResponse(calls=decided)
 
     @unary
     async def ExportRun(
         self, request: control_pb2.ExportRunRequest, context: Context
     ) -> control_pb2.ExportRunResponse:
-        record = self._runs.record(request.run_id, kinds=PLAN_KINDS)
-        fixture = fixture_of(record, self._runs.store.version_content(record.workflow_version))
-        self._runs.store.mark_exported(record.id, time.time())  # retention keeps it
+        fixture = self._runs.export(request.run_id)
         return control_pb2.ExportRunResponse(fixture_json=json.dumps(fixture))
 
     @unary
     async def FlagRun(
         self, request: control_pb2.FlagRunRequest, context: Context
     ) -> control_pb2.FlagRunResponse:
-        flag = {"reason": request.reason, "calls": list(request.calls)} if request.reason else None
-        if request.calls:
-            # Numbered as `tandem runs show` numbers them: the run's own calls, from 1.
-            count = len(attempted_plan(self._runs.record(request.run_id, kinds=PLAN_KINDS)))
-            beyond = sorted(n + 1 for n in request.calls if not 0 <= n < count)
-            if beyond:
-                raise InvalidArguments(
-                    f"run {request.run_id} has {count} call(s), numbered 1 to {count} by "
-                    f"`tandem runs show`: no call {', '.join(map(str, beyond))}"
-                )
-        if not self._runs.store.flag(request.run_id, flag):
-            raise NotFound(f"no run {request.run_id!r}")
+        self._runs.flag(request.run_id, request.reason, list(request.calls))
         return control_pb2.FlagRunResponse()
 
     @unary

@@ -41,7 +41,7 @@ class ListenError(TandemError):
     pass
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, flag: str = "--http") -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` or `PORT` (loopback unless a host is named)."""
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]") or DEFAULT_HOST
@@ -50,7 +50,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         if not 0 <= port <= 65535:
             raise ValueError
     except ValueError:
-        raise ListenError(f"--http {text!r}: expected HOST:PORT, :PORT or PORT") from None
+        raise ListenError(f"{flag} {text!r}: expected HOST:PORT, :PORT or PORT") from None
     return host, port
 
 
