@@ -12,7 +12,7 @@ MCP1_STAMP := $(PEERS)/mcp1/.installed-1.20-2
 INSPECTOR_VERSION := 2.12.0
 INSPECTOR_STAMP := $(PEERS)/inspector/.installed-$(INSPECTOR_VERSION)
 
-.PHONY: install test stress check demo bench proto clean
+.PHONY: install test stress check demo console bench proto clean
 
 install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP)
 	@# Byte-compile the editable sources, as a wheel install would: a CLI start then reads
@@ -64,6 +64,11 @@ check: install
 # The pr_merged example end to end, on local stand-ins for Slack, GitHub and the model.
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The same example with the console on: prints its sign-in URL and serves until Ctrl-C.
+CONSOLE_PORT ?= 8377
+console: install
+	$(BIN)/python scripts/console_demo.py --port $(CONSOLE_PORT)
 
 # Every figure is a ratio against a reference measured in the same run (see benchmarks/).
 bench: install

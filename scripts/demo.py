@@ -96,16 +96,19 @@ def heading(number: int, text: str) -> None:
 class Daemon:
     """`tandem serve --http` for the demo, its log kept in the state folder."""
 
-    def __init__(self, state: Path, env: dict[str, str]) -> None:
+    def __init__(self, state: Path, env: dict[str, str], *options: str) -> None:
+        self.state = state
         self.log_path = state / "daemon.log"
         self._log = self.log_path.open("w")
         command = [*tandem_command(state), "serve", "--http", "127.0.0.1:0", "--no-reload"]
         self.process = subprocess.Popen(
-            command,
+            [*command, *options],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
+            # Its own session: a Ctrl-C reaches this script alone, which stops it in order.
+            start_new_session=True,
         )
         self.url = self._wait_ready()
         self.client = ControlClient(load_config(ROOT, state_dir=state).control_socket)
@@ -314,12 +317,28 @@ def stand_ins(settings: dict[str, Any]) -> Iterator[tuple[SlackStandIn, dict[str
         yield slack, env, model
 
 
-def main() -> int:
-    settings = json.loads((WORKFLOW / "files" / "settings.json").read_text())
+def introduce() -> dict[str, Any]:
+    """The example's title; returns the workflow's settings the model stand-in needs."""
     print(bold("Tandem: when a pull request merges, react in Slack to the messages that link it."))
     print(
         dim("   Everything runs on this machine; nothing here reaches Slack, GitHub or Anthropic.")
     )
+    settings: dict[str, Any] = json.loads((WORKFLOW / "files" / "settings.json").read_text())
+    return settings
+
+
+def run_example(daemon: Daemon, slack: SlackStandIn) -> bool:
+    """Steps 1 to 6 on a started daemon: whether both coordinators succeeded alike."""
+    print(f"   daemon  tandem serve --http {daemon.url}")
+    results = run_both(daemon, slack)
+    show_channel(slack)
+    ok = side_by_side(results)
+    show_ledger(daemon.state)
+    return ok
+
+
+def main() -> int:
+    settings = introduce()
     with (
         stand_ins(settings) as (slack, env, _),
         tempfile.TemporaryDirectory(prefix="tandem-demo-") as state,
@@ -327,14 +346,11 @@ def main() -> int:
         copy_workflow(Path(state))
         daemon = Daemon(Path(state), env)
         try:
-            print(f"   daemon  tandem serve --http {daemon.url}")
-            results = run_both(daemon, slack)
-            show_channel(slack)
-            ok = side_by_side(results)
-            show_ledger(Path(state))
+            ok = run_example(daemon, slack)
         finally:
             daemon.stop()
     print(dim('\nStopped the daemon and the stand-ins. Next: README.md, "Try it for real".'))
+    print(dim("The same example with the console on, in a browser: make console"))
     return 0 if ok else 1
 
 
