@@ -248,6 +248,19 @@ def test_the_ledger_page_counts_the_runs_as_tandem_stats_does(setup: Setup) -> N
         assert cells[3] == str(len(version)), cells
 
 
+def test_the_ledger_page_charts_tokens_and_cost_per_run(setup: Setup) -> None:
+    run_id = setup.run("hello", {"name": "Gus"})
+    setup.finished(run_id)
+    page = setup.signed_in().get("/ledger", params={"workflow": "hello"}).text
+    listed = setup.host.store.list(RunQuery(workflow="hello", modes=("live",), limit=1000))
+    charts = page.split("<svg ")[1:]
+    assert len(charts) == 2  # tokens, then cost
+    for chart, axis in zip(charts, ("tokens per run", "cost per run (USD)"), strict=True):
+        assert f">{axis}</text>" in chart and 'role="img"' in chart
+        assert 'data-series="hello · script"' in chart and run_id in chart
+        assert chart.count("<circle ") == len(listed)  # a point per live run
+
+
 def test_the_workflows_page_shows_state_triggers_and_next_time(setup: Setup) -> None:
     page = setup.signed_in().get("/workflows").text
     rows = {row.split('"')[0]: row.split("</tr>")[0] for row in page.split('<tr id="workflow-')[1:]}

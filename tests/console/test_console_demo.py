@@ -50,6 +50,11 @@ def test_the_console_demo_signs_in_and_stops_on_sigint() -> None:
         with httpx.Client(follow_redirects=True, timeout=30) as browser:
             runs = browser.get(url)
             assert runs.status_code == 200 and "pr_merged" in runs.text
+            ledger = browser.get(url.split("/?")[0] + "/ledger").text
+            assert (
+                'data-series="pr_merged · llm"' in ledger
+                and 'data-series="pr_merged · script"' in ledger
+            )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=WAIT_S) == 0
     finally:

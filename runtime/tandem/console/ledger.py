@@ -1,18 +1,22 @@
 """The ledger page's data: `tandem stats` for a workflow and a time range, its groups as
-the CLI's table shows them, and each migration's before and after."""
+the CLI's table shows them, each migration's before and after, and the charts of tokens
+and cost per run, from the same runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from markupsafe import Markup
 from starlette.datastructures import QueryParams
 
 from tandem.cli.common import UsageError
 from tandem.cli.runs import parse_time
 from tandem.cli.stats import HEADER, group_row, migration_lines
 from tandem.ledger.prices import PriceTable
-from tandem.ledger.report import ledger_report
+from tandem.ledger.report import read_runs, report_of_runs, version_facts
 from tandem.runs import RunManager
+
+from .chart import COST, TOKENS, run_series, svg_chart
 
 # Runs a page counts at most, as `tandem stats` without --limit.
 LIMIT = 5000
@@ -27,6 +31,7 @@ class LedgerView:
     unpriced: list[str] = field(default_factory=list)
     truncated: bool = False
     error: str = ""
+    charts: list[Markup] = field(default_factory=list)
 
 
 def ledger_view(runs: RunManager, prices: PriceTable, params: QueryParams) -> LedgerView:
@@ -38,7 +43,14 @@ def ledger_view(runs: RunManager, prices: PriceTable, params: QueryParams) -> Le
     except UsageError as error:
         view.error = str(error)
         return view
-    report = ledger_report(runs.store, prices, filters["workflow"], since, until, LIMIT)
+    read, truncated = read_runs(runs.store, filters["workflow"], since, until, LIMIT)
+    report = report_of_runs(runs.store, prices, read, since, until, truncated)
+    series = run_series(read, version_facts(runs.store, read)[0], prices)
+    if series:
+        view.charts = [
+            svg_chart(series, TOKENS, "chart-tokens"),
+            svg_chart(series, COST, "chart-cost"),
+        ]
     view.rows = [group_row(group) for group in report["groups"]]
     view.migrations = [migration_lines(m) for m in report["migrations"]]
     view.unpriced = sorted({m for g in report["groups"] for m in g["unpriced_models"]})

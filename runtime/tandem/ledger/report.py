@@ -42,6 +42,12 @@ def ledger_report(
     store: RunStore, prices: PriceTable, workflow: str, since: float, until: float, limit: int
 ) -> dict[str, Any]:
     runs, truncated = read_runs(store, workflow, since, until, limit)
+    return report_of_runs(store, prices, runs, since, until, truncated)
+
+
+def version_facts(store: RunStore, runs: list[RunRecord]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each version's model, and the coordinator its workflow.yaml configured, from the
+    runs' events and the store's kept versions."""
     contents = {v: c for v in {r.workflow_version for r in runs} if (c := store.version_content(v))}
     models = {**models_from_events(runs), **models_from_versions(contents)}
     configured = {
@@ -49,6 +55,19 @@ def ledger_report(
         for version, content in contents.items()
         if (spec := content.get("spec") or {}).get("coordinator")
     }
+    return models, configured
+
+
+def report_of_runs(
+    store: RunStore,
+    prices: PriceTable,
+    runs: list[RunRecord],
+    since: float,
+    until: float,
+    truncated: bool,
+) -> dict[str, Any]:
+    """The report of runs `read_runs` read."""
+    models, configured = version_facts(store, runs)
     ledger = compute(runs, models, prices, configured=configured)
     return report(ledger, prices, runs, models, since, until, truncated)
 
