@@ -3,8 +3,10 @@ daemon): sign-in, CSRF, the runs list, a run's timeline, approvals, and live upd
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -299,3 +301,27 @@ def test_two_runs_compare_call_by_call(setup: Setup) -> None:
     assert f'href="/compare?a={first}&amp;b={replay_id}"' in client.get(f"/runs/{replay_id}").text
     same = client.get("/compare", params={"a": first, "b": replay_id}).text
     assert "the plans agree" in same and '<tr class="plan same">' in same
+
+
+def test_a_listener_answers_without_waiting_for_acks() -> None:
+    """Its connections have TCP_NODELAY, so a response's body leaves right after its
+    headers instead of waiting for the client's delayed ACK."""
+    sock = bind_listener("127.0.0.1", 0)
+    options: list[int] = []
+
+    async def main() -> None:
+        seen = asyncio.Event()
+
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            options.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+            seen.set()
+
+        async with await asyncio.start_server(accepted, sock=sock):
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await seen.wait()
+            writer.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert options and options[0] != 0
