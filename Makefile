@@ -83,6 +83,7 @@ bench: install
 	$(BIN)/python benchmarks/dev_bench.py
 	$(BIN)/python benchmarks/replay_bench.py
 	$(BIN)/python benchmarks/mcp_bench.py
+	$(BIN)/python benchmarks/console_bench.py
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py
