@@ -48,6 +48,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     project = Project(tmp_path_factory.mktemp("browser") / "project")
     project.workflow("greet", script=GREET, prompt="Greet them.", tools=["state.*"], shadow="llm")
     project.workflow(
+        "quick", script="def handler(trigger, tools, virtual_files, subagent):\n    return 1\n"
+    )
+    project.workflow(
         "held",
         script=GREET,
         tools=["state.*"],
@@ -102,6 +105,9 @@ def test_a_new_run_appears_live_and_its_calls_expand(page: Page, console: Consol
     row = page.locator(f"#run-{run_id}")
     expect(row).to_be_visible()  # pushed by the runs stream: the page was not reloaded
     expect(row).to_contain_text("succeeded")
+    # A run that ends just after it starts: its last change still reaches the page.
+    quick = page.locator(f"#run-{console.daemon.client.trigger('quick', None, None)}")
+    expect(quick).to_contain_text("succeeded")
     row.get_by_role("link", name=run_id).click()
     expect(page).to_have_url(f"{console.base}/runs/{run_id}")
     call = page.locator(".entry.call details").first
