@@ -66,7 +66,7 @@ def measure(daemon: Daemon, sign_in_url: str) -> tuple[list[float], list[float]]
     browser_s: list[float] = []
     watch_s: list[float] = []
     with sync_playwright() as playwright:
-        # As root, chromium's own sandbox cannot start in a container (see the tests).
+        # As root chromium will not start with its sandbox on (see tests/console).
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page()

@@ -69,8 +69,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        # As root (CI's containers), chromium refuses to start its own sandbox: it needs
-        # user namespaces or a setuid helper that the container lacks. The pages are our own.
+        # As root (CI's containers) chromium will not start with its sandbox on ("Running as
+        # root without --no-sandbox is not supported"); the pages it opens are our own.
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         yield launched
