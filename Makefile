@@ -11,10 +11,12 @@ MCP1_SPEC := mcp>=1.20,<2
 MCP1_STAMP := $(PEERS)/mcp1/.installed-1.20-2
 INSPECTOR_VERSION := 2.12.0
 INSPECTOR_STAMP := $(PEERS)/inspector/.installed-$(INSPECTOR_VERSION)
+# The console's browser suite: Debian's chromium, driven by playwright (the dev extra).
+CHROMIUM_STAMP := $(VENV)/.installed-chromium
 
 .PHONY: install test stress check demo console bench proto clean
 
-install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP)
+install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP) $(CHROMIUM_STAMP)
 	@# Byte-compile the editable sources, as a wheel install would: a CLI start then reads
 	@# bytecode instead of compiling every module, even where PYTHONDONTWRITEBYTECODE is set.
 	@$(BIN)/python -m compileall -q -j0 runtime sdk >/dev/null
@@ -44,6 +46,13 @@ $(INSPECTOR_STAMP): | $(STAMP)
 	npm install --prefix $(PEERS)/inspector --no-audit --no-fund --loglevel=error \
 		@modelcontextprotocol/inspector@$(INSPECTOR_VERSION) || \
 		{ echo "make install: could not install MCP Inspector from the npm registry" >&2; exit 1; }
+	touch $@
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@# Debian's package, not `playwright install`: a browser download cannot work here.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		apt-get install -y -qq chromium; } || \
+		{ echo "make install: the console's browser suite needs Debian's chromium" >&2; exit 1; }
 	touch $@
 
 # Two workers: most tests wait on daemons and subprocesses. Each module stays on one worker
@@ -80,6 +89,7 @@ bench: install
 	$(BIN)/python benchmarks/replay_bench.py
 	$(BIN)/python benchmarks/mcp_bench.py
 	$(BIN)/python benchmarks/console_bench.py
+	$(BIN)/python benchmarks/console_live_bench.py
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py
