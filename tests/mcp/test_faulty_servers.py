@@ -121,6 +121,7 @@ def test_garbage_between_frames_is_logged_and_calls_still_work(
     assert _outcomes(record) == ["ok", "ok"]
     assert [value for _, value in record.output] == ["5", "6"]
     assert "this is not JSON-RPC" in caplog.text
+    assert "bytes cut]" in caplog.text, "a stderr line past 64 KiB is logged, cut"
 
 
 def test_after_list_changed_the_new_tool_is_callable_and_the_removed_one_is_not_found(

@@ -42,6 +42,7 @@ STDIN_CLOSE_GRACE_S = 1.0  # MCP's shutdown: stdin closed, then a signal after t
 TERM_GRACE_S = 1.0
 _DRAIN_S = 1.0  # what the server wrote before it exited, read after its exit
 _TAIL_LINES = 20
+_STDERR_LINE_BYTES = 4096  # what the log keeps of one stderr line
 
 
 class ServerLoadError(DefinitionError):
@@ -286,10 +287,24 @@ class Connection:
             pass
 
     async def _read_stderr(self, stderr: asyncio.StreamReader) -> None:
-        while line := await stderr.readline():
-            text = line.decode("utf-8", "replace").rstrip()
-            self._stderr.append(text)
-            log.info("mcp %s: %s", self.config.name, text)
+        """Every line to the log, read in chunks: a line of any length (readline() fails
+        past 64 KiB, and a pipe nobody drains would block the server) is cut for the log."""
+        pending = b""
+        while chunk := await stderr.read(CHUNK):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > _STDERR_LINE_BYTES:  # no newline in sight: log what there is
+                lines, pending = [*lines, pending], b""
+            for line in lines:
+                self._log_stderr(line)
+        if pending:
+            self._log_stderr(pending)
+
+    def _log_stderr(self, line: bytes) -> None:
+        text = line[:_STDERR_LINE_BYTES].decode("utf-8", "replace").rstrip()
+        if len(line) > _STDERR_LINE_BYTES:
+            text += f" ... [{len(line) - _STDERR_LINE_BYTES} bytes cut]"
+        self._stderr.append(text)
+        log.info("mcp %s: %s", self.config.name, text)
 
     async def _watch(
         self,

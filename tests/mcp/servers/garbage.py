@@ -1,4 +1,6 @@
-"""A raw JSON-RPC MCP server that writes a line of garbage to stdout before every frame.
+"""A raw JSON-RPC MCP server that writes a line of garbage to stdout before every frame,
+and on every call a 100 KB line and then 300 KB of short lines to stderr (more than a
+pipe holds: a host that stops reading its stderr blocks it).
 
 Raw on purpose: the `mcp` package's stdio server points fd 1 elsewhere while it serves,
 so a tool there cannot write between frames.
@@ -36,6 +38,8 @@ def answer(request: dict) -> dict | None:
     if method == "tools/list":
         return {"tools": [ECHO]}
     if method == "tools/call":
+        sys.stderr.write("x" * 100_000 + "\n" + "noise\n" * 50_000)
+        sys.stderr.flush()
         value = params["arguments"]["value"]
         return {"content": [{"type": "text", "text": str(value)}], "isError": False}
     if method == "ping":
