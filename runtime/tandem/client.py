@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from tandem.store import Event, RunRecord
 
 __all__ = ["AsyncToolHostClient", "ControlClient", "OpenSession", "ToolHostClient", "ToolInfo"]
 
+CLOSE_WAIT_S = 30.0  # how long close() waits for the daemon to end the run
+
 
 @dataclass
 class OpenSession:
@@ -37,20 +40,35 @@ class OpenSession:
     toolhost_target: str  # the gRPC target to call the tools at, with `token`
     _requests: queue.SimpleQueue[control_pb2.SessionRequest | None]
     _replies: Iterator[control_pb2.SessionReply]
+    # One thread reads the replies (a gRPC stream read from two at once fails): holds()
+    # if it runs, else close(). `_ended` is set once the reader has seen the stream end.
+    _reader: threading.Lock = field(default_factory=threading.Lock)
+    _ended: threading.Event = field(default_factory=threading.Event)
 
     def holds(self) -> Iterator[control_pb2.ApprovalHeld]:
         """The run's calls held for a person's approval, as they are held, until the
-        session ends (blocking: a thread of its own follows it)."""
-        for reply in self._replies:
-            if reply.HasField("held"):
-                yield reply.held
+        session ends (blocking: a thread of its own follows it). One follower at most."""
+        if not self._reader.acquire(blocking=False):
+            return
+        try:
+            for reply in self._replies:
+                if reply.HasField("held"):
+                    yield reply.held
+        finally:
+            self._ended.set()
 
-    def close(self) -> None:
-        """End the run (succeeded) and wait until the daemon has ended it."""
+    def close(self, within_s: float = CLOSE_WAIT_S) -> None:
+        """End the run (succeeded) and wait, at most `within_s`, until the daemon has."""
         self._requests.put(control_pb2.SessionRequest(close=True))
         self._requests.put(None)
-        for _ in self._replies:  # shared with holds(), if it runs: the end reaches both
-            pass
+        if not self._reader.acquire(blocking=False):  # holds() reads: it sees the end
+            self._ended.wait(within_s)
+            return
+        try:
+            for _ in self._replies:
+                pass
+        finally:
+            self._ended.set()
 
 
 class ControlClient:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,17 +61,23 @@ def params(daemon: Daemon, *args: str) -> StdioServerParameters:
 
 
 def serve(daemon: Daemon, *args: str, test: Any) -> Any:
-    """Run `test(session)` against a fresh `tandem mcp serve`, over stdio."""
+    """Run `test(session)` against a fresh `tandem mcp serve`, over stdio; the server ends
+    with the session and says nothing on stderr on the way (no traceback)."""
 
     async def main() -> Any:
         async with (
-            stdio_client(params(daemon, *args)) as (read, write),
+            stdio_client(params(daemon, *args), errlog=errors) as (read, write),
             ClientSession(read, write) as session,
         ):
             await session.initialize()
             return await test(session)
 
-    return anyio.run(main)
+    with tempfile.TemporaryFile("w+") as errors:
+        seen = anyio.run(main)
+        errors.seek(0)
+        said = errors.read()
+    assert "Traceback" not in said and "Error" not in said, said
+    return seen
 
 
 def _session_run(daemon: Daemon) -> str:
