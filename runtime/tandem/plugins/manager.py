@@ -51,6 +51,7 @@ class PluginManager:
         self.broken: dict[str, str] = {}  # plugin name -> why it failed to load
         self._starting: asyncio.Future[None] | None = None
         self._standbys = dict(standbys or {})
+        self._reloading = asyncio.Lock()
         self._unreadable: dict[str, str] = {}  # an MCP config file that does not read -> why
         self.mcp_names: set[str] = set()  # the MCP servers the config names, loaded or not
         self.confine = confine
@@ -114,7 +115,13 @@ class PluginManager:
     async def reload(self) -> list[str]:
         """Pick up plugin changes: start new plugins, stop removed ones, and move changed
         ones to their new code (the old process serves on when the new code fails to load,
-        and the error is kept in `errors`). Returns what changed, in words."""
+        and the error is kept in `errors`). Returns what changed, in words. One reload at a
+        time: two watchers (plugin folders, MCP config files) may see one change together,
+        and each would start the same new server."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> list[str]:
         manifests, errors = find_plugins(self.folders)
         broken: dict[str, str] = {}
         changes: list[str] = []
