@@ -167,7 +167,9 @@ def parse_server(
         command=expand(entry["command"], "command"),
         args=tuple(expand(arg, f"args[{i}]") for i, arg in enumerate(args)),
         env=strings("env"),
-        cwd=None if cwd is None else (root / expand(cwd, "cwd")).resolve(),
+        # The project root by default: a pasted .mcp.json's relative paths mean the same
+        # whatever folder the daemon or the command was started from.
+        cwd=root if cwd is None else (root / expand(cwd, "cwd")).resolve(),
         **common,
     )
 

@@ -1,15 +1,20 @@
-"""Two reloads at once (the plugin folders' watcher and the MCP config files' may see one
-change together) start a new MCP server once, and leave no process behind."""
+"""Edges of MCP servers as plugins: two reloads at once (the plugin folders' watcher and
+the MCP config files' may see one change together) start a new server once and leave no
+process behind; a server's relative paths are the project root's wherever the command
+starts."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from tandem.plugins import PluginManager
+from tandem.testing.daemon import TANDEM
 
 PROBE = Path(__file__).resolve().parent / "probe_server.py"
 
@@ -55,3 +60,19 @@ def _children() -> list[int]:
             if int(fields[1]) == me:
                 children.append(int(entry.name))
     return children
+
+
+def test_a_servers_relative_paths_are_the_project_roots(tmp_path: Path) -> None:
+    shutil.copy(PROBE, tmp_path / "probe.py")
+    server = {"command": sys.executable, "args": ["probe.py"]}  # as pasted from .mcp.json
+    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
+    (tmp_path / "workflows").mkdir()
+    listed = subprocess.run(
+        [*TANDEM, "--project", str(tmp_path), "tools"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "probe.environ(" in listed.stdout, listed.stderr
