@@ -185,8 +185,13 @@ class RunManager:
             coordinator.closed(run_id).set()
 
     def unknown_workflow(self, name: str) -> NotFound:
-        """The error for a workflow name the registry does not know, with the close ones."""
-        hint = did_you_mean(name, (state.name for state in self.registry.states()))
+        """The error for a workflow name the registry does not serve: why it does not load
+        when it is there but broken, else the close names."""
+        states = self.registry.states()
+        broken = next((s for s in states if s.name == name and s.current is None), None)
+        if broken is not None and broken.error is not None:
+            return NotFound(f"workflow {name!r} does not load: {broken.error}")
+        hint = did_you_mean(name, (state.name for state in states))
         return NotFound(f"no workflow named {name!r}{hint}")
 
     def check_workflow_name(self, name: str) -> None:

@@ -278,3 +278,16 @@ def test_rewrite_learns_from_and_validates_against_sessions(daemon: Daemon, tmp_
     candidate = write_candidate(workflow, tmp_path / "state", SESSION_SCRIPT)
     (verdict,) = validate(daemon.client, [daemon.client.run(run_id)], candidate)
     assert verdict.agree, verdict.report()
+
+
+def test_a_workflow_that_does_not_load_is_refused_saying_why(project: Project) -> None:
+    project.workflow("broke", script=COUNTER, tools=["nosuch.*"])
+    daemon = Daemon(project)
+    try:
+        served = tandem(project, "mcp", "serve", "--workflow", "broke")
+        assert served.returncode == 2 and served.stdout == ""
+        assert "'broke' does not load" in served.stderr and "nosuch" in served.stderr
+        listed = tandem(project, "tools", "broke")
+        assert "does not load" in listed.stderr and "did you mean" not in listed.stderr
+    finally:
+        daemon.close()

@@ -41,9 +41,12 @@ def cmd_mcp(config: ProjectConfig, args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     with client:
-        if args.workflow and not any(w.name == args.workflow for w in client.workflows()):
-            print(f"tandem: the daemon has no workflow {args.workflow!r}", file=sys.stderr)
-            return EXIT_USAGE
+        if args.workflow:
+            found = [w for w in client.workflows() if w.name == args.workflow]
+            if not found or not found[0].loaded:
+                why = f" does not load: {found[0].error}" if found else " is not in the project"
+                print(f"tandem: workflow {args.workflow!r}{why}", file=sys.stderr)
+                return EXIT_USAGE
         from tandem.mcp.server.stdio import serve_stdio
 
         anyio.run(serve_stdio, client, config.workflows_dir, config.state_dir, args.workflow)
