@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -12,8 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tandem.mcp.config import ServerConfig
+import yaml
+from tandem.mcp.config import ServerConfig, load_servers
 from tandem.mcp.provider import McpServer
+from tandem.plugins.manager import PluginManager
 
 PROBE = Path(__file__).parent / "probe_server.py"
 
@@ -78,3 +81,43 @@ def test_a_reload_while_restarts_fail_leaves_one_server_and_stop_ends_it(
         assert _running(fixed) == [], "stop() ends every server process it started"
 
     asyncio.run(scenario())
+
+
+def test_a_tandem_yaml_that_does_not_parse_keeps_its_servers_config(tmp_path: Path) -> None:
+    """tandem.yaml marks a tool of a server `.mcp.json` shares destructive; a typo in
+    tandem.yaml leaves the server as tandem.yaml last gave it, never as `.mcp.json` does."""
+    root = tmp_path / "project"
+    root.mkdir()
+    time_server = {"command": str(Path(sys.executable).parent / "mcp-server-time")}
+    (root / ".mcp.json").write_text(json.dumps({"mcpServers": {"time": time_server}}))
+    override = {"get_current_time": {"readOnlyHint": False, "destructiveHint": True}}
+    good = yaml.safe_dump({"mcp_servers": {"time": {**time_server, "annotations": override}}})
+    (root / "tandem.yaml").write_text(good)
+    broken = good.replace("mcp_servers:", "mcp_servers: [")  # not YAML any more
+
+    def destructive(manager: PluginManager) -> bool:
+        tool, _ = manager.resolve("time.get_current_time")
+        return not tool.annotations.read_only and tool.annotations.destructive
+
+    async def scenario() -> None:
+        manager = PluginManager([], tmp_path / "sockets", tmp_path / "data", project_root=root)
+        await manager.start()
+        try:
+            server = manager.plugins["time"]
+            assert destructive(manager), "tandem.yaml's override holds"
+            (root / "tandem.yaml").write_text(broken)
+            await manager.reload()
+            assert manager.plugins["time"] is server and destructive(manager)
+            assert server.load_error and str(root / "tandem.yaml") in server.load_error
+            (root / "tandem.yaml").write_text(good)
+            await manager.reload()
+            assert server.load_error is None and destructive(manager)
+        finally:
+            await manager.stop()
+
+    asyncio.run(scenario())
+    # At start, such a server is a load error naming the file that does not parse.
+    (root / "tandem.yaml").write_text(broken)
+    found = load_servers(root)
+    assert "time" not in found.servers
+    assert str(root / "tandem.yaml") in str(found.errors["time"])
