@@ -189,14 +189,19 @@ def test_workflows_are_tools_and_a_held_run_says_how_to_answer(daemon: Daemon) -
     assert daemon.client.decide(run_id, 0, False, "test") == [1]
 
 
-def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daemon) -> None:
+def _recorded(daemon: Daemon) -> str:
+    """A succeeded live run of counter."""
     recorded = daemon.client.runs("counter", "succeeded", 1, mode="live")
     if not recorded:  # this module's runs so far may not have made one: make it
         run_id = daemon.client.trigger("counter", {}, None)
         for _ in daemon.client.watch(run_id):
             pass
         recorded = daemon.client.runs("counter", "succeeded", 1, mode="live")
-    run_id = recorded[0].id
+    return recorded[0].id
+
+
+def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daemon) -> None:
+    run_id = _recorded(daemon)
 
     async def test(session: ClientSession) -> dict[str, Any]:
         resources = (await session.list_resources()).resources
@@ -217,6 +222,41 @@ def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daem
     report = seen["replayed"].structured_content
     assert report["agreed"] is False
     assert report["runs"][0]["run"] == run_id and report["runs"][0]["summary"]
+
+
+def test_replay_script_refuses_what_it_cannot_replay_as_tool_errors(daemon: Daemon) -> None:
+    run_id = _recorded(daemon)
+    # A folder outside the workflows whose workflow.yaml names it: a path must not reach it.
+    outside = daemon.root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "workflow.yaml").write_text("name: outside\ncoordinator: script\n")
+    (outside / "script.py").write_text(OTHER)
+    rewrites = daemon.project.config.state_dir / "rewrite"
+
+    def written() -> dict[str, int]:
+        return {str(p): p.stat().st_mtime_ns for p in rewrites.rglob("*")}
+
+    before = written()
+
+    def replay(**arguments: Any) -> Any:
+        return lambda session: session.call_tool("replay_script", arguments)
+
+    refused = {
+        "missing": serve(daemon, test=replay(script=OTHER)),
+        "path": serve(daemon, test=replay(workflow="../../outside", script=OTHER, runs=[run_id])),
+        "run": serve(daemon, test=replay(workflow="counter", script=OTHER, runs=["no-such-run"])),
+        "other": serve(
+            daemon, "--workflow", "counter", test=replay(workflow="guarded", script=OTHER)
+        ),
+    }
+    texts = {case: result.content[0].text for case, result in refused.items()}
+    assert all(result.is_error for result in refused.values()), texts
+    assert "`workflow` is required" in texts["missing"]
+    assert "no workflow named '../../outside'" in texts["path"]
+    assert "counter" in texts["path"], "it lists the workflows there are"
+    assert "no-such-run" in texts["run"] and "_InactiveRpcError" not in texts["run"]
+    assert "serves workflow 'counter' only" in texts["other"]
+    assert written() == before, "nothing was written for them"
 
 
 def test_without_a_daemon_it_says_to_start_one(project: Project) -> None:

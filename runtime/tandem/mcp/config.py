@@ -4,7 +4,8 @@ project's `.mcp.json`, read, expanded (`${VAR}`, `${VAR:-default}`) and checked.
 Light on purpose (no `mcp` import): every host reads it, most have no MCP server.
 A broken entry is an error at that server only; the others load. On a name in both
 files, tandem.yaml's entry is the one used (it may add Tandem's own keys to a server
-that `.mcp.json` shares with other MCP clients).
+that `.mcp.json` shares with other MCP clients); while tandem.yaml does not parse, a
+server of `.mcp.json` that it names is an error, never `.mcp.json`'s entry alone.
 """
 
 from __future__ import annotations
@@ -89,11 +90,13 @@ def load_servers(root: Path, environ: Mapping[str, str] | None = None) -> Server
     """The MCP servers of the project at `root`, from `.mcp.json` then tandem.yaml."""
     environ = os.environ if environ is None else environ
     found = ServerConfigs()
-    for path, key in ((root / MCP_JSON, "mcpServers"), (root / "tandem.yaml", CONFIG_KEY)):
+    files = ((root / MCP_JSON, "mcpServers"), (root / "tandem.yaml", CONFIG_KEY))
+    for rank, (path, key) in enumerate(files):
         try:
             entries = _entries(path, key)
         except DefinitionError as error:
             found.file_errors.append(error)
+            _withhold(found, error, path, {str(p) for p, _ in files[:rank]})
             continue
         for name, entry in entries.items():
             found.servers.pop(name, None)
@@ -103,6 +106,22 @@ def load_servers(root: Path, environ: Mapping[str, str] | None = None) -> Server
             except ServerConfigError as error:
                 found.errors[name] = error
     return found
+
+
+def _withhold(found: ServerConfigs, error: DefinitionError, path: Path, earlier: set[str]) -> None:
+    """An earlier file's server that the file that does not parse names: its entry there
+    would win (it may mark tools destructive), so the earlier one is no stand-in for it."""
+    text = path.read_text(errors="replace")
+    for name, config in list(found.servers.items()):
+        if config.source in earlier and _mentions(text, name):
+            del found.servers[name]
+            found.errors[name] = ServerConfigError(
+                str(path), name, f"defined in {path.name} too, which does not parse: {error.reason}"
+            )
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_-]){re.escape(name)}(?![A-Za-z0-9_-])", text) is not None
 
 
 def parse_server(

@@ -275,13 +275,18 @@ class McpServer:
                 self._exits.healthy()
             while not self._stopping:
                 await asyncio.sleep(self._exits.note_exit(self.last_error))
-                began = time.monotonic()
-                try:
-                    fresh = await self._open(self.config)
-                except ServerLoadError as error:
-                    self.last_error = str(error)
-                    continue
-                self._adopt(fresh)
+                # One at a time with reload(): each adopts a connection, and the one that
+                # adopts second must not drop the first's without closing it.
+                async with self._reloading:
+                    if self._connection is not connection:
+                        break  # a reload adopted a server meanwhile: watch that one
+                    began = time.monotonic()
+                    try:
+                        fresh = await self._open(self.config)
+                    except ServerLoadError as error:
+                        self.last_error = str(error)
+                        continue
+                    self._adopt(fresh)
                 self.restarts += 1
                 log.info(
                     "mcp server %s restarted (pid %s) in %.0f ms",

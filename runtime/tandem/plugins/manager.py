@@ -210,8 +210,13 @@ class PluginManager:
 
             config = configs.get(name)
             assert isinstance(server, McpServer)
-            # A broken entry, or a file that does not read: the running server serves on.
-            why = self.broken.get(name) or self._unreadable.get(server.config.source)
+            # Its file does not read: it serves on as that file last gave it, never as the
+            # other file's entry of its name gives it (which may lack the operator's hints).
+            unreadable = self._unreadable.get(server.config.source)
+            if unreadable:
+                server.load_error = unreadable
+                continue
+            why = self.broken.get(name)  # a broken entry: the running server serves on
             if config is None and why:
                 server.load_error = why
                 continue

@@ -66,6 +66,7 @@ def build(served_for: Callable[[Context], Served]) -> Server[Any]:
                 served.workflows_dir,
                 served.state_dir,
                 arguments,
+                served.session.workflow if served.session else None,
             )
         if served.session is None:
             workflow = params.name.removeprefix(workflows.PREFIX)

@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import grpc
 import mcp_types as types
+from tandem_sdk.errors import TandemError
 
 from tandem.client import ControlClient
 
@@ -94,9 +96,17 @@ def replay_tool() -> types.Tool:
         input_schema={
             "type": "object",
             "properties": {
-                "workflow": {"type": "string"},
+                "workflow": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "a workflow's name (the server's own when bound to one)",
+                },
                 "script": {"type": "string", "description": "the candidate script.py source"},
-                "runs": {"type": "array", "items": {"type": "string"}},
+                "runs": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "run ids of the workflow (default: every run to validate)",
+                },
             },
             "required": ["workflow", "script"],
         },
@@ -107,17 +117,58 @@ def replay_tool() -> types.Tool:
 
 
 def replay_script(
-    client: ControlClient, workflows_dir: Path, state_dir: Path, arguments: dict[str, Any]
+    client: ControlClient,
+    workflows_dir: Path,
+    state_dir: Path,
+    arguments: dict[str, Any],
+    bound: str | None = None,
+) -> types.CallToolResult:
+    """The replay's report; every failure an `isError` result saying why. `bound`: the
+    workflow the server serves (`--workflow W`, `/mcp/W`), the only one it replays."""
+    try:
+        return _replay(client, workflows_dir, state_dir, arguments, bound)
+    except grpc.RpcError as error:
+        details = error.details() if isinstance(error, grpc.Call) else str(error)
+        return convert.error(f"{REPLAY_TOOL}: {details}")
+    except (Refused, TandemError) as error:
+        return convert.error(f"{REPLAY_TOOL}: {error}")
+
+
+class Refused(Exception):
+    """Arguments replay_script does not take."""
+
+
+def _replay(
+    client: ControlClient,
+    workflows_dir: Path,
+    state_dir: Path,
+    arguments: dict[str, Any],
+    bound: str | None,
 ) -> types.CallToolResult:
     from tandem.rewrite import table, validate, write_candidate
     from tandem.rewrite.material import load, recorded_runs
 
-    workflow = load(client, workflows_dir / str(arguments["workflow"]))
-    wanted = [str(r) for r in arguments.get("runs") or []]
-    runs = [client.run(r) for r in wanted] if wanted else recorded_runs(client, workflow.name)
+    name, script = arguments.get("workflow"), arguments.get("script")
+    wanted = arguments.get("runs") or []
+    if not isinstance(name, str) or not name:
+        raise Refused("`workflow` is required: the name of a workflow")
+    if not isinstance(script, str):
+        raise Refused("`script` is required: the candidate script.py source, as a string")
+    if not isinstance(wanted, list) or not all(isinstance(r, str) for r in wanted):
+        raise Refused("`runs`, when given, is a list of run ids")
+    if bound is not None and name != bound:
+        raise Refused(f"this server serves workflow {bound!r} only, not {name!r}")
+    # A name the daemon has loaded, never a path: the folder is the workflow's own.
+    known = sorted(w.name for w in client.workflows() if w.loaded)
+    if name not in known:
+        raise Refused(f"no workflow named {name!r}; the workflows: {', '.join(known) or 'none'}")
+    workflow = load(client, workflows_dir / name)
+    runs = [client.run(r) for r in wanted] if wanted else recorded_runs(client, name)
+    if others := [r.id for r in runs if r.workflow != name]:
+        raise Refused(f"run(s) {', '.join(others)} are not runs of workflow {name!r}")
     if not runs:
-        return convert.error(f"workflow {workflow.name} has no recorded runs to replay")
-    candidate = write_candidate(workflow, state_dir, str(arguments["script"]))
+        return convert.error(f"workflow {name} has no recorded runs to replay")
+    candidate = write_candidate(workflow, state_dir, script)
     verdicts = validate(client, runs, candidate)
     report = {"agreed": all(v.agree for v in verdicts), "runs": [v.to_json() for v in verdicts]}
     return convert.result(report, "\n".join(table(verdicts)))
