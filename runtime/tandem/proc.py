@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,22 +188,13 @@ class ManagedProcess(CapturesOutput):
         signal_group(self.pid, signal.SIGKILL)
 
 
-def dies_with_this_thread() -> Callable[[], None]:
-    """A `preexec_fn` asking the kernel to SIGKILL the child when the thread that forks it
-    ends (PR_SET_PDEATHSIG; the host's event loop thread, which lives as long as the host),
-    for a program that cannot ask it itself (tandem_sdk._lifetime does, for our own). The
-    call is bound here: between fork and exec the child runs no more than it."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return lambda: None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the host died before the request took effect
-            os._exit(1)
-
-    return preexec
+def dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` as a command the kernel SIGKILLs when the thread that starts it ends
+    (PR_SET_PDEATHSIG; the host's event loop thread, which lives as long as the host), for
+    a program that cannot ask it itself (tandem_sdk._lifetime does, for our own). setpriv
+    asks between fork and exec: a preexec_fn would run Python in a child forked from the
+    threaded daemon, which can crash there (a segfault now and then) or deadlock."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]

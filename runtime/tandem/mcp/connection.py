@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import shutil
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,7 +35,7 @@ from mcp.shared.message import SessionMessage
 from tandem_sdk.errors import DefinitionError
 
 from tandem import __version__
-from tandem.proc import CHUNK, dies_with_this_thread, end_group, signal_group
+from tandem.proc import CHUNK, dies_with_parent, end_group, signal_group
 
 from .config import ServerConfig
 
@@ -217,16 +221,16 @@ class Connection:
     @contextlib.asynccontextmanager
     async def _stdio(self) -> AsyncIterator[Streams]:
         config = self.config
+        env = {**get_default_environment(), **config.env}
+        command = _executable(config.command, env.get("PATH", ""), config.cwd)
         process = await asyncio.create_subprocess_exec(
-            config.command,
-            *config.args,
+            *dies_with_parent([command, *config.args]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**get_default_environment(), **config.env},
+            env=env,
             cwd=config.cwd,
             start_new_session=True,  # its own group: stopping it stops what it started
-            preexec_fn=dies_with_this_thread(),
         )
         self.pid = process.pid
         assert process.stdin and process.stdout and process.stderr
@@ -325,6 +329,19 @@ class Connection:
                 self.exit_reason += f": {tail}"
         read_send.close()
         self._stop.set()
+
+
+def _executable(command: str, path: str, cwd: Path | None) -> str:
+    """The program `command` names, found as the server's own PATH finds it (and a path
+    with a slash from its cwd); FileNotFoundError when there is none, before anything
+    starts (under setpriv, a missing program would only be an exit status)."""
+    if "/" in command:
+        found = (cwd or Path.cwd()) / command
+        if found.is_file() and os.access(found, os.X_OK):
+            return str(found)
+    elif (which := shutil.which(command, path=path)) is not None:
+        return which
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
 
 
 async def _write_stdin(
