@@ -203,3 +203,13 @@ def test_a_cross_site_post_is_refused(page: Page, console: Console) -> None:
         server.shutdown()
         server.server_close()
     assert console.daemon.client.run(run_id).flag is None
+
+
+def test_the_workflows_and_ledger_pages_pass_the_accessibility_check(
+    page: Page, console: Console
+) -> None:
+    console.finished(console.daemon.client.trigger("greet", {"name": "Lin"}, None))
+    for path, heading in (("/workflows", "Workflows"), ("/ledger", "Ledger")):
+        page.goto(console.base + path)
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        accessible(page)
