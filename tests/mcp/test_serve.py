@@ -15,6 +15,7 @@ import pytest
 from conftest import Daemon, Project, eventually, tandem
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 from tandem.client import ToolHostClient
 from tandem.rewrite import validate, write_candidate
 from tandem.rewrite.material import load, recorded_runs
@@ -207,10 +208,21 @@ def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daem
         resources = (await session.list_resources()).resources
         read = await session.read_resource(f"tandem://runs/{run_id}")
         prompt = await session.get_prompt("rewrite_workflow", {"workflow": "counter"})
+        try:
+            await session.get_prompt("rewrite_workflow", {"workflow": "../workflows/counter"})
+            refused = ""
+        except MCPError as error:  # a name, never a path
+            refused = error.error.message
         replayed = await session.call_tool(
             "replay_script", {"workflow": "counter", "script": OTHER, "runs": [run_id]}
         )
-        return {"resources": resources, "read": read, "prompt": prompt, "replayed": replayed}
+        return {
+            "resources": resources,
+            "read": read,
+            "prompt": prompt,
+            "replayed": replayed,
+            "refused": refused,
+        }
 
     seen = serve(daemon, test=test)
     assert f"tandem://runs/{run_id}" in {str(r.uri) for r in seen["resources"]}
@@ -218,6 +230,7 @@ def test_runs_are_resources_with_the_rewrite_prompt_and_replay_tool(daemon: Daem
     assert trace["id"] == run_id and any(e["kind"] == "tool.call" for e in trace["events"])
     assert seen["read"].contents[0].mime_type == "application/json"
     brief = seen["prompt"].messages[0].content.text
+    assert "no workflow named '../workflows/counter'" in seen["refused"], seen["refused"]
     assert brief.startswith("# Rewrite `counter` as a script") and f"`{run_id}`" in brief
     report = seen["replayed"].structured_content
     assert report["agreed"] is False

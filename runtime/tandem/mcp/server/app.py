@@ -15,6 +15,7 @@ import anyio.to_thread
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
 
 from tandem import __version__
 from tandem.client import ControlClient
@@ -110,14 +111,18 @@ def build(served_for: Callable[[Context], Served]) -> Server[Any]:
         ctx: Context, params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
         if params.name != rewrite.PROMPT:
-            raise ValueError(f"no prompt {params.name!r}: there is {rewrite.PROMPT}")
+            raise MCPError(types.INVALID_PARAMS, f"no prompt {params.name!r}: {rewrite.PROMPT}")
         served = served_for(ctx)
         workflow = (params.arguments or {}).get("workflow") or (
             served.session.workflow if served.session else ""
         )
-        return await anyio.to_thread.run_sync(
-            rewrite.rewrite_brief, served.client, served.workflows_dir, workflow
-        )
+        bound = served.session.workflow if served.session else None
+        try:
+            return await anyio.to_thread.run_sync(
+                rewrite.rewrite_brief, served.client, served.workflows_dir, workflow, bound
+            )
+        except rewrite.Refused as error:  # the client's mistake: an error, no traceback
+            raise MCPError(types.INVALID_PARAMS, f"{rewrite.PROMPT}: {error}") from None
 
     return Server(
         "tandem",

@@ -68,11 +68,14 @@ def prompt() -> types.Prompt:
 
 
 def rewrite_brief(
-    client: ControlClient, workflows_dir: Path, workflow: str
+    client: ControlClient, workflows_dir: Path, workflow: str, bound: str | None = None
 ) -> types.GetPromptResult:
+    """The brief `tandem rewrite` gives the model; Refused (a ValueError: the client gets a
+    protocol error saying why) for a name that is not a loaded workflow, or not `bound`."""
     from tandem.rewrite import brief_markdown, gather
     from tandem.rewrite.material import load
 
+    workflow = _loaded(client, workflow, bound)
     material = gather(client, load(client, workflows_dir / workflow), SAMPLE)
     return types.GetPromptResult(
         description=f"rewrite workflow {workflow} as script.py",
@@ -134,8 +137,19 @@ def replay_script(
         return convert.error(f"{REPLAY_TOOL}: {error}")
 
 
-class Refused(Exception):
-    """Arguments replay_script does not take."""
+class Refused(ValueError):
+    """Arguments replay_script or the rewrite prompt does not take."""
+
+
+def _loaded(client: ControlClient, name: str, bound: str | None) -> str:
+    """`name` when it names a workflow the daemon has loaded (and the one the server is
+    bound to, if it is): a name, never a path, so the folder is the workflow's own."""
+    if bound is not None and name != bound:
+        raise Refused(f"this server serves workflow {bound!r} only, not {name!r}")
+    known = sorted(w.name for w in client.workflows() if w.loaded)
+    if name not in known:
+        raise Refused(f"no workflow named {name!r}; the workflows: {', '.join(known) or 'none'}")
+    return name
 
 
 def _replay(
@@ -156,13 +170,7 @@ def _replay(
         raise Refused("`script` is required: the candidate script.py source, as a string")
     if not isinstance(wanted, list) or not all(isinstance(r, str) for r in wanted):
         raise Refused("`runs`, when given, is a list of run ids")
-    if bound is not None and name != bound:
-        raise Refused(f"this server serves workflow {bound!r} only, not {name!r}")
-    # A name the daemon has loaded, never a path: the folder is the workflow's own.
-    known = sorted(w.name for w in client.workflows() if w.loaded)
-    if name not in known:
-        raise Refused(f"no workflow named {name!r}; the workflows: {', '.join(known) or 'none'}")
-    workflow = load(client, workflows_dir / name)
+    workflow = load(client, workflows_dir / _loaded(client, name, bound))
     runs = [client.run(r) for r in wanted] if wanted else recorded_runs(client, name)
     if others := [r.id for r in runs if r.workflow != name]:
         raise Refused(f"run(s) {', '.join(others)} are not runs of workflow {name!r}")
