@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import Cli, eventually
 from pr_merged_fixtures import SETTINGS, WEBHOOK_101, Setup, webhook_trigger
+from tandem.cli.render import own_call
 from tandem.store import RunRecord
 from tandem.testing.pr_merged import webhook_conversation
 
@@ -88,6 +89,12 @@ def test_approvals_use_the_call_numbers_of_the_trace(fresh: Setup, cli: Cli) -> 
     waiter.join(30)
     decided = {e.data["call"]: e.data for e in done[0].events if e.kind == "approval.decided"}
     assert decided[second]["approved"] and not decided[first]["approved"]
+    # The denied call is marked, though its number in the trace is not its event's seq.
+    calls = [e.seq for e in done[0].events if own_call(e)]
+    assert calls[first - 1] != first and first not in calls, calls
+    shown = cli(fresh.project, "runs", "show", run_id).stdout
+    marked = [line for line in shown.splitlines() if line.endswith("DENIED")]
+    assert len(marked) == 1 and marked[0].endswith(f"(call {first})  DENIED"), shown
 
 
 def test_a_denial_is_a_tool_error_the_model_sees(fresh: Setup, cli: Cli) -> None:

@@ -133,10 +133,12 @@ class TraceRenderer:
 
     @classmethod
     def of(cls, record: RunRecord) -> TraceRenderer:
+        # Keyed by the tool.call seq its result names (approval events carry the call's
+        # number in the trace instead, or none for a subagent's call).
         denied = {
             int(e.data["call"])
             for e in record.events
-            if e.kind == "approval.decided" and not e.data.get("approved")
+            if e.kind == "tool.result" and denied_result(e.data)
         }
         return cls((record.flag or {}).get("calls", []), denied)
 
@@ -152,6 +154,12 @@ class TraceRenderer:
             )
             return f"{text}  (call {self.calls}){marks}"
         return text
+
+
+def denied_result(data: dict[str, Any]) -> bool:
+    """A tool.result's data says the call was held and then denied (or not decided in
+    time), so it never ran."""
+    return not data.get("ok") and data.get("error_type") == "denied"
 
 
 def own_call(event: Event) -> bool:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem.cli.render import SOURCE_MARKS, format_event, own_call
+from tandem.cli.render import SOURCE_MARKS, denied_result, format_event, own_call
 from tandem.ledger.prices import PriceTable
 from tandem.store import Event, RunRecord
 
@@ -133,7 +133,7 @@ def _close(call: Call, data: dict[str, Any]) -> None:
     else:
         call.state = "error"
         call.result = f"{data.get('error_type')}: {data.get('message')}"
-        call.denied = data.get("error_type") == "denied"
+        call.denied = denied_result(data)
 
 
 def _decided(call: Call, data: dict[str, Any], waited_s: float) -> None:
