@@ -21,6 +21,7 @@ from tandem_sdk.errors import (
     Unauthenticated,
 )
 
+from .approvals import ApprovalObserver
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .coordinators.mcp import McpCoordinator
@@ -28,7 +29,7 @@ from .errors import LimitReached, RunFailed
 from .plugins import PluginManager
 from .replay import fixture_of
 from .replay.recording import Recording, attempted_plan
-from .session import ApprovalObserver, RunMode, RunSession
+from .session import RunMode, RunSession
 from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
 from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry

@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from tandem_sdk.errors import (
     InterfaceError,
@@ -25,6 +25,7 @@ from tandem_sdk.errors import (
 )
 from tandem_sdk.plan import canonical, in_plan
 
+from .approvals import ApprovalObserver, Approvals
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .files_tools import FILE_TOOL_NAMES, file_tools
 from .plugins import PluginManager
@@ -39,8 +40,6 @@ from .workflows.paths import UnsafePath, normalise_virtual_path
 
 log = logging.getLogger(__name__)
 
-NO_DECISION = "no decision before the deadline"  # the reason of a held call that timed out
-
 # A single event's data is cut beyond this, so one huge tool result cannot bloat the store.
 MAX_EVENT_VALUE_CHARS = 64 * 1024
 
@@ -49,29 +48,6 @@ MAX_EVENT_VALUE_CHARS = 64 * 1024
 class ToolOutcome:
     result_json: str | None = None
     error: ToolError | None = None
-
-
-@dataclass(frozen=True)
-class HeldCall:
-    """A call waiting for a person: its tool.call event's seq, its number in the trace
-    (None for a subagent's call), and when its wait ends (unix time)."""
-
-    seq: int
-    number: int | None
-    tool: str
-    arguments: dict[str, Any]
-    deadline: float
-
-
-class ApprovalObserver(Protocol):
-    """Told of every held call and of how it ended (the host announces them elsewhere).
-    Called on the run's loop; neither may block or raise."""
-
-    def held(self, session: RunSession, call: HeldCall) -> None: ...
-
-    def settled(
-        self, session: RunSession, call: HeldCall, approved: bool, reason: str, by: str | None
-    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -119,11 +95,7 @@ class RunSession:
         self.mode = mode or RunMode()
         # Ids of the subagents running now: a tool call may carry one only while it runs.
         self.subagents: set[str] = set()
-        # Calls waiting for a person's decision, by their tool.call event's seq, and the
-        # number each has in the trace (None for a subagent's call, which has none there).
-        self.approvals: dict[int, asyncio.Future[tuple[bool, str]]] = {}
-        self._numbers: dict[int, int | None] = {}
-        self._deciders: dict[int, str] = {}  # seq -> who decided, when known
+        self.held = Approvals(self, store)  # calls waiting for a person's decision
         self.observer: ApprovalObserver | None = None
         # The run's own calls so far, numbered as `tandem runs show` numbers them.
         self._calls_numbered = 0
@@ -242,7 +214,7 @@ class RunSession:
         closing: dict[str, Any] = {"call": call.seq, "tool": name, "executed": source == "plugin"}
         try:
             if source == "plugin" and self._needs_approval(tool, subagent):
-                await self._approval(call.seq, number, tool, arguments)
+                await self.held.hold(call.seq, number, tool.name, arguments)
             result_json = await self._answer(source, recorded, tool, arguments, arguments_json)
         except ToolError as error:
             self.emit(
@@ -296,93 +268,20 @@ class RunSession:
             acting, tool.name, annotations.destructive, annotations.read_only
         )
 
-    async def _approval(
-        self, seq: int, number: int | None, tool: HostTool, arguments: dict[str, Any]
-    ) -> None:
-        """Hold the call until a person decides (`tandem approve|deny`, or the observer's
-        way, e.g. Slack); a denial, or no decision in time, is a ToolError of type
-        `denied` that the coordinator sees. The call is named by its number in the trace;
-        a subagent's call, unnumbered there, is answered with the run's other waiting
-        calls (no CALL)."""
-        future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
-        self.approvals[seq] = future
-        self._numbers[seq] = number
-        timeout = self._approval_timeout()
-        which = f" {number}" if number is not None else ""
-        named: dict[str, Any] = {"call": number} if number is not None else {}
-        self.emit(
-            "approval.waiting",
-            **named,
-            tool=tool.name,
-            timeout_s=round(timeout, 1),
-            decide=f"tandem approve {self.id}{which}  |  tandem deny {self.id}{which} REASON",
-        )
-        self._store.set_status(self.id, "waiting")
-        held = HeldCall(seq, number, tool.name, arguments, time.time() + timeout)
-        self._observe("held", held)
-        decided = True
-        try:
-            async with asyncio.timeout(timeout):
-                approved, reason = await future
-        except TimeoutError:
-            decided, approved, reason = False, False, NO_DECISION
-        finally:
-            self.approvals.pop(seq, None)
-            self._numbers.pop(seq, None)
-            by = self._deciders.pop(seq, None)
-            if not self.approvals and self.active:
-                self._store.set_status(self.id, "running")
-        who: dict[str, Any] = {"by": by} if by else {}
-        self.emit(
-            "approval.decided", **named, tool=tool.name, approved=approved, reason=reason, **who
-        )
-        self._observe("settled", held, approved, reason, by)
-        if not approved:
-            said = f"a person denied this call: {reason}" if decided else f"not run: {reason}"
-            raise ToolError(said, tool=tool.name, type="denied")
-
-    def _approval_timeout(self) -> float:
-        """The configured wait, and in any case ending a second before the run's own limit,
-        so the coordinator learns of the denial before the run times out."""
-        configured = self.workflow.spec.approvals.timeout_s
-        left = None if self.deadline is None else self.deadline - time.monotonic() - 1.0
-        if self.mode.mcp:  # no run deadline: the call's own, `timeout_s`, bounds the wait
-            left = self.limits.timeout_s - 1.0
-        bounds = [b for b in (configured, left) if b is not None]
-        return max(min(bounds), 0.1) if bounds else 3600.0
+    @property
+    def approvals(self) -> dict[int, asyncio.Future[tuple[bool, str]]]:
+        """The calls waiting for a person's decision, by their tool.call event's seq."""
+        return self.held.waiting
 
     def decide(
         self, number: int | None, approved: bool, reason: str, by: str | None = None
     ) -> list[int]:
-        """Answer the waiting call numbered `number` in the trace (every waiting call when
-        None); the numbers answered, 0 standing for a subagent's call. `by` names who
-        answered, in the trace's approval.decided event."""
-        waiting = sorted(seq for seq, n in self._numbers.items() if number is None or n == number)
-        return [
-            self._numbers.get(seq) or 0
-            for seq in waiting
-            if self.decide_held(seq, approved, reason, by)
-        ]
+        """Answer the waiting call numbered `number` in the trace (see Approvals.decide)."""
+        return self.held.decide(number, approved, reason, by)
 
     def decide_held(self, seq: int, approved: bool, reason: str, by: str | None = None) -> bool:
-        """Answer the call held at tool.call `seq`; False when it is not waiting (any more).
-        `by`: who decided, kept in the trace's approval.decided event."""
-        future = self.approvals.get(seq)
-        if future is None or future.done():
-            return False
-        if by:
-            self._deciders[seq] = by
-        future.set_result((approved, reason))
-        return True
-
-    def _observe(self, what: str, *args: Any) -> None:
-        """Tell the observer; its failure is logged, never the run's."""
-        if self.observer is None:
-            return
-        try:
-            getattr(self.observer, what)(self, *args)
-        except Exception:
-            log.exception("run %s: the approval observer failed on %s", self.id, what)
+        """Answer the call held at tool.call `seq` (see Approvals.decide_held)."""
+        return self.held.decide_held(seq, approved, reason, by)
 
     def _source(self, tool: HostTool, arguments: dict[str, Any]) -> tuple[str, RecordedCall | None]:
         """Who answers: "plugin" (the call runs), "planned" (a dry run's stand-in),

@@ -19,9 +19,10 @@ from typing import Any
 
 from tandem_sdk.errors import TandemError, ToolError
 
+from tandem.approvals import NO_DECISION, HeldCall
 from tandem.plugins import PluginManager
 from tandem.runs import RunManager
-from tandem.session import NO_DECISION, HeldCall, RunSession
+from tandem.session import RunSession
 
 from . import messages
 
