@@ -20,8 +20,10 @@ from conftest import REPO, eventually, tandem
 from starlette.testclient import TestClient
 from tandem.config import load_config
 from tandem.console import Console, create_app
+from tandem.console.timeline import Call, timeline
 from tandem.host import Host
-from tandem.store import RunQuery, RunRecord
+from tandem.ledger.prices import default_prices
+from tandem.store import Event, RunQuery, RunRecord
 from tandem.webhooks import HttpListener, bind_listener
 
 TOKEN = "console-test-token"
@@ -35,6 +37,15 @@ files:
   greeting.md: files/greeting.md
 approvals: {script: [state.increment], timeout_s: 20}
 limits: {timeout_s: 30}
+"""
+TWO_HELD = """\
+from concurrent.futures import ThreadPoolExecutor
+
+
+def handler(trigger, tools, virtual_files, subagent):
+    with ThreadPoolExecutor(2) as pool:
+        counts = pool.map(lambda key: tools.state.increment(key=key), ["one", "two"])
+        return list(counts)
 """
 NIGHTLY = HELD.replace("name: held", "name: nightly").replace(
     "approvals:", "triggers: [{schedule: '0 3 * * *'}]\napprovals:"
@@ -73,6 +84,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     held = root / "workflows" / "held"
     shutil.copytree(REPO / "workflows" / "hello", held)
     (held / "workflow.yaml").write_text(HELD)
+    two = root / "workflows" / "two"
+    shutil.copytree(held, two)
+    (two / "workflow.yaml").write_text(HELD.replace("name: held", "name: two"))
+    (two / "script.py").write_text(TWO_HELD)
     nightly = root / "workflows" / "nightly"
     shutil.copytree(REPO / "workflows" / "hello", nightly)
     (nightly / "workflow.yaml").write_text(NIGHTLY)
@@ -174,19 +189,43 @@ def test_a_run_page_shows_the_timeline_with_calls_that_expand(setup: Setup) -> N
     assert "greeted:Cy" in call and "Result" in call  # arguments and result, expanding
 
 
+def _held_seqs(setup: Setup, run_id: str) -> list[int]:
+    """The tool.call seqs of the run's calls the approvals page lists as waiting."""
+    page = setup.client.get("/approvals").text
+    return [int(part.split('"')[0]) for part in page.split(f'id="held-{run_id}-')[1:]]
+
+
 def test_an_approval_from_the_page_lets_the_held_call_run(setup: Setup) -> None:
     run_id = setup.run("held", {"name": "Di"})
     client = setup.signed_in()
-    assert eventually(lambda: f'id="held-{run_id}-1"' in client.get("/approvals").text)
+    assert eventually(lambda: len(_held_seqs(setup, run_id)) == 1)
+    (seq,) = _held_seqs(setup, run_id)
     page = client.get("/approvals").text
     assert "greeted:Di" in page and "state.increment" in page
-    assert _post(setup, f"/approvals/{run_id}/1", decision="approve").status_code == 303
+    assert _post(setup, f"/approvals/{run_id}/seq/{seq}", decision="approve").status_code == 303
     record = setup.finished(run_id)
     assert record.status == "succeeded", record.error
+    assert _held_seqs(setup, run_id) == []
     decided = client.get("/approvals").text
-    assert f'id="held-{run_id}-1"' not in decided
     row = decided.split(f'href="/runs/{run_id}"')[1].split("</tr>")[0]
     assert "approved" in row and "the console" in row
+
+
+def test_the_page_decides_only_the_call_it_names(setup: Setup) -> None:
+    run_id = setup.run("two")
+    setup.signed_in()
+    assert eventually(lambda: len(_held_seqs(setup, run_id)) == 2)
+    first, second = _held_seqs(setup, run_id)
+    denied = _post(setup, f"/approvals/{run_id}/seq/{second}", decision="deny", reason="no")
+    assert denied.status_code == 303
+    assert eventually(lambda: _held_seqs(setup, run_id) == [first])
+    assert _post(setup, f"/approvals/{run_id}/seq/{first}", decision="approve").status_code == 303
+    record = setup.finished(run_id)
+    decided = {
+        e.data["call"]: e.data["approved"] for e in record.events if e.kind == "approval.decided"
+    }
+    assert sorted(decided.values()) == [False, True], record.events
+    assert record.status == "failed", record.error  # the script's denied call raises
 
 
 def test_the_runs_stream_says_when_a_run_starts(setup: Setup) -> None:
@@ -325,3 +364,25 @@ def test_a_listener_answers_without_waiting_for_acks() -> None:
 
     asyncio.run(asyncio.wait_for(main(), 20))
     assert options and options[0] != 0
+
+
+def test_a_subagents_held_call_is_waiting_then_decided_on_the_timeline() -> None:
+    def event(seq: int, kind: str, **data: Any) -> Event:
+        return Event(seq, 1_700_000_000.0 + seq, kind, data)
+
+    call = {"tool": "state.increment", "arguments": {}}
+    record = RunRecord("r1", "held", "v1", "llm", None, "waiting")
+    record.events = [
+        event(1, "tool.call", **call),
+        event(2, "approval.waiting", call=1, tool="state.increment", timeout_s=20.0),
+        event(3, "tool.call", **call, subagent="helper"),
+        event(4, "approval.waiting", tool="state.increment", timeout_s=20.0),
+    ]
+    calls = [e for e in timeline(record, default_prices()) if isinstance(e, Call)]
+    assert [(c.seq, c.number, c.state) for c in calls] == [(1, 1, "waiting"), (3, None, "waiting")]
+    record.events.append(event(5, "approval.decided", tool="state.increment", approved=True))
+    calls = [e for e in timeline(record, default_prices()) if isinstance(e, Call)]
+    assert [(c.seq, c.state, c.decision) for c in calls] == [
+        (1, "waiting", ""),
+        (3, "running", "approved"),
+    ]

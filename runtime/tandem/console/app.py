@@ -215,9 +215,10 @@ def create_app(console: Console) -> Starlette:
         reason = form.get("reason", "").strip()
         if not approve and not reason:
             return Response("say why the call is denied", 400)
-        number = int(request.path_params["call"]) or None
-        decided = session is not None and session.decide(
-            number, approve, reason or "approved", by="console"
+        # One call, by its tool.call seq: a subagent's call has no number to name it by.
+        seq = int(request.path_params["seq"])
+        decided = session is not None and session.decide_held(
+            seq, approve, reason or "approved", by="console"
         )
         if not decided:
             return Response(f"run {run_id}: that call is not waiting for approval", 409)
@@ -238,7 +239,7 @@ def create_app(console: Console) -> Starlette:
         Route("/ledger", page(ledger_page)),
         Route("/workflows", page(workflows_page)),
         Route("/compare", page(compare_page)),
-        Route("/approvals/{run_id}/{call:int}", action(decide), methods=["POST"]),
+        Route("/approvals/{run_id}/seq/{seq:int}", action(decide), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes)

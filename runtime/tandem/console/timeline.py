@@ -86,7 +86,7 @@ def timeline(record: RunRecord, prices: PriceTable) -> list[Entry]:
             if (closed := calls.get(int(data.get("call", 0)))) is not None:
                 _close(closed, data)
         elif event.kind in ("approval.waiting", "approval.decided"):
-            held = numbered.get(int(data.get("call", 0)))
+            held = _held(event, numbered, calls)
             if held is None:
                 continue
             if event.kind == "approval.waiting":
@@ -110,6 +110,21 @@ def timeline(record: RunRecord, prices: PriceTable) -> list[Entry]:
         elif event.kind not in _FOLDED:
             entries.append(Note(event.seq, event.ts, event.kind, _note(event)))
     return entries
+
+
+def _held(event: Event, numbered: dict[int, Call], calls: dict[int, Call]) -> Call | None:
+    """The call an approval event is about: by its number, or, for a subagent's call (the
+    events carry no number then), the latest unnumbered call of that tool not yet held
+    (approval.waiting) or the oldest one still waiting (approval.decided)."""
+    if "call" in event.data:
+        return numbered.get(int(event.data["call"]))
+    tool = str(event.data.get("tool", ""))
+    unnumbered = [c for c in calls.values() if c.number is None and c.tool == tool]
+    if event.kind == "approval.waiting":
+        fresh = [c for c in unnumbered if c.state == "running" and not c.decision]
+        return fresh[-1] if fresh else None
+    waiting = [c for c in unnumbered if c.state == "waiting"]
+    return waiting[0] if waiting else None
 
 
 def _call(event: Event, number: int | None) -> Call:
