@@ -386,3 +386,15 @@ def test_a_subagents_held_call_is_waiting_then_decided_on_the_timeline() -> None
         (1, "waiting", ""),
         (3, "running", "approved"),
     ]
+
+
+def test_a_decision_made_in_slack_shows_who_made_it(setup: Setup) -> None:
+    run_id = setup.run("hello", {"name": "Sam"})
+    assert setup.finished(run_id).status == "succeeded"
+    by = "Ann in Slack (U123)"
+    decided = {"tool": "state.increment", "approved": True, "reason": "ok", "by": by}
+    setup.host.runs.store.append_event(run_id, Event(999, time.time(), "approval.decided", decided))
+    setup.host.runs.store.flush()
+    page = setup.signed_in().get("/approvals").text
+    row = page.split(f'href="/runs/{run_id}"')[1].split("</tr>")[0]
+    assert by in row and "not recorded" not in row

@@ -28,7 +28,7 @@ class Decided:
     tool: str
     approved: bool
     reason: str
-    by: str  # console | control (`tandem approve|deny`) | "" (no decision in time)
+    by: str  # console | control (`tandem approve|deny`) | "<user> in Slack (U...)" | ""
     at: float
 
 
