@@ -398,3 +398,12 @@ def test_a_decision_made_in_slack_shows_who_made_it(setup: Setup) -> None:
     page = setup.signed_in().get("/approvals").text
     row = page.split(f'href="/runs/{run_id}"')[1].split("</tr>")[0]
     assert by in row and "not recorded" not in row
+
+
+def test_a_flag_with_a_call_that_is_not_a_number_is_refused(setup: Setup) -> None:
+    run_id = setup.run("hello", {"name": "Flo"})
+    setup.finished(run_id)
+    setup.signed_in()
+    refused = _post(setup, f"/runs/{run_id}/flag", reason="odd", call="1 \u00b2")
+    assert refused.status_code == 400 and "numbers" in refused.text
+    assert setup.host.store.get(run_id, events=False).flag is None  # type: ignore[union-attr]

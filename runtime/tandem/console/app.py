@@ -165,7 +165,10 @@ def create_app(console: Console) -> Starlette:
 
     async def flag(request: Request, form: dict[str, str]) -> Response:
         run_id = request.path_params["run_id"]
-        calls = [int(n) - 1 for n in form.get("call", "").split() if n.isdigit()]
+        numbers = form.get("call", "").split()
+        if not all(n.isascii() and n.isdigit() for n in numbers):
+            return Response("calls are numbers as the timeline shows them, e.g. 1 3", 400)
+        calls = [int(n) - 1 for n in numbers]
         console.runs.flag(run_id, form.get("reason", "").strip(), calls)
         return RedirectResponse(f"/runs/{run_id}", 303)
 
