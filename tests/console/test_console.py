@@ -20,6 +20,7 @@ from conftest import REPO, eventually, tandem
 from starlette.testclient import TestClient
 from tandem.config import load_config
 from tandem.console import Console, create_app
+from tandem.console.address import TOKEN_FILE, TOKEN_VARIABLE, ConsoleError, console_token
 from tandem.console.timeline import Call, timeline
 from tandem.host import Host
 from tandem.ledger.prices import default_prices
@@ -407,3 +408,19 @@ def test_a_flag_with_a_call_that_is_not_a_number_is_refused(setup: Setup) -> Non
     refused = _post(setup, f"/runs/{run_id}/flag", reason="odd", call="1 \u00b2")
     assert refused.status_code == 400 and "numbers" in refused.text
     assert setup.host.store.get(run_id, events=False).flag is None  # type: ignore[union-attr]
+
+
+def test_a_kept_token_others_could_read_or_an_empty_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    token = console_token(tmp_path, "127.0.0.1")
+    assert token and console_token(tmp_path, "127.0.0.1") == token
+    kept = tmp_path / TOKEN_FILE
+    kept.chmod(0o644)
+    with pytest.raises(ConsoleError, match=r"0600.*delete it"):
+        console_token(tmp_path, "127.0.0.1")
+    kept.write_text("")
+    kept.chmod(0o600)
+    with pytest.raises(ConsoleError, match=r"empty.*delete it"):
+        console_token(tmp_path, "127.0.0.1")

@@ -44,7 +44,28 @@ def console_token(state_dir: Path, host: str) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return _kept_token(path)
+
+
+def _kept_token(path: Path) -> str:
+    """The kept token, only from a file that no one else could have read or written: a
+    token others know signs them in, and an empty one signs no one in."""
+    fix = "delete it and start again to make a new one"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise ConsoleError(f"{path}: cannot read the console's token ({error}); {fix}") from None
+    with os.fdopen(fd) as file:
+        stat = os.fstat(file.fileno())
+        if stat.st_uid != os.getuid() or stat.st_mode & 0o777 != 0o600:
+            raise ConsoleError(
+                f"{path}: the console's token must be mode 0600 and owned by this user"
+                f" (it is {stat.st_mode & 0o777:04o}, uid {stat.st_uid}); {fix}"
+            )
+        token = file.read().strip()
+    if not token:
+        raise ConsoleError(f"{path}: the console's token is empty; {fix}")
+    return token
 
 
 @dataclass(frozen=True)
