@@ -56,7 +56,9 @@ def signature_problem(
     given = headers.get("x-slack-signature", "").strip()
     if not timestamp or not given:
         return "no X-Slack-Signature or X-Slack-Request-Timestamp"
-    if not timestamp.isdigit():
+    # ASCII digits only (int() takes '²' and the like) and a plausible length (int() of
+    # thousands of digits is refused, and a 500 is no answer to a bad request).
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return f"X-Slack-Request-Timestamp {timestamp[:20]!r} is not a unix time"
     skew = abs((time.time() if now is None else now) - int(timestamp))
     if skew > MAX_SKEW_S:
