@@ -261,3 +261,15 @@ def test_long_escaped_arguments_fit_a_section_and_keep_their_entities() -> None:
     assert len(text) <= 3000
     shown = text.split("```")[1]
     assert re.fullmatch(r'\{"text":"(&lt;)+… \(\d+ more chars\)', shown), shown
+
+
+def test_the_outcome_names_where_the_call_was_decided() -> None:
+    assert messages.outcome_text(True, "ok", None, False, "console") == (
+        ":white_check_mark: Approved in the console (ok)"
+    )
+    assert messages.outcome_text(False, "no", None, False, "console") == (
+        ":x: Denied in the console: no"
+    )
+    assert messages.outcome_text(False, "no", None, False, "control") == (
+        ":x: Denied with `tandem deny`: no"
+    )

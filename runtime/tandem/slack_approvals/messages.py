@@ -110,13 +110,20 @@ def settled_message(call_blocks: list[JSON], outcome: str) -> tuple[str, list[JS
     return outcome, [*kept, context]
 
 
-def outcome_text(approved: bool, reason: str, clicker: str | None, timed_out: bool) -> str:
-    """How a decision reads: who made it (a Slack user as a mention) and why."""
+def outcome_text(
+    approved: bool, reason: str, clicker: str | None, timed_out: bool, by: str | None = None
+) -> str:
+    """How a decision reads: who made it (a Slack user as a mention, the console, the CLI)
+    and why."""
     if timed_out:
         return f":hourglass: Not decided in time: denied ({escape(reason)})"
     if clicker is not None:
         who = f"<@{clicker}>"
         return f":white_check_mark: Approved by {who}" if approved else f":x: Denied by {who}"
+    if by == "console":
+        if approved:
+            return f":white_check_mark: Approved in the console ({escape(reason)})"
+        return f":x: Denied in the console: {escape(reason)}"
     if approved:
         return f":white_check_mark: Approved with `tandem approve` ({escape(reason)})"
     return f":x: Denied with `tandem deny`: {escape(reason)}"

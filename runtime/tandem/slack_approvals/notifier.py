@@ -91,7 +91,7 @@ class SlackApprovals:
         key = (session.id, call.seq)
         post = self._posts.pop(key, None)
         clicker = self._clickers.pop(key, None)
-        outcome = messages.outcome_text(approved, reason, clicker, reason == NO_DECISION)
+        outcome = messages.outcome_text(approved, reason, clicker, reason == NO_DECISION, by)
         self._outcomes[key] = (outcome, post)
         while len(self._outcomes) > REMEMBERED_OUTCOMES:
             self._outcomes.popitem(last=False)
