@@ -218,6 +218,16 @@ def test_a_timestamp_that_is_no_unix_time_is_refused(fresh) -> None:
         assert refused.value.code == 401, daemon.log
 
 
+def test_a_run_cancelled_while_held_takes_the_buttons_off(fresh) -> None:
+    daemon, slack, _ = fresh
+    run_id, message = _held(daemon, slack, "react", "eyes")
+    assert daemon.client.cancel(run_id)
+    assert _finished(daemon, run_id).status == "cancelled"
+    assert eventually(lambda: len(slack.updated) == 1), daemon.log
+    assert slack.updated[0].ts == message.ts
+    assert _outcome(slack.updated[0]) == messages.RUN_ENDED_TEXT
+
+
 def test_a_post_that_fails_leaves_the_call_held_for_the_cli(fresh) -> None:
     daemon, slack, _ = fresh
     run_id = daemon.client.trigger("react_lost", {"ts": LUNCH, "name": "eyes"}, None)

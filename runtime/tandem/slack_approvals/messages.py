@@ -15,6 +15,7 @@ ACTIONS_BLOCK = "tandem_decide"
 # The arguments shown (escaped), at most; the section's text may hold 3000 in all.
 MAX_ARGUMENT_CHARS = 1500
 MAX_SECTION_CHARS = 3000
+RUN_ENDED_TEXT = ":black_square_for_stop: Not decided: the run ended before a decision"
 
 
 def escape(text: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tandem_sdk.errors import TandemError, ToolError
 
-from tandem.approvals import NO_DECISION, HeldCall
+from tandem.approvals import NO_DECISION, RUN_ENDED, HeldCall
 from tandem.plugins import PluginManager
 from tandem.runs import RunManager
 from tandem.session import RunSession
@@ -91,7 +91,11 @@ class SlackApprovals:
         key = (session.id, call.seq)
         post = self._posts.pop(key, None)
         clicker = self._clickers.pop(key, None)
-        outcome = messages.outcome_text(approved, reason, clicker, reason == NO_DECISION, by)
+        outcome = (
+            messages.RUN_ENDED_TEXT
+            if reason == RUN_ENDED
+            else messages.outcome_text(approved, reason, clicker, reason == NO_DECISION, by)
+        )
         self._outcomes[key] = (outcome, post)
         while len(self._outcomes) > REMEMBERED_OUTCOMES:
             self._outcomes.popitem(last=False)
