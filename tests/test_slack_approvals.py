@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Daemon, Project, eventually
+from tandem.slack_approvals import messages
 from tandem.store import RunRecord
 from tandem.testing import workspace
 from tandem.testing.slack_api import ChangedMessage, SlackStandIn
@@ -179,6 +183,51 @@ def test_forged_and_stale_clicks_are_refused_and_decide_nothing(fresh) -> None:
     assert "Approved with `tandem approve`" in _outcome(slack.updated[0])
 
 
+def test_a_click_counts_only_on_the_message_posted_for_its_call(fresh) -> None:
+    daemon, slack, url = fresh
+    run_id, message = _held(daemon, slack, "react", "eyes")
+    # Another message (any workflow may post with the bot's token) carrying copies of the
+    # buttons, whose value names this held call; and the real message with its call
+    # section rewritten (slack.update_message), buttons kept.
+    foreign = replace(message, ts="1764460999.000100")
+    section = {**message.blocks[0], "text": {"type": "mrkdwn", "text": "*Lunch poll*"}}
+    rewritten = replace(message, blocks=[section, message.blocks[1]])
+    for fake in (foreign, rewritten):
+        payload = click(fake, ENG, "tandem_approve", user=GRACE)
+        assert send_interaction(url, payload, signing_secret=SIGNING_SECRET).status == 200
+    assert daemon.client.decide(run_id, 0, True) == [1]  # still held, no one decided it
+    assert _finished(daemon, run_id).status == "succeeded"
+    (decided,) = _decided(daemon, run_id)
+    assert decided["by"] == "control"
+    assert eventually(lambda: len(slack.updated) == 1), daemon.log
+    assert slack.updated[0].ts == message.ts  # the foreign message is left as it is
+    assert sum("refused grace's click" in line for line in daemon.log) == 2
+
+
+def test_a_timestamp_that_is_no_unix_time_is_refused(fresh) -> None:
+    daemon, _, url = fresh
+    for timestamp in ("9" * 5000, "\u00b2"):  # too long for int(); a digit int() refuses
+        request = urllib.request.Request(
+            url,
+            data=b"payload=%7B%7D",
+            headers={"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 401, daemon.log
+
+
+def test_a_run_cancelled_while_held_takes_the_buttons_off(fresh) -> None:
+    daemon, slack, _ = fresh
+    run_id, message = _held(daemon, slack, "react", "eyes")
+    assert daemon.client.cancel(run_id)
+    assert _finished(daemon, run_id).status == "cancelled"
+    assert eventually(lambda: len(slack.updated) == 1), daemon.log
+    assert slack.updated[0].ts == message.ts
+    assert _outcome(slack.updated[0]) == messages.RUN_ENDED_TEXT
+
+
 def test_a_post_that_fails_leaves_the_call_held_for_the_cli(fresh) -> None:
     daemon, slack, _ = fresh
     run_id = daemon.client.trigger("react_lost", {"ts": LUNCH, "name": "eyes"}, None)
@@ -205,3 +254,32 @@ def test_notify_names_a_channel_and_needs_the_slack_plugin(tmp_path: Path) -> No
     )
     with pytest.raises(WorkflowError, match="'Release Team' is not a Slack channel"):
         load_workflow(bad, ["slack.post_message", "slack.update_message"])
+
+
+def test_long_escaped_arguments_fit_a_section_and_keep_their_entities() -> None:
+    _, blocks = messages.held_message(
+        run_id="r1",
+        workflow="react",
+        coordinator="script",
+        tool="slack.post_message",
+        number=1,
+        arguments={"text": "<" * 3000},
+        deadline=time.time() + 60,
+        seq=3,
+    )
+    text = blocks[0]["text"]["text"]
+    assert len(text) <= 3000
+    shown = text.split("```")[1]
+    assert re.fullmatch(r'\{"text":"(&lt;)+… \(\d+ more chars\)', shown), shown
+
+
+def test_the_outcome_names_where_the_call_was_decided() -> None:
+    assert messages.outcome_text(True, "ok", None, False, "console") == (
+        ":white_check_mark: Approved in the console (ok)"
+    )
+    assert messages.outcome_text(False, "no", None, False, "console") == (
+        ":x: Denied in the console: no"
+    )
+    assert messages.outcome_text(False, "no", None, False, "control") == (
+        ":x: Denied with `tandem deny`: no"
+    )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_DECISION = "no decision before the deadline"  # the reason of a held call that timed out
+RUN_ENDED = "the run ended before a decision"  # the reason given to the observer on cancel
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class Approvals:
                 approved, reason = await future
         except TimeoutError:
             decided, approved, reason = False, False, NO_DECISION
+        except asyncio.CancelledError:
+            # The run is cancelled: no decision, but the observer still learns the end
+            # (Slack takes the buttons off the message).
+            self._observe("settled", held, False, RUN_ENDED, None)
+            raise
         finally:
             self.waiting.pop(seq, None)
             self._numbers.pop(seq, None)

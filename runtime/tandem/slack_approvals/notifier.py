@@ -19,7 +19,7 @@ from typing import Any
 
 from tandem_sdk.errors import TandemError, ToolError
 
-from tandem.approvals import NO_DECISION, HeldCall
+from tandem.approvals import NO_DECISION, RUN_ENDED, HeldCall
 from tandem.plugins import PluginManager
 from tandem.runs import RunManager
 from tandem.session import RunSession
@@ -60,7 +60,10 @@ class SlackApprovals:
         self._runs = runs
         self._posts: dict[tuple[str, int], asyncio.Task[Posted | None]] = {}
         self._clickers: dict[tuple[str, int], str] = {}  # Slack user ids, by held call
-        self._outcomes: OrderedDict[tuple[str, int], str] = OrderedDict()
+        # Outcomes, with the post, by held call: a late click is answered on that message.
+        self._outcomes: OrderedDict[
+            tuple[str, int], tuple[str, asyncio.Task[Posted | None] | None]
+        ] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- ApprovalObserver ------------------------------------------------------------------
@@ -88,8 +91,12 @@ class SlackApprovals:
         key = (session.id, call.seq)
         post = self._posts.pop(key, None)
         clicker = self._clickers.pop(key, None)
-        outcome = messages.outcome_text(approved, reason, clicker, reason == NO_DECISION)
-        self._outcomes[key] = outcome
+        outcome = (
+            messages.RUN_ENDED_TEXT
+            if reason == RUN_ENDED
+            else messages.outcome_text(approved, reason, clicker, reason == NO_DECISION, by)
+        )
+        self._outcomes[key] = (outcome, post)
         while len(self._outcomes) > REMEMBERED_OUTCOMES:
             self._outcomes.popitem(last=False)
         if post is not None:
@@ -99,34 +106,52 @@ class SlackApprovals:
 
     def click(self, click: Click) -> None:
         """Decide the clicked call, as `tandem approve|deny` would; a click on a call that
-        is not waiting (decided, ended, unknown) updates its message to say so."""
+        is not waiting (decided, ended, unknown) updates its message to say so. A click
+        counts only on the message the host posted for that call: any workflow may post
+        buttons with the same bot token and a value naming another run's call."""
         held = messages.parse_value(click.value)
         approved = click.action_id == messages.APPROVE
         who = click.user_name or click.user_id
-        decided = False
-        if held is not None and click.action_id in (messages.APPROVE, messages.DENY):
-            run_id, seq = held
-            session = self._runs.sessions.get(run_id)
-            if session is not None and seq in session.approvals:
-                self._clickers[held] = click.user_id
-                verb = "approved" if approved else "denied"
-                by = f"{who} in Slack ({click.user_id})"
-                decided = session.decide_held(seq, approved, f"{verb} in Slack by {who}", by)
-                if not decided:
-                    self._clickers.pop(held, None)
-            log.info(
-                "Slack: %s clicked %s on run %s call %s: %s",
+        if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
+            return
+        run_id, seq = held
+        post = self._posts.get(held)
+        known = self._outcomes.get(held)
+        if post is None and known is not None:
+            post = known[1]
+        if post is not None and not _same_message(post, click):
+            log.warning(
+                "Slack: refused %s's click %s naming run %s call %s: it is on message %s in"
+                " %s, not the one posted for that call",
                 who,
                 click.action_id,
                 run_id,
                 seq,
-                "decided" if decided else "not waiting",
+                click.message_ts,
+                click.channel,
             )
+            return
+        decided = False
+        session = self._runs.sessions.get(run_id)
+        if session is not None and seq in session.approvals:
+            self._clickers[held] = click.user_id
+            verb = "approved" if approved else "denied"
+            by = f"{who} in Slack ({click.user_id})"
+            decided = session.decide_held(seq, approved, f"{verb} in Slack by {who}", by)
+            if not decided:
+                self._clickers.pop(held, None)
+        log.info(
+            "Slack: %s clicked %s on run %s call %s: %s",
+            who,
+            click.action_id,
+            run_id,
+            seq,
+            "decided" if decided else "not waiting",
+        )
         if decided:
             return  # `settled` updates the message
-        known = self._outcomes.get(held) if held is not None else None
         note = (
-            f"Already decided: {known}"
+            f"Already decided: {known[0]}"
             if known
             else ":grey_question: This call is not waiting for a decision any more"
             " (its run has ended, or the daemon restarted)."
@@ -196,6 +221,17 @@ class SlackApprovals:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _same_message(post: asyncio.Task[Posted | None], click: Click) -> bool:
+    """Whether the click is on the message posted for its call, its call section as the
+    host wrote it (a run may rewrite the host's message with slack.update_message)."""
+    if not post.done() or post.cancelled() or post.exception() is not None:
+        return False
+    posted = post.result()
+    if posted is None or (click.channel, click.message_ts) != (posted.channel, posted.ts):
+        return False
+    return messages.call_text(click.message_blocks) == messages.call_text(posted.blocks)
 
 
 def _why(error: TandemError) -> str:

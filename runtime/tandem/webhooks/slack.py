@@ -9,6 +9,7 @@ Interactivity Request URL). Its rules:
     no `payload` JSON            400
     not a block_actions click    200, ignored
     a click                      200 at once; the call is decided and its message updated
+                                 (only a click on the message posted for that call)
 
 Slack signs each request: `X-Slack-Request-Timestamp` is when it was sent (unix seconds)
 and `X-Slack-Signature` is `v0=` and the hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`,
@@ -56,7 +57,9 @@ def signature_problem(
     given = headers.get("x-slack-signature", "").strip()
     if not timestamp or not given:
         return "no X-Slack-Signature or X-Slack-Request-Timestamp"
-    if not timestamp.isdigit():
+    # ASCII digits only (int() takes '²' and the like) and a plausible length (int() of
+    # thousands of digits is refused, and a 500 is no answer to a bad request).
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return f"X-Slack-Request-Timestamp {timestamp[:20]!r} is not a unix time"
     skew = abs((time.time() if now is None else now) - int(timestamp))
     if skew > MAX_SKEW_S:
