@@ -19,7 +19,6 @@ import pytest
 import yaml
 from conftest import Daemon, Project, eventually, tandem
 from tandem.testing import AnthropicStandIn, Reply
-from tandem_sdk._pb import control_pb2
 
 BIN = Path(sys.executable).parent
 HTTP_SERVER = Path(__file__).parent / "http_server.py"
@@ -90,15 +89,10 @@ class Setup:
         self.primary: Any = None
 
     def run(self, workflow: str, payload: Any = None, dry_run: bool = False) -> Any:
-        client = self.daemon.client
-        run_id = client.trigger(workflow, payload, None, dry_run=dry_run)
-        for _ in client.watch(run_id):
-            pass
-        return client.run(run_id)
+        return self.daemon.run(workflow, payload, dry_run=dry_run)
 
     def health(self) -> dict[str, Any]:
-        statuses = self.daemon.client.stub.Health(control_pb2.HealthRequest()).plugins
-        return {status.name: status for status in statuses}
+        return self.daemon.plugins()
 
     def commits(self) -> int:
         return len(_git(self.repo, "log", "--oneline").splitlines())

@@ -35,15 +35,10 @@ class Setup:
         self.project, self.repo, self.api, self.daemon = project, repo, api, daemon
 
     def run(self, workflow: str, coordinator: str | None = None, dry_run: bool = False) -> Any:
-        client = self.daemon.client
-        run_id = client.trigger(workflow, {"repo": str(self.repo)}, coordinator, dry_run=dry_run)
-        for _ in client.watch(run_id):
-            pass
-        return client.run(run_id)
+        return self.daemon.run(workflow, {"repo": str(self.repo)}, coordinator, dry_run=dry_run)
 
     def health(self) -> dict[str, Any]:
-        statuses = self.daemon.client.stub.Health(control_pb2.HealthRequest()).plugins
-        return {status.name: status for status in statuses}
+        return self.daemon.plugins()
 
 
 @pytest.fixture(scope="module")

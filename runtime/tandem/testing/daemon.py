@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tandem_sdk._pb import control_pb2
+
 from tandem.client import ControlClient
 from tandem.config import load_config
 from tandem.store import RunRecord
@@ -62,12 +64,24 @@ class ServedDaemon(Closing):
                 self._ready.set()
         self._ready.set()
 
-    def run(self, workflow: str, payload: Any = None, coordinator: str | None = None) -> RunRecord:
+    def run(
+        self,
+        workflow: str,
+        payload: Any = None,
+        coordinator: str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> RunRecord:
         """Trigger a run and wait for its end, whatever its status."""
-        run_id = self.client.trigger(workflow, payload, coordinator)
+        run_id = self.client.trigger(workflow, payload, coordinator, dry_run=dry_run)
         for _ in self.client.watch(run_id):
             pass
         return self.client.run(run_id)
+
+    def plugins(self) -> dict[str, control_pb2.PluginStatus]:
+        """Health's plugin rows (plugin processes and MCP servers), by name."""
+        statuses = self.client.stub.Health(control_pb2.HealthRequest()).plugins
+        return {status.name: status for status in statuses}
 
     def terminate(self, timeout: float = 30) -> int:
         self.process.send_signal(signal.SIGTERM)
