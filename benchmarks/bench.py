@@ -16,14 +16,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from daemon import Daemon, make_project
+from daemon import WARM_UP, Daemon, make_project
 from grpc_refs import ECHO_SERVER, Server, hop_samples
 from mcp_ref import MCP_VERSION, McpEcho
 from measure import interleave, machine, ms, p50, p99, ratio
 
 ROUNDS = 5
 CALLS = 400
-WARM_UP = 20  # the script's first calls are dropped: connecting, first use
 
 
 def main() -> None:
@@ -37,15 +36,10 @@ def main() -> None:
         ):
             daemon.run("loop", {"calls": WARM_UP})  # the plugin and the page cache
 
-            def tandem() -> list[float]:
-                output = daemon.run("loop", {"calls": WARM_UP + CALLS}).output
-                assert isinstance(output, list)
-                return [float(s) for s in output[WARM_UP:]]
-
             rounds = interleave(
                 ROUNDS,
                 {
-                    "tandem": tandem,
+                    "tandem": lambda: daemon.loop_samples("loop", CALLS),
                     "mcp": lambda: mcp.samples(CALLS),
                     "raw": lambda: hop_samples(raw.socket, CALLS),
                 },

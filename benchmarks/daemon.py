@@ -23,18 +23,27 @@ def echo(value: int) -> int:
     return value
 '''
 
-# `loop`: trigger {"calls": N} makes N calls, each timed inside the script.
-LOOP_SCRIPT = """
+WARM_UP = 20  # a loop's first calls are dropped: connecting, first use
+
+
+def loop_script(tool: str) -> str:
+    """A script whose trigger {"calls": N} makes N calls of `tool` (an echo taking
+    `value`), each timed inside the script."""
+    return f"""
 import time
 
 def handler(trigger, tools, virtual_files, subagent):
     samples = []
     for i in range(trigger["calls"]):
         started = time.perf_counter()
-        tools.bench.echo(value=i)
+        tools.{tool}(value=i)
         samples.append(time.perf_counter() - started)
     return samples
 """
+
+
+# `loop`: the `bench` plugin's echo, each call timed inside the script.
+LOOP_SCRIPT = loop_script("bench.echo")
 
 # `cold`: one call, for what a run costs before its first line.
 COLD_SCRIPT = """
@@ -74,10 +83,21 @@ class Daemon(ServedDaemon):
         super().__init__(root, *args, prefix=prefix or (), env=env, ready_within_s=60)
 
     def run(
-        self, workflow: str, payload: object = None, coordinator: str | None = None
+        self,
+        workflow: str,
+        payload: object = None,
+        coordinator: str | None = None,
+        *,
+        dry_run: bool = False,
     ) -> RunRecord:
         """Trigger a run, wait for its end; it must succeed."""
-        return self.finish(self.client.trigger(workflow, payload, coordinator))
+        return self.finish(self.client.trigger(workflow, payload, coordinator, dry_run=dry_run))
+
+    def loop_samples(self, workflow: str, calls: int) -> list[float]:
+        """A loop workflow's (loop_script) `calls` timings, after its WARM_UP calls."""
+        output = self.run(workflow, {"calls": WARM_UP + calls}).output
+        assert isinstance(output, list)
+        return [float(s) for s in output[WARM_UP:]]
 
     def finish(self, run_id: str) -> RunRecord:
         for _ in self.client.watch(run_id):

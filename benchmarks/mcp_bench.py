@@ -18,28 +18,14 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from daemon import Daemon, make_project
+from daemon import WARM_UP, Daemon, loop_script, make_project
 from mcp_ref import MCP_VERSION, SERVER, McpEcho
 from measure import interleave, machine, ms, p50, p99, ratio
 from tandem.testing.daemon import TANDEM
 
 ROUNDS = 5
 CALLS = 300
-WARM_UP = 20  # the script's first calls are dropped: connecting, first use
 GOALS = {"through_tandem": 1.3, "mcp_serve": 1.5}
-
-# `mcploop`: trigger {"calls": N} makes N calls to the MCP server, each timed in the script.
-MCP_LOOP = """
-import time
-
-def handler(trigger, tools, virtual_files, subagent):
-    samples = []
-    for i in range(trigger["calls"]):
-        started = time.perf_counter()
-        tools.echo.echo(value=i)
-        samples.append(time.perf_counter() - started)
-    return samples
-"""
 
 
 def _add_mcp(root: Path) -> None:
@@ -48,7 +34,7 @@ def _add_mcp(root: Path) -> None:
     (root / "tandem.yaml").write_text(yaml.safe_dump({"mcp_servers": {"echo": server}}))
     folder = root / "workflows" / "mcploop"
     folder.mkdir(parents=True)
-    (folder / "script.py").write_text(MCP_LOOP)
+    (folder / "script.py").write_text(loop_script("echo.echo"))
     (folder / "workflow.yaml").write_text(
         "coordinator: script\ncoordinator_script: script.py\ntools: [echo.echo]\n"
         "limits: {max_tool_calls: 100000, timeout_s: 600}\n"
@@ -64,15 +50,10 @@ def main() -> None:
         with Daemon(root) as daemon, McpEcho() as direct, McpEcho(serve, "bench__echo") as served:
             daemon.run("mcploop", {"calls": WARM_UP})  # the server and the page cache
 
-            def through_tandem() -> list[float]:
-                output = daemon.run("mcploop", {"calls": WARM_UP + CALLS}).output
-                assert isinstance(output, list)
-                return [float(s) for s in output[WARM_UP:]]
-
             rounds = interleave(
                 ROUNDS,
                 {
-                    "through_tandem": through_tandem,
+                    "through_tandem": lambda: daemon.loop_samples("mcploop", CALLS),
                     "direct": lambda: direct.samples(CALLS),
                     "mcp_serve": lambda: served.samples(CALLS),
                 },
