@@ -141,23 +141,15 @@ class McpServer:
             connection = self._connection
             if self._ready.is_set() and connection is not None and not connection.ended.is_set():
                 return connection
-            if self._stopping:
-                raise ToolUnavailable(f"{tool}: mcp server {self.name!r} is stopping", tool=tool)
-            if self._exits.unreachable_by(deadline):
-                raise ToolUnavailable(
-                    f"{tool}: mcp server {self.name!r} is in a crash loop, next restart in "
-                    f"{self._exits.next_start_at - time.monotonic():.1f}s: {self.last_error}",
-                    tool=tool,
-                )
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                    await self._ready.wait()
-            except TimeoutError:
-                raise ToolUnavailable(
-                    f"{tool}: mcp server {self.name!r} is down and did not come back within "
-                    f"{budget:g}s ({self.last_error})",
-                    tool=tool,
-                ) from None
+            await self._exits.await_restart(
+                self._ready,
+                tool=tool,
+                who=f"mcp server {self.name!r}",
+                deadline=deadline,
+                budget=budget,
+                stopping=self._stopping,
+                last_error=lambda: self.last_error,
+            )
 
     def _lose(self, connection: Connection) -> None:
         if connection is self._connection:

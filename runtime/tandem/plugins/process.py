@@ -187,23 +187,15 @@ class PluginProcess:
             generation = self._generation
             if self._ready.is_set() and generation is not None and not generation.lost:
                 return generation
-            if self._stopping:
-                raise ToolUnavailable(f"{tool}: plugin {self.name!r} is stopping", tool=tool)
-            if self._exits.unreachable_by(deadline):
-                raise ToolUnavailable(
-                    f"{tool}: plugin {self.name!r} is in a crash loop, next restart in "
-                    f"{self._exits.next_start_at - time.monotonic():.1f}s: {self.last_error}",
-                    tool=tool,
-                )
-            try:
-                async with asyncio.timeout(_remaining(deadline)):
-                    await self._ready.wait()
-            except TimeoutError:
-                raise ToolUnavailable(
-                    f"{tool}: plugin {self.name!r} is down and did not come back within "
-                    f"{budget:g}s ({self.last_error})",
-                    tool=tool,
-                ) from None
+            await self._exits.await_restart(
+                self._ready,
+                tool=tool,
+                who=f"plugin {self.name!r}",
+                deadline=deadline,
+                budget=budget,
+                stopping=self._stopping,
+                last_error=lambda: self.last_error,
+            )
 
     def _lose(self, generation: Generation, why: str = "") -> None:
         """Stop sending calls to `generation`; the supervisor restarts the process."""

@@ -3,9 +3,13 @@ whether it is in a crash loop: the one copy of that bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
+
+from tandem_sdk.errors import ToolUnavailable
 
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
@@ -60,3 +64,34 @@ class Restarts:
     def unreachable_by(self, deadline: float) -> bool:
         """In a crash loop whose next restart comes after `deadline`: fail calls at once."""
         return self.crash_loop and self.next_start_at > deadline
+
+    async def await_restart(
+        self,
+        up: asyncio.Event,
+        *,
+        tool: str,
+        who: str,
+        deadline: float,
+        budget: float,
+        stopping: bool,
+        last_error: Callable[[], str | None],
+    ) -> None:
+        """Wait for the provider `who` ("plugin 'slack'") to be `up` again, for a call of
+        `tool` due by `deadline` (`budget` seconds in all); ToolUnavailable saying why when
+        it is `stopping`, in a crash loop past the deadline, or not back in time."""
+        if stopping:
+            raise ToolUnavailable(f"{tool}: {who} is stopping", tool=tool)
+        if self.unreachable_by(deadline):
+            raise ToolUnavailable(
+                f"{tool}: {who} is in a crash loop, next restart in "
+                f"{self.next_start_at - time.monotonic():.1f}s: {last_error()}",
+                tool=tool,
+            )
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await up.wait()
+        except TimeoutError:
+            raise ToolUnavailable(
+                f"{tool}: {who} is down and did not come back within {budget:g}s ({last_error()})",
+                tool=tool,
+            ) from None
