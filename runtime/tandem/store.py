@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,10 @@ def _owner_only(database: Path) -> None:
 
 
 class RunStore:
+    # Which SQL the database speaks, for the few statements written differently per
+    # database (a claim's row lock: PostgreSQL's FOR UPDATE SKIP LOCKED).
+    dialect = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: list[tuple[str, int, float, str, str]] = []
@@ -253,6 +257,30 @@ class RunStore:
             return self._db.execute(sql, params)
         except sqlite3.OperationalError as error:
             raise StoreError(self.path, error) from error
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Callable[..., Any]]:
+        """Statements that read and write as one step (a claim): yields `execute(sql,
+        params)`, with `?` placeholders, inside a transaction that holds the write lock from
+        its start and commits at the end, or rolls back on an exception."""
+        self._flush_before()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise StoreError(self.path, error) from error
+
+        def execute(sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.OperationalError as error:
+                raise StoreError(self.path, error) from error
+
+        try:
+            yield execute
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _changed(self, run_id: str) -> None:
         for watcher in self.watchers:
