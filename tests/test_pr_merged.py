@@ -12,6 +12,7 @@ from pr_merged_fixtures import SECRET, SETTINGS, SWEEP, WEBHOOK_101, Setup
 from tandem.testing.github_api import pull_request_event
 from tandem.testing.github_webhook import deliver
 from tandem.testing.pr_merged import webhook_conversation
+from tandem.testing.replies import Reply
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,27 @@ def test_the_llm_coordinator_adds_the_same_reactions_as_the_script(fresh: Setup)
     # The model was shown the real tool results, in the API's shape.
     results = [r for request in fresh.model.requests for r in request.tool_results()]
     assert any("acme/widgets" in json.dumps(r) and "merged" in json.dumps(r) for r in results)
+
+
+def test_the_guard_refuses_a_merged_reaction_on_an_open_pr_and_the_model_corrects_itself(
+    fresh: Setup,
+) -> None:
+    open_pr = "https://github.com/acme/widgets/pull/103"
+    react = {"channel": "eng", "ts": "1764460860.000200", "name": "merged"}  # links 103 only
+    fresh.model.add(
+        Reply.tool_use(("slack__get_messages", {"channel": "eng", "limit": 50})),
+        Reply.tool_use(("github__pr_status", {"url": open_pr})),
+        Reply.tool_use(("slack__add_reaction", react)),
+        Reply.text("#103 is still open: no reaction."),
+    )
+    run = fresh.run({"trigger": "manual"}, "llm")
+    assert run.status == "succeeded", run.error
+    assert fresh.added() == set()  # the refused call never reached Slack
+    (refused,) = fresh.model.requests[3].tool_results()
+    assert refused["is_error"] is True
+    assert "guard slack_add_reaction refused" in refused["content"]
+    assert "#103 is open" in refused["content"]
+    (event,) = [e for e in run.events if e.kind == "guard.refused"]
+    assert (event.data["guard"], event.data["tool"]) == ("slack_add_reaction", "slack.add_reaction")
+    ledger = fresh.daemon.client.ledger("pr_merged", 0.0, 0.0, 1000)
+    assert ledger["refusals"] == {"pr_merged": {"slack_add_reaction": 1}}

@@ -26,6 +26,7 @@ from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .coordinators.mcp import McpCoordinator
 from .errors import LimitReached, RunFailed
+from .guards import RunGuards, guards_for
 from .plugins import PluginManager
 from .replay import fixture_of
 from .replay.recording import Recording, attempted_plan
@@ -65,6 +66,7 @@ def version_content(workflow: Workflow) -> dict[str, Any]:
         "prompt": workflow.prompt_text,
         "script": workflow.script_source,
         "files": {path: data.decode("utf-8", "replace") for path, data in workflow.files.items()},
+        "guards": workflow.guards_source,
     }
 
 
@@ -151,6 +153,7 @@ class RunManager:
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
         session.observer = self.approval_observer
+        session.guards = self._guards(session)
         if workflow.version not in self._kept_versions:
             self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
             self._kept_versions.add(workflow.version)
@@ -297,6 +300,7 @@ class RunManager:
                 mode,
             )
             session.observer = self.approval_observer
+            session.guards = self._guards(session)
             self._queue.append(session)
             self.sessions[record.id] = session
             adopted.append(record.id)
@@ -518,7 +522,16 @@ class RunManager:
             error = f"internal error: {type(failure).__name__}: {failure}"
         finally:
             session.active = False  # the token dies with the run, before anything else
+            if session.guards is not None:
+                await session.guards.close()
             self._finish(session, status, output, error, details)
+
+    def _guards(self, session: RunSession) -> RunGuards | None:
+        """The run's guards, run in the sandbox the script coordinator launches."""
+        from .coordinators.script import ScriptCoordinator  # it imports ToolHost, which us
+
+        scripts = self.coordinators.get("script")
+        return guards_for(session, scripts if isinstance(scripts, ScriptCoordinator) else None)
 
     def _finish(
         self, session: RunSession, status: str, output: Any, error: str | None, details: Any

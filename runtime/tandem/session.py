@@ -13,9 +13,10 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tandem_sdk.errors import (
+    GuardRefused,
     InterfaceError,
     InvalidArguments,
     LimitExceeded,
@@ -37,6 +38,9 @@ from .tools import HostTool
 from .trace_budget import TraceBudget
 from .workflows import Workflow
 from .workflows.paths import UnsafePath, normalise_virtual_path
+
+if TYPE_CHECKING:
+    from .guards import RunGuards
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,7 @@ class RunSession:
         self.subagents: set[str] = set()
         self.held = Approvals(self, store)  # calls waiting for a person's decision
         self.observer: ApprovalObserver | None = None
+        self.guards: RunGuards | None = None  # asked before each call (tandem.guards)
         # The run's own calls so far, numbered as `tandem runs show` numbers them.
         self._calls_numbered = 0
         self.workflow = workflow
@@ -194,8 +199,11 @@ class RunSession:
                     "tool.refused", tool=name, error=type(error).__name__, message=error.message
                 )
             raise
-        source, recorded = self._source(tool, arguments)
         tagged: dict[str, Any] = {"subagent": subagent} if subagent in self.subagents else {}
+        refusal = await self.guards.refusal(name, arguments) if self.guards else None
+        if refusal is not None:
+            return self._refused(name, arguments, tagged, *refusal)
+        source, recorded = self._source(tool, arguments)
         if (version := self._plugins.version_of(tool.provider)) is not None:
             tagged["plugin_version"] = version  # which code served it: a trace names it
         call = self.emit(
@@ -226,6 +234,7 @@ class RunSession:
                 retryable=error.retryable,
                 duration_ms=_ms(started),
             )
+            self._remember(name, arguments, error=error)
             return ToolOutcome(error=error)
         except InterfaceError as error:
             error.run_id = self.id
@@ -257,7 +266,58 @@ class RunSession:
             duration_ms=_ms(started),
             raw=self._kept_result(result_json),
         )
+        self._remember(name, arguments, result_json=result_json)
         return ToolOutcome(result_json=result_json)
+
+    def _refused(
+        self, name: str, arguments: dict[str, Any], tagged: dict[str, Any], guard: str, reason: str
+    ) -> ToolOutcome:
+        """A call its guard refused: traced as a call never made, answered as a tool error
+        the coordinator sees (the model reads the reason; a script raises GuardRefused)."""
+        call = self.emit(
+            "tool.call",
+            tool=name,
+            executed=False,
+            source="guard",
+            **tagged,
+            raw={"arguments": arguments},
+        )
+        if "subagent" not in tagged and in_plan(name):
+            self._calls_numbered += 1  # numbered in the trace as any call is
+        self.emit("guard.refused", call=call.seq, guard=guard, tool=name, reason=reason)
+        error = GuardRefused(f"guard {guard} refused this call: {reason}", tool=name)
+        self.emit(
+            "tool.result",
+            call=call.seq,
+            tool=name,
+            executed=False,
+            ok=False,
+            error_type=error.type,
+            message=error.reason,
+            refused=guard,
+            duration_ms=0.0,
+        )
+        if self.guards is not None:
+            self.guards.record(
+                name, arguments, error={"type": error.type, "message": reason}, refused=reason
+            )
+        return ToolOutcome(error=error)
+
+    def _remember(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        result_json: str | None = None,
+        error: ToolError | None = None,
+    ) -> None:
+        """The call and its answer, for the guards of later calls."""
+        if self.guards is None:
+            return
+        if error is not None:
+            self.guards.record(name, arguments, error={"type": error.type, "message": error.reason})
+        else:
+            self.guards.record(name, arguments, result=json.loads(result_json or "null"))
 
     def _needs_approval(self, tool: HostTool, subagent: str | None) -> bool:
         # An MCP client is a model: its calls are held as the LLM coordinator's are.

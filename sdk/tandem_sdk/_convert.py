@@ -9,7 +9,7 @@ from typing import Any
 
 from ._pb import common_pb2, toolhost_pb2
 from .annotations import ToolAnnotations
-from .errors import ProtocolMismatch, ToolError
+from .errors import GuardRefused, ProtocolMismatch, ToolError
 from .protocol import PROTOCOL_VERSION
 
 
@@ -96,6 +96,8 @@ def call_request(name: str, arguments: dict[str, Any]) -> toolhost_pb2.CallToolR
 
 def call_result(reply: toolhost_pb2.CallToolResponse, name: str) -> Any:
     """The tool's JSON result, or ToolError when the tool ran and failed."""
+    if reply.is_error and reply.error.type == GuardRefused.TYPE:
+        raise GuardRefused(reply.error.message, tool=name)
     if reply.is_error:
         raise ToolError(
             reply.error.message, tool=name, type=reply.error.type, retryable=reply.error.retryable

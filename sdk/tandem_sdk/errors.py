@@ -93,6 +93,17 @@ class ToolError(TandemError):
         self.reason = message
 
 
+class GuardRefused(ToolError):
+    """A guard of the workflow (guards.py) refused the call: the tool never ran. The
+    reason names the guard and holds its answer, or why it failed (a guard that raises,
+    times out or answers something else than a string or None refuses)."""
+
+    TYPE = "guard_refused"
+
+    def __init__(self, message: str, *, tool: str = "") -> None:
+        super().__init__(message, tool=tool, type=self.TYPE)
+
+
 class SubagentError(TandemError):
     """The subagent could not answer: the model refused, the API failed, or its answer did
     not match the requested schema even when asked again."""

@@ -9,6 +9,8 @@ The host starts it inside the run's sandbox with a minimal environment:
     TANDEM_SCRIPT_ORIGIN  the script's path in the workflow, for tracebacks
     TANDEM_WORKFLOW_DIR   put on sys.path so a script can import its sibling modules
     TANDEM_RLIMITS        JSON {"RLIMIT_AS": bytes, ...} applied before the script loads
+    TANDEM_GUARDS         "1": the script is a workflow's guards.py, and the result
+                          descriptor a socket the host asks them over (tandem_sdk.guards)
 
 It imports the script, calls `handler(trigger, tools, virtual_files, subagent)` and reports
 the JSON-serialisable return value, or the exception with its traceback.
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import guards
 from ._lifetime import die_with_parent
 from .client import ToolHostClient
 from .script import Subagent, Tools, VirtualFiles
@@ -75,6 +78,8 @@ def main() -> int:
     try:
         die_with_parent()
         apply_rlimits(env.get("TANDEM_RLIMITS", ""))
+        if env.get("TANDEM_GUARDS") == "1":
+            return guards.serve(env)
         outcome = run(env)
         code = 0
     except BaseException as error:

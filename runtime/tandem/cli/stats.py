@@ -76,6 +76,8 @@ def add_parser(commands: Any) -> None:
 def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
     import grpc
 
+    from tandem.ledger.refusals import refusal_lines
+
     from .runs import parse_time
 
     if args.limit < 1:
@@ -103,6 +105,8 @@ def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
         print()
         for line in migration_lines(migration):
             print(line)
+    if refused := refusal_lines(report.get("refusals", {})):
+        print("\n" + "\n".join(refused))
     unpriced = sorted({m for g in groups for m in g["unpriced_models"]})
     if unpriced:
         print(

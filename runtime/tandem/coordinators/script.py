@@ -135,7 +135,7 @@ class ScriptCoordinator:
             user=user,
         )
         try:
-            process = await self._start_process(session, isolation, request, group)
+            process = await self.start_process(session, isolation, request, group)
         except BaseException:
             os.close(read_fd)
             raise
@@ -184,7 +184,7 @@ class ScriptCoordinator:
                 )
         return _outcome(raw, code)
 
-    async def _start_process(
+    async def start_process(
         self,
         session: RunSession,
         isolation: Isolation,

@@ -29,6 +29,9 @@ class LaunchRequest:
     result_fd: int
     limits: Limits
     user: RunUser | None = None  # the run's own uid, when the daemon is root
+    # The script is the workflow's guards.py and result_fd a socket the host asks them
+    # over (tandem.guards): the same runner, sandbox and launch paths as a script.
+    guards: bool = False
 
 
 @dataclass(frozen=True)

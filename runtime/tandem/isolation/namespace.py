@@ -111,6 +111,7 @@ def sandbox_environment(request: LaunchRequest) -> dict[str, str]:
         "TANDEM_SCRIPT_ORIGIN": request.script_origin,
         "TANDEM_WORKFLOW_DIR": str(SANDBOX_DIR / "workflow"),
         "TANDEM_RLIMITS": runner_rlimits(request.limits),
+        **({"TANDEM_GUARDS": "1"} if request.guards else {}),
     }
 
 

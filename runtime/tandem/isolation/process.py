@@ -83,4 +83,5 @@ def runner_environment(request: LaunchRequest) -> dict[str, str]:
         # RLIMIT_NPROC counts every process of a uid: with the daemon's own uid it would
         # count the daemon's processes too, so it is set only for a uid of the run's own.
         "TANDEM_RLIMITS": runner_rlimits(request.limits, processes=request.user is not None),
+        **({"TANDEM_GUARDS": "1"} if request.guards else {}),
     }

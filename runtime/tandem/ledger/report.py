@@ -12,6 +12,7 @@ from tandem.store import PLAN_KINDS, RunQuery, RunRecord, RunStore
 
 from .figures import COUNTED_MODES, Ledger, compute, models_from_events, models_from_versions
 from .prices import PriceTable
+from .refusals import refusals
 
 COUNTED = "live runs and MCP sessions; shadows only for their agreement"
 
@@ -95,6 +96,8 @@ def report(
         "runs_read": len(runs),
         "truncated": truncated,
         **ledger.to_json(),
+        # Per workflow, the calls each guard refused (guards.py): {workflow: {guard: n}}.
+        "refusals": refusals(runs),
         # The price each model in these runs was charged at; null: no price, cost unknown.
         "prices": {m: (p.to_json() if (p := prices.price(m)) else None) for m in sorted(used)},
     }

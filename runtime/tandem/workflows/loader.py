@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import hashlib
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from .paths import UnsafePath, normalise_virtual_path, resolve_inside
 from .spec import WorkflowSpec
 
 WORKFLOW_FILE = "workflow.yaml"
+GUARDS_FILE = "guards.py"
 MAX_FILES_BYTES = 16 * 1024 * 1024
 
 
@@ -54,6 +56,14 @@ class Workflow:
     prompt_text: str | None
     files: dict[str, bytes] = field(repr=False)
     inputs: SchemaCheck | None = field(default=None, compare=False, repr=False)
+    # guards.py, when the folder has one, and the names of its guards (tandem.guards).
+    guards_source: str | None = field(default=None, repr=False)
+    guard_names: frozenset[str] = frozenset()
+
+    def guard_for(self, tool: str) -> str | None:
+        """The name of the guard asked before each call of `tool`, if guards.py has one."""
+        name = guard_name(tool)
+        return name if name in self.guard_names else None
 
     def in_scope(self, tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.spec.tools)
@@ -125,6 +135,8 @@ def load_workflow(
             problems.append((where, "tools", _no_tool(pattern, offered, broken_plugins)))
 
     _check_notify(spec, where, known_tools, broken_plugins, problems)
+    in_scope = [t for t in offered if any(fnmatch.fnmatchcase(t, p) for p in spec.tools)]
+    guards_source, guard_names = _load_guards(folder, in_scope, problems)
 
     files: dict[str, bytes] = {}
     total = 0
@@ -143,7 +155,7 @@ def load_workflow(
     if problems:
         raise WorkflowError(problems)
 
-    for part in (script_source, prompt_text):
+    for part in (script_source, prompt_text, guards_source):
         hasher.update(b"\0" + (part or "").encode())
     for key, content in files.items():
         hasher.update(b"\0" + key.encode() + b"\0" + content)
@@ -156,7 +168,51 @@ def load_workflow(
         prompt_text=prompt_text,
         files=files,
         inputs=inputs,
+        guards_source=guards_source,
+        guard_names=guard_names,
     )
+
+
+def guard_name(tool: str) -> str:
+    """The function name of `tool`'s guard: every character that cannot be in a Python
+    name becomes `_` (`slack.add_reaction` -> `slack_add_reaction`, an MCP tool
+    `docs.get-page` -> `docs_get_page`)."""
+    return re.sub(r"\W", "_", tool, flags=re.ASCII)
+
+
+def _load_guards(
+    folder: Path, in_scope: Collection[str], problems: list[tuple[str, str, str]]
+) -> tuple[str | None, frozenset[str]]:
+    """guards.py's source and its guards: top-level functions not starting with `_`, each
+    named after a tool in scope (a guard for any other tool would never be asked)."""
+    path = folder / GUARDS_FILE
+    if not path.is_file():
+        return None, frozenset()
+    where = str(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=where)
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append((where, "", f"cannot read: {error}"))
+        return None, frozenset()
+    except SyntaxError as error:
+        problems.append((where, f"line {error.lineno}", f"syntax error: {error.msg}"))
+        return None, frozenset()
+    tools = {guard_name(tool): tool for tool in in_scope}
+    names = set()
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if node.name.startswith("_"):
+            continue  # a helper of the guards
+        if node.name not in tools:
+            hint = did_you_mean(node.name, tools, cutoff=0.8)
+            problems.append((where, node.name, f"guards no tool in the workflow's scope{hint}"))
+        elif isinstance(node, ast.AsyncFunctionDef) or len(node.args.args) != 2:
+            problems.append((where, node.name, "a guard is def name(call, history)"))
+        else:
+            names.add(node.name)
+    return source, frozenset(names)
 
 
 def _read_text(

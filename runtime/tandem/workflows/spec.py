@@ -30,6 +30,13 @@ class Limits(_Strict):
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
 
+class Guards(_Strict):
+    """How the host runs the workflow's guards.py (see tandem.guards)."""
+
+    # A guard that has not answered by then refuses the call; its process is restarted.
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
 class Webhook(_Strict):
     """An HTTP path the daemon serves (`tandem serve --http`). Every delivery is verified:
 
@@ -145,6 +152,7 @@ class WorkflowSpec(_Strict):
     # primary run's recording, and keep the two plans' diff (`tandem shadow`).
     shadow: Literal["llm", "script"] | None = None
     approvals: Approvals = Field(default_factory=Approvals)
+    guards: Guards = Field(default_factory=Guards)
     # What a manual or Control trigger's payload must look like (JSON Schema 2020-12):
     # checked before a run is made, shown to the model and by `tandem workflows`.
     input_schema: dict[str, Any] | None = None

@@ -1,0 +1,50 @@
+"""pr_merged's guards: the host asks them before each call, whoever coordinates the run.
+
+A guard returns None to let the call through, or the reason it refuses it.
+"""
+
+import re
+
+PULL_URL = re.compile(r"^(https://[^/\s]+/[^/\s]+/[^/\s]+/pull/\d+)(?:[/?#].*)?$")
+
+
+def slack_add_reaction(call, history):
+    """React :merged: only on a message this run read, that links a pull request this run
+    saw merged (github.pr_status): never on one whose pull requests are open or unchecked."""
+    arguments = call["arguments"]
+    if arguments.get("name") != "merged":
+        return None
+    ts = arguments.get("ts")
+    message = _message(history, ts)
+    if message is None:
+        return f"message {ts} was not read in this run: read it with slack.get_messages first"
+    links = [m.group(1) for link in message.get("links", []) if (m := PULL_URL.match(link))]
+    states = _states(history)
+    if any(states.get(url) == "merged" for url in links):
+        return None
+    if not links:
+        return f"message {ts} links no pull request"
+    seen = ", ".join(f"#{url.rsplit('/', 1)[1]} is {states.get(url, 'unchecked')}" for url in links)
+    return f"no pull request linked from message {ts} merged: {seen}"
+
+
+def _message(history, ts):
+    for entry in reversed(history):
+        if entry["tool"] == "slack.get_messages" and isinstance(entry.get("result"), list):
+            for message in entry["result"]:
+                if message.get("ts") == ts:
+                    return message
+    return None
+
+
+def _states(history):
+    """Pull request URL -> its state, as github.pr_status answered in this run."""
+    states = {}
+    for entry in history:
+        result = entry.get("result")
+        if entry["tool"] != "github.pr_status" or not isinstance(result, dict):
+            continue
+        for url in (entry["arguments"].get("url", ""), result.get("url", "")):
+            if m := PULL_URL.match(url or ""):
+                states[m.group(1)] = result.get("state")
+    return states
