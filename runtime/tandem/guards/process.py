@@ -126,7 +126,10 @@ class GuardProcess:
             await self._stop()
             raise GuardFailed(f"guards.py did not load: {ready.get('broken', ready)}")
         self.sent = 0
-        session.emit("guards.started", pid=self._process.pid, isolation=isolation.name)
+        launch = "zygote" if isinstance(self._process, ForkedProcess) else "spawn"
+        session.emit(
+            "guards.started", pid=self._process.pid, isolation=isolation.name, launch=launch
+        )
 
     async def stop(self) -> None:
         async with self._lock:

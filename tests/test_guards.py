@@ -1,0 +1,156 @@
+"""Guards (guards.py): asked by the host before each call, in a guard process of the run's
+own, refusing with a reason or by failing; a script's refused call raises GuardRefused.
+One daemon serves every test here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Daemon, Project
+from tandem.workflows.loader import WorkflowError, load_workflow
+
+PLUGIN = '''
+from tandem_sdk import tool
+
+@tool(read_only=True)
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first.
+        b: the second.
+    """
+    return a + b
+
+@tool
+def note(text: str) -> str:
+    """Write a note somewhere (a side effect).
+
+    Args:
+        text: what to write.
+    """
+    return f"noted {text}"
+'''
+
+GUARDS = """
+def good_add(call, history):
+    a = call["arguments"]["a"]
+    if a == 2:
+        return "two is not allowed"
+    if a == 3:
+        return 1 / 0
+    if a == 4:
+        while True:
+            pass
+    if a == 5:
+        return 42
+    if a == 6:
+        return "seen " + ",".join(str(h["arguments"]["a"]) + ("!" if h["refused"] else "")
+                                  for h in history)
+    return None
+
+
+def good_note(call, history):
+    if call["arguments"]["text"] == "forbidden":
+        return "not that note"
+    return None
+"""
+
+ADDS = """
+from tandem_sdk.errors import GuardRefused
+
+def handler(trigger, tools, virtual_files, subagent):
+    answers = []
+    for a in trigger["adds"]:
+        try:
+            answers.append(tools.good.add(a=a, b=1))
+        except GuardRefused as refused:
+            answers.append(refused.reason)
+    return answers
+"""
+
+NOTES = """
+from tandem_sdk.errors import GuardRefused
+
+def handler(trigger, tools, virtual_files, subagent):
+    first = tools.good.note(text="fine")
+    try:
+        tools.good.note(text="forbidden")
+    except GuardRefused as refused:
+        return [first, refused.type, refused.reason]
+    return [first, "not refused"]
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    project = Project(tmp_path_factory.mktemp("guards") / "project")
+    project.plugin("good", PLUGIN)
+    for name, script in (("adds", ADDS), ("notes", NOTES)):
+        folder = project.workflow(name, tools=["good.*"], script=script, guards={"timeout_s": 1})
+        (folder / "guards.py").write_text(GUARDS)
+    daemon = Daemon(project)
+    yield daemon
+    daemon.close()
+
+
+def test_a_guard_that_refuses_raises_loops_or_answers_a_number_refuses_and_the_run_goes_on(
+    daemon: Daemon,
+) -> None:
+    record = daemon.run("adds", {"adds": [1, 2, 3, 5, 4, 1, 6]})
+    assert record.status == "succeeded", record.error
+    two, three, five, four = (f"guard good_add refused this call: {why}" for why in (
+        "two is not allowed",
+        "guard good_add failed: ZeroDivisionError: division by zero",
+        "guard good_add failed: returned int, not a reason (str) or None",
+        "guard good_add failed: no answer within 1s (guards.timeout_s)",
+    ))  # fmt: skip
+    # After the loop the guard process is a new one, and it sees the whole history.
+    six = "guard good_add refused this call: seen 1,2!,3!,5!,4!,1"
+    assert record.output == [2, two, three, five, four, 2, six]
+    refused = [e.data for e in record.events if e.kind == "guard.refused"]
+    assert [(r["guard"], r["tool"]) for r in refused] == [("good_add", "good.add")] * 5
+    started = [e.data for e in record.events if e.kind == "guards.started"]
+    assert len(started) == 2, started
+    results = [e.data for e in record.events if e.kind == "tool.result"]
+    assert [r.get("refused") for r in results] == [None, *["good_add"] * 4, None, "good_add"]
+    assert all(r["executed"] is False for r in results if r.get("refused"))
+    ledger = daemon.client.ledger("adds", 0.0, 0.0, 100)
+    assert ledger["refusals"] == {"adds": {"good_add": 5}}
+
+
+def test_guards_apply_in_a_dry_run_and_a_replay(daemon: Daemon) -> None:
+    expected = ["noted fine", "guard_refused", "guard good_note refused this call: not that note"]
+    live = daemon.run("notes")
+    assert (live.status, live.output) == ("succeeded", expected), live.error
+    dry = daemon.run("notes", dry_run=True)
+    planned = {"dry_run": True, "tool": "good.note", "arguments": {"text": "fine"}}
+    assert dry.output == [planned, *expected[1:]]  # the first note planned, the second refused
+    replay_id = daemon.client.replay(live.id)
+    for _ in daemon.client.watch(replay_id):
+        pass
+    replay = daemon.client.run(replay_id)
+    assert (replay.status, replay.output) == ("succeeded", expected), replay.error
+    for run in (dry, replay):
+        (refused,) = [e.data for e in run.events if e.kind == "guard.refused"]
+        assert (refused["guard"], refused["reason"]) == ("good_note", "not that note")
+    assert daemon.client.ledger("notes", 0.0, 0.0, 100)["refusals"] == {"notes": {"good_note": 1}}
+
+
+def test_guards_py_must_parse_and_guard_only_tools_in_scope(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    folder = project.workflow("w", tools=["good.add"], script=ADDS)
+    (folder / "guards.py").write_text(GUARDS + "\ndef _helper(x):\n    return x\n")
+    with pytest.raises(WorkflowError) as refused:
+        load_workflow(folder, ["good.add", "good.note"])
+    assert "good_note: guards no tool in the workflow's scope" in str(refused.value)
+    (folder / "guards.py").write_text("def good_add(call, history)\n")
+    with pytest.raises(WorkflowError, match="syntax error"):
+        load_workflow(folder, ["good.add"])
+    project.workflow("w", tools=["good.*"], script=ADDS)
+    (folder / "guards.py").write_text(GUARDS)
+    loaded = load_workflow(folder, ["good.add", "good.note"])
+    assert loaded.guard_names == {"good_add", "good_note"}  # _helper is no guard
+    assert (loaded.guard_for("good.add"), loaded.guard_for("good.other")) == ("good_add", None)
