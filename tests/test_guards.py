@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, Project
+from tandem.replay.recording import Recording
 from tandem.workflows.loader import WorkflowError, load_workflow
 
 PLUGIN = '''
@@ -133,6 +134,9 @@ def test_guards_apply_in_a_dry_run_and_a_replay(daemon: Daemon) -> None:
         pass
     replay = daemon.client.run(replay_id)
     assert (replay.status, replay.output) == ("succeeded", expected), replay.error
+    # The refused call is a wrong one, as a flagged call is: this replay made it again.
+    diff = Recording.from_run(live).diff(replay)
+    assert [e.kind for e in diff.entries] == ["same", "repeated"]
     for run in (dry, replay):
         (refused,) = [e.data for e in run.events if e.kind == "guard.refused"]
         assert (refused["guard"], refused["reason"]) == ("good_note", "not that note")

@@ -344,6 +344,8 @@ def test_brief_writes_the_material_and_asks_no_model(
     assert "### `slack.get_messages` (read-only)" in brief  # tools, with their schemas
     assert '"channel": {' in brief and '"required": [' in brief
     assert '"look_back": 50' in brief  # the virtual file
+    assert "## Its guards (`guards.py`)" in brief  # the guards, which refuse a script too
+    assert "def slack_add_reaction(call, history):" in brief and "GuardRefused" in brief
     assert all(run in brief for run in fresh.runs)  # the runs
     assert REASON in brief and f"FLAGGED {FLAGGED_CALL}" in brief
     assert "def handler(trigger, tools, virtual_files, subagent):" in brief  # the SDK

@@ -11,6 +11,7 @@
     │   ├── ToolUnavailable       the plugin is down (retryable)    UNAVAILABLE
     │   └── ToolTimeout           the plugin did not answer in time DEADLINE_EXCEEDED
     ├── ToolError                 the tool ran and failed: a result, not a transport error
+    │   └── GuardRefused          a guard (guards.py) refused the call: it never ran
     ├── SubagentError             the subagent could not give a valid answer     ABORTED
     └── DefinitionError           a plugin or workflow is malformed (found at load)
 

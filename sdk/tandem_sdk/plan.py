@@ -8,8 +8,8 @@ virtual files (`files.*`) are not part of a plan: they are inputs, not actions.
 The diff says, entry by entry: `same`; `added` (only the replay made it); `missing`
 (only the recording has it); `changed` (the same tool at the same place with other
 arguments); `moved` (both made it, in another order); and for the recorded calls that were
-wrong (a person flagged them, or denied them in an approval): `flagged` (not made again)
-or `repeated` (made again). Plans *agree* when every entry is `same` or `flagged`, or
+wrong (a person flagged them, or denied them in an approval, or a guard refused them):
+`flagged` (not made again) or `repeated` (made again). Plans *agree* when every entry is `same` or `flagged`, or
 `moved` unless order is strict. This is the one rule of agreement: `tandem replay`,
 shadows, `tandem rewrite`, `assert_replays` and the ledger all judge by `diff_plans`.
 """
@@ -27,6 +27,7 @@ Kind = Literal["same", "added", "missing", "changed", "moved", "flagged", "repea
 KINDS: tuple[Kind, ...] = ("same", "added", "missing", "changed", "moved", "flagged", "repeated")
 NOT_IN_PLANS = ("files.",)
 DENIED = "denied"  # the error type of a call a person denied in an approval
+REFUSED = "guard_refused"  # the error type of a call a guard refused (GuardRefused.TYPE)
 _MARKS = {"same": " ", "added": "+", "missing": "-", "changed": "~", "moved": "↕"}
 _MARKS |= {"flagged": "·", "repeated": "!"}
 
@@ -124,10 +125,11 @@ class PlanDiff:
 
 
 def wrong_calls(flagged: Iterable[int], error_types: Sequence[str | None]) -> list[int]:
-    """The indexes of a plan's wrong calls: those a person flagged, and those a person
-    denied in an approval (recorded with error type `denied`). `error_types` has one
-    entry per call of the plan (None for a call that succeeded)."""
-    denied = (i for i, kind in enumerate(error_types) if kind == DENIED)
+    """The indexes of a plan's wrong calls: those a person flagged, those a person denied
+    in an approval (recorded with error type `denied`) and those a guard refused (error
+    type `guard_refused`): no person's flag is needed for a run to be a regression test.
+    `error_types` has one entry per call of the plan (None for a call that succeeded)."""
+    denied = (i for i, kind in enumerate(error_types) if kind in (DENIED, REFUSED))
     return sorted({*flagged, *denied})
 
 

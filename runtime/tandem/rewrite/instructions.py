@@ -59,6 +59,8 @@ Errors, one tree (`from tandem_sdk import ToolError, NotFound, ...`, or
   `"not_found"` or `"already_reacted"`, else the class name of the exception the tool
   raised), `.reason` the message, `.tool` the tool's name, `.retryable` a bool;
   `str(error)` is `"<tool>: <type>: <reason>"`.
+  - `GuardRefused`: a guard of the workflow (guards.py) refused the call, which was not
+    made; `.type` is `"guard_refused"`, `.reason` says which guard and why.
 - `InterfaceError` (fields `.tool`, `.run_id`): the host refused the call.
   - `ToolNotInScope`: the tool is not in the workflow's `tools:`.
   - `InvalidArguments`: the arguments fail the tool's schema (the message says where).
@@ -81,8 +83,15 @@ with a run when it raises nothing and makes the same tool calls with the same ar
 the run did (in any order), and, for a run a script made, returns the same output. Reads
 of virtual files are inputs, not calls. A run a person flagged marks some of its calls as
 wrong: there the script must make every other recorded call, and never the flagged ones. A
-call a person denied in an approval is wrong the same way.
+call a person denied in an approval is wrong the same way, and so is a call a guard
+refused (marked REFUSED).
 """
+
+GUARDS = """The host asks these guards before each tool call, the script's as the model's, with the
+call (`{"tool", "arguments"}`) and the run's calls so far (`[{"tool", "arguments",
+"result" | "error", "refused"}]`). A guard returning a string refuses the call: it is not
+made, and the script gets `GuardRefused` (a `ToolError` of type `"guard_refused"`). The
+script must not make a call they refuse: check first what the guard checks."""
 
 TASK = """\
 Rewrite the workflow below, coordinated until now by a language model following its

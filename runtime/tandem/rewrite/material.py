@@ -1,7 +1,8 @@
 """What a rewrite is made from: the workflow's yaml, prompt and virtual files (read from
 its folder), the tools in its scope with their schemas and annotations (asked of the
 host), and a sample of its recorded live runs, each as the trigger, the calls with their
-arguments and results, the output, and a person's flag.
+arguments and results, the output, and a person's flag; and its guards (guards.py), which
+refuse the candidate's calls as they refused the model's.
 
 The runs to validate against are the recorded live runs and MCP sessions that succeeded,
 and every flagged one: a failed run's plan is a fragment, and a flagged run is a person's
@@ -81,6 +82,7 @@ class Material:
     files: dict[str, str]  # virtual path -> text (cut to FILE_BUDGET)
     samples: list[SampleRun]
     recorded: list[RunRecord] = field(default_factory=list)  # to validate against, newest first
+    guards: str = ""  # guards.py, which the host asks before each call of the script too
 
 
 def load(client: ControlClient, folder: Path) -> Workflow:
@@ -104,6 +106,7 @@ def gather(client: ControlClient, workflow: Workflow, sample: int) -> Material:
         files={path: _file_text(content) for path, content in workflow.files.items()},
         samples=samples,
         recorded=recorded,
+        guards=_file_text((workflow.guards_source or "").encode()),
     )
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import keyword
 import re
 
-from tandem_sdk.plan import PlannedCall
+from tandem_sdk.plan import REFUSED, PlannedCall
 
-from .instructions import ACCEPTANCE, SDK_SURFACE, TASK
+from .instructions import ACCEPTANCE, GUARDS, SDK_SURFACE, TASK
 from .material import RESULT_BUDGET, Material, SampleRun, shrink
 
 
@@ -27,6 +27,8 @@ def material_markdown(material: Material) -> str:
     ]
     if not material.files:
         parts.append("(none)")
+    if material.guards:
+        parts += ["## Its guards (`guards.py`)", GUARDS.strip(), fenced(material.guards, "python")]
     total = len(material.recorded)
     parts.append(f"## Recorded runs ({len(material.samples)} of the {total} to agree with)")
     parts += [_run(sample) for sample in material.samples] or ["(none recorded yet)"]
@@ -109,6 +111,8 @@ def _run(sample: SampleRun) -> str:
     calls = []
     for index, call in enumerate(sample.calls):
         mark = "FLAGGED " if index in sample.flagged_calls else ""
+        if not mark and (call.get("error") or {}).get("type") == REFUSED:
+            mark = "REFUSED "  # by a guard: wrong as a flagged call is
         planned = PlannedCall(str(call["tool"]), dict(call.get("arguments") or {}))
         calls.append(f"{index + 1}. {mark}{planned}\n   -> {_outcome(call)}")
     lines.append(
