@@ -82,6 +82,7 @@ console: install
 # Every figure is a ratio against a reference measured in the same run (see benchmarks/).
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/guard_bench.py
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/load_bench.py
 	$(BIN)/python benchmarks/listener_bench.py

@@ -10,8 +10,9 @@ The diff says, entry by entry: `same`; `added` (only the replay made it); `missi
 arguments); `moved` (both made it, in another order); and for the recorded calls that were
 wrong (a person flagged them, or denied them in an approval, or a guard refused them):
 `flagged` (not made again) or `repeated` (made again). Plans *agree* when every entry is
-`same` or `flagged`, or `moved` unless order is strict. This is the one rule of agreement: `tandem replay`,
-shadows, `tandem rewrite`, `assert_replays` and the ledger all judge by `diff_plans`.
+`same` or `flagged`, or `moved` unless order is strict. This is the one rule of agreement:
+`tandem replay`, shadows, `tandem rewrite`, `assert_replays` and the ledger all judge by
+`diff_plans`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from ._convert import SubagentResult, ToolInfo, subagent_request
 from .client import ToolHostClient
-from .errors import NotFound, SubagentError, ToolError
+from .errors import GuardRefused, NotFound, SubagentError, ToolError
 from .plan import PlanDiff, PlannedCall, canonical, diff_plans, in_plan, wrong_calls
 from .runner import load_handler
 from .script import Subagent, Tools, VirtualFiles
@@ -240,7 +240,9 @@ class _ReplayClient:
             message = f"{call} is not recorded in {self.fixture.name} ({why}); no tool runs"
             raise ToolError(message, tool=name, type="not_recorded")
         recorded = answers.pop(0)
-        if (e := recorded.error) is not None:
+        if (e := recorded.error) is not None and e.type == GuardRefused.TYPE:
+            raise GuardRefused(e.message, tool=name)  # as the host answers a refused call
+        if e is not None:
             raise ToolError(e.message, tool=name, type=e.type, retryable=e.retryable)
         if recorded.result_over_cap is not None:
             over = f"{recorded.result_over_cap} bytes, over the recording cap"
