@@ -47,6 +47,9 @@ def good_add(call, history):
             pass
     if a == 5:
         return 42
+    if a == 7:
+        import os
+        os._exit(3)
     if a == 6:
         return "seen " + ",".join(str(h["arguments"]["a"]) + ("!" if h["refused"] else "")
                                   for h in history)
@@ -100,26 +103,28 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 def test_a_guard_that_refuses_raises_loops_or_answers_a_number_refuses_and_the_run_goes_on(
     daemon: Daemon,
 ) -> None:
-    record = daemon.run("adds", {"adds": [1, 2, 3, 5, 4, 1, 6]})
+    record = daemon.run("adds", {"adds": [1, 2, 3, 5, 4, 1, 7, 6]})
     assert record.status == "succeeded", record.error
-    two, three, five, four = (f"guard good_add refused this call: {why}" for why in (
+    two, three, five, four, seven = (f"guard good_add refused this call: {why}" for why in (
         "two is not allowed",
         "guard good_add failed: ZeroDivisionError: division by zero",
         "guard good_add failed: returned int, not a reason (str) or None",
         "guard good_add failed: no answer within 1s (guards.timeout_s)",
+        "guard good_add failed: the guard process exited",
     ))  # fmt: skip
-    # After the loop the guard process is a new one, and it sees the whole history.
-    six = "guard good_add refused this call: seen 1,2!,3!,5!,4!,1"
-    assert record.output == [2, two, three, five, four, 2, six]
+    # After the loop and the exit the guard process is a new one: it sees the whole history.
+    six = "guard good_add refused this call: seen 1,2!,3!,5!,4!,1,7!"
+    assert record.output == [2, two, three, five, four, 2, seven, six]
     refused = [e.data for e in record.events if e.kind == "guard.refused"]
-    assert [(r["guard"], r["tool"]) for r in refused] == [("good_add", "good.add")] * 5
+    assert [(r["guard"], r["tool"]) for r in refused] == [("good_add", "good.add")] * 6
     started = [e.data for e in record.events if e.kind == "guards.started"]
-    assert len(started) == 2, started
+    assert len(started) == 3, started
     results = [e.data for e in record.events if e.kind == "tool.result"]
-    assert [r.get("refused") for r in results] == [None, *["good_add"] * 4, None, "good_add"]
+    refusing = [None, *["good_add"] * 4, None, "good_add", "good_add"]
+    assert [r.get("refused") for r in results] == refusing
     assert all(r["executed"] is False for r in results if r.get("refused"))
     ledger = daemon.client.ledger("adds", 0.0, 0.0, 100)
-    assert ledger["refusals"] == {"adds": {"good_add": 5}}
+    assert ledger["refusals"] == {"adds": {"good_add": 6}}
 
 
 def test_guards_apply_in_a_dry_run_and_a_replay(daemon: Daemon) -> None:

@@ -75,6 +75,9 @@ class GuardProcess:
             except (OSError, ValueError, GuardFailed) as error:
                 await self._stop()
                 raise GuardFailed(str(error)) from None
+            except asyncio.CancelledError:
+                await asyncio.shield(self._stop())  # its answer, if any, must not be read
+                raise
             self.sent = len(history)
             return reply
 
