@@ -40,7 +40,7 @@ from .workflows import Workflow
 from .workflows.paths import UnsafePath, normalise_virtual_path
 
 if TYPE_CHECKING:
-    from .guards import RunGuards
+    from .guards import Refusal, RunGuards
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class RunSession:
         tagged: dict[str, Any] = {"subagent": subagent} if subagent in self.subagents else {}
         refusal = await self.guards.refusal(name, arguments) if self.guards else None
         if refusal is not None:
-            return self._refused(name, arguments, tagged, *refusal)
+            return self._refused(name, arguments, tagged, refusal)
         source, recorded = self._source(tool, arguments)
         if (version := self._plugins.version_of(tool.provider)) is not None:
             tagged["plugin_version"] = version  # which code served it: a trace names it
@@ -270,7 +270,7 @@ class RunSession:
         return ToolOutcome(result_json=result_json)
 
     def _refused(
-        self, name: str, arguments: dict[str, Any], tagged: dict[str, Any], guard: str, reason: str
+        self, name: str, arguments: dict[str, Any], tagged: dict[str, Any], refusal: Refusal
     ) -> ToolOutcome:
         """A call its guard refused: traced as a call never made, answered as a tool error
         the coordinator sees (the model reads the reason; a script raises GuardRefused)."""
@@ -284,8 +284,9 @@ class RunSession:
         )
         if "subagent" not in tagged and in_plan(name):
             self._calls_numbered += 1  # numbered in the trace as any call is
+        guard, reason = refusal.guard, refusal.reason
         self.emit("guard.refused", call=call.seq, guard=guard, tool=name, reason=reason)
-        error = GuardRefused(f"guard {guard} refused this call: {reason}", tool=name)
+        error = GuardRefused(refusal.message, tool=name)
         self.emit(
             "tool.result",
             call=call.seq,
@@ -298,9 +299,8 @@ class RunSession:
             duration_ms=0.0,
         )
         if self.guards is not None:
-            self.guards.record(
-                name, arguments, error={"type": error.type, "message": reason}, refused=reason
-            )
+            failure = {"type": error.type, "message": error.reason}
+            self.guards.record(name, arguments, error=failure, refused=reason)
         return ToolOutcome(error=error)
 
     def _remember(

@@ -9,6 +9,6 @@ string refuses it with that reason. A guard that raises, gives no answer within
 A refused call is never made: the caller gets a `guard_refused` tool error.
 """
 
-from .check import RunGuards, guards_for
+from .check import Refusal, RunGuards, guards_for
 
-__all__ = ["RunGuards", "guards_for"]
+__all__ = ["Refusal", "RunGuards", "guards_for"]

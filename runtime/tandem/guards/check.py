@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,14 +12,28 @@ if TYPE_CHECKING:
 from .process import GuardFailed, GuardProcess
 
 
+@dataclass(frozen=True)
+class Refusal:
+    guard: str
+    reason: str  # the guard's answer, or why it gave none
+    failed: bool = False  # it raised, timed out, answered something else or died
+
+    @property
+    def message(self) -> str:
+        """What the coordinator is told."""
+        if self.failed:
+            return f"guard {self.guard} failed: {self.reason}"
+        return f"guard {self.guard} refused this call: {self.reason}"
+
+
 class RunGuards:
     def __init__(self, session: RunSession, process: GuardProcess) -> None:
         self._workflow = session.workflow
         self._process = process
         self.history: list[dict[str, Any]] = []  # every call of the run so far
 
-    async def refusal(self, tool: str, arguments: dict[str, Any]) -> tuple[str, str] | None:
-        """(guard, reason) when `tool`'s guard refuses this call; None lets it through."""
+    async def refusal(self, tool: str, arguments: dict[str, Any]) -> Refusal | None:
+        """Why `tool`'s guard refuses this call; None lets it through."""
         name = self._workflow.guard_for(tool)
         if name is None:
             return None
@@ -27,11 +42,11 @@ class RunGuards:
         try:
             reply = await self._process.ask(name, call, self.history, timeout)
         except GuardFailed as error:
-            return name, f"guard {name} failed: {error}"
+            return Refusal(name, str(error), failed=True)
         if "failed" in reply:
-            return name, f"guard {name} failed: {reply['failed']}"
+            return Refusal(name, str(reply["failed"]), failed=True)
         reason = reply.get("refuse")
-        return None if reason is None else (name, str(reason))
+        return None if reason is None else Refusal(name, str(reason))
 
     def record(
         self,
