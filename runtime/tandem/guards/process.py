@@ -82,6 +82,25 @@ class GuardProcess:
             return reply
 
     async def _start(self) -> None:
+        """Launch the process and wait until guards.py is loaded; GuardFailed if it is not
+        (nothing of the attempt is left)."""
+        try:
+            await self._launch()
+        except TimeoutError:
+            await self._stop()
+            raise GuardFailed(f"guards.py did not load within {START_TIMEOUT_S:g}s") from None
+        except GuardFailed:
+            await self._stop()
+            raise
+        except Exception as error:
+            log.exception("run %s: the guard process could not start", self._session.id)
+            await self._stop()
+            raise GuardFailed(f"the guard process could not start: {error}") from None
+        except BaseException:
+            await self._stop()
+            raise
+
+    async def _launch(self) -> None:
         session = self._session
         workflow = session.workflow
         assert workflow.guards_source is not None
@@ -98,35 +117,30 @@ class GuardProcess:
         await in_thread(create_run_dir, rundir, user, "", workflow.guards_source)
         rundir.socket.touch(0o400)  # no ToolHost: see the module's docstring
         ours, theirs = socket.socketpair()
-        request = LaunchRequest(
-            run_id=session.id,
-            workdir=rundir.workdir,
-            toolhost_socket=rundir.socket,
-            token_file=rundir.token_file,
-            script_file=rundir.script_file,
-            script_origin=str(workflow.folder / "guards.py"),
-            workflow_dir=workflow.folder,
-            result_fd=os.dup(theirs.fileno()),  # closed by start_process once handed over
-            limits=session.limits,
-            user=user,
-            guards=True,
-        )
-        theirs.close()
         try:
+            request = LaunchRequest(
+                run_id=session.id,
+                workdir=rundir.workdir,
+                toolhost_socket=rundir.socket,
+                token_file=rundir.token_file,
+                script_file=rundir.script_file,
+                script_origin=str(workflow.folder / "guards.py"),
+                workflow_dir=workflow.folder,
+                result_fd=os.dup(theirs.fileno()),  # closed by start_process once handed over
+                limits=session.limits,
+                user=user,
+                guards=True,
+            )
+            theirs.close()
             self._process = await scripts.start_process(session, isolation, request, None)
             self._streams = await asyncio.open_connection(sock=ours, limit=MAX_REPLY_BYTES)
-            async with asyncio.timeout(START_TIMEOUT_S):
-                ready = _reply(await self._streams[0].readline())
-        except TimeoutError:
-            await self._stop()
-            raise GuardFailed(f"guards.py did not load within {START_TIMEOUT_S:g}s") from None
-        except BaseException:
+        finally:
+            theirs.close()
             if self._streams is None:
                 ours.close()
-            await self._stop()
-            raise
+        async with asyncio.timeout(START_TIMEOUT_S):
+            ready = _reply(await self._streams[0].readline())
         if "ready" not in ready:
-            await self._stop()
             raise GuardFailed(f"guards.py did not load: {ready.get('broken', ready)}")
         self.sent = 0
         launch = "zygote" if isinstance(self._process, ForkedProcess) else "spawn"
