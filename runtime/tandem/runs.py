@@ -25,7 +25,8 @@ from .approvals import ApprovalObserver
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .coordinators.mcp import McpCoordinator
-from .errors import LimitReached, RunFailed
+from .errors import Escalated, LimitReached, RunFailed
+from .escalation import hand_over
 from .plugins import PluginManager
 from .replay import fixture_of
 from .replay.recording import Recording, attempted_plan
@@ -498,7 +499,10 @@ class RunManager:
             limit = None if mode.mcp else session.limits.timeout_s
             session.deadline = None if limit is None else time.monotonic() + limit
             async with asyncio.timeout(limit):
-                output = await self.coordinators[session.coordinator].run(session)
+                try:
+                    output = await self.coordinators[session.coordinator].run(session)
+                except Escalated as escalation:  # the same run goes on with the model
+                    output = await hand_over(session, escalation, self.coordinators, self.store)
             status = "succeeded"
             if session.limit_error is not None:
                 status, error = "failed", session.limit_error.message

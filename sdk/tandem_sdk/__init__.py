@@ -3,6 +3,7 @@
 from .client import RunInfo, SubagentResult, ToolHostClient, ToolInfo
 from .errors import (
     DefinitionError,
+    Escalate,
     InterfaceError,
     InvalidArguments,
     LimitExceeded,
@@ -22,6 +23,7 @@ from .protocol import PROTOCOL_VERSION
 __all__ = [
     "PROTOCOL_VERSION",
     "DefinitionError",
+    "Escalate",
     "InterfaceError",
     "InvalidArguments",
     "LimitExceeded",

@@ -59,6 +59,7 @@ from typing import Any
 
 from tandem_sdk.plan import canonical
 
+from tandem.escalation import started_as
 from tandem.replay.recording import attempted_plan, took_a_step
 from tandem.store import RunRecord
 
@@ -347,8 +348,8 @@ def compute(
     live: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     shadows: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        if run.mode in COUNTED_MODES:
-            live[(run.workflow, run.coordinator, run.workflow_version)].append(run)
+        if run.mode in COUNTED_MODES:  # an escalated run is its script's: its cost too
+            live[(run.workflow, started_as(run.coordinator), run.workflow_version)].append(run)
         elif run.mode == "shadow" and run.plan_diff is not None:
             workflow = known.get(run.source_run or "", run.workflow)
             shadows[(workflow, run.coordinator, run.workflow_version)].append(run)

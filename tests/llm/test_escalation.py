@@ -1,0 +1,143 @@
+"""Escalation: a script hands its run to the model, which goes on with the same run
+(same id, tools, limits and trace), live, in a dry run and in a replay."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from llm_fixtures import LlmHost, llm_host
+from tandem.testing import AnthropicStandIn, Reply
+
+PROMPT = "You greet people with the util tools."
+# Makes a call, then hands over: through subagent.take_over, or by raising Escalate.
+TAKING_OVER = """
+def handler(trigger, tools, virtual_files, subagent):
+    total = tools.util.add(a=1, b=2)
+    subagent.take_over("no rule for " + trigger["who"], context={"total": total})
+"""
+RAISING = """
+from tandem_sdk import Escalate
+
+def handler(trigger, tools, virtual_files, subagent):
+    tools.util.add(a=2, b=2)
+    raise Escalate("unsure", context=["a", 1])
+"""
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
+    def define(project: Any) -> None:
+        project.workflow("greet", script=TAKING_OVER, tools=["util.*"])
+        (project.root / "workflows" / "greet" / "prompt.md").write_text(PROMPT)
+        spec = project.root / "workflows" / "greet" / "workflow.yaml"
+        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
+        project.workflow("planner", script=RAISING, tools=["util.*"])
+        (project.root / "workflows" / "planner" / "prompt.md").write_text(PROMPT)
+        spec = project.root / "workflows" / "planner" / "workflow.yaml"
+        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
+        project.workflow("promptless", script=RAISING, tools=["util.*"])
+
+    with llm_host(tmp_path_factory.mktemp("esc") / "project", define) as host:
+        yield host
+
+
+@pytest.fixture
+def api(llm: LlmHost) -> AnthropicStandIn:
+    llm.api.reset()
+    return llm.api
+
+
+@pytest.fixture
+def daemon(llm: LlmHost, api: AnthropicStandIn) -> Any:
+    return llm.daemon
+
+
+def events(record: Any, kind: str) -> list[Any]:
+    return [e for e in record.events if e.kind == kind]
+
+
+def test_the_model_takes_over_the_same_run(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.tool_use(("util__echo", {"text": "hi Ada"})), Reply.text("Greeted Ada."))
+    record = daemon.run("greet", {"who": "Ada"})
+
+    assert record.status == "succeeded", record.error
+    assert record.output == "Greeted Ada."
+    assert record.coordinator == "script→llm"
+    # The first request: the prompt and trigger (system), then the script's call with its
+    # result, the reason and the context.
+    first = api.requests[0].body
+    assert PROMPT in first["system"][0]["text"] and '"Ada"' in first["system"][1]["text"]
+    handed = first["messages"][0]["content"][0]["text"]
+    assert "Its reason: no rule for Ada" in handed
+    assert json.dumps({"total": 3}, indent=2) in handed
+    call = {"tool": "util.add", "arguments": {"a": 1, "b": 2}, "result": 3}
+    assert json.dumps([call], indent=2) in handed
+    # The trace: the script's call, the hand-over, then the model's turn and call.
+    kinds = [e.kind for e in record.events]
+    handover = kinds.index("run.escalated")
+    assert kinds.index("tool.result") < handover < kinds.index("model.request")
+    assert events(record, "run.escalated")[0].data == {
+        "reason": "no rule for Ada",
+        "context": {"total": 3},
+        "calls": 1,
+    }
+    tools = [e.data["tool"] for e in events(record, "tool.call")]
+    assert tools == ["util.add", "util.echo"]
+    # The ledger counts it per workflow and reason; the run's cost stays its script's.
+    report = daemon.client.ledger("greet", 0.0, time.time() + 60, 100)
+    assert [(e["reason"], e["runs"]) for e in report["escalations"]] == [("no rule for Ada", 1)]
+    assert [g["coordinator"] for g in report["groups"]] == ["script"]
+    assert report["groups"][0]["model_calls"] == 2
+
+
+def test_a_dry_run_escalates_into_a_dry_run(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.tool_use(("util__whoami", {})), Reply.text("planned"))
+    record = daemon.run("planner", None, dry_run=True)
+
+    assert record.status == "succeeded", record.error
+    assert record.mode == "dry_run" and record.coordinator == "script→llm"
+    handed = api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "Its reason: unsure" in handed and '"a",' in handed
+    # The model's call with side effects is planned, not made, as any dry run's.
+    whoami = [e.data for e in events(record, "tool.call") if e.data["tool"] == "util.whoami"]
+    assert [(c["executed"], c["source"]) for c in whoami] == [(False, "planned")]
+
+
+def test_a_replay_answers_the_models_calls_from_the_recording(
+    daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(Reply.tool_use(("util__whoami", {})), Reply.text("done"))
+    recorded = daemon.run("planner")
+    assert recorded.status == "succeeded", recorded.error
+    live_whoami = [e.data for e in events(recorded, "tool.call")][-1]
+    assert (live_whoami["tool"], live_whoami["source"]) == ("util.whoami", "plugin")
+
+    api.add(Reply.tool_use(("util__whoami", {})), Reply.text("done again"))
+    replay_id = daemon.client.replay(recorded.id)
+    for _ in daemon.client.watch(replay_id):
+        pass
+    replayed = daemon.client.run(replay_id)
+
+    assert replayed.status == "succeeded", replayed.error
+    assert replayed.mode == "replay" and replayed.coordinator == "script→llm"
+    sources = [(e.data["tool"], e.data["source"]) for e in events(replayed, "tool.call")]
+    assert sources == [("util.add", "recording"), ("util.whoami", "recording")]
+    # The recorded run's result, not a new one (a whoami run now would name the replay).
+    result = [e.data for e in events(replayed, "tool.result")][-1]
+    assert result["result"]["run"] == recorded.id
+
+
+def test_no_prompt_fails_the_run_saying_so(daemon: Any, api: AnthropicStandIn) -> None:
+    record = daemon.run("promptless")
+
+    assert record.status == "failed"
+    assert record.error == (
+        "the script escalated (unsure), but workflow 'promptless' has no prompt for the model"
+        " to go on with: add `prompt:` to its workflow.yaml"
+    )
+    assert record.coordinator == "script" and api.requests == []
+    assert [e.data["reason"] for e in events(record, "run.escalated")] == ["unsure"]
