@@ -24,9 +24,9 @@ from tandem_sdk.errors import (
 from .approvals import ApprovalObserver
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
+from .coordinators.handover import hand_over
 from .coordinators.mcp import McpCoordinator
 from .errors import Escalated, LimitReached, RunFailed
-from .escalation import hand_over
 from .plugins import PluginManager
 from .replay import fixture_of
 from .replay.recording import Recording, attempted_plan

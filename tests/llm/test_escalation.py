@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Cli
 from llm_fixtures import LlmHost, llm_host
+from tandem.escalation import ESCALATED
+from tandem.rewrite.material import Material, SampleRun, choose_for_validation, choose_sample
+from tandem.rewrite.render import brief_markdown
+from tandem.rewrite.validate import judge
+from tandem.store import Event, RunRecord
 from tandem.testing import AnthropicStandIn, Reply
 
 PROMPT = "You greet people with the util tools."
@@ -60,7 +67,9 @@ def events(record: Any, kind: str) -> list[Any]:
     return [e for e in record.events if e.kind == kind]
 
 
-def test_the_model_takes_over_the_same_run(daemon: Any, api: AnthropicStandIn) -> None:
+def test_the_model_takes_over_the_same_run(
+    llm: LlmHost, daemon: Any, api: AnthropicStandIn, cli: Cli
+) -> None:
     api.add(Reply.tool_use(("util__echo", {"text": "hi Ada"})), Reply.text("Greeted Ada."))
     record = daemon.run("greet", {"who": "Ada"})
 
@@ -92,6 +101,12 @@ def test_the_model_takes_over_the_same_run(daemon: Any, api: AnthropicStandIn) -
     assert [(e["reason"], e["runs"]) for e in report["escalations"]] == [("no rule for Ada", 1)]
     assert [g["coordinator"] for g in report["groups"]] == ["script"]
     assert report["groups"][0]["model_calls"] == 2
+    shown = cli(llm.project, "stats", "greet").stdout
+    assert f"  greet      1  no rule for Ada  (last: {record.id})" in shown
+    # Its fixture says so: the calls are the script's and then the model's.
+    fixture = daemon.client.export(record.id)
+    assert fixture["escalated"] == {"reason": "no rule for Ada", "context": {"total": 3}}
+    assert [c["tool"] for c in fixture["calls"]] == ["util.add", "util.echo"]
 
 
 def test_a_dry_run_escalates_into_a_dry_run(daemon: Any, api: AnthropicStandIn) -> None:
@@ -141,3 +156,68 @@ def test_no_prompt_fails_the_run_saying_so(daemon: Any, api: AnthropicStandIn) -
     )
     assert record.coordinator == "script" and api.requests == []
     assert [e.data["reason"] for e in events(record, "run.escalated")] == ["unsure"]
+
+
+def _run(run_id: str, created: float, coordinator: str = "script", **fields: Any) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        workflow="greet",
+        workflow_version="v1",
+        coordinator=coordinator,
+        trigger={"who": run_id},
+        status="succeeded",
+        created_at=created,
+        **fields,
+    )
+
+
+def test_rewrite_offers_the_escalated_runs_first_and_never_accepts_an_escalation() -> None:
+    flag = {"reason": "wrong person", "calls": []}
+    newest_first = [
+        _run("plain-3", 3),
+        _run("esc-2", 2, ESCALATED),
+        _run("flag-1", 1, flag=flag),
+        _run("esc-0", 0, ESCALATED),
+    ]
+    assert [r.id for r in choose_sample(newest_first, 3)] == ["esc-2", "esc-0", "flag-1"]
+    assert [r.id for r in choose_for_validation(newest_first, 1)] == [
+        "plain-3",
+        "esc-2",
+        "flag-1",
+        "esc-0",
+    ]
+    sample = SampleRun.from_fixture(
+        {
+            "run": "esc-2",
+            "coordinator": ESCALATED,
+            "status": "succeeded",
+            "trigger": {"who": "esc-2"},
+            "calls": [{"tool": "util.add", "arguments": {"a": 1, "b": 2}, "result": 3}],
+            "output": "Greeted.",
+            "escalated": {"reason": "no rule for Ada", "context": {"total": 3}},
+        }
+    )
+    material = Material(
+        workflow="greet",
+        folder=Path("greet"),
+        yaml_text="name: greet\n",
+        prompt_file="prompt.md",
+        prompt=PROMPT,
+        model="claude-test",
+        tools=[],
+        files={},
+        samples=[sample],
+        recorded=newest_first,
+    )
+    brief = brief_markdown(material)
+    assert "- `esc-2` (script→llm, succeeded, ESCALATED by the script)" in brief
+    assert brief.index("- `esc-0`") < brief.index("- `plain-3`")
+    assert "### Run `esc-2`: script→llm, succeeded, ESCALATED" in brief
+    assert "saying 'no rule for Ada', with the context {\"total\": 3}" in brief
+    # A candidate that escalates in its replay does not agree, whatever the model did.
+    recorded = _run("esc-2", 2, ESCALATED)
+    handed = Event(1, 0.0, "run.escalated", {"reason": "unsure", "context": None, "calls": 0})
+    replayed = _run("replay-1", 4, ESCALATED, mode="replay", events=[handed])
+    verdict = judge(recorded, replayed)
+    assert not verdict.agree
+    assert verdict.error == "the script escalated (unsure): it must handle this run itself"
