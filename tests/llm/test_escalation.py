@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cli
+from conftest import Cli, Project
 from llm_fixtures import LlmHost, llm_host
 from tandem.escalation import ESCALATED
 from tandem.rewrite.material import Material, SampleRun, choose_for_validation, choose_sample
@@ -221,3 +221,23 @@ def test_rewrite_offers_the_escalated_runs_first_and_never_accepts_an_escalation
     verdict = judge(recorded, replayed)
     assert not verdict.agree
     assert verdict.error == "the script escalated (unsure): it must handle this run itself"
+
+
+def test_without_a_model_the_escalated_run_fails_saying_why(
+    project: Project, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    project.workflow("lonely", script=RAISING.replace("tools.util.add(a=2, b=2)", "pass"))
+    (project.root / "workflows" / "lonely" / "prompt.md").write_text(PROMPT)
+    spec = project.root / "workflows" / "lonely" / "workflow.yaml"
+    spec.write_text(spec.read_text() + "prompt: prompt.md\n")
+
+    result = cli(project, "run", "lonely", "--json")  # an embedded host: no daemon runs
+
+    assert result.returncode != 0
+    run = json.loads(result.stdout)
+    assert run["status"] == "failed" and run["coordinator"] == "script"
+    assert run["error"].startswith(
+        "the script escalated (unsure), but no model is configured: coordinator llm needs an"
+        " Anthropic API key: set ANTHROPIC_API_KEY"
+    )
