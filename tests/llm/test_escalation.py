@@ -103,6 +103,11 @@ def test_the_model_takes_over_the_same_run(
     assert report["groups"][0]["model_calls"] == 2
     shown = cli(llm.project, "stats", "greet").stdout
     assert f"  greet      1  no rule for Ada  (last: {record.id})" in shown
+    trace = cli(llm.project, "runs", "show", record.id).stdout
+    assert (
+        "run.escalated  the script handed the run to the model after 1 call(s): no rule for"
+        ' Ada  context {"total":3}'
+    ) in trace
     # Its fixture says so: the calls are the script's and then the model's.
     fixture = daemon.client.export(record.id)
     assert fixture["escalated"] == {"reason": "no rule for Ada", "context": {"total": 3}}
@@ -241,3 +246,22 @@ def test_without_a_model_the_escalated_run_fails_saying_why(
         "the script escalated (unsure), but no model is configured: coordinator llm needs an"
         " Anthropic API key: set ANTHROPIC_API_KEY"
     )
+
+
+def test_check_warns_of_a_script_that_can_escalate_without_a_prompt(
+    project: Project, cli: Cli
+) -> None:
+    quiet = "def handler(trigger, tools, virtual_files, subagent):\n    return 1\n"
+    project.workflow("quiet", script=quiet)
+    project.workflow("lonely", script=RAISING.replace("tools.util.add(a=2, b=2)", "pass"))
+    project.workflow("handing", script=TAKING_OVER.replace("tools.util.add(a=1, b=2)", "1"))
+
+    result = cli(project, "check")
+
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "can escalate" in line]
+    assert [line.split("'")[0] for line in warned] == [
+        "warning: workflow handing",
+        "warning: workflow lonely",
+    ]
+    assert warned[0].endswith("an escalated run fails; add `prompt:` to its workflow.yaml")
