@@ -31,6 +31,8 @@ from tandem_sdk import Escalate
 
 def handler(trigger, tools, virtual_files, subagent):
     tools.util.add(a=2, b=2)
+    if trigger:
+        tools.util.echo(text=trigger["text"])
     raise Escalate("unsure", context=["a", 1])
 """
 
@@ -82,9 +84,9 @@ def test_the_model_takes_over_the_same_run(
     assert PROMPT in first["system"][0]["text"] and '"Ada"' in first["system"][1]["text"]
     handed = first["messages"][0]["content"][0]["text"]
     assert "Its reason: no rule for Ada" in handed
-    assert json.dumps({"total": 3}, indent=2) in handed
+    assert 'What it passed on (JSON):\n{"total": 3}\n' in handed
     call = {"tool": "util.add", "arguments": {"a": 1, "b": 2}, "result": 3}
-    assert json.dumps([call], indent=2) in handed
+    assert f"succeeded.\n{json.dumps([call])}\n" in handed
     # The trace: the script's call, the hand-over, then the model's turn and call.
     kinds = [e.kind for e in record.events]
     handover = kinds.index("run.escalated")
@@ -114,14 +116,18 @@ def test_the_model_takes_over_the_same_run(
     assert [c["tool"] for c in fixture["calls"]] == ["util.add", "util.echo"]
 
 
-def test_a_dry_run_escalates_into_a_dry_run(daemon: Any, api: AnthropicStandIn) -> None:
+def test_a_dry_run_escalates_into_a_dry_run_told_within_a_budget(
+    daemon: Any, api: AnthropicStandIn
+) -> None:
     api.add(Reply.tool_use(("util__whoami", {})), Reply.text("planned"))
-    record = daemon.run("planner", None, dry_run=True)
+    record = daemon.run("planner", {"text": "x" * 100_000}, dry_run=True)
 
     assert record.status == "succeeded", record.error
     assert record.mode == "dry_run" and record.coordinator == "script→llm"
     handed = api.requests[0].body["messages"][0]["content"][0]["text"]
-    assert "Its reason: unsure" in handed and '"a",' in handed
+    assert "Its reason: unsure" in handed and '["a", 1]' in handed
+    # The script's calls are shown cut to a budget: a large result does not fill the request.
+    assert "… [100000 characters]" in handed and len(handed) < 10_000
     # The model's call with side effects is planned, not made, as any dry run's.
     whoami = [e.data for e in events(record, "tool.call") if e.data["tool"] == "util.whoami"]
     assert [(c["executed"], c["source"]) for c in whoami] == [(False, "planned")]

@@ -28,6 +28,10 @@ from tandem.store import PLAN_KINDS, RunStore
 
 from .base import Coordinator
 
+# What the model is shown of the context and of the script's calls, in characters of JSON.
+CONTEXT_BUDGET = 8_000
+CALLS_BUDGET = 40_000
+
 
 async def hand_over(
     session: RunSession,
@@ -54,6 +58,12 @@ async def hand_over(
     llm = coordinators.get("llm")
     if not isinstance(llm, LlmCoordinator) or not llm.api.configured:
         raise RunFailed(f"{said}, but no model is configured: {MISSING_KEY}")
+    # Bounded, as rewrite's material is: a few large results must not fill the request.
+    from tandem.rewrite.material import shrink  # on a hand-over only: not on every start
+
+    told = handover(
+        escalation.reason, shrink(escalation.context, CONTEXT_BUDGET), shrink(calls, CALLS_BUDGET)
+    )
     session.coordinator = "llm"  # the calls from here on are the model's (approvals)
     store.set_coordinator(session.id, ESCALATED)
-    return await llm.converse(session, handover(escalation.reason, escalation.context, calls))
+    return await llm.converse(session, told)
