@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cli, Project
+from conftest import Cli, Project, eventually
 from llm_fixtures import LlmHost, llm_host
 from tandem.escalation import ESCALATED
 from tandem.rewrite.material import Material, SampleRun, choose_for_validation, choose_sample
@@ -49,6 +49,12 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
         spec = project.root / "workflows" / "planner" / "workflow.yaml"
         spec.write_text(spec.read_text() + "prompt: prompt.md\n")
         project.workflow("promptless", script=RAISING, tools=["util.*"])
+        held = TAKING_OVER.replace("tools.util.add(a=1, b=2)", "tools.util.whoami()")
+        approvals = {"llm": ["util.whoami"]}
+        project.workflow("held", script=held, tools=["util.*"], approvals=approvals)
+        (project.root / "workflows" / "held" / "prompt.md").write_text(PROMPT)
+        spec = project.root / "workflows" / "held" / "workflow.yaml"
+        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
 
     with llm_host(tmp_path_factory.mktemp("esc") / "project", define) as host:
         yield host
@@ -271,3 +277,21 @@ def test_check_warns_of_a_script_that_can_escalate_without_a_prompt(
         "warning: workflow lonely",
     ]
     assert warned[0].endswith("an escalated run fails; add `prompt:` to its workflow.yaml")
+
+
+def test_the_models_calls_are_held_as_an_llm_runs_are(daemon: Any, api: AnthropicStandIn) -> None:
+    api.add(Reply.tool_use(("util__whoami", {})), Reply.text("stopped"))
+    run_id = daemon.client.trigger("held", {"who": "Ada"}, None)
+    assert eventually(lambda: daemon.client.run(run_id).status == "waiting")
+    assert daemon.client.decide(run_id, 0, False, "not now") == [2]
+    for _ in daemon.client.watch(run_id):
+        pass
+    record = daemon.client.run(run_id)
+
+    assert record.status == "succeeded", record.error
+    # approvals: {llm: [util.whoami]}: the script's own whoami ran; the model's was held.
+    calls = [(e.data["tool"], e.data["executed"]) for e in events(record, "tool.call")]
+    assert calls == [("util.whoami", True), ("util.whoami", True)]
+    assert [e.data["call"] for e in events(record, "approval.waiting")] == [2]
+    denied = api.requests[1].tool_results()[0]
+    assert denied["is_error"] is True and "not now" in denied["content"]
