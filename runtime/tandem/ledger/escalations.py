@@ -17,7 +17,8 @@ SHOWN_RUNS = 5  # the newest runs named per reason
 
 
 def escalations(runs: Iterable[RunRecord]) -> list[dict[str, Any]]:
-    """[{"workflow", "reason", "runs", "last", "run_ids"}], most frequent first."""
+    """[{"workflow", "reason", "runs", "last", "run_ids"}]: by workflow, the most frequent
+    reason first; `run_ids` the newest SHOWN_RUNS."""
     by_reason: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         if run.mode not in COUNTED_MODES:

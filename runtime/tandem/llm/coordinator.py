@@ -27,7 +27,7 @@ class LlmCoordinator:
 
     async def converse(self, session: RunSession, first: str) -> str:
         """Drive the run from a first user message: START for a run of its own, the
-        hand-over for a run a script escalated (tandem.escalation)."""
+        hand-over for a run a script escalated (tandem.coordinators.handover)."""
         if session.workflow.prompt_text is None:
             raise RunFailed(f"workflow {session.workflow.name!r} has no prompt")
         self.api.client()  # fail before anything else when there is no key
