@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python benchmarks/listener_bench.py
 	$(BIN)/python benchmarks/dev_bench.py
 	$(BIN)/python benchmarks/replay_bench.py
+	$(BIN)/python benchmarks/escalate_bench.py
 	$(BIN)/python benchmarks/mcp_bench.py
 	$(BIN)/python benchmarks/console_bench.py
 	$(BIN)/python benchmarks/console_live_bench.py

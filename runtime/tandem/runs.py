@@ -24,8 +24,9 @@ from tandem_sdk.errors import (
 from .approvals import ApprovalObserver
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
+from .coordinators.handover import hand_over
 from .coordinators.mcp import McpCoordinator
-from .errors import LimitReached, RunFailed
+from .errors import Escalated, LimitReached, RunFailed
 from .guards import RunGuards, guards_for
 from .plugins import PluginManager
 from .replay import fixture_of
@@ -502,7 +503,10 @@ class RunManager:
             limit = None if mode.mcp else session.limits.timeout_s
             session.deadline = None if limit is None else time.monotonic() + limit
             async with asyncio.timeout(limit):
-                output = await self.coordinators[session.coordinator].run(session)
+                try:
+                    output = await self.coordinators[session.coordinator].run(session)
+                except Escalated as escalation:  # the same run goes on with the model
+                    output = await hand_over(session, escalation, self.coordinators, self.store)
             status = "succeeded"
             if session.limit_error is not None:
                 status, error = "failed", session.limit_error.message

@@ -45,6 +45,7 @@ PLAN_KINDS = (
     "subagent.finished",
     "model.request",
     "model.response",
+    "run.escalated",
     "run.finished",
 )
 USAGE_KEYS = (
@@ -345,6 +346,11 @@ class RunStore:
     def set_status(self, run_id: str, status: str) -> None:
         """running <-> waiting, while a call waits for approval."""
         self._run("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        self._changed(run_id)
+
+    def set_coordinator(self, run_id: str, coordinator: str) -> None:
+        """A script's run that the model took over (`script→llm`)."""
+        self._run("UPDATE runs SET coordinator=? WHERE id=?", (coordinator, run_id))
         self._changed(run_id)
 
     def mark_started(self, run_id: str, at: float) -> None:

@@ -3,6 +3,7 @@
 from .client import RunInfo, SubagentResult, ToolHostClient, ToolInfo
 from .errors import (
     DefinitionError,
+    Escalate,
     GuardRefused,
     InterfaceError,
     InvalidArguments,
@@ -23,6 +24,7 @@ from .protocol import PROTOCOL_VERSION
 __all__ = [
     "PROTOCOL_VERSION",
     "DefinitionError",
+    "Escalate",
     "GuardRefused",
     "InterfaceError",
     "InvalidArguments",

@@ -13,13 +13,17 @@
     ├── ToolError                 the tool ran and failed: a result, not a transport error
     │   └── GuardRefused          a guard (guards.py) refused the call: it never ran
     ├── SubagentError             the subagent could not give a valid answer     ABORTED
-    └── DefinitionError           a plugin or workflow is malformed (found at load)
+    ├── DefinitionError           a plugin or workflow is malformed (found at load)
+    └── Escalate                  a script hands its run to the model (raised on purpose)
 
 The mapping between InterfaceError classes and gRPC status codes lives in
 `tandem_sdk._status` and nowhere else.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 
 class TandemError(Exception):
@@ -121,3 +125,19 @@ class DefinitionError(TandemError):
         super().__init__(f"{where}: {message}")
         self.where = where
         self.reason = message
+
+
+class Escalate(TandemError):
+    """Raised by a script that meets a case it was not written for: the host ends the
+    script's part and the same run goes on with the LLM coordinator, told `reason`,
+    `context` (any JSON value) and the calls the script made. `subagent.take_over(...)`
+    raises it too."""
+
+    def __init__(self, reason: str, context: Any = None) -> None:
+        try:  # here, where the script raises it, rather than when the run ends
+            json.dumps(context)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"Escalate's context is not JSON-serialisable: {error}") from None
+        super().__init__(reason)
+        self.reason = reason
+        self.context = context

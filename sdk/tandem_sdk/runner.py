@@ -13,7 +13,9 @@ The host starts it inside the run's sandbox with a minimal environment:
                           descriptor a socket the host asks them over (tandem_sdk.guards)
 
 It imports the script, calls `handler(trigger, tools, virtual_files, subagent)` and reports
-the JSON-serialisable return value, or the exception with its traceback.
+the JSON-serialisable return value, or the exception with its traceback, or an escalation
+(`Escalate`: `{"ok": false, "escalate": {"reason", "context"}}`), for the host to hand the
+run to the model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from . import guards
 from ._lifetime import die_with_parent
 from .client import ToolHostClient
+from .errors import Escalate
 from .script import Subagent, Tools, VirtualFiles
 
 Handler = Callable[[Any, Tools, VirtualFiles, Callable[..., Any]], Any]
@@ -81,6 +84,12 @@ def main() -> int:
         if env.get("TANDEM_GUARDS") == "1":
             return guards.serve(env)
         outcome = run(env)
+        code = 0
+    except Escalate as escalation:  # not a failure: the run goes on with the model
+        outcome = {
+            "ok": False,
+            "escalate": {"reason": escalation.reason, "context": escalation.context},
+        }
         code = 0
     except BaseException as error:
         outcome = {

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .client import SubagentResult, ToolHostClient, ToolInfo
+from .errors import Escalate
 
 
 class PluginTools:
@@ -127,3 +128,8 @@ class Subagent:
     ) -> Any:
         self.last = self._client.subagent(prompt, input, schema, tools, model)
         return self.last.output if schema is not None else self.last.text
+
+    def take_over(self, reason: str, context: Any = None) -> NoReturn:
+        """Hand the whole run to the model: raises Escalate(reason, context), which ends
+        the script; the host continues the same run with the LLM coordinator."""
+        raise Escalate(reason, context)

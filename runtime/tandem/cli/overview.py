@@ -224,6 +224,8 @@ def cmd_check(config: ProjectConfig, args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     for warning in model_key_warnings([w.name for w in reply.workflows if w.coordinator == "llm"]):
         print(f"warning: {warning}", file=sys.stderr)
+    for warning in escalation_warnings(config, [w.name for w in reply.workflows]):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{len(reply.workflows)} workflow(s), {len(problems)} error(s)")
     return EXIT_RUN_FAILED if problems else EXIT_OK
 
@@ -239,6 +241,14 @@ def model_key_warnings(llm_workflows: list[str]) -> list[str]:
         " its runs fail unless the daemon's environment has it"
         for name in llm_workflows
     ]
+
+
+def escalation_warnings(config: ProjectConfig, workflows: list[str]) -> list[str]:
+    """A script that can escalate in a workflow with no prompt for the model."""
+    from tandem.workflows.escalates import promptless_escalation
+
+    found = (promptless_escalation(config.workflows_dir / name) for name in workflows)
+    return [warning for warning in found if warning is not None]
 
 
 def check_sandbox(config: ProjectConfig) -> int:

@@ -93,6 +93,11 @@ def format_event(event: Event) -> str:
                 body += f" of {data['source_run']}"
     elif kind == "model.response":
         body = _model_response(data)
+    elif kind == "run.escalated":
+        body = f"the script handed the run to the model after {data.get('calls')} call(s):"
+        body += f" {data.get('reason')}" + (
+            f"  context {_short(data['context'])}" if data.get("context") is not None else ""
+        )
     elif kind == "approval.waiting":
         body = f"{_held(data)} ({data['tool']}) WAITS for approval: {data['decide']}"
     elif kind == "approval.decided":

@@ -1,6 +1,7 @@
 """`tandem stats [WORKFLOW]`: the ledger. Per workflow, coordinator and version: runs,
 failures, flags, latency, tool and model calls, tokens, cost, distinct tool sequences per
-trigger shape and shadow agreement; then each migration's figures before and after.
+trigger shape and shadow agreement; then each migration's figures before and after; then
+the escalations (runs a script handed to the model) per workflow and reason.
 
 The daemon computes it (Control `GetLedger`, one call, from its run store; an embedded host
 when no daemon runs); this module only prints it. Only live runs and MCP sessions count
@@ -45,7 +46,10 @@ EPILOG = (
     + "\n".join(f"  {name:<17}{meaning}" for name, meaning in COLUMNS)
     + "\n\na migration is a change of the workflow's configured coordinator between two"
     " versions, in time order; one-off --coordinator runs, shadows, replays and runs that"
-    " failed before their first step are not one."
+    " failed before their first step are not one.\n\nan escalated run (its script raised"
+    " Escalate and the model took over; coordinator script→llm in `tandem runs`) counts in"
+    " its script's row, the model's tokens and cost with it; the escalations below the"
+    " table count them per reason."
 )
 
 
@@ -107,6 +111,10 @@ def cmd_stats(config: ProjectConfig, args: argparse.Namespace) -> int:
             print(line)
     if refused := refusal_lines(report.get("refusals", {})):
         print("\n" + "\n".join(refused))
+    if report.get("escalations"):
+        print()
+        for line in escalation_lines(report["escalations"]):
+            print(line)
     unpriced = sorted({m for g in groups for m in g["unpriced_models"]})
     if unpriced:
         print(
@@ -215,6 +223,18 @@ def migration_lines(migration: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {_LABELS[figure]:<13}{show(change['before']):>12} -> "
             f"{show(change['after']):<12}{_percent(change['change_pct']):>9}"
+        )
+    return lines
+
+
+def escalation_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Escalations per workflow and reason: the cases the script still has to learn."""
+    lines = ["escalations: the cases the script handed to the model (tandem rewrite starts there)"]
+    width = max(len(row["workflow"]) for row in rows)
+    for row in rows:
+        lines.append(
+            f"  {row['workflow']:<{width}}  {row['runs']:>5}  {row['reason']}"
+            f"  (last: {row['run_ids'][0]})"
         )
     return lines
 

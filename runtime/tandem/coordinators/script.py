@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.blocking import in_thread
-from tandem.errors import RunFailed
+from tandem.errors import Escalated, RunFailed
 from tandem.isolation import (
     Isolation,
     IsolationChoice,
@@ -267,6 +267,8 @@ def _outcome(raw: bytes, code: int) -> Any:
         raise RunFailed(f"the script process reported a malformed result: {error}") from None
     if outcome.get("ok"):
         return outcome.get("output")
+    if isinstance(escalation := outcome.get("escalate"), dict):
+        raise Escalated(str(escalation.get("reason", "")), escalation.get("context"))
     raise RunFailed(
         str(outcome.get("error", "the script failed")), details=outcome.get("traceback")
     )

@@ -8,6 +8,9 @@ often they agreed. A session's duration is how long it was open, and its coordin
 never a workflow's configured one, so it takes no part in migrations.
 
 - runs: live runs and MCP sessions created in the range, whatever their status.
+- an escalated run (its script raised Escalate and the model took over; coordinator
+  `script→llm`) counts under `script`, its model calls, tokens and cost with it: they are
+  what running that script version costs. `ledger.escalations` counts them per reason.
 - succeeded / failed / cancelled / unfinished: by status; failed is `failed`,
   `timed_out` or `interrupted`; unfinished is `queued` or `running`.
 - flagged: runs a person flagged as wrong (`tandem runs flag`).
@@ -59,6 +62,7 @@ from typing import Any
 
 from tandem_sdk.plan import canonical
 
+from tandem.escalation import started_as
 from tandem.replay.recording import attempted_plan, took_a_step
 from tandem.store import RunRecord
 
@@ -347,8 +351,8 @@ def compute(
     live: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     shadows: dict[GroupKey, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        if run.mode in COUNTED_MODES:
-            live[(run.workflow, run.coordinator, run.workflow_version)].append(run)
+        if run.mode in COUNTED_MODES:  # an escalated run is its script's: its cost too
+            live[(run.workflow, started_as(run.coordinator), run.workflow_version)].append(run)
         elif run.mode == "shadow" and run.plan_diff is not None:
             workflow = known.get(run.source_run or "", run.workflow)
             shadows[(workflow, run.coordinator, run.workflow_version)].append(run)

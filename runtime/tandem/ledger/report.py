@@ -10,6 +10,7 @@ from typing import Any
 
 from tandem.store import PLAN_KINDS, RunQuery, RunRecord, RunStore
 
+from .escalations import escalations
 from .figures import COUNTED_MODES, Ledger, compute, models_from_events, models_from_versions
 from .prices import PriceTable
 from .refusals import refusals
@@ -98,6 +99,7 @@ def report(
         **ledger.to_json(),
         # Per workflow, the calls each guard refused (guards.py): {workflow: {guard: n}}.
         "refusals": refusals(runs),
+        "escalations": escalations(runs),
         # The price each model in these runs was charged at; null: no price, cost unknown.
         "prices": {m: (p.to_json() if (p := prices.price(m)) else None) for m in sorted(used)},
     }

@@ -23,6 +23,11 @@ class LlmCoordinator:
         self.toolhost_socket = toolhost_socket
 
     async def run(self, session: RunSession) -> str:
+        return await self.converse(session, START)
+
+    async def converse(self, session: RunSession, first: str) -> str:
+        """Drive the run from a first user message: START for a run of its own, the
+        hand-over for a run a script escalated (tandem.coordinators.handover)."""
         if session.workflow.prompt_text is None:
             raise RunFailed(f"workflow {session.workflow.name!r} has no prompt")
         self.api.client()  # fail before anything else when there is no key
@@ -45,4 +50,4 @@ class LlmCoordinator:
                 offered=offered,
                 max_turns=int(run.limits["max_turns"]),
             )
-            return await loop.ask(START)
+            return await loop.ask(first)

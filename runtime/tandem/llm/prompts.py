@@ -40,6 +40,22 @@ def run_system(
     ]
 
 
+def handover(reason: str, context_json: str, calls_json: str) -> str:
+    """The first user message of a run a script escalated: the workflow's prompt and the
+    trigger are in the system prompt, as for any run; this says what the script did (the
+    context and the calls as JSON, each cut to a budget by the caller)."""
+    return (
+        "This run was started by the workflow's script, which met a case it was not written"
+        " for and handed the run over to you.\n\n"
+        f"Its reason: {reason}\n\n"
+        f"What it passed on (JSON):\n{context_json}\n\n"
+        "The tool calls it made, in order, with their results (JSON). They happened: do not"
+        f" make again a call with side effects that succeeded.\n{calls_json}\n\n"
+        "Carry out the rest of the task for this trigger now, using the tools when you need"
+        " them. When you are done, reply with the result as your final answer."
+    )
+
+
 def subagent_system(workflow: str, schema: JSON | None) -> list[JSON]:
     text = (
         f"You help a script of the workflow {workflow!r}: answer its request in the user"

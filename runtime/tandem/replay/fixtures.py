@@ -5,7 +5,11 @@
      "trigger", "files": {path: text}, "calls": [{"tool", "arguments", "result" |
      "error": {"type", "message", "retryable"} | "result_over_cap": bytes}],
      "subagent_calls": [{"request", "text", "output"} | {"request", "error"}],
-     "output", "flagged": null | {"reason", "calls": [0-based indexes into "calls"]}}
+     "output", "flagged": null | {"reason", "calls": [0-based indexes into "calls"]},
+     "escalated": null | {"reason", "context"}}
+
+`escalated` is set when the run's script handed it to the model (coordinator `script→llm`):
+then `calls` holds the script's calls and the model's after them.
 
 `calls` is the run's tool plan: its own calls in order, without reads of its virtual files
 (those are in `files`) and without the calls its subagents made.
@@ -20,6 +24,7 @@ from typing import Any
 
 from tandem_sdk.plan import in_plan
 
+from tandem.escalation import EVENT as ESCALATION_EVENT
 from tandem.store import RunRecord
 
 from .recording import Recording
@@ -42,7 +47,16 @@ def fixture_of(run: RunRecord, version: dict[str, Any] | None) -> dict[str, Any]
         "subagent_calls": [s.to_fixture() for s in recording.subagent_calls],
         "output": run.output,
         "flagged": run.flag,
+        "escalated": escalation_of(run),
     }
+
+
+def escalation_of(run: RunRecord) -> dict[str, Any] | None:
+    """{"reason", "context"} of the run's hand-over to the model, from its trace."""
+    for event in run.events:
+        if event.kind == ESCALATION_EVENT:
+            return {"reason": event.data.get("reason"), "context": event.data.get("context")}
+    return None
 
 
 def write_fixture(fixture: dict[str, Any], folder: Path) -> Path:

@@ -71,6 +71,11 @@ Errors, one tree (`from tandem_sdk import ToolError, NotFound, ...`, or
   - `Unauthenticated`: a bad or ended run token.
 - `SubagentError`: the subagent gave no valid answer (a refusal, an API error, or an answer
   that missed the schema twice).
+- `Escalate(reason, context=None)`: not an error but a hand-over, raised by the script
+  itself (`raise Escalate("...", context={...})`, or `subagent.take_over(reason,
+  context=...)`) for a case it was not written for: its part of the run ends and the model
+  carries the same run on, told the reason, the context (JSON) and the calls made so far.
+  Only a workflow with a prompt can escalate.
 """
 
 ACCEPTANCE = """\
@@ -80,11 +85,11 @@ call from the run's recording (a call with the same tool and the same arguments 
 recorded result, or raises the recorded error again); nothing really runs. A call the
 recording cannot answer raises `ToolError` with type `"not_recorded"`. The script agrees
 with a run when it raises nothing and makes the same tool calls with the same arguments as
-the run did (in any order), and, for a run a script made, returns the same output. Reads
-of virtual files are inputs, not calls. A run a person flagged marks some of its calls as
-wrong: there the script must make every other recorded call, and never the flagged ones. A
-call a person denied in an approval is wrong the same way, and so is a call a guard
-refused (marked REFUSED).
+the run did (in any order), and, for a run a script made (and did not escalate), returns
+the same output. Reads of virtual files are inputs, not calls. A run a person flagged
+marks some of its calls as wrong: there the script must make every other recorded call,
+and never the flagged ones. A call a person denied in an approval is wrong the same way,
+and so is a call a guard refused (marked REFUSED).
 """
 
 GUARDS = """The host asks these guards before each tool call, the script's as the model's, with the
@@ -107,6 +112,9 @@ prompt, as a Python script that does the same job deterministically: the `script
 - Do what the prompt says, in every case it names. The recorded runs show how the tools
   answer, and what the model did; where a run is flagged, the model was wrong and the
   prompt is right.
+- A run marked ESCALATED was started by the workflow's current script, which handed it
+  to the model for a case it was not written for: the new script must handle that case
+  itself, making the calls the script and then the model made.
 - Handle the tool errors that the prompt or the runs show (catch `ToolError` and decide
   on its `.type`); let anything unexpected fail the run.
 - Ask a `subagent` only for a judgement code cannot make; none is better.

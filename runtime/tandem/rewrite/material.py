@@ -4,6 +4,10 @@ host), and a sample of its recorded live runs, each as the trigger, the calls wi
 arguments and results, the output, and a person's flag; and its guards (guards.py), which
 refuse the candidate's calls as they refused the model's.
 
+Runs the current script escalated (handed to the model: coordinator `script→llm`) come
+first in the sample and in the brief's list, and are always validated against: they are
+the cases the next script has to cover.
+
 The runs to validate against are the recorded live runs and MCP sessions that succeeded,
 and every flagged one: a failed run's plan is a fragment, and a flagged run is a person's
 judgement. Runs a person excluded (`tandem runs exclude`) are left out. An MCP session
@@ -24,6 +28,7 @@ from tandem_sdk._convert import annotations_of
 from tandem_sdk._pb import control_pb2
 
 from tandem.client import ControlClient
+from tandem.escalation import ESCALATED
 from tandem.store import RunRecord
 from tandem.workflows import Workflow, load_workflow
 
@@ -54,6 +59,7 @@ class SampleRun:
     output: Any
     flag_reason: str | None = None
     flagged_calls: frozenset[int] = frozenset()  # indexes into calls
+    escalation: dict[str, Any] | None = None  # {"reason", "context"}: the script handed over
 
     @classmethod
     def from_fixture(cls, fixture: dict[str, Any]) -> SampleRun:
@@ -67,6 +73,7 @@ class SampleRun:
             output=fixture.get("output"),
             flag_reason=str(flag.get("reason") or "no reason given") if flag else None,
             flagged_calls=frozenset(flag.get("calls", [])) if flag else frozenset(),
+            escalation=fixture.get("escalated") or None,
         )
 
 
@@ -141,12 +148,21 @@ def recorded_runs(client: ControlClient, workflow: str) -> list[RunRecord]:
     return sorted(by_id.values(), key=lambda r: (r.created_at, r.id), reverse=True)
 
 
+def escalated_first(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """The runs the script handed to the model, then the others, each in their order."""
+    return [r for r in runs if r.coordinator == ESCALATED] + [
+        r for r in runs if r.coordinator != ESCALATED
+    ]
+
+
 def choose_sample(runs: Sequence[RunRecord], n: int) -> list[RunRecord]:
-    """At most n runs for the model to learn from: the flagged ones first, then one of each
-    coordinator and kind of trigger, then the newest of the rest."""
-    flagged = [r for r in runs if r.flag]
-    others = [r for r in runs if not r.flag]
-    chosen: list[RunRecord] = list(flagged[:n])
+    """At most n runs for the model to learn from: the escalated ones first, then the
+    flagged ones, then one of each coordinator and kind of trigger, then the newest of the
+    rest."""
+    escalated = [r for r in runs if r.coordinator == ESCALATED]
+    flagged = [r for r in runs if r.flag and r.coordinator != ESCALATED]
+    others = [r for r in runs if not r.flag and r.coordinator != ESCALATED]
+    chosen: list[RunRecord] = [*escalated, *flagged][:n]
     seen = {_shape(r) for r in chosen}
     for run in others:
         if len(chosen) < n and _shape(run) not in seen:
@@ -158,11 +174,12 @@ def choose_sample(runs: Sequence[RunRecord], n: int) -> list[RunRecord]:
 
 
 def choose_for_validation(runs: Sequence[RunRecord], last: int) -> list[RunRecord]:
-    """Every recorded run, or the last N of them and every flagged one besides."""
+    """Every recorded run, or the last N of them and every flagged or escalated one
+    besides."""
     if not last:
         return list(runs)
     newest = list(runs[:last])
-    return newest + [r for r in runs[last:] if r.flag]
+    return newest + [r for r in runs[last:] if r.flag or r.coordinator == ESCALATED]
 
 
 def _shape(run: RunRecord) -> tuple[str, str]:

@@ -9,8 +9,10 @@ import re
 
 from tandem_sdk.plan import REFUSED, PlannedCall
 
+from tandem.escalation import ESCALATED
+
 from .instructions import ACCEPTANCE, GUARDS, SDK_SURFACE, TASK
-from .material import RESULT_BUDGET, Material, SampleRun, shrink
+from .material import RESULT_BUDGET, Material, SampleRun, escalated_first, shrink
 
 
 def material_markdown(material: Material) -> str:
@@ -39,9 +41,10 @@ def brief_markdown(material: Material) -> str:
     name = material.workflow
     listed = "\n".join(
         f"- `{r.id}` ({r.coordinator}, {r.status}"
+        + (", ESCALATED by the script" if r.coordinator == ESCALATED else "")
         + (f", flagged: {(r.flag or {}).get('reason') or 'no reason given'}" if r.flag else "")
         + ")"
-        for r in material.recorded
+        for r in escalated_first(material.recorded)
     )
     parts = [
         f"# Rewrite `{name}` as a script",
@@ -51,7 +54,8 @@ def brief_markdown(material: Material) -> str:
         TASK.strip(),
         "## When the script is accepted",
         ACCEPTANCE.strip(),
-        "The recorded runs to agree with, newest first:\n\n" + (listed or "(none recorded yet)"),
+        "The recorded runs to agree with, the escalated ones first, then newest first:\n\n"
+        + (listed or "(none recorded yet)"),
         "## How to check it",
         _CHECK.format(name=name).strip(),
         "## The SDK a script is written against",
@@ -102,6 +106,14 @@ def _member(part: str) -> str:
 def _run(sample: SampleRun) -> str:
     title = f"### Run `{sample.run}`: {sample.coordinator}, {sample.status}"
     lines = [title + (", FLAGGED" if sample.flag_reason is not None else "")]
+    if sample.escalation is not None:
+        lines[0] += ", ESCALATED"
+        lines.append(
+            "The current script met a case it was not written for and handed this run to the"
+            f" model (`Escalate`), saying {str(sample.escalation.get('reason'))!r}, with the"
+            f" context {shrink(sample.escalation.get('context'))}. The calls below are the"
+            " script's and then the model's: the new script must make them all itself."
+        )
     if sample.flag_reason is not None:
         lines.append(
             f"A person flagged this run: {sample.flag_reason!r}. The calls marked FLAGGED"

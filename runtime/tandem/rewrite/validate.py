@@ -4,7 +4,8 @@ answered from the recording, nothing runs), each replay judged by the rule of
 `tandem_sdk.testing.assert_replays`, so that the fixtures exported afterwards pass the
 script's own tests:
 
-- the script raised nothing;
+- the script raised nothing (and did not escalate: the model finishing a run is not the
+  script agreeing with it);
 - its calls agree with the recorded plan by `tandem_sdk.plan.diff_plans` (order aside):
   a call a person flagged or denied is left out, never made again;
 - for a run without such calls that a script made, its output equals the recorded output.
@@ -24,6 +25,7 @@ import grpc
 from tandem_sdk.plan import PlanDiff, PlannedCall, canonical, diff_plans
 
 from tandem.client import ControlClient
+from tandem.escalation import EVENT as ESCALATION_EVENT
 from tandem.replay import Recording
 from tandem.store import RunRecord
 from tandem.workflows import Workflow
@@ -174,6 +176,9 @@ def judge(recorded: RunRecord, replayed: RunRecord) -> Verdict:
         error = replayed.error or f"the replay ended {replayed.status}"
         ends = [e.data.get("details") for e in replayed.events if e.kind == "run.finished"]
         details = str(ends[-1]) if ends and ends[-1] else None
+    handed = [e.data.get("reason") for e in replayed.events if e.kind == ESCALATION_EVENT]
+    if handed and error is None:  # the model finished it: the script did not
+        error = f"the script escalated ({handed[0]}): it must handle this run itself"
     compare = recorded.coordinator == "script" and not recording.wrong and error is None
     return Verdict(
         run=recorded,
