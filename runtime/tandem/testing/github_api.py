@@ -246,7 +246,7 @@ class GitHubStandIn(ServedStandIn):
             return 200, _rate_limit_body(bucket, version), {}
         create = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls", served)
         if route is None and create is not None and method == "POST":
-            return self._open(*create.groups(), sent or {}, version)
+            return self._open(create[1], create[2], sent or {}, version)
         if route is None or method != "GET":
             self.problems.append(f"{method} {path}: not implemented by the stand-in")
             return 404, _error("Not Found", DOCS, 404), {}
