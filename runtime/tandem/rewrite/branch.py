@@ -57,7 +57,7 @@ def git(
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
         raise BranchError(f"git {' '.join(args[:2])} failed: {said}")
-    return done.stdout.decode(errors="replace").strip()
+    return done.stdout.decode(errors="replace").rstrip("\n")  # keeps `status`'s leading blank
 
 
 def open_repository(folder: Path, branch: str) -> Repository:
@@ -96,8 +96,16 @@ def open_repository(folder: Path, branch: str) -> Repository:
 
 def dirty_files(root: Path) -> list[str]:
     """Files changed, staged or untracked (not ignored), as `git status` names them."""
-    listed = git(root, "--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all")
-    return [line[3:] for line in listed.splitlines() if line.strip()]
+    listed = git(
+        root, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all"
+    ).split("\0")
+    files, entries = [], iter(listed)
+    for entry in entries:
+        if entry:
+            files.append(entry[3:])
+            if entry[0] in "RC":  # a rename's or copy's source follows: the same change
+                next(entries, None)
+    return files
 
 
 def commit_branch(
