@@ -154,13 +154,11 @@ class PullOpened(TypedDict):
     base: str
 
 
-@tool(
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=True,
-    dry_run_result={"dry_run": True, "url": "", "number": 0, "state": "open"},
-)
+# What a dry run answers: shaped as the real answer, so a script reading it keeps working.
+DRY_RUN_PULL = {"dry_run": True, "url": "", "number": 0, "state": "open", "draft": False}
+
+
+@tool(destructive=False, idempotent=False, open_world=True, dry_run_result=DRY_RUN_PULL)
 def create_pull_request(
     owner: str,
     repo: str,
