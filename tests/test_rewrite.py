@@ -527,15 +527,16 @@ def git(root: Path, *args: str) -> str:
 
 
 def committed(recorded: Recorded, remote: Path | None = None) -> Path:
-    """The project as a git repository on main, everything committed (the state folder
-    ignored), with `remote` as its origin when given."""
+    """The project as a git repository on main, everything committed but tandem's state
+    folder (which is not ignored: --branch leaves it aside), with `remote` as its origin
+    when given."""
     root = recorded.setup.project.root
     shutil.rmtree(root / ".git", ignore_errors=True)
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "Ada")
     git(root, "config", "user.email", "ada@example.com")
-    (root / ".gitignore").write_text(".tandem/\n__pycache__/\n")
-    git(root, "add", "-A")
+    (root / ".gitignore").write_text("__pycache__/\n")
+    git(root, "add", "-A", "--", ".", ":(exclude).tandem")
     git(root, "commit", "-q", "-m", "the project")
     if remote is not None:
         subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
@@ -556,7 +557,7 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     # The current branch, its index and the work tree are as they were.
     assert git(root, "symbolic-ref", "--short", "HEAD") == "main"
     assert git(root, "rev-parse", "HEAD") == head
-    assert git(root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
     assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
     assert not (fresh.folder / "script.py").exists()
     assert not (fresh.folder / "script.candidate.py").exists()
@@ -607,8 +608,15 @@ def test_branch_refuses_what_it_cannot_commit_to(
     shutil.rmtree(root / ".git", ignore_errors=True)
     with pytest.raises(UsageError, match="is not in a git repository"):
         rewrite(fresh, "--branch", "rewrite")
+    git(root, "init", "-q", "-b", "main")
+    with pytest.raises(UsageError, match="has no commit yet on main"):
+        rewrite(fresh, "--branch", "rewrite")
 
     committed(fresh)  # no remote
+    git(root, "checkout", "-q", "--detach")
+    with pytest.raises(UsageError, match="is on a detached HEAD"):
+        rewrite(fresh, "--branch", "rewrite")
+    git(root, "checkout", "-q", "main")
     (fresh.folder / "prompt.md").write_text("Changed, not committed.\n")
     with pytest.raises(UsageError, match=r"uncommitted changes: workflows/pr_merged/prompt.md"):
         rewrite(fresh, "--branch", "rewrite")
@@ -625,7 +633,7 @@ def test_branch_refuses_what_it_cannot_commit_to(
     assert rewrite(fresh, "--branch", "rewrite") == 0
     assert "next: review it (git diff main...rewrite)" in capsys.readouterr().out
     assert git(root, "show", "rewrite:workflows/pr_merged/script.py") + "\n" == GOOD
-    assert git(root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
 
 
 def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None:
@@ -663,7 +671,7 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     assert "| script | `v2` | 4 | 3 |" in text
     assert "- `slack_add_reaction`: React :merged: only on merged PRs." in text
     assert "_helper" not in text
-    assert "- `r-flag` flagged (call 2): reacted | to an open PR" in text
+    assert "- `r-flag` flagged (call 3): reacted | to an open PR" in text
     assert "- `r-esc` escalated to the model: a PR in another repo" in text
     # 5 runs over 2 days: 2 a day, 2,000 tokens and $0.10 a run; 30 days of it.
     assert "2.0 runs a day (5 runs of the prompt, version `v1`, over 2.0 days)" in text
@@ -675,3 +683,20 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     empty = description(tmp_path / "none", [], [lone.to_json()], [])
     assert "No projection" in empty and "no guards" in empty and "No shadow ran" in empty
     assert "None of the runs was flagged or escalated." in empty
+
+
+def test_the_github_repository_is_read_from_the_remote_url() -> None:
+    from tandem.rewrite.branch import github_repository
+
+    for url in (
+        "https://github.com/acme/widgets.git",
+        "https://github.com/acme/widgets",
+        "https://x-access-token:abc@github.com/acme/widgets.git",
+        "git@github.com:acme/widgets.git",
+        "ssh://git@github.com:22/acme/widgets.git",
+        "https://ghe.example.com/acme/widgets/",
+    ):
+        assert github_repository(url) == ("acme", "widgets"), url
+    assert github_repository("https://github.com/acme/my.repo.git") == ("acme", "my.repo")
+    for url in ("/srv/git/widgets.git", "file:///srv/widgets", "https://host/a/b/c"):
+        assert github_repository(url) is None, url

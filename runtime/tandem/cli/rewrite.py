@@ -117,7 +117,7 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
     folder = config.workflows_dir / args.workflow
     if not (folder / "workflow.yaml").is_file():
         raise UsageError(f"no workflow {args.workflow!r} in {config.workflows_dir}")
-    target = _target(args, folder, UsageError)
+    target = _target(args, folder, config.state_dir, UsageError)
     scripted = _scripted(args.model_replies)
     if scripted is not None:
         _say(scripted.banner)
@@ -142,7 +142,9 @@ def _scripted(value: str | None) -> ScriptedModel | None:
     return ScriptedModel(value, read_answers(Path(value)))
 
 
-def _target(args: argparse.Namespace, folder: Path, usage: type[Exception]) -> Target | None:
+def _target(
+    args: argparse.Namespace, folder: Path, state_dir: Path, usage: type[Exception]
+) -> Target | None:
     """With --branch: the repository checked (and the remote, with --pr) before the model
     is asked."""
     if args.branch is None:
@@ -151,7 +153,7 @@ def _target(args: argparse.Namespace, folder: Path, usage: type[Exception]) -> T
     from tandem.rewrite.ship import prepare
 
     try:
-        return prepare(folder, args.branch, pr=args.pr, repo=args.repo)
+        return prepare(folder, args.branch, pr=args.pr, repo=args.repo, state_dir=state_dir)
     except BranchError as error:
         raise usage(str(error)) from None
 

@@ -60,11 +60,11 @@ def git(
     return done.stdout.decode(errors="replace").rstrip("\n")  # keeps `status`'s leading blank
 
 
-def open_repository(folder: Path, branch: str) -> Repository:
+def open_repository(folder: Path, branch: str, state_dir: Path | None = None) -> Repository:
     """The repository holding `folder`, checked for a rewrite onto new branch `branch`: a
     git work tree, on a branch with a commit, with nothing uncommitted (the rewrite was
-    validated against the folder as it is, so HEAD must hold the same), and no branch
-    `branch` yet."""
+    validated against the folder as it is, so HEAD must hold the same; tandem's own
+    `state_dir` aside, when it is inside), and no branch `branch` yet."""
     try:
         top = git(folder, "rev-parse", "--show-toplevel")
     except BranchError:
@@ -80,7 +80,7 @@ def open_repository(folder: Path, branch: str) -> Repository:
     head = _try(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     if head is None:
         raise BranchError(f"{root} has no commit yet on {current}: commit the project first")
-    changed = dirty_files(root)
+    changed = dirty_files(root, state_dir)
     if changed:
         shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if changed[10:] else "")
         raise BranchError(
@@ -94,11 +94,15 @@ def open_repository(folder: Path, branch: str) -> Repository:
     return Repository(root, current, head)
 
 
-def dirty_files(root: Path) -> list[str]:
-    """Files changed, staged or untracked (not ignored), as `git status` names them."""
-    listed = git(
-        root, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all"
-    ).split("\0")
+def dirty_files(root: Path, leave_out: Path | None = None) -> list[str]:
+    """Files changed, staged or untracked (not ignored), as `git status` names them; none
+    under `leave_out`."""
+    status = ["--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all"]
+    spec = ["--", "."]
+    inside = leave_out.resolve() if leave_out is not None else None
+    if inside is not None and inside.is_relative_to(root.resolve()) and inside != root.resolve():
+        spec.append(f":(exclude,top){inside.relative_to(root.resolve()).as_posix()}")
+    listed = git(root, *status, *spec).split("\0")
     files, entries = [], iter(listed)
     for entry in entries:
         if entry:

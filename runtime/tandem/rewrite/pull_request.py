@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tandem.ledger.projection import MONTH_DAYS, Projection, script_savings
+from tandem.ledger.projection import DAY_S, MONTH_DAYS, Projection, script_savings
 from tandem.store import RunRecord
 
 from .validate import Verdict
@@ -140,7 +140,8 @@ def flagged_lines(runs: Sequence[RunRecord]) -> list[str]:
         if run.flag:
             reason = run.flag.get("reason") or "no reason given"
             calls = run.flag.get("calls") or []
-            which = f" (call {', '.join(str(c) for c in calls)})" if calls else ""
+            # Numbered as `tandem runs show` numbers them (the flag keeps indexes from 0).
+            which = f" (call {', '.join(str(c + 1) for c in calls)})" if calls else ""
             lines.append(f"- `{run.id}` flagged{which}: {_inline(reason)}")
         for event in run.events:
             if event.kind == ESCALATED:
@@ -158,7 +159,7 @@ def savings_lines(projection: Projection | None) -> list[str]:
     p = projection
     rate = (
         f"At the observed rate of {_number(p.runs_per_day)} runs a day ({p.runs} runs of the"
-        f" prompt, version `{p.version}`, over {_number(p.days)} days)"
+        f" prompt, version `{p.version}`, over {_span(p.days * DAY_S)})"
     )
     tokens = f"{_number(p.tokens_per_run)} tokens a run"
     cost = "" if p.cost_per_run is None else f" and ${p.cost_per_run:.4f}"
@@ -170,6 +171,13 @@ def savings_lines(projection: Projection | None) -> list[str]:
         f"{rate}, the script saves the {tokens}{cost} the model spent: about {month} every"
         f" {MONTH_DAYS} days{unknown}. A script asks no model."
     ]
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("days", DAY_S), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{_number(seconds / size)} {unit}"
+    return f"{_number(seconds)} seconds"
 
 
 def _number(value: float) -> str:

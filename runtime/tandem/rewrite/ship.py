@@ -45,8 +45,10 @@ class Target:
     github: tuple[str, str] | None = None  # (owner, repo), with --pr
 
 
-def prepare(folder: Path, branch: str, *, pr: bool, repo: str | None) -> Target:
-    repository = open_repository(folder, branch)
+def prepare(
+    folder: Path, branch: str, *, pr: bool, repo: str | None, state_dir: Path | None = None
+) -> Target:
+    repository = open_repository(folder, branch, state_dir)
     if not pr:
         return Target(repository, branch)
     remote = push_remote(repository)
