@@ -70,7 +70,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="when every run agrees: write script.py, switch workflow.yaml, add fixtures",
     )
     rewrite.add_argument(
-        "--accept-diffs", action="store_true", help="with --write: write despite disagreements"
+        "--accept-diffs",
+        action="store_true",
+        help="with --write or --branch: write despite disagreements",
     )
     rewrite.add_argument(
         "--branch",
@@ -293,8 +295,9 @@ def _rewrite(
         return EXIT_OK if agreed else EXIT_RUN_FAILED
     if not agreed and not args.accept_diffs:
         differ = sum(1 for v in verdicts if not v.agree)
+        held = f"not committing branch {target.branch}" if target else "not writing script.py"
         result["error"] = (
-            f"not writing script.py: {differ} of {len(verdicts)} recorded run(s)"
+            f"{held}: {differ} of {len(verdicts)} recorded run(s)"
             " disagree with the candidate (see above); fix the script, flag the runs that"
             " were wrong (`tandem runs flag RUN_ID WHY --call N`), or give --accept-diffs"
         )
