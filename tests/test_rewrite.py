@@ -517,3 +517,188 @@ def test_write_leaves_no_note_of_the_llm_skeleton_that_no_longer_holds(tmp_path:
         "tests",
         "workflow.yaml",
     ]
+
+
+# -- --branch and --pr: the rewrite as a branch of the project's repository, and a pull request
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def committed(recorded: Recorded, remote: Path | None = None) -> Path:
+    """The project as a git repository on main, everything committed but tandem's state
+    folder (which is not ignored: --branch leaves it aside), with `remote` as its origin
+    when given."""
+    root = recorded.setup.project.root
+    shutil.rmtree(root / ".git", ignore_errors=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Ada")
+    git(root, "config", "user.email", "ada@example.com")
+    (root / ".gitignore").write_text("__pycache__/\n")
+    git(root, "add", "-A", "--", ".", ":(exclude).tandem")
+    git(root, "commit", "-q", "-m", "the project")
+    if remote is not None:
+        subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+        git(root, "remote", "add", "origin", str(remote))
+    return root
+
+
+def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = committed(fresh, tmp_path / "remote.git")
+    head = git(root, "rev-parse", "HEAD")
+    fresh.setup.model.add(answer(GOOD))
+    branch = "rewrite/pr-merged"
+    assert rewrite(fresh, "--branch", branch, "--pr", "--repo", "acme/widgets") == 0
+    out = capsys.readouterr().out
+
+    # The current branch, its index and the work tree are as they were.
+    assert git(root, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
+    assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
+    assert not (fresh.folder / "script.py").exists()
+    assert not (fresh.folder / "script.candidate.py").exists()
+
+    # The branch: one commit on HEAD with what --write writes.
+    commit = git(root, "rev-parse", branch)
+    assert git(root, "rev-parse", f"{branch}^") == head
+    assert f"branch {branch}: commit {commit} off main" in out
+    where = "workflows/pr_merged"
+    changed = git(root, "diff", "--name-status", f"main..{branch}").splitlines()
+    fixtures = [f"A\t{where}/tests/fixtures/pr_merged-{run}.json" for run in fresh.runs]
+    written = [f"A\t{where}/script.py", f"A\t{where}/tests/test_script.py"]
+    assert sorted(changed) == sorted([*written, f"M\t{where}/workflow.yaml", *fixtures])
+    assert git(root, "show", f"{branch}:{where}/script.py") + "\n" == GOOD
+    spec = yaml.safe_load(git(root, "show", f"{branch}:{where}/workflow.yaml"))
+    assert spec["coordinator"] == "script"
+    assert "a reviewed script takes over" in git(root, "log", "-1", "--format=%s", branch)
+
+    # Pushed to the bare repository that is origin.
+    assert git(tmp_path / "remote.git", "rev-parse", f"refs/heads/{branch}") == commit
+
+    # The pull request, as GitHub's API takes it, opened through the host by a run.
+    [call] = [c for c in fresh.setup.github.calls if c.method == "POST"]
+    assert (call.path, call.status) == ("/repos/acme/widgets/pulls", 201)
+    sent = call.body or {}
+    assert (sent["head"], sent["base"], sent["draft"]) == (branch, "main", False)
+    assert sent["title"] == "pr_merged: a reviewed script takes over from the prompt"
+    body = sent["body"]
+    assert "**3 of 3** agree" in body
+    for run in fresh.runs:
+        assert f"| `{run}` | llm |" in body
+    assert f"| `{fresh.sweep}` | llm | yes | agree |" in body
+    assert f"- `{fresh.sweep}` flagged (call " in body and REASON in body
+    assert "No shadow ran" in body and "no guards" in body
+    assert f"- `{where}/script.py`" in body
+    assert "runs a day" in body, "three runs of the prompt: a rate, a projection"
+    assert fresh.setup.github.problems == []
+    [opened] = fresh.setup.daemon.client.runs("open_pull_request")
+    assert (opened.status, opened.coordinator) == ("succeeded", "script")
+    assert opened.output["number"] == 106 and opened.output["head"] == branch
+    assert f"pull request #106 {opened.output['url']}" in out
+
+
+def test_branch_refuses_what_it_cannot_commit_to(
+    fresh: Recorded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = fresh.setup.project.root
+    shutil.rmtree(root / ".git", ignore_errors=True)
+    with pytest.raises(UsageError, match="is not in a git repository"):
+        rewrite(fresh, "--branch", "rewrite")
+    git(root, "init", "-q", "-b", "main")
+    with pytest.raises(UsageError, match="has no commit yet on main"):
+        rewrite(fresh, "--branch", "rewrite")
+
+    committed(fresh)  # no remote
+    git(root, "checkout", "-q", "--detach")
+    with pytest.raises(UsageError, match="is on a detached HEAD"):
+        rewrite(fresh, "--branch", "rewrite")
+    git(root, "checkout", "-q", "main")
+    (fresh.folder / "prompt.md").write_text("Changed, not committed.\n")
+    with pytest.raises(UsageError, match=r"uncommitted changes: workflows/pr_merged/prompt.md"):
+        rewrite(fresh, "--branch", "rewrite")
+    git(root, "checkout", "-q", "--", "workflows/pr_merged/prompt.md")
+
+    git(root, "branch", "taken")
+    with pytest.raises(UsageError, match="a branch 'taken' already exists"):
+        rewrite(fresh, "--branch", "taken")
+    with pytest.raises(UsageError, match="has no remote to push to"):
+        rewrite(fresh, "--branch", "rewrite", "--pr", "--repo", "acme/widgets")
+    assert fresh.setup.model.requests == [], "refused before the model is asked"
+
+    fresh.setup.model.add(answer(GOOD))  # without --pr, no remote is needed
+    assert rewrite(fresh, "--branch", "rewrite") == 0
+    assert "next: review it (git diff main...rewrite)" in capsys.readouterr().out
+    assert git(root, "show", "rewrite:workflows/pr_merged/script.py") + "\n" == GOOD
+    assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
+
+
+def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None:
+    from tandem.ledger import Group
+    from tandem.rewrite.pull_request import description
+    from tandem.rewrite.validate import Verdict
+    from tandem.store import Event, RunRecord
+    from tandem_sdk.plan import PlannedCall, diff_plans
+
+    folder = tmp_path / "pr_merged"
+    folder.mkdir()
+    (folder / "guards.py").write_text(
+        'def slack_add_reaction(call, history):\n    """React :merged: only on merged PRs.\n\n'
+        '    More.\n    """\n\n\ndef _helper():\n    pass\n'
+    )
+    call = PlannedCall("slack.add_reaction", {"ts": "1", "name": "merged"})
+    flagged = RunRecord("r-flag", "pr_merged", "v1", "llm", None, "succeeded")
+    flagged.flag = {"reason": "reacted | to an open PR", "calls": [2]}
+    escalated = RunRecord("r-esc", "pr_merged", "v2", "script", None, "succeeded")
+    escalated.events = [Event(3, 0.0, "run.escalated", {"reason": "a PR in another repo"})]
+    verdicts = [
+        Verdict(flagged, "p1", diff_plans([call], [call])),
+        Verdict(escalated, "p2", diff_plans([call], []), error="Traceback\nKeyError: 'x'"),
+    ]
+    day = 86_400.0
+    llm = Group("pr_merged", "llm", "v1", runs=5, first_run=0.0, last_run=2 * day, cost=0.5)
+    llm = Group(**{**llm.__dict__, "totals": {"input_tokens": 9000, "output_tokens": 1000}})
+    shadow = Group("pr_merged", "script", "v2", shadows=4, shadows_agreed=3)
+    files = ["workflows/pr_merged/script.py"]
+    text = description(folder, verdicts, [llm.to_json(), shadow.to_json()], files)
+
+    assert "**1 of 2** agree" in text
+    assert "| `r-flag` | llm | yes | agree | 1 same |" in text
+    assert "| `r-esc` | script |  | **differ** | 1 missing; raised KeyError: 'x' |" in text
+    assert "| script | `v2` | 4 | 3 |" in text
+    assert "- `slack_add_reaction`: React :merged: only on merged PRs." in text
+    assert "_helper" not in text
+    assert "- `r-flag` flagged (call 3): reacted | to an open PR" in text
+    assert "- `r-esc` escalated to the model: a PR in another repo" in text
+    # 5 runs over 2 days: 2 a day, 2,000 tokens and $0.10 a run; 30 days of it.
+    assert "2.0 runs a day (5 runs of the prompt, version `v1`, over 2.0 days)" in text
+    assert "saves the 2,000 tokens a run and $0.1000 the model spent" in text
+    assert "about 120,000 tokens and $6.00 every 30 days" in text
+    assert "- `workflows/pr_merged/script.py`" in text
+
+    lone = Group("pr_merged", "llm", "v1", runs=1, first_run=0.0, last_run=0.0)
+    empty = description(tmp_path / "none", [], [lone.to_json()], [])
+    assert "No projection" in empty and "no guards" in empty and "No shadow ran" in empty
+    assert "None of the runs was flagged or escalated." in empty
+
+
+def test_the_github_repository_is_read_from_the_remote_url() -> None:
+    from tandem.rewrite.branch import github_repository
+
+    for url in (
+        "https://github.com/acme/widgets.git",
+        "https://github.com/acme/widgets",
+        "https://x-access-token:abc@github.com/acme/widgets.git",
+        "git@github.com:acme/widgets.git",
+        "ssh://git@github.com:22/acme/widgets.git",
+        "https://ghe.example.com/acme/widgets/",
+    ):
+        assert github_repository(url) == ("acme", "widgets"), url
+    assert github_repository("https://github.com/acme/my.repo.git") == ("acme", "my.repo")
+    for url in ("/srv/git/widgets.git", "file:///srv/widgets", "https://host/a/b/c"):
+        assert github_repository(url) is None, url

@@ -1,16 +1,21 @@
-"""GitHub: the state of pull requests, read through GitHub's REST API with githubkit.
+"""GitHub: the state of pull requests, read through GitHub's REST API with githubkit, and
+opening one (`create_pull_request`, what `tandem rewrite --pr` calls).
 
 Configuration, from the plugin's secrets:
 - GITHUB_TOKEN: a token that can read the repositories (fine-grained: "Pull requests: read";
-  classic: `repo` for private repositories). Optional: without one the plugin sends no
-  Authorization header and GitHub answers for public repositories only, at 60 requests an
-  hour per IP address; a private repository then looks missing (not_found).
+  classic: `repo` for private repositories); "Pull requests: write" to open one. Optional
+  for reading: without one the plugin sends no Authorization header and GitHub answers for
+  public repositories only, at 60 requests an hour per IP address; a private repository
+  then looks missing (not_found).
 - GITHUB_API_URL: the REST API's base URL, https://api.github.com by default; for GitHub
   Enterprise Server, https://HOST/api/v3.
 
 A failure is a ToolError whose `type` callers can match on:
-    bad_url          the arguments do not name one pull request
-    not_found        GitHub does not know the pull request, or the token cannot see it
+    bad_url          the arguments do not name one pull request (or one repository)
+    not_found        GitHub does not know the pull request (or repository), or the token
+                     cannot see it
+    invalid          GitHub refused to open the pull request (422): one already exists for
+                     the branch, the branch is not there, nothing to compare; GitHub's words
     bad_credentials  GitHub refused the token (401)
     rate_limited     a primary or secondary rate limit (retryable); the message says when
     github_error     any other answer from GitHub (retryable when GitHub failed, 5xx)
@@ -140,6 +145,77 @@ def _bad_url(message: str) -> ToolError:
     return ToolError(message, type="bad_url")
 
 
+class PullOpened(TypedDict):
+    url: str
+    number: int
+    state: Literal["open"]
+    draft: bool
+    head: str
+    base: str
+
+
+# What a dry run answers: shaped as the real answer, so a script reading it keeps working.
+DRY_RUN_PULL = {"dry_run": True, "url": "", "number": 0, "state": "open", "draft": False}
+
+
+@tool(destructive=False, idempotent=False, open_world=True, dry_run_result=DRY_RUN_PULL)
+def create_pull_request(
+    owner: str,
+    repo: str,
+    title: str,
+    head: str,
+    base: str,
+    body: str = "",
+    draft: bool = False,
+    *,
+    ctx: RunContext,
+) -> PullOpened:
+    """Open a pull request that merges branch `head` into branch `base`.
+
+    The head branch must already be pushed to the repository. GitHub allows one open pull
+    request per head and base: a second is refused (error type "invalid").
+
+    Args:
+        owner: the account that owns the repository.
+        repo: the repository's name.
+        title: the pull request's title.
+        head: the branch whose commits are proposed (in the same repository).
+        base: the branch they would be merged into.
+        body: the description, in GitHub-flavoured markdown.
+        draft: open it as a draft.
+    """
+    if not re.fullmatch(_OWNER, owner) or not re.fullmatch(_REPO, repo):
+        raise _bad_url(f"{owner}/{repo} cannot name a repository")
+    what = f"repository {owner}/{repo}"
+    try:
+        response = _github().rest.pulls.create(
+            owner,
+            repo,
+            title=title,
+            head=head,
+            base=base,
+            body=body,
+            draft=draft,
+            headers={"X-GitHub-Api-Version": API_VERSION},
+        )
+        pull = response.parsed_data
+    except GitHubException as error:
+        raise _failure(error, what) from error
+    except pydantic.ValidationError as error:
+        raise ToolError(
+            f"GitHub's answer for {what} is not the pull request object expected: {error}",
+            type="github_error",
+        ) from error
+    return PullOpened(
+        url=pull.html_url,
+        number=pull.number,
+        state="open",
+        draft=bool(pull.draft),
+        head=pull.head.ref,
+        base=pull.base.ref,
+    )
+
+
 _client: GitHub[TokenAuthStrategy] | GitHub[UnauthAuthStrategy] | None = None
 _client_lock = threading.Lock()
 
@@ -168,7 +244,7 @@ def _api_url() -> str:
 def _fetch(owner: str, repo: str, number: int, ctx: RunContext) -> "PullRequest":
     """GET the pull request. A secondary rate limit is waited out once when its retry-after
     fits in the time the caller still waits; every other failure is reported at once."""
-    what = f"{owner}/{repo}#{number}"
+    what = f"pull request {owner}/{repo}#{number}"
     waited = False
     while True:
         try:
@@ -201,9 +277,12 @@ def _failure(error: GitHubException, what: str) -> ToolError:
         if status == 404:
             unseen = "" if os.environ.get("GITHUB_TOKEN") else UNSEEN_HINT
             return ToolError(
-                f"pull request {what} not found: GitHub answered 404 {said}{unseen}",
+                f"{what} not found: GitHub answered 404 {said}{unseen}",
                 type="not_found",
             )
+        if status == 422:
+            said = _validation(error)
+            return ToolError(f"GitHub answered 422 for {what}: {said}", type="invalid")
         if status == 401:
             return ToolError(
                 f"GitHub refused the token in GITHUB_TOKEN: 401 {said}", type="bad_credentials"
@@ -232,6 +311,17 @@ def _rate_limit_message(error: RateLimitExceeded) -> str:
     kind = "secondary rate limit" if isinstance(error, SecondaryRateLimitExceeded) else "rate limit"
     then = _iso(datetime.now(UTC) + error.retry_after)
     return f"GitHub's {kind} was hit: retry after {wait} s, at {then}. {said}"
+
+
+def _validation(error: RequestFailed) -> str:
+    """A 422's message with the reasons in its `errors` (GitHub puts the useful part there:
+    "A pull request already exists for acme:branch.")."""
+    try:
+        reasons = [e.get("message") or e.get("code") for e in error.response.json()["errors"]]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        reasons = []
+    said = _message(error)
+    return f"{said}: {'; '.join(str(r) for r in reasons)}" if reasons else said
 
 
 def _message(error: RequestFailed) -> str:

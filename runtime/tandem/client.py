@@ -100,13 +100,20 @@ class ControlClient:
         self.close()
 
     def trigger(
-        self, workflow: str, payload: Any, coordinator: str | None, *, dry_run: bool = False
+        self,
+        workflow: str,
+        payload: Any,
+        coordinator: str | None,
+        *,
+        dry_run: bool = False,
+        workflow_path: Path | None = None,
     ) -> str:
         request = control_pb2.TriggerRequest(
             workflow=workflow,
             payload_json=json.dumps(payload),
             coordinator=coordinator or "",
             dry_run=dry_run,
+            workflow_path=str(workflow_path) if workflow_path else "",
         )
         return str(self.stub.Trigger(request).run_id)
 

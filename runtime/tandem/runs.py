@@ -321,10 +321,7 @@ class RunManager:
         record = self.record(run_id, kinds=PLAN_KINDS)
         candidate = None
         if workflow_path is not None:
-            try:
-                candidate = load_workflow(workflow_path, self.plugins.tool_names())
-            except WorkflowError as error:
-                raise DefinitionError(str(workflow_path), str(error)) from None
+            candidate = self.load_folder(workflow_path)
             if candidate.name != record.workflow:
                 raise InvalidArguments(
                     f"{workflow_path} is workflow {candidate.name!r}; run {run_id} is of "
@@ -338,6 +335,14 @@ class RunManager:
             live_reads=live_reads,
             workflow=candidate,
         )
+
+    def load_folder(self, path: Path) -> Workflow:
+        """The workflow in a folder outside the registry (a candidate, a built-in one),
+        checked against the tools served."""
+        try:
+            return load_workflow(path, self.plugins.tool_names())
+        except WorkflowError as error:
+            raise DefinitionError(str(path), str(error)) from None
 
     def rerun(self, run_id: str, coordinator: str | None = None) -> RunSession:
         """Run a recorded run's trigger again, live, on the workflow's current version."""

@@ -258,10 +258,51 @@ def plugin_env(monkeypatch: pytest.MonkeyPatch, github: GitHubStandIn) -> GitHub
 
 def test_the_tool_is_read_only_and_its_schema_has_the_two_ways() -> None:
     tools = load_plugin()
-    assert list(tools) == ["pr_status"] and tools["pr_status"].side_effects is False
+    assert sorted(tools) == ["create_pull_request", "pr_status"]
+    assert tools["pr_status"].side_effects is False
     schema = tools["pr_status"].input_schema
     assert sorted(schema["properties"]) == ["number", "owner", "repo", "url"]
     assert schema.get("required", []) == [] and schema["additionalProperties"] is False
+
+
+def test_create_pull_request_opens_one_and_says_why_github_refused(
+    plugin_env: GitHubStandIn,
+) -> None:
+    tool = load_plugin()["create_pull_request"]
+    marks = tool.annotations
+    assert (marks.read_only, marks.destructive, marks.open_world) == (False, False, True)
+    assert json.loads(tool.dry_run_result_json)["dry_run"] is True
+
+    def create(**arguments: Any) -> Any:
+        fields = {"owner": OWNER, "repo": NAME, "title": "T", "head": "rw", "base": "main"}
+        try:
+            return tool.invoke(json.dumps({**fields, **arguments}), context())
+        except ToolError as error:
+            return {"error": error.type, "reason": error.reason}
+
+    opened = create(body="The evidence.", draft=True)
+    assert opened == {
+        "url": f"https://github.com/{OWNER}/{NAME}/pull/106",
+        "number": 106,
+        "state": "open",
+        "draft": True,
+        "head": "rw",
+        "base": "main",
+    }
+    assert plugin_env.calls[-1].body == {
+        "title": "T",
+        "head": "rw",
+        "base": "main",
+        "body": "The evidence.",
+        "draft": True,
+    }
+    again = create()
+    assert again["error"] == "invalid"
+    assert f"A pull request already exists for {OWNER}:rw." in again["reason"]
+    missing = create(repo="gadgets")
+    assert missing["error"] == "not_found" and f"repository {OWNER}/gadgets" in missing["reason"]
+    assert [c.status for c in plugin_env.calls] == [201, 422, 404]
+    assert plugin_env.problems == []
 
 
 def test_without_a_token_the_plugin_reads_unauthenticated(

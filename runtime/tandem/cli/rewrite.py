@@ -3,13 +3,18 @@ tools, virtual files and recorded runs; every recorded run is then replayed thro
 candidate, and one repair turn (`--repairs N`) feeds the model the diffs. The candidate is
 always left beside the workflow as script.candidate.py; `--write` makes it script.py,
 switches workflow.yaml to it and ships the runs as fixtures with a test, when every run
-agrees (or `--accept-diffs`). `--brief [FILE]` writes the material as a markdown brief for
-a person or a coding assistant instead, and asks no model. `--model-replies FILE` answers
-for the model, offline (`read_answers` says the format). `--json` prints the outcome as
-one JSON document on stdout, the table going to stderr.
+agrees (or `--accept-diffs`). `--branch NAME` commits those files on a new git branch
+instead, leaving the work tree and the current branch as they are; `--pr` pushes it and
+opens a pull request through the `github` plugin, the evidence in its description
+(`tandem.rewrite.ship`, `tandem.rewrite.pull_request`). `--brief [FILE]` writes the
+material as a markdown brief for a person or a coding assistant instead, and asks no
+model. `--model-replies FILE` answers for the model, offline (`read_answers` says the
+format). `--json` prints the outcome as one JSON document on stdout, the table going to
+stderr.
 
 Exit codes: 0 every run agrees (or a brief was written); 1 a run disagrees, or the model
-gave no usable script; 2 usage: no such workflow, no recorded runs, no API key.
+gave no usable script, or the pull request was not opened; 2 usage: no such workflow, no
+recorded runs, no API key, a repository --branch cannot commit to.
 
 Everything heavy is imported in `cmd_rewrite`, and nothing from `.main` at import time,
 so `main` may import this module at its top.
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from tandem.client import ControlClient
     from tandem.config import ProjectConfig
     from tandem.rewrite import Conversation, Material, Verdict
+    from tandem.rewrite.ship import Target
     from tandem.workflows import Workflow
 
     from .model_replies import ScriptedModel
@@ -64,8 +70,27 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="when every run agrees: write script.py, switch workflow.yaml, add fixtures",
     )
     rewrite.add_argument(
-        "--accept-diffs", action="store_true", help="with --write: write despite disagreements"
+        "--accept-diffs",
+        action="store_true",
+        help="with --write or --branch: write despite disagreements",
     )
+    rewrite.add_argument(
+        "--branch",
+        metavar="NAME",
+        help="when every run agrees: commit what --write writes on a new branch NAME, off"
+        " HEAD, leaving the work tree and the current branch as they are",
+    )
+    rewrite.add_argument(
+        "--pr",
+        action="store_true",
+        help="with --branch: push it and open a pull request with the evidence (github plugin)",
+    )
+    rewrite.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        help="with --pr: the GitHub repository (default: from the remote's URL)",
+    )
+    rewrite.add_argument("--draft", action="store_true", help="with --pr: open it as a draft")
     rewrite.add_argument(
         "--brief",
         nargs="?",
@@ -94,6 +119,7 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
     folder = config.workflows_dir / args.workflow
     if not (folder / "workflow.yaml").is_file():
         raise UsageError(f"no workflow {args.workflow!r} in {config.workflows_dir}")
+    target = _target(args, folder, config.state_dir, UsageError)
     scripted = _scripted(args.model_replies)
     if scripted is not None:
         _say(scripted.banner)
@@ -102,7 +128,7 @@ def cmd_rewrite(config: ProjectConfig, args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"workflow": args.workflow}
     # The answers are served as the model's, on 127.0.0.1: the same client, the same path.
     with scripted.serve() if scripted is not None else contextlib.nullcontext():
-        code = _cmd_rewrite(config, args, folder, result)
+        code = _cmd_rewrite(config, args, folder, result, target)
     for warning in scripted.warnings() if scripted is not None else []:
         print(f"tandem: warning: model replies: {warning}", file=sys.stderr)
     if args.json:
@@ -118,8 +144,28 @@ def _scripted(value: str | None) -> ScriptedModel | None:
     return ScriptedModel(value, read_answers(Path(value)))
 
 
+def _target(
+    args: argparse.Namespace, folder: Path, state_dir: Path, usage: type[Exception]
+) -> Target | None:
+    """With --branch: the repository checked (and the remote, with --pr) before the model
+    is asked."""
+    if args.branch is None:
+        return None
+    from tandem.rewrite.errors import BranchError
+    from tandem.rewrite.ship import prepare
+
+    try:
+        return prepare(folder, args.branch, pr=args.pr, repo=args.repo, state_dir=state_dir)
+    except BranchError as error:
+        raise usage(str(error)) from None
+
+
 def _cmd_rewrite(
-    config: ProjectConfig, args: argparse.Namespace, folder: Path, result: dict[str, Any]
+    config: ProjectConfig,
+    args: argparse.Namespace,
+    folder: Path,
+    result: dict[str, Any],
+    target: Target | None,
 ) -> int:
     import grpc
 
@@ -148,10 +194,10 @@ def _cmd_rewrite(
                 raise UsageError(f"workflow {args.workflow} has no prompt to rewrite from")
             material = gather(client, workflow, args.sample)
             if args.brief is not None:
-                target = Path(args.brief) if args.brief else folder / "REWRITE.md"
-                target.write_text(brief_markdown(material), encoding="utf-8")
-                print(f"wrote {target}", file=_out(args))
-                result["brief"] = str(target)
+                brief = Path(args.brief) if args.brief else folder / "REWRITE.md"
+                brief.write_text(brief_markdown(material), encoding="utf-8")
+                print(f"wrote {brief}", file=_out(args))
+                result["brief"] = str(brief)
                 return EXIT_OK
             if not material.recorded:
                 raise UsageError(
@@ -161,7 +207,7 @@ def _cmd_rewrite(
                 )
             conversation = Conversation(api, args.model or material.model, args.max_tokens)
             result["model"] = conversation.model
-            return _rewrite(config, args, client, workflow, material, conversation, result)
+            return _rewrite(config, args, client, workflow, material, conversation, result, target)
         except RewriteError as error:
             print(f"tandem: {error}", file=sys.stderr)
             result["error"] = str(error)
@@ -179,10 +225,16 @@ def _check(args: argparse.Namespace, usage: type[Exception]) -> None:
         raise usage(f"--repairs is from 0 to {MAX_REPAIRS}")
     if args.max_tokens < 1:
         raise usage("--max-tokens counts from 1")
-    if args.brief is not None and (args.write or args.accept_diffs):
-        raise usage("--brief asks no model and writes no script: leave out --write")
-    if args.accept_diffs and not args.write:
-        raise usage("--accept-diffs goes with --write")
+    if args.brief is not None and (args.write or args.accept_diffs or args.branch):
+        raise usage("--brief asks no model and writes no script: leave out --write/--branch")
+    if args.branch is not None and args.write:
+        raise usage("--branch commits to a branch instead of writing the work tree: one of them")
+    if args.accept_diffs and not (args.write or args.branch):
+        raise usage("--accept-diffs goes with --write or --branch")
+    if args.pr and args.branch is None:
+        raise usage("--pr opens a pull request of the branch --branch NAME makes: give it")
+    if (args.repo is not None or args.draft) and not args.pr:
+        raise usage("--repo and --draft go with --pr")
     if args.brief is not None and args.model_replies is not None:
         raise usage("--brief asks no model: leave out --model-replies")
 
@@ -195,6 +247,7 @@ def _rewrite(
     material: Material,
     conversation: Conversation,
     result: dict[str, Any],
+    target: Target | None = None,
 ) -> int:
     from tandem.rewrite import (
         RewriteError,
@@ -232,25 +285,33 @@ def _rewrite(
         except RewriteError:
             write_candidate_file(workflow.folder, script)  # the last script that ran
             raise
-    candidate_file = write_candidate_file(workflow.folder, script)
-    print(f"candidate: {candidate_file}", file=_out(args))
     agreed = all(v.agree for v in verdicts)
-    result.update(candidate=str(candidate_file), agreed=agreed, written=[])
-    if not args.write:
+    result.update(agreed=agreed, written=[])
+    if target is None or not (agreed or args.accept_diffs):  # a branch leaves no candidate
+        candidate_file = write_candidate_file(workflow.folder, script)
+        print(f"candidate: {candidate_file}", file=_out(args))
+        result["candidate"] = str(candidate_file)
+    if not args.write and target is None:
         return EXIT_OK if agreed else EXIT_RUN_FAILED
     if not agreed and not args.accept_diffs:
         differ = sum(1 for v in verdicts if not v.agree)
+        held = f"not committing branch {target.branch}" if target else "not writing script.py"
         result["error"] = (
-            f"not writing script.py: {differ} of {len(verdicts)} recorded run(s)"
+            f"{held}: {differ} of {len(verdicts)} recorded run(s)"
             " disagree with the candidate (see above); fix the script, flag the runs that"
             " were wrong (`tandem runs flag RUN_ID WHY --call N`), or give --accept-diffs"
         )
         print(f"tandem: {result['error']}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    shipped = [v for v in verdicts if v.agree]
-    for path in write_accepted(workflow.folder, script, [client.export(v.run.id) for v in shipped]):
-        print(f"wrote {path}", file=_out(args))
-        result["written"].append(str(path))
+    fixtures = [client.export(v.run.id) for v in verdicts if v.agree]
+    if target is not None:
+        from .rewrite_branch import ship
+
+        ship(config, args, client, workflow.folder, script, fixtures, verdicts, target, result)
+    else:
+        for path in write_accepted(workflow.folder, script, fixtures):
+            print(f"wrote {path}", file=_out(args))
+            result["written"].append(str(path))
     left_out = [v.run.id for v in verdicts if not v.agree]
     if left_out:
         print(

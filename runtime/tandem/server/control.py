@@ -143,12 +143,17 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             payload = json.loads(request.payload_json or "null")
         except json.JSONDecodeError as error:
             raise InvalidArguments(f"payload is not JSON: {error}") from None
+        path = Path(request.workflow_path) if request.workflow_path else None
+        folder = self._runs.load_folder(path) if path is not None else None
+        if folder is not None and folder.name != request.workflow:
+            raise InvalidArguments(f"{path} is workflow {folder.name!r}, not {request.workflow!r}")
         session = self._runs.trigger(
             request.workflow,
             payload,
             request.coordinator or None,
             dry_run=request.dry_run,
             check_payload=True,  # a person's or a client's trigger: the schema is for them
+            workflow=folder,
         )
         return control_pb2.TriggerResponse(run_id=session.id)
 

@@ -4,7 +4,10 @@ network.
 It serves, on a free 127.0.0.1 port, the endpoints the `github` plugin uses, with GitHub's
 wire format: `GET /repos/{owner}/{repo}/pulls/{pull_number}` answers the complete pull
 request object (the shape githubkit's models require, built by `tandem.testing.github_objects`),
-for the seeded repository of `tandem.testing.workspace`. It checks credentials as GitHub does
+for the seeded repository of `tandem.testing.workspace`; `POST /repos/{owner}/{repo}/pulls`
+opens one (201 with the object and a Location header; GitHub's 422 when the fields are
+missing or an open pull request from the same head into the same base exists, 404 for
+another repository), as the token's user, `tandem-bot`. It checks credentials as GitHub does
 (`Authorization: Bearer <token>` or `token <token>`; none is allowed, with the unauthenticated
 rate limit), answers GitHub's error bodies, and puts GitHub's headers on every response
 (`x-github-request-id`, `x-ratelimit-*`, `x-github-api-version-selected`). Knobs make it
@@ -56,7 +59,7 @@ from tandem.testing.github_objects import (
     user_id,
 )
 from tandem.testing.http_server import ServedApp, ServedStandIn
-from tandem.testing.workspace import BOT, OWNER, PULLS, REPO, WEB
+from tandem.testing.workspace import BOT, OWNER, PULLS, REPO, WEB, SeedPull
 
 __all__ = [
     "API",
@@ -82,6 +85,7 @@ DOCS = "https://docs.github.com/rest"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 VERSION_DOCS = "https://docs.github.com/rest/overview/api-versions"
 PULL_DOCS = "https://docs.github.com/rest/pulls/pulls#get-a-pull-request"
+CREATE_DOCS = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class RecordedCall:
     token: str | None  # the token presented, or None for an unauthenticated request
     api_version: str | None  # the X-GitHub-Api-Version sent
     status: int
+    body: JSON | None = None  # the JSON the request carried (POST)
 
 
 @dataclass
@@ -186,20 +191,23 @@ class GitHubStandIn(ServedStandIn):
     # -- serving ---------------------------------------------------------------------------
 
     async def _endpoint(self, request: Request) -> Response:
-        status, body, headers = self.handle(request.method, request.url.path, request.headers)
+        sent = await request.body()
+        status, body, headers = self.handle(
+            request.method, request.url.path, request.headers, _json_or_none(sent)
+        )
         return Response(json.dumps(body), status, headers)  # headers carry the content-type
 
     def handle(
-        self, method: str, path: str, headers: Mapping[str, str]
+        self, method: str, path: str, headers: Mapping[str, str], sent: JSON | None = None
     ) -> tuple[int, JSON, dict[str, str]]:
         """Answer one request as GitHub would: (status, JSON body, headers). `headers` has
-        lower-case names."""
+        lower-case names; `sent` is the request's JSON body."""
         version = headers.get("x-github-api-version")
         token, accepted = self._credentials(headers.get("authorization"))
         with self._lock:
             bucket = self._bucket(token if accepted else None, time.time())
-            status, body, extra = self._answer(method, path, headers, bucket, token, accepted)
-            self.calls.append(RecordedCall(method, path, token, version, status))
+            status, body, extra = self._answer(method, path, headers, bucket, token, accepted, sent)
+            self.calls.append(RecordedCall(method, path, token, version, status, sent))
         return (
             status,
             body,
@@ -221,6 +229,7 @@ class GitHubStandIn(ServedStandIn):
         bucket: _Bucket,
         token: str | None,
         accepted: bool,
+        sent: JSON | None = None,
     ) -> tuple[int, JSON, dict[str, str]]:
         if not accepted:
             return 401, _error("Bad credentials", DOCS, 401), {}
@@ -235,6 +244,9 @@ class GitHubStandIn(ServedStandIn):
         route = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls/([^/]+)", served)
         if method == "GET" and served == "/rate_limit":  # costs no primary quota
             return 200, _rate_limit_body(bucket, version), {}
+        create = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls", served)
+        if route is None and create is not None and method == "POST":
+            return self._open(create[1], create[2], sent or {}, version)
         if route is None or method != "GET":
             self.problems.append(f"{method} {path}: not implemented by the stand-in")
             return 404, _error("Not Found", DOCS, 404), {}
@@ -262,6 +274,45 @@ class GitHubStandIn(ServedStandIn):
                 "vary": "Accept, Authorization, Cookie, X-GitHub-OTP, Accept-Encoding",
             },
         )
+
+    def _open(
+        self, owner: str, repo: str, sent: JSON, version: str | None
+    ) -> tuple[int, JSON, dict[str, str]]:
+        """POST /repos/{owner}/{repo}/pulls, as GitHub answers it (the lock is held)."""
+        if (owner.lower(), repo.lower()) != (OWNER, REPO):
+            return 404, _error("Not Found", CREATE_DOCS, 404), {}
+        missing = [f for f in ("head", "base", "title") if not isinstance(sent.get(f), str)]
+        if missing:
+            errors = [
+                {"resource": "PullRequest", "field": f, "code": "missing_field"} for f in missing
+            ]
+            return 422, _validation_failed(errors), {}
+        head, base = sent["head"].removeprefix(f"{OWNER}:"), sent["base"]
+        if any(
+            p.seed.branch == head and p.base == base and p.state == "open"
+            for p in self._pulls.values()
+        ):
+            message = f"A pull request already exists for {OWNER}:{head}."
+            return (
+                422,
+                _validation_failed(
+                    [{"resource": "PullRequest", "code": "custom", "message": message}]
+                ),
+                {},
+            )
+        number = max(self._pulls) + 1
+        seed = SeedPull(number, sent["title"], "open", False, BOT.github_login, head)
+        created = PullState.seeded(seed)
+        pull = replace(
+            created,
+            created_at=datetime.now(UTC).replace(microsecond=0),
+            body=sent.get("body") if isinstance(sent.get("body"), str) else None,
+            base=base,
+            draft=sent.get("draft") is True,
+        )
+        self._pulls[number] = pull
+        body = pull_object(pull, self.base_url, self.web, version or VERSIONS[0])
+        return 201, body, {"location": body["url"]}
 
     def _credentials(self, header: str | None) -> tuple[str | None, bool]:
         """(the token presented, whether GitHub accepts it); no header is unauthenticated."""
@@ -349,6 +400,18 @@ def _secondary_limit_message() -> str:
 
 def _error(message: str, documentation_url: str, status: int) -> JSON:
     return {"message": message, "documentation_url": documentation_url, "status": str(status)}
+
+
+def _validation_failed(errors: list[JSON]) -> JSON:
+    return {**_error("Validation Failed", CREATE_DOCS, 422), "errors": errors}
+
+
+def _json_or_none(sent: bytes) -> JSON | None:
+    try:
+        value = json.loads(sent) if sent else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _request_id() -> str:

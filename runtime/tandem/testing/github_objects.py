@@ -61,6 +61,10 @@ class PullState:
     created_at: datetime
     closed_at: datetime | None
     merged_by: str | None
+    # What `POST /repos/{owner}/{repo}/pulls` set; a seeded pull request has the defaults.
+    body: str | None = None
+    base: str = "main"
+    draft: bool = False
 
     @property
     def number(self) -> int:
@@ -126,7 +130,7 @@ def pull_object(pull: PullState, api: str, web: str, version: str) -> JSON:
         "patch_url": f"{repo_web}/pull/{pull.number}.patch", "issue_url": issue,
         "number": pull.number, "state": pull.state, "locked": False, "title": pull.seed.title,
         "user": _user(pull.seed.author, api, web),
-        "body": f"{pull.seed.title}.\n\nDiscussed in #eng.",
+        "body": pull.body if pull.body is not None else f"{pull.seed.title}.\n\nDiscussed in #eng.",
         "created_at": _iso(pull.created_at),
         "updated_at": _iso(pull.closed_at or pull.created_at + timedelta(hours=4)),
         "closed_at": _iso(pull.closed_at), "merged_at": _iso(merged_at),
@@ -134,12 +138,12 @@ def pull_object(pull: PullState, api: str, web: str, version: str) -> JSON:
         "requested_reviewers": [] if pull.state == "closed" else [
             _user(reviewer(pull.seed.author), api, web)
         ],
-        "requested_teams": [], "labels": [], "milestone": None, "draft": False,
+        "requested_teams": [], "labels": [], "milestone": None, "draft": pull.draft,
         "commits_url": f"{url}/commits", "review_comments_url": f"{url}/comments",
         "review_comment_url": f"{repo_api}/pulls/comments{{/number}}",
         "comments_url": f"{issue}/comments", "statuses_url": f"{repo_api}/statuses/{head_sha}",
         "head": _ref(pull.seed.branch, head_sha, api, web, version),
-        "base": _ref("main", base_sha, api, web, version),
+        "base": _ref(pull.base, base_sha, api, web, version),
         "_links": {
             name: {"href": href} for name, href in (
                 ("self", url), ("html", f"{repo_web}/pull/{pull.number}"), ("issue", issue),

@@ -194,12 +194,17 @@ class TriggerRequest(_message.Message):
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     COORDINATOR_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    WORKFLOW_PATH_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     payload_json: _builtins.str
     coordinator: _builtins.str
     """optional one-run override: "llm" | "script" """
     dry_run: _builtins.bool
     """read-only tools run; every other call is planned, not made"""
+    workflow_path: _builtins.str
+    """optional: run the workflow in this folder (named `workflow`) instead of the registry's
+    (`tandem rewrite --pr` opens its pull request with a built-in one)
+    """
     def __init__(
         self,
         *,
@@ -207,10 +212,11 @@ class TriggerRequest(_message.Message):
         payload_json: _builtins.str = ...,
         coordinator: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
+        workflow_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "dry_run", b"dry_run", "payload_json", b"payload_json", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator", b"coordinator", "dry_run", b"dry_run", "payload_json", b"payload_json", "workflow", b"workflow", "workflow_path", b"workflow_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
