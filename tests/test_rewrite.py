@@ -639,6 +639,7 @@ def test_branch_refuses_what_it_cannot_commit_to(
 
 
 def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None:
+    from tandem.escalation import ESCALATED, EVENT
     from tandem.ledger import Group
     from tandem.rewrite.pull_request import description
     from tandem.rewrite.validate import Verdict
@@ -654,8 +655,8 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     call = PlannedCall("slack.add_reaction", {"ts": "1", "name": "merged"})
     flagged = RunRecord("r-flag", "pr_merged", "v1", "llm", None, "succeeded")
     flagged.flag = {"reason": "reacted | to an open PR", "calls": [2]}
-    escalated = RunRecord("r-esc", "pr_merged", "v2", "script", None, "succeeded")
-    escalated.events = [Event(3, 0.0, "run.escalated", {"reason": "a PR in another repo"})]
+    escalated = RunRecord("r-esc", "pr_merged", "v2", ESCALATED, None, "succeeded")
+    escalated.events = [Event(3, 0.0, EVENT, {"reason": "a PR in another repo"})]
     verdicts = [
         Verdict(flagged, "p1", diff_plans([call], [call])),
         Verdict(escalated, "p2", diff_plans([call], []), error="Traceback\nKeyError: 'x'"),
@@ -665,13 +666,18 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     llm = Group(**{**llm.__dict__, "totals": {"input_tokens": 9000, "output_tokens": 1000}})
     shadow = Group("pr_merged", "script", "v2", shadows=4, shadows_agreed=3)
     files = ["workflows/pr_merged/script.py"]
-    text = description(folder, verdicts, [llm.to_json(), shadow.to_json()], files)
+    refused = {"slack_add_reaction": 2, "retired": 1}  # the ledger's, per guard
+    text = description(folder, verdicts, [llm.to_json(), shadow.to_json()], files, refused)
 
     assert "**1 of 2** agree" in text
     assert "| `r-flag` | llm | yes | agree | 1 same |" in text
-    assert "| `r-esc` | script |  | **differ** | 1 missing; raised KeyError: 'x' |" in text
+    assert f"| `r-esc` | {ESCALATED} |  | **differ** | 1 missing; raised KeyError: 'x' |" in text
     assert "| script | `v2` | 4 | 3 |" in text
-    assert "- `slack_add_reaction`: React :merged: only on merged PRs." in text
+    assert (
+        "- `slack_add_reaction`: React :merged: only on merged PRs. (refused 2 calls in the"
+        " ledger's runs)" in text
+    )
+    assert "- `retired`: no longer in guards.py (refused 1 call in the ledger's runs)" in text
     assert "_helper" not in text
     assert "- `r-flag` flagged (call 3): reacted | to an open PR" in text
     assert "- `r-esc` escalated to the model: a PR in another repo" in text
@@ -682,7 +688,7 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     assert "- `workflows/pr_merged/script.py`" in text
 
     lone = Group("pr_merged", "llm", "v1", runs=1, first_run=0.0, last_run=0.0)
-    empty = description(tmp_path / "none", [], [lone.to_json()], [])
+    empty = description(tmp_path / "none", [], [lone.to_json()], [], {})
     assert "No projection" in empty and "no guards" in empty and "No shadow ran" in empty
     assert "None of the runs was flagged or escalated." in empty
 

@@ -55,8 +55,9 @@ def ship(
             file=out,
         )
         return
-    groups = client.ledger(folder.name, 0, 0, LEDGER_RUNS)["groups"]
-    body = pull_request.description(folder, verdicts, groups, files)
+    ledger = client.ledger(folder.name, 0, 0, LEDGER_RUNS)
+    refused = ledger.get("refusals", {}).get(folder.name, {})
+    body = pull_request.description(folder, verdicts, ledger["groups"], files, refused)
     opened = open_pull_request(client, target, title, body, draft=args.draft)
     owner, repo = target.github or ("", "")
     print(

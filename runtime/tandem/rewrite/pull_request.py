@@ -5,7 +5,8 @@ folder and the ledger's report:
 - the replay agreement table: each recorded run replayed through the script, agree/differ;
 - shadow agreement, when shadows of the workflow ran (`tandem shadow`);
 - the guards: the functions of the workflow's guards.py and the first line of each one's
-  docstring (read, never imported: it is workflow code);
+  docstring (read, never imported: it is workflow code), with the calls each refused in
+  the ledger (its `refusals`);
 - the runs that were flagged (a person's reason) or escalated (`run.escalated` events);
 - the ledger's projection of the tokens and cost the script saves at the observed rate.
 """
@@ -17,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tandem.escalation import EVENT as ESCALATED
 from tandem.ledger.projection import DAY_S, MONTH_DAYS, Projection, script_savings
 from tandem.store import RunRecord
 
 from .validate import Verdict
 
 GUARDS = "guards.py"
-ESCALATED = "run.escalated"
 
 
 def title(workflow: str) -> str:
@@ -35,9 +36,11 @@ def description(
     verdicts: Sequence[Verdict],
     groups: Sequence[Mapping[str, Any]],
     files: Sequence[str],
+    refused: Mapping[str, int],
 ) -> str:
     """The pull request's markdown. `groups` are the ledger report's (`tandem stats
-    --json`); `files` the paths the branch's commit wrote, relative to the repository."""
+    --json`) and `refused` its refusals of this workflow ({guard: calls}); `files` the
+    paths the branch's commit wrote, relative to the repository."""
     workflow = folder.name
     agreed = sum(1 for v in verdicts if v.agree)
     lines = [
@@ -56,7 +59,7 @@ def description(
         "",
         "## Guards",
         "",
-        *guard_lines(folder),
+        *guard_lines(folder, refused),
         "",
         "## Flagged and escalated runs",
         "",
@@ -126,12 +129,20 @@ def guards(folder: Path) -> list[tuple[str, str]]:
     return found
 
 
-def guard_lines(folder: Path) -> list[str]:
+def guard_lines(folder: Path, refused: Mapping[str, int]) -> list[str]:
+    """The guards, each with the calls it refused in the ledger's runs; a guard the
+    ledger counts but guards.py no longer has is listed too (it refused under an older
+    version)."""
     listed = guards(folder)
-    if not listed:
+    gone = [(name, "no longer in guards.py") for name in refused if name not in dict(listed)]
+    if not listed and not gone:
         return [f"The workflow has no guards (`{GUARDS}`)."]
     lines = [f"The host asks these in `{GUARDS}` before each tool call, of the script too:", ""]
-    return lines + [f"- `{name}`" + (f": {doc}" if doc else "") for name, doc in listed]
+    for name, doc in [*listed, *gone]:
+        count = refused.get(name, 0)
+        said = f" (refused {count} call{'' if count == 1 else 's'} in the ledger's runs)"
+        lines.append(f"- `{name}`" + (f": {doc}" if doc else "") + (said if count else ""))
+    return lines
 
 
 def flagged_lines(runs: Sequence[RunRecord]) -> list[str]:
