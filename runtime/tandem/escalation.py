@@ -4,7 +4,7 @@ model took over (`raise Escalate(...)`; the hand-over is tandem.coordinators.han
 from __future__ import annotations
 
 # The coordinator a run records once the model took it over from the script.
-ESCALATED = "script→llm"
+ESCALATED = "script+llm"
 # The trace event of the hand-over: {"reason", "context", "calls": how many so far}.
 EVENT = "run.escalated"
 

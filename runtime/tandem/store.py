@@ -349,7 +349,7 @@ class RunStore:
         self._changed(run_id)
 
     def set_coordinator(self, run_id: str, coordinator: str) -> None:
-        """A script's run that the model took over (`script→llm`)."""
+        """A script's run that the model took over (`script+llm`)."""
         self._run("UPDATE runs SET coordinator=? WHERE id=?", (coordinator, run_id))
         self._changed(run_id)
 

@@ -36,6 +36,12 @@ def handler(trigger, tools, virtual_files, subagent):
     raise Escalate("unsure", context=["a", 1])
 """
 
+# Asked before the model's calls as before the script's; it sees the script's calls too.
+ECHO_GUARD = """
+def util_echo(call, history):
+    return "not after " + ",".join(h["tool"] for h in history)
+"""
+
 
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
@@ -55,6 +61,12 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
         (project.root / "workflows" / "held" / "prompt.md").write_text(PROMPT)
         spec = project.root / "workflows" / "held" / "workflow.yaml"
         spec.write_text(spec.read_text() + "prompt: prompt.md\n")
+        guarded = project.workflow("guarded", script=TAKING_OVER, tools=["util.*"])
+        (guarded / "prompt.md").write_text(PROMPT)
+        (guarded / "workflow.yaml").write_text(
+            (guarded / "workflow.yaml").read_text() + "prompt: prompt.md\n"
+        )
+        (guarded / "guards.py").write_text(ECHO_GUARD)
 
     with llm_host(tmp_path_factory.mktemp("esc") / "project", define) as host:
         yield host
@@ -83,7 +95,7 @@ def test_the_model_takes_over_the_same_run(
 
     assert record.status == "succeeded", record.error
     assert record.output == "Greeted Ada."
-    assert record.coordinator == "script→llm"
+    assert record.coordinator == "script+llm"
     # The first request: the prompt and trigger (system), then the script's call with its
     # result, the reason and the context.
     first = api.requests[0].body
@@ -129,7 +141,7 @@ def test_a_dry_run_escalates_into_a_dry_run_told_within_a_budget(
     record = daemon.run("planner", {"text": "x" * 100_000}, dry_run=True)
 
     assert record.status == "succeeded", record.error
-    assert record.mode == "dry_run" and record.coordinator == "script→llm"
+    assert record.mode == "dry_run" and record.coordinator == "script+llm"
     handed = api.requests[0].body["messages"][0]["content"][0]["text"]
     assert "Its reason: unsure" in handed and '["a", 1]' in handed
     # The script's calls are shown cut to a budget: a large result does not fill the request.
@@ -155,7 +167,7 @@ def test_a_replay_answers_the_models_calls_from_the_recording(
     replayed = daemon.client.run(replay_id)
 
     assert replayed.status == "succeeded", replayed.error
-    assert replayed.mode == "replay" and replayed.coordinator == "script→llm"
+    assert replayed.mode == "replay" and replayed.coordinator == "script+llm"
     sources = [(e.data["tool"], e.data["source"]) for e in events(replayed, "tool.call")]
     assert sources == [("util.add", "recording"), ("util.whoami", "recording")]
     # The recorded run's result, not a new one (a whoami run now would name the replay).
@@ -227,9 +239,9 @@ def test_rewrite_offers_the_escalated_runs_first_and_never_accepts_an_escalation
         recorded=newest_first,
     )
     brief = brief_markdown(material)
-    assert "- `esc-2` (script→llm, succeeded, ESCALATED by the script)" in brief
+    assert "- `esc-2` (script+llm, succeeded, ESCALATED by the script)" in brief
     assert brief.index("- `esc-0`") < brief.index("- `plain-3`")
-    assert "### Run `esc-2`: script→llm, succeeded, ESCALATED" in brief
+    assert "### Run `esc-2`: script+llm, succeeded, ESCALATED" in brief
     assert "saying 'no rule for Ada', with the context {\"total\": 3}" in brief
     # A candidate that escalates in its replay does not agree, whatever the model did.
     recorded = _run("esc-2", 2, ESCALATED)
@@ -295,3 +307,22 @@ def test_the_models_calls_are_held_as_an_llm_runs_are(daemon: Any, api: Anthropi
     assert [e.data["call"] for e in events(record, "approval.waiting")] == [2]
     denied = api.requests[1].tool_results()[0]
     assert denied["is_error"] is True and "not now" in denied["content"]
+
+
+def test_a_guard_refuses_the_models_call_after_the_hand_over(
+    daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(Reply.tool_use(("util__echo", {"text": "hi Ada"})), Reply.text("Left it."))
+    record = daemon.run("guarded", {"who": "Ada"})
+
+    assert (record.status, record.coordinator) == ("succeeded", ESCALATED), record.error
+    # The model's echo was refused, never made, and the model was told why.
+    (refused,) = events(record, "guard.refused")
+    assert (refused.data["guard"], refused.data["tool"]) == ("util_echo", "util.echo")
+    results = [e.data for e in events(record, "tool.result")]
+    assert [(r.get("refused"), r["executed"]) for r in results] == [
+        (None, True),
+        ("util_echo", False),
+    ]
+    told = json.dumps(api.requests[1].body["messages"][-1])
+    assert "guard util_echo refused this call: not after util.add" in told

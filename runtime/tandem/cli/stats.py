@@ -47,7 +47,7 @@ EPILOG = (
     + "\n\na migration is a change of the workflow's configured coordinator between two"
     " versions, in time order; one-off --coordinator runs, shadows, replays and runs that"
     " failed before their first step are not one.\n\nan escalated run (its script raised"
-    " Escalate and the model took over; coordinator script→llm in `tandem runs`) counts in"
+    " Escalate and the model took over; coordinator script+llm in `tandem runs`) counts in"
     " its script's row, the model's tokens and cost with it; the escalations below the"
     " table count them per reason."
 )

@@ -9,7 +9,7 @@ never a workflow's configured one, so it takes no part in migrations.
 
 - runs: live runs and MCP sessions created in the range, whatever their status.
 - an escalated run (its script raised Escalate and the model took over; coordinator
-  `script→llm`) counts under `script`, its model calls, tokens and cost with it: they are
+  `script+llm`) counts under `script`, its model calls, tokens and cost with it: they are
   what running that script version costs. `ledger.escalations` counts them per reason.
 - succeeded / failed / cancelled / unfinished: by status; failed is `failed`,
   `timed_out` or `interrupted`; unfinished is `queued` or `running`.

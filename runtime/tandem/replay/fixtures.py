@@ -8,7 +8,7 @@
      "output", "flagged": null | {"reason", "calls": [0-based indexes into "calls"]},
      "escalated": null | {"reason", "context"}}
 
-`escalated` is set when the run's script handed it to the model (coordinator `script→llm`):
+`escalated` is set when the run's script handed it to the model (coordinator `script+llm`):
 then `calls` holds the script's calls and the model's after them.
 
 `calls` is the run's tool plan: its own calls in order, without reads of its virtual files

@@ -4,7 +4,7 @@ host), and a sample of its recorded live runs, each as the trigger, the calls wi
 arguments and results, the output, and a person's flag; and its guards (guards.py), which
 refuse the candidate's calls as they refused the model's.
 
-Runs the current script escalated (handed to the model: coordinator `script→llm`) come
+Runs the current script escalated (handed to the model: coordinator `script+llm`) come
 first in the sample and in the brief's list, and are always validated against: they are
 the cases the next script has to cover.
 

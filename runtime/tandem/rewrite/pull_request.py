@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tandem.escalation import EVENT as ESCALATED
+from tandem.escalation import EVENT as ESCALATION_EVENT
 from tandem.ledger.projection import DAY_S, MONTH_DAYS, Projection, script_savings
 from tandem.store import RunRecord
 
@@ -155,7 +155,7 @@ def flagged_lines(runs: Sequence[RunRecord]) -> list[str]:
             which = f" (call {', '.join(str(c + 1) for c in calls)})" if calls else ""
             lines.append(f"- `{run.id}` flagged{which}: {_inline(reason)}")
         for event in run.events:
-            if event.kind == ESCALATED:
+            if event.kind == ESCALATION_EVENT:
                 reason = event.data.get("reason") or "no reason given"
                 lines.append(f"- `{run.id}` escalated to the model: {_inline(str(reason))}")
     return lines or ["None of the runs was flagged or escalated."]
