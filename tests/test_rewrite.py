@@ -593,7 +593,10 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
         assert f"| `{run}` | llm |" in body
     assert f"| `{fresh.sweep}` | llm | yes | agree |" in body
     assert f"- `{fresh.sweep}` flagged (call " in body and REASON in body
-    assert "No shadow ran" in body and "no guards" in body
+    assert "No shadow ran" in body
+    # pr_merged's guard, and the sweep's reaction to the open #103 it refused (the ledger's).
+    guard = "- `slack_add_reaction`: React :merged: only on a message this run read, that"
+    assert guard in body and "(refused 1 call in the ledger's runs)" in body
     assert f"- `{where}/script.py`" in body
     assert "runs a day" in body, "three runs of the prompt: a rate, a projection"
     assert fresh.setup.github.problems == []
