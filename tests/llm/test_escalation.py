@@ -46,26 +46,14 @@ def util_echo(call, history):
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
     def define(project: Any) -> None:
-        project.workflow("greet", script=TAKING_OVER, tools=["util.*"])
-        (project.root / "workflows" / "greet" / "prompt.md").write_text(PROMPT)
-        spec = project.root / "workflows" / "greet" / "workflow.yaml"
-        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
-        project.workflow("planner", script=RAISING, tools=["util.*"])
-        (project.root / "workflows" / "planner" / "prompt.md").write_text(PROMPT)
-        spec = project.root / "workflows" / "planner" / "workflow.yaml"
-        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
+        # A script with the prompt the model goes on with (no prompt: it cannot escalate).
+        project.workflow("greet", script=TAKING_OVER, prompt=PROMPT, tools=["util.*"])
+        project.workflow("planner", script=RAISING, prompt=PROMPT, tools=["util.*"])
         project.workflow("promptless", script=RAISING, tools=["util.*"])
         held = TAKING_OVER.replace("tools.util.add(a=1, b=2)", "tools.util.whoami()")
         approvals = {"llm": ["util.whoami"]}
-        project.workflow("held", script=held, tools=["util.*"], approvals=approvals)
-        (project.root / "workflows" / "held" / "prompt.md").write_text(PROMPT)
-        spec = project.root / "workflows" / "held" / "workflow.yaml"
-        spec.write_text(spec.read_text() + "prompt: prompt.md\n")
-        guarded = project.workflow("guarded", script=TAKING_OVER, tools=["util.*"])
-        (guarded / "prompt.md").write_text(PROMPT)
-        (guarded / "workflow.yaml").write_text(
-            (guarded / "workflow.yaml").read_text() + "prompt: prompt.md\n"
-        )
+        project.workflow("held", script=held, prompt=PROMPT, tools=["util.*"], approvals=approvals)
+        guarded = project.workflow("guarded", script=TAKING_OVER, prompt=PROMPT, tools=["util.*"])
         (guarded / "guards.py").write_text(ECHO_GUARD)
 
     with llm_host(tmp_path_factory.mktemp("esc") / "project", define) as host:
