@@ -111,6 +111,8 @@ def test_the_model_takes_over_the_same_run(
     assert report["groups"][0]["model_calls"] == 2
     shown = cli(llm.project, "stats", "greet").stdout
     assert f"  greet      1  no rule for Ada  (last: {record.id})" in shown
+    # Found by the name as typed (ASCII).
+    assert record.id in cli(llm.project, "runs", "--coordinator", "script+llm").stdout
     trace = cli(llm.project, "runs", "show", record.id).stdout
     assert (
         "run.escalated  the script handed the run to the model after 1 call(s): no rule for"

@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tandem.escalation import ESCALATED
+
 from .common import EXIT_OK, EXIT_RUN_FAILED, UsageError, control, control_for_run, rpc_error
 
 if TYPE_CHECKING:  # imported when the command runs, not by every command's parser
@@ -26,7 +28,8 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def add_parser(commands: Any) -> None:
     runs = commands.add_parser("runs", help="list runs; `runs show|export|flag ID` for one run")
     runs.add_argument("--workflow", default="")
-    runs.add_argument("--coordinator", default="", choices=["", "llm", "script", "mcp"])
+    coordinators = ["", "llm", "script", "mcp", ESCALATED]  # ESCALATED: a script's, handed over
+    runs.add_argument("--coordinator", default="", choices=coordinators)
     runs.add_argument(
         "--mode", default="", choices=["", "live", "dry_run", "replay", "shadow", "mcp"]
     )
