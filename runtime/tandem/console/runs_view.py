@@ -11,12 +11,13 @@ from starlette.datastructures import QueryParams
 
 from tandem.cli.common import UsageError
 from tandem.cli.runs import parse_time
+from tandem.escalation import ESCALATED
 from tandem.runs import RunManager
 from tandem.store import ACTIVE, FINAL, MODES, RunQuery, RunRecord
 
 PAGE_SIZE = 50
 FILTERS = ("workflow", "coordinator", "status", "mode", "flagged", "since", "until")
-COORDINATORS = ("llm", "script", "mcp")
+COORDINATORS = ("llm", "script", "mcp", ESCALATED)
 STATUSES = (*ACTIVE, *FINAL)
 
 
