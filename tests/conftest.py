@@ -143,3 +143,19 @@ def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """This test process's throwaway PostgreSQL (tests/pg.py), started on first use."""
+    from pg import PgServer
+
+    server = PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """The URL of a fresh, empty database on the test PostgreSQL."""
+    return str(pg_server.fresh_database())

@@ -34,7 +34,7 @@ from .private_dirs import remove_if_empty
 from .runs import RunManager
 from .server.control import ControlServicer
 from .server.toolhost import ToolHostServicer
-from .store import RunStore
+from .store import open_store
 from .workflows import WorkflowRegistry
 from .zygote.client import Zygote
 
@@ -85,7 +85,7 @@ class Host:
         self.control_socket = (
             config.control_socket if daemon else config.embedded_control_socket(os.getpid())
         )
-        self.store = RunStore(config.database)
+        self.store = open_store(config)
         if plugin_manager is None:
             plugin_manager = PluginManager.for_host(config, plugins, confine=daemon)
         self.plugins = plugin_manager

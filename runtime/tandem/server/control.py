@@ -285,7 +285,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.PruneRunsResponse:
         pruned = await in_thread(
             prune,
-            self._runs.store.path,
+            self._runs.store.location,
             request.before,
             include_flagged=request.include_flagged,
             include_exported=request.include_exported,

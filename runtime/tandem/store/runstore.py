@@ -1,5 +1,6 @@
-"""The run store: SQLite in the state folder. Every event is committed as it happens, so
-nothing a run did is lost when a coordinator or the daemon dies."""
+"""The run store: every query, written once in the SQL SQLite and PostgreSQL both run, over
+a small adapter per database (sqlite.py, postgres.py). Every event is committed as it
+happens, so nothing a run did is lost when a coordinator or the daemon dies."""
 
 from __future__ import annotations
 
@@ -8,239 +9,82 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tandem_sdk.errors import TandemError
+from .postgres import PostgresDatabase, is_postgres_url
+from .records import (
+    ACTIVE,
+    EVENT_OVERHEAD_CHARS,
+    FLUSH_AFTER_S,
+    FLUSH_AT,
+    RUN_COLUMNS,
+    Event,
+    RunQuery,
+    RunRecord,
+    StoreError,
+    run_record,
+)
+from .sqlite import SqliteDatabase
 
 log = logging.getLogger(__name__)
-# Trace events are committed in groups (RunStore.append_event).
-FLUSH_AFTER_S = 0.005
-FLUSH_AT = 64
-# What an event costs in a message besides its data and kind (seq, time, framing).
-EVENT_OVERHEAD_CHARS = 32
-ACTIVE = ("queued", "running", "waiting")  # waiting: a call waits for a person's approval
-MODES = ("live", "dry_run", "replay", "shadow", "mcp")
-# Columns added after the first release, for stores made before them.
-_ADDED_COLUMNS = {
-    "mode": "TEXT NOT NULL DEFAULT 'live'",
-    "source_run": "TEXT",
-    "flag_json": "TEXT",
-    "plan_diff_json": "TEXT",
-    "excluded_json": "TEXT",
-    "exported_at": "REAL",
-    "rerun_of": "TEXT",
-}
-FINAL = ("succeeded", "failed", "cancelled", "interrupted", "timed_out")
-# The events a run's tool plan, recording and cost are read from: replay, shadows, export,
-# flags and the ledger read only these, never a run's logs and output however many.
-PLAN_KINDS = (
-    "tool.call",
-    "tool.result",
-    "subagent.started",
-    "subagent.finished",
-    "model.request",
-    "model.response",
-    "run.finished",
-)
-USAGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "model_calls",
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    workflow_version TEXT NOT NULL,
-    coordinator TEXT NOT NULL,
-    trigger_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    output_json TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    usage_json TEXT NOT NULL DEFAULT '{}',
-    host_pid INTEGER NOT NULL,
-    mode TEXT NOT NULL DEFAULT 'live',
-    source_run TEXT,
-    flag_json TEXT,
-    plan_diff_json TEXT,
-    excluded_json TEXT,
-    exported_at REAL,
-    rerun_of TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
--- The newest runs first, a page at a time (the console's runs page, `tandem runs`).
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    data_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
--- The content of every workflow version a run used, so a trace says exactly which
--- prompt, script and files ran, and replay and export can use them.
-CREATE TABLE IF NOT EXISTS workflow_versions (
-    version TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    content_json TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
--- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    workflow TEXT NOT NULL,
-    delivery TEXT NOT NULL,
-    run_id TEXT,
-    received_at REAL NOT NULL,
-    PRIMARY KEY (workflow, delivery)
-);
-"""
 
 
-@dataclass
-class Event:
-    seq: int
-    ts: float
-    kind: str
-    data: dict[str, Any]
-    # `data` as the store wrote it, so a watcher or a trace read sends it without encoding
-    # it again.
-    data_json: str | None = field(default=None, compare=False, repr=False)
+class Cursor(Protocol):
+    """A statement's result, as sqlite3's cursor and postgres.Rows both give it."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def close(self) -> None: ...
 
 
-@dataclass
-class RunRecord:
-    id: str
-    workflow: str
-    workflow_version: str
-    coordinator: str
-    trigger: Any
-    status: str
-    output: Any = None
-    error: str | None = None
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
-    events: list[Event] = field(default_factory=list)
-    mode: str = "live"  # live | dry_run | replay | shadow | mcp
-    source_run: str | None = None  # the recorded run a replay answered from
-    flag: dict[str, Any] | None = None  # {"reason", "calls": [indexes]} once a person flags it
-    # A shadow's tool plan against its primary's: {"agree", "summary", "entries"}.
-    plan_diff: dict[str, Any] | None = None
-    queue_position: int = 0  # a queued run's place in line, as the host knows it now
-    # {"reason", "at"} once a person takes the run out of validation, shadows and stats.
-    excluded: dict[str, Any] | None = None
-    exported_at: float | None = None  # last `runs export`: retention keeps the run
-    rerun_of: str | None = None  # the run whose trigger this live run ran again
+class Database(Protocol):
+    """What a database gives the store: statements with `?` placeholders whose errors are
+    StoreErrors naming the store (`where`), and transactions."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "workflow": self.workflow,
-            "workflow_version": self.workflow_version,
-            "coordinator": self.coordinator,
-            "trigger": self.trigger,
-            "status": self.status,
-            "output": self.output,
-            "error": self.error,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "usage": self.usage,
-            "mode": self.mode,
-            "source_run": self.source_run,
-            "flag": self.flag,
-            "plan_diff": self.plan_diff,
-            "queue_position": self.queue_position or None,
-            "excluded": self.excluded,
-            "exported_at": self.exported_at,
-            "rerun_of": self.rerun_of,
-            "events": [
-                {"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in self.events
-            ],
-        }
+    where: str
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def transaction(self) -> contextlib.AbstractContextManager[Callable[..., Any]]: ...
+    def close(self) -> None: ...
 
 
-class StoreError(TandemError):
-    """The run store cannot be written or read: a full disk, a read-only or damaged file."""
-
-    def __init__(self, path: Path, error: Exception) -> None:
-        hint = f"; free space in {path.parent}" if "full" in str(error) else ""
-        super().__init__(f"the run store {path} cannot be used: {error}{hint}")
-        self.path = path
-
-
-@dataclass(frozen=True)
-class RunQuery:
-    """Which runs to list: empty strings match everything; times are unix seconds."""
-
-    workflow: str = ""
-    status: str = ""
-    coordinator: str = ""
-    mode: str = ""
-    modes: tuple[str, ...] = ()  # any of these, when set
-    flagged: bool = False
-    # Leave out excluded runs, and the shadows and replays made from them.
-    without_excluded: bool = False
-    since: float = 0.0
-    until: float = float("inf")
-    # Keyset paging: with `until`, the runs before (until, before_id) in the list's order.
-    before_id: str = ""
-    limit: int = 50
-
-
-def _owner_only(database: Path) -> None:
-    """The store holds triggers, tool results and outputs: readable by its owner alone. The
-    database is made 0600 before SQLite opens it, and SQLite gives its WAL and shared-memory
-    files the database's mode; files an older version left are narrowed too."""
-    # Only a file that is not there yet is opened: closing a descriptor of a database this
-    # process has open elsewhere would drop SQLite's POSIX locks on it.
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
+def open_database(location: Path | str) -> Database:
+    """A `postgresql://` (or `postgres://`) URL, else the path of a SQLite file."""
+    if is_postgres_url(location):
+        return PostgresDatabase(str(location))
+    return SqliteDatabase(Path(location))
 
 
 class RunStore:
-    # Which SQL the database speaks, for the few statements written differently per
-    # database (a claim's row lock: PostgreSQL's FOR UPDATE SKIP LOCKED).
-    dialect = "sqlite"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: Path | str) -> None:
+        """`location`: a SQLite file's path, or a PostgreSQL URL (see open_store)."""
+        self.location = location
         self._pending: list[tuple[str, int, float, str, str]] = []
-        # Ends of runs the store could not write yet (a full disk), by run: written with
-        # the next statement that gets through, and shown by every read meanwhile.
+        # Ends of runs the store could not write yet (a full disk, a database that cannot
+        # be reached), by run: written with the next statement that gets through, and
+        # shown by every read meanwhile.
         self._ends: dict[str, tuple[str, str, str | None, str, float]] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         # Called with a run's id when it is made or its status or flag changes (the
         # console's live runs page).
         self.watchers: list[Callable[[str], None]] = []
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _owner_only(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in present:
-                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        self._db = open_database(location)
+        # Which SQL the database speaks, for the few statements written differently per
+        # database (a claim's row lock: PostgreSQL's FOR UPDATE SKIP LOCKED).
+        self.dialect = self._db.dialect
+
+    @property
+    def where(self) -> str:
+        """The store as messages name it: a file, or a URL without its password."""
+        return self._db.where
 
     def close(self) -> None:
         self._flush_before()
@@ -248,39 +92,23 @@ class RunStore:
             log.error("run %s: its end (%s) is still not recorded", run_id, status)
         self._db.close()
 
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """One statement, after the buffered events (so reads see them and a run's end is
-        written after its trace); a store that cannot be read or written is a StoreError
-        that names the file (a full disk above all), never a bare sqlite3 error."""
+        written after its trace), with `?` placeholders; returns a cursor (fetchone,
+        fetchall, rowcount, iteration). A store that cannot be read or written is a
+        StoreError that names it (a full disk, a server gone), never a driver's error."""
         self._flush_before()
-        try:
-            return self._db.execute(sql, params)
-        except sqlite3.OperationalError as error:
-            raise StoreError(self.path, error) from error
+        return self._db.execute(sql, params)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Callable[..., Any]]:
         """Statements that read and write as one step (a claim): yields `execute(sql,
         params)`, with `?` placeholders, inside a transaction that holds the write lock from
-        its start and commits at the end, or rolls back on an exception."""
+        its start (SQLite) or one connection (PostgreSQL) and commits at the end, or rolls
+        back on an exception."""
         self._flush_before()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise StoreError(self.path, error) from error
-
-        def execute(sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-            try:
-                return self._db.execute(sql, params)
-            except sqlite3.OperationalError as error:
-                raise StoreError(self.path, error) from error
-
-        try:
+        with self._db.transaction() as execute:
             yield execute
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _changed(self, run_id: str) -> None:
         for watcher in self.watchers:
@@ -310,8 +138,8 @@ class RunStore:
 
     def keep_version(self, version: str, workflow: str, content: dict[str, Any]) -> None:
         self._run(
-            "INSERT OR IGNORE INTO workflow_versions (version, workflow, content_json, created_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO workflow_versions (version, workflow, content_json, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
             (version, workflow, json.dumps(content), time.time()),
         )
 
@@ -369,14 +197,11 @@ class RunStore:
 
     def _write_ends(self) -> None:
         for run_id, (status, output, error, usage, at) in list(self._ends.items()):
-            try:
-                self._db.execute(
-                    "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"
-                    " finished_at=? WHERE id=?",
-                    (status, output, error, usage, at, run_id),
-                )
-            except sqlite3.OperationalError as error:
-                raise StoreError(self.path, error) from error
+            self._db.execute(
+                "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"
+                " finished_at=? WHERE id=?",
+                (status, output, error, usage, at, run_id),
+            )
             del self._ends[run_id]
 
     def _shown(self, record: RunRecord) -> RunRecord:
@@ -415,19 +240,13 @@ class RunStore:
             return
         rows, self._pending = self._pending, []
         try:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as error:
+            self._db.executemany(
+                "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        except StoreError:
             self._pending = rows + self._pending  # kept for the next try
-            raise StoreError(self.path, error) from error
+            raise
 
     def _flush_before(self) -> None:
         """Flush ahead of a statement, then the runs' ends waiting for it; a failure is
@@ -451,8 +270,8 @@ class RunStore:
                 (workflow, delivery, now - window_s),
             )
         cursor = self._run(
-            "INSERT OR IGNORE INTO webhook_deliveries (workflow, delivery, received_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO webhook_deliveries (workflow, delivery, received_at)"
+            " VALUES (?, ?, ?) ON CONFLICT (workflow, delivery) DO NOTHING",
             (workflow, delivery, now),
         )
         return cursor.rowcount == 1
@@ -517,10 +336,10 @@ class RunStore:
         self, run_id: str, *, events: bool = True, kinds: Sequence[str] = ()
     ) -> RunRecord | None:
         """The run, with its events (only those of `kinds`, when given)."""
-        row = self._run("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = self._run(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()  # noqa: S608
         if row is None:
             return None
-        record = self._shown(_record(row))
+        record = self._shown(run_record(row))
         if events:
             record.events = self.events(run_id, kinds=kinds)
         return record
@@ -595,56 +414,13 @@ class RunStore:
                 " WHERE source.id=runs.source_run AND source.excluded_json IS NOT NULL)"
             )
         conditions = " AND ".join(where)  # constants and placeholders
-        sql = f"SELECT * FROM runs WHERE {conditions} ORDER BY created_at DESC, id DESC LIMIT ?"  # noqa: S608
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {conditions}"  # noqa: S608
+            " ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
         rows = self._run(sql, (*params, q.limit)).fetchall()
-        records = [self._shown(_record(row)) for row in rows]
+        records = [self._shown(run_record(row)) for row in rows]
         return [r for r in records if not q.status or r.status == q.status]
-
-
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    (
-        run_id,
-        workflow,
-        version,
-        coordinator,
-        trigger_json,
-        status,
-        output_json,
-        error,
-        created_at,
-        started_at,
-        finished_at,
-        usage_json,
-        _pid,
-        mode,
-        source_run,
-        flag_json,
-        plan_diff_json,
-        excluded_json,
-        exported_at,
-        rerun_of,
-    ) = row
-    return RunRecord(
-        id=run_id,
-        workflow=workflow,
-        workflow_version=version,
-        coordinator=coordinator,
-        trigger=json.loads(trigger_json),
-        status=status,
-        output=json.loads(output_json) if output_json else None,
-        error=error,
-        created_at=created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        usage={**dict.fromkeys(USAGE_KEYS, 0), **json.loads(usage_json)},
-        mode=mode,
-        source_run=source_run,
-        flag=json.loads(flag_json) if flag_json else None,
-        plan_diff=json.loads(plan_diff_json) if plan_diff_json else None,
-        excluded=json.loads(excluded_json) if excluded_json else None,
-        exported_at=exported_at,
-        rerun_of=rerun_of,
-    )
 
 
 def _alive(pid: int) -> bool:

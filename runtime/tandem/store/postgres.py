@@ -1,0 +1,153 @@
+"""The run store's PostgreSQL database: one store shared by every daemon that names it.
+
+Statements come with `?` placeholders (the SQL both databases run) and each runs on a
+pooled connection in autocommit mode, so none holds a lock longer than itself; a
+transaction takes one connection for its statements. A server that cannot be reached is a
+StoreError (`unavailable`) within seconds, never a pool's long wait; the pool checks a
+connection before lending it, so the store works again as soon as the server is back."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .migrations import migrate
+from .records import StoreError
+
+# Seconds to reach the server: a wrong host or a stopped server is said at once.
+CONNECT_TIMEOUT_S = 5
+# Seconds a statement waits for a pooled connection before the store says it cannot work.
+POOL_TIMEOUT_S = 5.0
+# Connections per store: the daemon's event loop is one writer; retention and the
+# console's reads in threads are the others.
+POOL_SIZE = 4
+# What a database error is when the server, not the statement, is the trouble.
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages name it: `postgresql://user@host:port/db`, never a password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(a URL that does not parse)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def _password(url: str) -> str:
+    with contextlib.suppress(psycopg.ProgrammingError):
+        return str(conninfo_to_dict(url).get("password") or "")
+    return ""
+
+
+@functools.lru_cache(maxsize=512)
+def _pg(sql: str) -> bytes:
+    """`?` placeholders as psycopg's `%s` (a literal `%` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s").encode()
+
+
+def _run(db: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Rows:
+    # Without parameters psycopg reads the SQL as written, `%` and all.
+    return Rows(db.execute(_pg(sql), params) if params else db.execute(sql.encode()))
+
+
+class Rows:
+    """A statement's result, read whole before its connection goes back to the pool; reads
+    as a DB-API cursor does (fetchone, fetchall, iteration, rowcount)."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self.rowcount = cursor.rowcount
+        self._rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
+        self._next = 0
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._next = self._rows[self._next :], len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+    def close(self) -> None:
+        self._rows = []
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.where = shown_url(url)
+        self._secret = _password(url)
+        # A first connection of its own: its error is the server's own words, in seconds.
+        try:
+            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as db:
+                migrate(db, self.where)
+        except psycopg.Error as error:
+            raise self._error(error) from None
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            timeout=POOL_TIMEOUT_S,
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="tandem-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
+        except PoolTimeout as error:
+            self._pool.close()
+            raise self._error(error) from None
+
+    def _error(self, error: Exception) -> StoreError:
+        message = str(error) or type(error).__name__
+        if self._secret:
+            message = message.replace(self._secret, "***")
+        return StoreError(self.where, message, unavailable=isinstance(error, _UNREACHABLE))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        try:
+            with self._pool.connection() as db:
+                return _run(db, sql, params)
+        except _UNREACHABLE as error:
+            raise self._error(error) from error
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with self._pool.connection() as db, db.transaction():
+                db.cursor().executemany(_pg(sql), rows)
+        except _UNREACHABLE as error:
+            raise self._error(error) from error
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Callable[..., Any]]:
+        try:
+            with self._pool.connection() as db, db.transaction():
+
+                def execute(sql: str, params: Sequence[Any] = ()) -> Rows:
+                    return _run(db, sql, params)
+
+                yield execute
+        except _UNREACHABLE as error:
+            raise self._error(error) from error

@@ -1,0 +1,137 @@
+"""The run store's SQLite database: a file in the state folder, nothing to set up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .records import StoreError
+
+# Columns added after the first release, for stores made before them.
+_ADDED_COLUMNS = {
+    "mode": "TEXT NOT NULL DEFAULT 'live'",
+    "source_run": "TEXT",
+    "flag_json": "TEXT",
+    "plan_diff_json": "TEXT",
+    "excluded_json": "TEXT",
+    "exported_at": "REAL",
+    "rerun_of": "TEXT",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    workflow_version TEXT NOT NULL,
+    coordinator TEXT NOT NULL,
+    trigger_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output_json TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    usage_json TEXT NOT NULL DEFAULT '{}',
+    host_pid INTEGER NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'live',
+    source_run TEXT,
+    flag_json TEXT,
+    plan_diff_json TEXT,
+    excluded_json TEXT,
+    exported_at REAL,
+    rerun_of TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
+-- The newest runs first, a page at a time (the console's runs page, `tandem runs`).
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+-- The content of every workflow version a run used, so a trace says exactly which
+-- prompt, script and files ran, and replay and export can use them.
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    version TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    content_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    workflow TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    run_id TEXT,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (workflow, delivery)
+);
+"""
+
+
+def _owner_only(database: Path) -> None:
+    """The store holds triggers, tool results and outputs: readable by its owner alone. The
+    database is made 0600 before SQLite opens it, and SQLite gives its WAL and shared-memory
+    files the database's mode; files an older version left are narrowed too."""
+    # Only a file that is not there yet is opened: closing a descriptor of a database this
+    # process has open elsewhere would drop SQLite's POSIX locks on it.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
+class SqliteDatabase:
+    """One connection in autocommit mode; a transaction holds the write lock from its start
+    (BEGIN IMMEDIATE), so a read-then-write step is one step beside other processes."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(path)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as error:
+            raise StoreError(self.where, error) from error
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.transaction(immediate=False):
+            try:
+                self._db.executemany(sql, rows)
+            except sqlite3.OperationalError as error:
+                raise StoreError(self.where, error) from error
+
+    @contextlib.contextmanager
+    def transaction(self, *, immediate: bool = True) -> Iterator[Callable[..., Any]]:
+        self.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield self.execute
+            self.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
