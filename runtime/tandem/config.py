@@ -38,6 +38,7 @@ _KEYS = {
 # A PostgreSQL URL for the run store; it wins over `store:` in tandem.yaml, so one file
 # serves every machine and each names its database (and password) in its environment.
 DATABASE_URL_VARIABLE = "TANDEM_DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUED = 1000
@@ -276,7 +277,7 @@ def _store(path: Path, value: Any) -> tuple[str | None, Path | None]:
         return None, None
     if not isinstance(value, str) or not value:
         raise DefinitionError(where, "store: expected sqlite, a file's path or postgresql://...")
-    if value.startswith(("postgresql://", "postgres://")):
+    if value.startswith(POSTGRES_SCHEMES):
 
         def expand(match: re.Match[str]) -> str:
             if match[1] not in os.environ:

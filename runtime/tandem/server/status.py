@@ -43,7 +43,11 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any,
         await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
     if isinstance(error, StoreError):
         log.error("%s", error.message)
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message)
+        # A database that cannot be reached may come back; a full disk wants a person.
+        code = (
+            grpc.StatusCode.UNAVAILABLE if error.unavailable else grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        await context.abort(code, error.message)
     log.exception("internal error in a gRPC method", exc_info=error)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"

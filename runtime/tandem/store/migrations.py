@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from .records import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
 
 FOLDER = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock's key for "the run store's schema" ("tandem" in ASCII).

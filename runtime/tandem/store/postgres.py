@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -23,16 +24,15 @@ from .records import StoreError
 # Seconds to reach the server: a wrong host or a stopped server is said at once.
 CONNECT_TIMEOUT_S = 5
 # Seconds a statement waits for a pooled connection before the store says it cannot work.
-POOL_TIMEOUT_S = 5.0
+POOL_TIMEOUT_S = 2.0
+# After that, statements fail at once for this long (the pool reconnects behind them), so
+# a daemon whose database is gone is not held up by every statement in turn.
+DOWN_FOR_S = 2.0
 # Connections per store: the daemon's event loop is one writer; retention and the
 # console's reads in threads are the others.
 POOL_SIZE = 4
 # What a database error is when the server, not the statement, is the trouble.
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
-
-
-def is_postgres_url(location: object) -> bool:
-    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
 def shown_url(url: str) -> str:
@@ -95,6 +95,8 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.where = shown_url(url)
         self._secret = _password(url)
+        # Until when statements fail at once, and why (see DOWN_FOR_S).
+        self._down = (0.0, "")
         # A first connection of its own: its error is the server's own words, in seconds.
         try:
             with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as db:
@@ -121,12 +123,20 @@ class PostgresDatabase:
         message = str(error) or type(error).__name__
         if self._secret:
             message = message.replace(self._secret, "***")
+        if isinstance(error, _UNREACHABLE):
+            self._down = (time.monotonic() + DOWN_FOR_S, message)
         return StoreError(self.where, message, unavailable=isinstance(error, _UNREACHABLE))
+
+    def _check_up(self) -> None:
+        until, message = self._down
+        if time.monotonic() < until:
+            raise StoreError(self.where, message, unavailable=True)
 
     def close(self) -> None:
         self._pool.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        self._check_up()
         try:
             with self._pool.connection() as db:
                 return _run(db, sql, params)
@@ -134,6 +144,7 @@ class PostgresDatabase:
             raise self._error(error) from error
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._check_up()
         try:
             with self._pool.connection() as db, db.transaction():
                 db.cursor().executemany(_pg(sql), rows)
@@ -142,6 +153,7 @@ class PostgresDatabase:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Callable[..., Any]]:
+        self._check_up()
         try:
             with self._pool.connection() as db, db.transaction():
 

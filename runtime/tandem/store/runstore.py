@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .postgres import PostgresDatabase, is_postgres_url
+from tandem.config import POSTGRES_SCHEMES
+
 from .records import (
     ACTIVE,
     EVENT_OVERHEAD_CHARS,
@@ -58,8 +59,10 @@ class Database(Protocol):
 
 def open_database(location: Path | str) -> Database:
     """A `postgresql://` (or `postgres://`) URL, else the path of a SQLite file."""
-    if is_postgres_url(location):
-        return PostgresDatabase(str(location))
+    if isinstance(location, str) and location.startswith(POSTGRES_SCHEMES):
+        from .postgres import PostgresDatabase  # psycopg, only for a store that needs it
+
+        return PostgresDatabase(location)
     return SqliteDatabase(Path(location))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .migrations import FOLDER
 from .records import StoreError
 
 # Columns added after the first release, for stores made before them.
@@ -22,57 +23,9 @@ _ADDED_COLUMNS = {
     "rerun_of": "TEXT",
 }
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    workflow_version TEXT NOT NULL,
-    coordinator TEXT NOT NULL,
-    trigger_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    output_json TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    usage_json TEXT NOT NULL DEFAULT '{}',
-    host_pid INTEGER NOT NULL,
-    mode TEXT NOT NULL DEFAULT 'live',
-    source_run TEXT,
-    flag_json TEXT,
-    plan_diff_json TEXT,
-    excluded_json TEXT,
-    exported_at REAL,
-    rerun_of TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
--- The newest runs first, a page at a time (the console's runs page, `tandem runs`).
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    data_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
--- The content of every workflow version a run used, so a trace says exactly which
--- prompt, script and files ran, and replay and export can use them.
-CREATE TABLE IF NOT EXISTS workflow_versions (
-    version TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    content_json TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
--- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    workflow TEXT NOT NULL,
-    delivery TEXT NOT NULL,
-    run_id TEXT,
-    received_at REAL NOT NULL,
-    PRIMARY KEY (workflow, delivery)
-);
-"""
+# The same tables as PostgreSQL's first migration (IF NOT EXISTS: a store made by an earlier
+# version keeps its tables, and gains the columns added since, below).
+_SCHEMA = (FOLDER / "0001_initial.sql").read_text()
 
 
 def _owner_only(database: Path) -> None:

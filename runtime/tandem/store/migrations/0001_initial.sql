@@ -1,6 +1,7 @@
--- The run store as the SQLite store has it, in PostgreSQL's types: unix times are
--- DOUBLE PRECISION (REAL would be float4 and lose seconds), JSON is TEXT.
-CREATE TABLE runs (
+-- The run store's tables, in the SQL both databases run: PostgreSQL's first migration and
+-- SQLite's schema script (sqlite.py). Unix times are DOUBLE PRECISION (PostgreSQL's REAL
+-- is float4 and would lose seconds), JSON is TEXT.
+CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
     workflow_version TEXT NOT NULL,
@@ -22,10 +23,10 @@ CREATE TABLE runs (
     exported_at DOUBLE PRECISION,
     rerun_of TEXT
 );
-CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
 -- The newest runs first, a page at a time (the console's runs page, `tandem runs`).
-CREATE INDEX runs_by_created ON runs (created_at, id);
-CREATE TABLE events (
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
+CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL REFERENCES runs (id),
     seq INTEGER NOT NULL,
     ts DOUBLE PRECISION NOT NULL,
@@ -34,14 +35,14 @@ CREATE TABLE events (
     PRIMARY KEY (run_id, seq)
 );
 -- The content of every workflow version a run used.
-CREATE TABLE workflow_versions (
+CREATE TABLE IF NOT EXISTS workflow_versions (
     version TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
     content_json TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
 );
 -- Webhook deliveries already taken, so a redelivery of the same id starts no second run.
-CREATE TABLE webhook_deliveries (
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
     workflow TEXT NOT NULL,
     delivery TEXT NOT NULL,
     run_id TEXT,
