@@ -267,7 +267,7 @@ def _admission(path: Path, value: Any) -> dict[str, Any]:
 
 
 def _store(path: Path, value: Any) -> tuple[str | None, Path | None]:
-    """`store: sqlite | PATH | postgresql://...` (`${VAR}` expanded in a URL), with
+    """`store: sqlite | PATH | postgresql://...` (`${VAR}` expanded), with
     TANDEM_DATABASE_URL winning: the PostgreSQL URL, or the SQLite file when not default."""
     from_env = os.environ.get(DATABASE_URL_VARIABLE, "")
     where = str(path)
@@ -277,14 +277,15 @@ def _store(path: Path, value: Any) -> tuple[str | None, Path | None]:
         return None, None
     if not isinstance(value, str) or not value:
         raise DefinitionError(where, "store: expected sqlite, a file's path or postgresql://...")
+
+    def expand(match: re.Match[str]) -> str:
+        if match[1] not in os.environ:
+            raise DefinitionError(where, f"store: ${{{match[1]}}} is not set")
+        return os.environ[match[1]]
+
+    value = _VARIABLE.sub(expand, value)
     if value.startswith(POSTGRES_SCHEMES):
-
-        def expand(match: re.Match[str]) -> str:
-            if match[1] not in os.environ:
-                raise DefinitionError(where, f"store: ${{{match[1]}}} is not set")
-            return os.environ[match[1]]
-
-        return _VARIABLE.sub(expand, value), None
+        return value, None
     if from_env or "://" in value:
         raise DefinitionError(where, "store: expected a postgresql:// URL")
     return None, (path.parent / value).resolve()

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .migrations import migrate
+from .migrations import Migration, migrate
 from .records import StoreError
 
 # Seconds to reach the server: a wrong host or a stopped server is said at once.
@@ -50,6 +50,25 @@ def _password(url: str) -> str:
     with contextlib.suppress(psycopg.ProgrammingError):
         return str(conninfo_to_dict(url).get("password") or "")
     return ""
+
+
+def _store_error(where: str, url: str, error: Exception) -> StoreError:
+    message = str(error) or type(error).__name__
+    secret = _password(url)
+    if secret:  # drivers do not print it; a message that quotes the URL would
+        message = message.replace(secret, "***")
+    return StoreError(where, message, unavailable=isinstance(error, _UNREACHABLE))
+
+
+def migrate_database(url: str) -> list[Migration]:
+    """Apply the migrations the database lacks (on a connection of its own, whose error is
+    the server's own words within seconds); returns them."""
+    where = shown_url(url)
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as db:
+            return migrate(db, where)
+    except psycopg.Error as error:
+        raise _store_error(where, url, error) from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -94,15 +113,10 @@ class PostgresDatabase:
 
     def __init__(self, url: str) -> None:
         self.where = shown_url(url)
-        self._secret = _password(url)
+        self._url = url
         # Until when statements fail at once, and why (see DOWN_FOR_S).
         self._down = (0.0, "")
-        # A first connection of its own: its error is the server's own words, in seconds.
-        try:
-            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as db:
-                migrate(db, self.where)
-        except psycopg.Error as error:
-            raise self._error(error) from None
+        self.migrated = migrate_database(url)
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url,
             min_size=1,
@@ -120,12 +134,10 @@ class PostgresDatabase:
             raise self._error(error) from None
 
     def _error(self, error: Exception) -> StoreError:
-        message = str(error) or type(error).__name__
-        if self._secret:
-            message = message.replace(self._secret, "***")
-        if isinstance(error, _UNREACHABLE):
-            self._down = (time.monotonic() + DOWN_FOR_S, message)
-        return StoreError(self.where, message, unavailable=isinstance(error, _UNREACHABLE))
+        failure = _store_error(self.where, self._url, error)
+        if failure.unavailable:
+            self._down = (time.monotonic() + DOWN_FOR_S, failure.detail)
+        return failure
 
     def _check_up(self) -> None:
         until, message = self._down

@@ -112,6 +112,7 @@ class StoreError(TandemError):
         hint = f"; free space in {Path(where).parent}" if "full" in detail else ""
         super().__init__(f"the run store {where} cannot be used: {detail}{hint}")
         self.where = where
+        self.detail = detail
         self.unavailable = unavailable
 
 
