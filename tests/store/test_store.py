@@ -224,3 +224,26 @@ def test_migrations_apply_once_when_two_daemons_start_together_and_refuse_a_newe
         db.execute("INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)")
     with pytest.raises(StoreError, match="version 9999, newer than this Tandem"):
         RunStore(pg_url)
+
+
+def test_store_setting_names_sqlite_a_file_or_postgresql_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tandem.config import load_config
+    from tandem_sdk.errors import DefinitionError
+
+    monkeypatch.delenv("TANDEM_DATABASE_URL", raising=False)
+    settings = tmp_path / "tandem.yaml"
+    assert load_config(tmp_path).store_location == tmp_path / ".tandem" / "runs.sqlite3"
+    settings.write_text("store: data/runs.db\n")
+    assert load_config(tmp_path).store_location == tmp_path / "data" / "runs.db"
+    settings.write_text("store: postgresql://tandem:${DB_PASSWORD}@db/runs\n")
+    with pytest.raises(DefinitionError, match=r"\$\{DB_PASSWORD\} is not set"):
+        load_config(tmp_path)
+    monkeypatch.setenv("DB_PASSWORD", "pw")
+    assert load_config(tmp_path).store_location == "postgresql://tandem:pw@db/runs"
+    monkeypatch.setenv("TANDEM_DATABASE_URL", "postgres://other@db2/runs")
+    assert load_config(tmp_path).store_location == "postgres://other@db2/runs"
+    monkeypatch.setenv("TANDEM_DATABASE_URL", "runs.db")
+    with pytest.raises(DefinitionError, match="expected a postgresql:// URL"):
+        load_config(tmp_path)

@@ -108,7 +108,9 @@ class RunStore:
         """Statements that read and write as one step (a claim): yields `execute(sql,
         params)`, with `?` placeholders, inside a transaction that holds the write lock from
         its start (SQLite) or one connection (PostgreSQL) and commits at the end, or rolls
-        back on an exception."""
+        back on an exception. Use only `execute` inside: on PostgreSQL the store's other
+        methods run on other connections, outside the transaction (and would wait for its
+        row locks)."""
         self._flush_before()
         with self._db.transaction() as execute:
             yield execute
