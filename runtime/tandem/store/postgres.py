@@ -1,15 +1,19 @@
 """The run store's PostgreSQL database: one store shared by every daemon that names it.
 
-Statements come with `?` placeholders (the SQL both databases run) and each runs on a
-pooled connection in autocommit mode, so none holds a lock longer than itself; a
-transaction takes one connection for its statements. A server that cannot be reached is a
-StoreError (`unavailable`) within seconds, never a pool's long wait; the pool checks a
-connection before lending it, so the store works again as soon as the server is back."""
+Statements come with `?` placeholders (the SQL both databases run) and run in autocommit
+mode, so none holds a lock longer than itself: single statements on one connection the
+store keeps from its pool (a pool's lending costs more than a statement on loopback;
+psycopg serializes threads on it), a transaction or a batch of events on a connection of
+its own from the pool. A server that cannot be reached is a StoreError (`unavailable`)
+within seconds, never a pool's long wait; the pool checks a connection before lending it,
+and the kept one is checked after it idled, so the store works again as soon as the
+server is back."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -31,6 +35,9 @@ DOWN_FOR_S = 2.0
 # Connections per store: the daemon's event loop is one writer; retention and the
 # console's reads in threads are the others.
 POOL_SIZE = 4
+# A kept connection idle this long is checked before its next statement (a server
+# restarted meanwhile has closed it).
+CHECK_AFTER_IDLE_S = 1.0
 # What a database error is when the server, not the statement, is the trouble.
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
@@ -132,12 +139,37 @@ class PostgresDatabase:
         except PoolTimeout as error:
             self._pool.close()
             raise self._error(error) from None
+        # The connection single statements use, and when it was last used.
+        self._kept: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._used = 0.0
+        self._keeping = threading.Lock()
 
     def _error(self, error: Exception) -> StoreError:
         failure = _store_error(self.where, self._url, error)
-        if failure.unavailable:
+        if isinstance(error, PoolTimeout):  # no connection to be had: the server is gone
             self._down = (time.monotonic() + DOWN_FOR_S, failure.detail)
         return failure
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        with self._keeping:
+            kept = self._kept
+            if kept is not None and time.monotonic() - self._used > CHECK_AFTER_IDLE_S:
+                try:
+                    ConnectionPool.check_connection(kept)
+                except psycopg.Error:
+                    self._pool.putconn(kept)  # the pool discards a broken connection
+                    self._kept = kept = None
+            if kept is None:
+                kept = self._kept = self._pool.getconn()
+            self._used = time.monotonic()
+            return kept
+
+    def _drop(self, kept: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Give a kept connection that failed back to the pool, which discards it."""
+        with self._keeping:
+            if self._kept is kept:
+                self._kept = None
+                self._pool.putconn(kept)
 
     def _check_up(self) -> None:
         until, message = self._down
@@ -145,14 +177,19 @@ class PostgresDatabase:
             raise StoreError(self.where, message, unavailable=True)
 
     def close(self) -> None:
+        if self._kept is not None:
+            self._pool.putconn(self._kept)
         self._pool.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         self._check_up()
+        kept = None
         try:
-            with self._pool.connection() as db:
-                return _run(db, sql, params)
+            kept = self._connection()
+            return _run(kept, sql, params)
         except _UNREACHABLE as error:
+            if kept is not None:
+                self._drop(kept)
             raise self._error(error) from error
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -362,9 +362,13 @@ class RunStore:
         """The events after seq `after` whose data comes to at most `max_chars` (at least
         one event), and whether more follow: a trace of any size is read a page at a time,
         never whole. Events keep their data as stored (JSON text), not decoded."""
+        # One row more than can fit (each costs over EVENT_OVERHEAD_CHARS): PostgreSQL's
+        # rows come whole, and a page must not fetch the rest of a long trace.
+        fit = max(2, max_chars // EVENT_OVERHEAD_CHARS + 1)
         cursor = self._run(
-            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>? ORDER BY seq",
-            (run_id, after),
+            "SELECT seq, ts, kind, data_json FROM events WHERE run_id=? AND seq>?"
+            " ORDER BY seq LIMIT ?",
+            (run_id, after, fit),
         )
         page: list[Event] = []
         size = 0
