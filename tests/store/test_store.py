@@ -247,3 +247,19 @@ def test_store_setting_names_sqlite_a_file_or_postgresql_and_the_environment_win
     monkeypatch.setenv("TANDEM_DATABASE_URL", "runs.db")
     with pytest.raises(DefinitionError, match="expected a postgresql:// URL"):
         load_config(tmp_path)
+
+
+def test_retention_deletes_old_finished_runs_with_their_events_and_keeps_flagged_ones(
+    store: RunStore, location: Path | str
+) -> None:
+    from tandem.retention import prune
+
+    for run_id, at in (("old", 10.0), ("old-flagged", 11.0), ("new", 1000.0)):
+        store.create(_run(run_id, at))
+        store.append_event(run_id, Event(1, at, "log", {}))
+        store.finish(run_id, "succeeded", None, None, {}, at + 1)
+    store.flag("old-flagged", {"reason": "evidence"})
+    pruned = prune(location, before=500.0)
+    assert (pruned.runs, pruned.kept) == (1, 1)
+    assert [r.id for r in store.list()] == ["new", "old-flagged"]
+    assert store.events("old") == [] and len(store.events("old-flagged")) == 1
