@@ -5,6 +5,7 @@ password."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,6 @@ def _eventually_succeeds(daemon: Any) -> bool:
     return False
 
 
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
-
 def test_store_migrate_and_copy_move_a_sqlite_store_into_postgresql(
     project: Project, cli: Cli, pg_url: str
 ) -> None:
@@ -114,7 +109,7 @@ def test_a_database_that_cannot_be_used_is_one_line_at_start_without_its_passwor
     }[fault]
     project.workflow("count", script=COUNT)
     started = time.monotonic()
-    served = tandem(project, "serve", "--no-reload", env={**_env(), "TANDEM_DATABASE_URL": url})
+    served = tandem(project, "serve", "--no-reload", env={**os.environ, "TANDEM_DATABASE_URL": url})
     assert served.returncode == 2 and time.monotonic() - started < 15
     lines = served.stderr.strip().splitlines()
     assert len(lines) == 1, served.stderr
