@@ -32,7 +32,11 @@ _KEYS = {
     "prices",  # read by tandem.ledger.prices
     "runs",
     "mcp_servers",  # read by tandem.mcp.config
+    "store",  # the run store's file, when not the state folder's (several daemons share it)
+    "cluster",
 }
+# Where several daemons find the store they share; overrides `store:`.
+DATABASE_VARIABLE = "TANDEM_DATABASE_URL"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUED = 1000
 # A tool result up to this size is kept whole in the trace (what replay answers with).
@@ -40,6 +44,15 @@ DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
 # How long a signed webhook body is remembered: GitHub's signature covers the body and not
 # the delivery id, so a captured delivery could otherwise be sent again under a new id.
 DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """`cluster: {heartbeat_s, lease_s}`: how often a daemon says it lives and renews its
+    runs' leases, and how long a lease lasts (another daemon takes over after it)."""
+
+    heartbeat_s: float = 1.0
+    lease_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,9 @@ class ProjectConfig:
     max_queued: int = 1000  # DEFAULT_MAX_QUEUED
     # Fork script runs from the zygote (a daemon's); false: spawn an interpreter per run.
     zygote: bool = True
+    # The run store's file; None: runs.sqlite3 in the state folder.
+    store_path: Path | None = None
+    cluster: ClusterSettings = field(default_factory=lambda: ClusterSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -141,7 +157,7 @@ class ProjectConfig:
 
     @property
     def database(self) -> Path:
-        return self.state_dir / "runs.sqlite3"
+        return self.store_path or self.state_dir / "runs.sqlite3"
 
     @property
     def host_socket_dir(self) -> Path:
@@ -217,7 +233,33 @@ def load_config(
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
         zygote=admission.get("zygote", True),
+        store_path=_store_path(base, os.environ.get(DATABASE_VARIABLE) or settings.get("store")),
+        cluster=_cluster(root / CONFIG_FILE, settings.get("cluster")),
     )
+
+
+def _store_path(base: Path, value: Any) -> Path | None:
+    """`store: path/to/runs.sqlite3` (or TANDEM_DATABASE_URL): a store file several daemons,
+    each with its own state folder, share; relative to the project."""
+    if value is None or value == "sqlite":
+        return None
+    text = str(value).removeprefix("sqlite:///")
+    return (base / text).resolve()
+
+
+def _cluster(path: Path, value: Any) -> ClusterSettings:
+    if value is None:
+        return ClusterSettings()
+    expected = "cluster: expected {heartbeat_s: S, lease_s: L}, 0 < S < L"
+    if not isinstance(value, dict) or set(value) - {"heartbeat_s", "lease_s"}:
+        raise DefinitionError(str(path), expected)
+    numbers = [v for v in value.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(value):
+        raise DefinitionError(str(path), expected)
+    settings = ClusterSettings(**{str(key): float(number) for key, number in value.items()})
+    if not 0 < settings.heartbeat_s < settings.lease_s:
+        raise DefinitionError(str(path), expected)
+    return settings
 
 
 def default_max_in_flight() -> int:

@@ -343,8 +343,12 @@ class RunStore:
         self._run("UPDATE runs SET exported_at=? WHERE id=?", (at, run_id))
 
     def set_status(self, run_id: str, status: str) -> None:
-        """running <-> waiting, while a call waits for approval."""
-        self._run("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        """running <-> waiting, while a call waits for approval; never over a run's end
+        (one another daemon took over, say)."""
+        self._run(
+            "UPDATE runs SET status=? WHERE id=? AND status IN ('running', 'waiting')",
+            (status, run_id),
+        )
         self._changed(run_id)
 
     def mark_started(self, run_id: str, at: float) -> None:
@@ -623,7 +627,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         excluded_json,
         exported_at,
         rerun_of,
-    ) = row
+    ) = row[:20]  # the columns after these are the cluster's (tandem.cluster.schema)
     return RunRecord(
         id=run_id,
         workflow=workflow,
