@@ -88,7 +88,7 @@ def claim_next(
 
 def _in_flight(store: RunStore, execute: Any, workflow: str) -> int:
     if store.dialect == "postgresql":
-        execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"tandem:{workflow}",))
+        execute("SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",))
     row = execute(
         f"SELECT COUNT(*) FROM runs WHERE workflow=? AND {IN_FLIGHT}",  # noqa: S608
         (workflow,),
