@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # How often an idle daemon with room looks at the shared queue and its commands: the
 # wake-up between daemons (PostgreSQL's LISTEN/NOTIFY may make it sooner, never later).
 POLL_S = 0.25
+SWEEP_S = 3600.0  # how often the registry, commands and schedule slots are swept
 
 
 class Heartbeat:
@@ -26,6 +27,7 @@ class Heartbeat:
         self.runs = runs
         self.node = runs.node
         self._next_beat = 0.0
+        self._next_sweep = 0.0
         self._failing = False
 
     async def run_forever(self) -> None:
@@ -59,4 +61,7 @@ class Heartbeat:
                     len(reaped.interrupted),
                     len(reaped.requeued),
                 )
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_S
+            members.sweep(store, now)
         self.runs.admit()

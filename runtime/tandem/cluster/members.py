@@ -13,6 +13,8 @@ from tandem.store import RunStore
 
 _COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
 # Why a run that was running on a daemon that died is not run again.
+# How long stopped members and fired schedule slots are kept.
+KEEP_S = 24 * 3600.0
 NEVER_AGAIN = "a run that already called a tool with side effects is never re-run blindly"
 
 
@@ -124,6 +126,14 @@ def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
         store, "owner IS NULL AND status IN ('running', 'waiting')", (), why, now
     )
     return reaped
+
+
+def sweep(store: RunStore, now: float) -> None:
+    """Forget what no one needs any more: members stopped a day ago, commands answered an
+    hour ago, schedule slots of days past (a slot is only ever fired near its time)."""
+    store._run("DELETE FROM daemons WHERE stopped_at<?", (now - KEEP_S,))
+    store._run("DELETE FROM commands WHERE done_at<?", (now - 3600,))
+    store._run("DELETE FROM schedule_slots WHERE fired_at<?", (now - KEEP_S,))
 
 
 def _interrupt(

@@ -55,6 +55,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, owner, created_at, id)",
     # A workflow's runs in flight across the cluster (limits.max_in_flight).
     "CREATE INDEX IF NOT EXISTS runs_by_workflow_status ON runs (workflow, status)",
+    "CREATE INDEX IF NOT EXISTS schedule_slots_by_time ON schedule_slots (fired_at)",
 )
 
 
