@@ -584,9 +584,13 @@ class RunManager:
         status, output, error, details = "failed", None, None, None
         if session.id not in self._attempts:  # one of this host's own: it starts it now
             now = time.time()
-            attempt = claims.start_owned(
-                self.store, session.id, self.node.id, now, self.node.lease_until(now)
-            )
+            try:
+                attempt = claims.start_owned(
+                    self.store, session.id, self.node.id, now, self.node.lease_until(now)
+                )
+            except StoreError as failure:  # its end is kept, to write once the store takes it
+                self._finish(session, "failed", None, failure.message, None)
+                return
             if attempt is None:
                 log.warning("run %s: no longer this host's to start", session.id)
                 self._release(session)
