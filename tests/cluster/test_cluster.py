@@ -196,8 +196,11 @@ def test_cancel_and_approve_from_another_daemon(cluster: Cluster) -> None:
     first = cluster.daemons[0]
     held = first.client.trigger("held", None, None)
     assert eventually(lambda: first.client.run(held).status == "waiting")
-    other = next(d for i, d in daemons.items() if i != cluster.owner(held))
-    assert other.client.decide(held, 1, True) == [1]
+    # `tandem approve` through a daemon that does not execute the run.
+    other = next(i for i in daemons if i != cluster.owner(held))
+    state = cluster.project.root / f"state-{'abc'[list(daemons).index(other)]}"
+    approved = tandem(cluster.project, "--state", str(state), "approve", held, "1")
+    assert approved.returncode == 0, approved.stderr
     assert eventually(lambda: cluster.ended([held]))
     assert (first.client.run(held).status, first.client.run(held).output) == (
         "succeeded",
