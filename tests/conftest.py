@@ -79,10 +79,16 @@ class Daemon(ServedDaemon):
     """`tandem serve` on a test's project, hot reload off unless asked."""
 
     def __init__(
-        self, project: Project, *args: str, env: dict[str, str] | None = None, reload: bool = False
+        self,
+        project: Project,
+        *args: str,
+        env: dict[str, str] | None = None,
+        reload: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self.project = project
-        super().__init__(project.root, *args, *([] if reload else ["--no-reload"]), env=env)
+        flags = [] if reload else ["--no-reload"]
+        super().__init__(project.root, *args, *flags, env=env, state_dir=state_dir)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ _KEYS = {
     "runs",
     "mcp_servers",  # read by tandem.mcp.config
     "store",  # sqlite (the default), a SQLite file's path, or postgresql://...
+    "cluster",  # read by tandem.cluster (heartbeat and lease times)
 }
 # A PostgreSQL URL for the run store; it wins over `store:` in tandem.yaml, so one file
 # serves every machine and each names its database (and password) in its environment.
@@ -47,6 +48,15 @@ DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
 # How long a signed webhook body is remembered: GitHub's signature covers the body and not
 # the delivery id, so a captured delivery could otherwise be sent again under a new id.
 DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """`cluster: {heartbeat_s, lease_s}`: how often a daemon says it lives and renews its
+    runs' leases, and how long a lease lasts (another daemon takes over after it)."""
+
+    heartbeat_s: float = 1.0
+    lease_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ class ProjectConfig:
     # `sqlite_path` when `store:` names a file, else in the state folder.
     store_url: str | None = None
     sqlite_path: Path | None = None
+    cluster: ClusterSettings = field(default_factory=lambda: ClusterSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -237,7 +248,23 @@ def load_config(
         zygote=admission.get("zygote", True),
         store_url=store_url,
         sqlite_path=sqlite_path,
+        cluster=_cluster(root / CONFIG_FILE, settings.get("cluster")),
     )
+
+
+def _cluster(path: Path, value: Any) -> ClusterSettings:
+    if value is None:
+        return ClusterSettings()
+    expected = "cluster: expected {heartbeat_s: S, lease_s: L}, 0 < S < L"
+    if not isinstance(value, dict) or set(value) - {"heartbeat_s", "lease_s"}:
+        raise DefinitionError(str(path), expected)
+    numbers = [v for v in value.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(value):
+        raise DefinitionError(str(path), expected)
+    settings = ClusterSettings(**{str(key): float(number) for key, number in value.items()})
+    if not 0 < settings.heartbeat_s < settings.lease_s:
+        raise DefinitionError(str(path), expected)
+    return settings
 
 
 def default_max_in_flight() -> int:

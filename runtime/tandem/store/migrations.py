@@ -1,6 +1,7 @@
 """PostgreSQL's schema, as versioned migrations: `migrations/NNNN_name.sql`, applied in
 order and recorded in `schema_migrations`, under an advisory lock so daemons starting
-together apply each one once. (SQLite keeps its own schema script: see sqlite.py.)"""
+together apply each one once. SQLite applies the same files the same way (sqlite.py), under
+its write lock."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 FOLDER = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock's key for "the run store's schema" ("tandem" in ASCII).
 LOCK_KEY = 0x74616E64656D
+VERSIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+)
 
 
 @dataclass(frozen=True)
@@ -34,25 +39,34 @@ def known() -> list[Migration]:
     return found
 
 
+def lacking(migrations: list[Migration], applied: set[int], where: str) -> list[Migration]:
+    """The migrations a database that has `applied` lacks. A store migrated by a newer
+    Tandem is refused, since this one would not know its columns."""
+    newest = migrations[-1].version
+    if applied and max(applied) > newest:
+        raise StoreError(
+            where,
+            f"its schema is at version {max(applied)}, newer than this Tandem's"
+            f" ({newest}); upgrade Tandem",
+        )
+    return [m for m in migrations if m.version not in applied]
+
+
+def statements(sql: str) -> list[str]:
+    """A migration's statements (its files hold no `;` but at statements' ends)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
 def migrate(db: psycopg.Connection[Any], where: str) -> list[Migration]:
     """Apply the migrations the database lacks, in one transaction; returns them. A store
     migrated by a newer Tandem is refused, since this one would not know its columns."""
     migrations = known()
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-        )
+        db.execute(VERSIONS_TABLE)
         applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-        newest = migrations[-1].version
-        if applied and max(applied) > newest:
-            raise StoreError(
-                where,
-                f"its schema is at version {max(applied)}, newer than this Tandem's"
-                f" ({newest}); upgrade Tandem",
-            )
-        pending = [m for m in migrations if m.version not in applied]
+        pending = lacking(migrations, applied, where)
         for migration in pending:
             db.execute(migration.sql.encode())
             db.execute(

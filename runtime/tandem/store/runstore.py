@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from tandem.config import POSTGRES_SCHEMES
 
 from .records import (
-    ACTIVE,
     EVENT_OVERHEAD_CHARS,
     FLUSH_AFTER_S,
     FLUSH_AT,
@@ -176,8 +175,12 @@ class RunStore:
         self._run("UPDATE runs SET exported_at=? WHERE id=?", (at, run_id))
 
     def set_status(self, run_id: str, status: str) -> None:
-        """running <-> waiting, while a call waits for approval."""
-        self._run("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+        """running <-> waiting, while a call waits for approval; never over a run's end
+        (one another daemon took over, say)."""
+        self._run(
+            "UPDATE runs SET status=? WHERE id=? AND status IN ('running', 'waiting')",
+            (status, run_id),
+        )
         self._changed(run_id)
 
     def mark_started(self, run_id: str, at: float) -> None:
@@ -300,38 +303,6 @@ class RunStore:
             "DELETE FROM webhook_deliveries WHERE workflow=? AND delivery=?", (workflow, delivery)
         )
 
-    def mark_interrupted(self) -> list[str]:
-        """Runs a host process that is gone left started are `interrupted`; the runs it
-        left queued stay queued, for the next host to start (`adopt_queued`)."""
-        started = tuple(status for status in ACTIVE if status != "queued")
-        rows = self._run(
-            f"SELECT id, host_pid FROM runs WHERE status IN {started}"  # noqa: S608 - constants
-        ).fetchall()
-        orphaned = [run_id for run_id, pid in rows if not _alive(pid) or pid == os.getpid()]
-        now = time.time()
-        for run_id in orphaned:
-            self._run(
-                "UPDATE runs SET status='interrupted', finished_at=?,"
-                " error='the host stopped before the run finished' WHERE id=?",
-                (now, run_id),
-            )
-        return orphaned
-
-    def adopt_queued(self) -> list[RunRecord]:
-        """The queued runs of hosts that are gone, oldest first, now this host's."""
-        rows = self._run(
-            "SELECT id, host_pid FROM runs WHERE status='queued' ORDER BY created_at"
-        ).fetchall()
-        adopted = []
-        for run_id, pid in rows:
-            if _alive(pid) and pid != os.getpid():
-                continue  # another live host's queue
-            self._run("UPDATE runs SET host_pid=? WHERE id=?", (os.getpid(), run_id))
-            record = self.get(run_id, events=False)
-            if record is not None:
-                adopted.append(record)
-        return adopted
-
     def host_pid(self, run_id: str) -> int | None:
         """The process of the host that runs (or ran) the run; None for no such run."""
         row = self._run("SELECT host_pid FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -430,13 +401,3 @@ class RunStore:
         rows = self._run(sql, (*params, q.limit)).fetchall()
         records = [self._shown(run_record(row)) for row in rows]
         return [r for r in records if not q.status or r.status == q.status]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .migrations import FOLDER
+from .migrations import VERSIONS_TABLE, known, lacking, statements
 from .records import StoreError
 
 # Columns added after the first release, for stores made before them.
@@ -23,9 +25,8 @@ _ADDED_COLUMNS = {
     "rerun_of": "TEXT",
 }
 
-# The same tables as PostgreSQL's first migration (IF NOT EXISTS: a store made by an earlier
-# version keeps its tables, and gains the columns added since, below).
-_SCHEMA = (FOLDER / "0001_initial.sql").read_text()
+# SQLite has no ADD COLUMN IF NOT EXISTS: such a statement is made only for a missing column.
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+) (.+)", re.DOTALL)
 
 
 def _owner_only(database: Path) -> None:
@@ -56,11 +57,39 @@ class SqliteDatabase:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in present:
-                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        self.migrated = self._migrate()
+
+    def _migrate(self) -> list[str]:
+        """PostgreSQL's migrations, each once, recorded as there; under the write lock, so
+        daemons opening one file together apply each once. The first is safe on a store an
+        earlier version made before versions were recorded (IF NOT EXISTS), which then
+        gains the columns added since."""
+        with self.transaction() as execute:
+            execute(VERSIONS_TABLE)
+            applied = {row[0] for row in execute("SELECT version FROM schema_migrations")}
+            pending = lacking(known(), applied, self.where)
+            for migration in pending:
+                for statement in statements(migration.sql):
+                    self._apply(execute, statement)
+                if migration.version == 1:
+                    for column, kind in _ADDED_COLUMNS.items():
+                        self._apply(
+                            execute, f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {kind}"
+                        )
+                execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+        return [migration.name for migration in pending]
+
+    def _apply(self, execute: Callable[..., Any], statement: str) -> None:
+        added = _ADD_COLUMN.fullmatch(statement)
+        if added is None:
+            execute(statement)
+            return
+        table, column, kind = added.groups()
+        if column not in {row[1] for row in execute(f"PRAGMA table_info({table})")}:
+            execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
