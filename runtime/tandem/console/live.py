@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
+from tandem_sdk.errors import TandemError
 
 from tandem.runs import RunManager
-from tandem.store import RunStore
+from tandem.store import FINAL, RunStore
 
+log = logging.getLogger(__name__)
 # A comment line this often keeps proxies and browsers from closing an idle stream.
 PING_S = 15
 
@@ -74,25 +77,35 @@ def runs_stream(changes: Changes, stopping: asyncio.Event) -> Response:
 
 
 def run_stream(runs: RunManager, run_id: str, stopping: asyncio.Event) -> Response:
-    """The run's events as they happen; 204 (the browser stops asking) for a run that is
-    not running here."""
-    session = runs.sessions.get(run_id)
-    if session is None or session.finished.is_set():
+    """The run's events as they happen, wherever it runs (RunManager.watch: this daemon's
+    run live, another daemon's from the store); 204 (the browser stops asking) for a run
+    that has ended or does not exist."""
+    record = runs.store.get(run_id, events=False)
+    if record is None or record.status in FINAL:
         return Response(status_code=204)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        queue = session.subscribe()
+        changes: asyncio.Queue[bool] = asyncio.Queue()  # True: events written; False: ended
+
+        async def follow() -> None:
+            try:
+                async for _ in runs.watch(run_id):
+                    changes.put_nowait(True)
+            except TandemError as error:  # the store away: the page stops following
+                log.warning("the console stopped following run %s: %s", run_id, error)
+            finally:
+                changes.put_nowait(False)
+
+        # A task of its own, so a page that goes away ends the watch with it.
+        following = asyncio.ensure_future(follow())
         try:
-            ended = False
-            while not ended:
-                event = await _until(queue.get, stopping)
-                if event is STOPPED:
+            while (more := await _until(changes.get, stopping)) is not STOPPED:
+                while more and not changes.empty():  # a burst of events is one refresh
+                    more = changes.get_nowait()
+                yield ServerSentEvent(data=run_id, event="trace" if more else "ended")
+                if not more:
                     return
-                ended = event is None
-                while not ended and not queue.empty():  # a burst of events is one refresh
-                    ended = queue.get_nowait() is None
-                yield ServerSentEvent(data=run_id, event="ended" if ended else "trace")
         finally:
-            session.unsubscribe(queue)
+            following.cancel()
 
     return EventSourceResponse(events(), ping=PING_S)

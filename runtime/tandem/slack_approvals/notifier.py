@@ -14,12 +14,13 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from tandem_sdk.errors import TandemError, ToolError
+from tandem_sdk.errors import NotFound, TandemError, ToolError
 
 from tandem.approvals import NO_DECISION, RUN_ENDED, HeldCall
+from tandem.cluster import remote
 from tandem.plugins import PluginManager
 from tandem.runs import RunManager
 from tandem.session import RunSession
@@ -107,14 +108,53 @@ class SlackApprovals:
     def click(self, click: Click) -> None:
         """Decide the clicked call, as `tandem approve|deny` would; a click on a call that
         is not waiting (decided, ended, unknown) updates its message to say so. A click
-        counts only on the message the host posted for that call: any workflow may post
-        buttons with the same bot token and a value naming another run's call."""
+        on a call this daemon neither holds nor posted goes to the daemon that executes
+        its run, which posted the message and so checks and updates it (once)."""
         held = messages.parse_value(click.value)
-        approved = click.action_id == messages.APPROVE
-        who = click.user_name or click.user_id
         if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
             return
+        run_id = held[0]
+        if (
+            run_id not in self._runs.sessions
+            and held not in self._posts
+            and held not in self._outcomes
+        ):
+            self._start(self._pass_on(click, held))
+            return
+        self._answer(click, held)
+
+    def take_click(self, fields: dict[str, Any]) -> bool:
+        """A click another daemon passed on (see tandem.cluster.remote): answered here,
+        never passed on again; whether it decided the call."""
+        click = Click(**fields)
+        held = messages.parse_value(click.value)
+        if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
+            return False
+        return self._answer(click, held)
+
+    async def _pass_on(self, click: Click, held: tuple[str, int]) -> None:
+        try:
+            decided = await remote.pass_click(self._runs, held[0], asdict(click))
+        except TandemError as error:
+            log.warning(
+                "Slack: %s's click %s on run %s call %s: %s",
+                click.user_name or click.user_id,
+                click.action_id,
+                held[0],
+                held[1],
+                error,
+            )
+            decided = None if isinstance(error, NotFound) else False
+        if decided is None:  # no other daemon executes the run: this one answers
+            self._answer(click, held)
+
+    def _answer(self, click: Click, held: tuple[str, int]) -> bool:
+        """Decide the call if it waits here, on the message posted for it (any workflow
+        may post buttons with the same bot token and a value naming another run's call);
+        else say on the message why not. Whether it decided the call."""
         run_id, seq = held
+        approved = click.action_id == messages.APPROVE
+        who = click.user_name or click.user_id
         post = self._posts.get(held)
         known = self._outcomes.get(held)
         if post is None and known is not None:
@@ -130,7 +170,7 @@ class SlackApprovals:
                 click.message_ts,
                 click.channel,
             )
-            return
+            return False
         decided = False
         session = self._runs.sessions.get(run_id)
         if session is not None and seq in session.approvals:
@@ -149,7 +189,7 @@ class SlackApprovals:
             "decided" if decided else "not waiting",
         )
         if decided:
-            return  # `settled` updates the message
+            return True  # `settled` updates the message
         note = (
             f"Already decided: {known[0]}"
             if known
@@ -158,6 +198,7 @@ class SlackApprovals:
         )
         text, blocks = messages.settled_message(click.message_blocks, note)
         self._start(self._update("", click.channel, click.message_ts, text, blocks))
+        return False
 
     async def close(self) -> None:
         for task in list(self._tasks):
