@@ -133,20 +133,24 @@ class SlackApprovals:
         return self._answer(click, held)
 
     async def _pass_on(self, click: Click, held: tuple[str, int]) -> None:
+        who = click.user_name or click.user_id
         try:
             decided = await remote.pass_click(self._runs, held[0], asdict(click))
-        except TandemError as error:
-            log.warning(
-                "Slack: %s's click %s on run %s call %s: %s",
-                click.user_name or click.user_id,
-                click.action_id,
-                held[0],
-                held[1],
-                error,
-            )
-            decided = None if isinstance(error, NotFound) else False
+        except NotFound:
+            decided = None  # no such run: answered here, as any click on no call
+        except TandemError as error:  # the daemon executing it did not answer
+            log.warning("Slack: %s's click %s on run %s: %s", who, click.action_id, held[0], error)
+            return
         if decided is None:  # no other daemon executes the run: this one answers
             self._answer(click, held)
+            return
+        log.info(
+            "Slack: %s's click %s passed on to the daemon executing run %s: %s",
+            who,
+            click.action_id,
+            held[0],
+            "decided" if decided else "not decided",
+        )
 
     def _answer(self, click: Click, held: tuple[str, int]) -> bool:
         """Decide the call if it waits here, on the message posted for it (any workflow
