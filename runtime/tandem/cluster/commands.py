@@ -1,6 +1,7 @@
 """Commands between daemons: a daemon asked to cancel, approve or deny a run that another
-daemon executes writes a command row for that daemon, which picks it up within a poll,
-carries it out and writes the answer; the asking daemon waits for it, with a bound."""
+daemon executes (or sent a Slack click on one) writes a command row for that daemon,
+which picks it up within a poll, carries it out and writes the answer; the asking daemon
+waits for it, with a bound."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class NoAnswer(TandemError):
 class Command:
     id: str
     run_id: str
-    kind: str  # "cancel" | "decide"
+    kind: str  # "cancel" | "decide" (by call number) | "decide_held" (by seq) | "click"
     args: dict[str, Any]
 
 

@@ -5,6 +5,8 @@ Posting and updating are the host's own calls to the `slack` plugin (its `post_m
 and `update_message` tools, through the PluginManager): they are not the run's tool
 calls, so they are not in its trace nor subject to its `tools:`. A post that fails is
 logged and changes nothing else: the call stays held, and `tandem approve|deny` answer it.
+The daemon that executes the run posts and updates its messages; a click that reaches
+another daemon sharing the store is passed on to it (tandem.cluster.remote).
 """
 
 from __future__ import annotations
