@@ -1,6 +1,7 @@
 """The console and Slack act on runs any daemon executes: two daemons on one shared store,
-a call held on A listed and approved in B's console (whose run page follows A's run live),
-and a Slack click sent to B deciding a call held on A, its message updated once."""
+a call held on A listed and approved in B's console (whose run page follows A's run live,
+as its runs page hears of A's runs), and a Slack click sent to B deciding a call held on
+A, its message updated once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster.test_cluster import SETTINGS, Cluster, daemon_id, listener
+from cluster.test_cluster import NAP, SETTINGS, Cluster, daemon_id, listener
 from conftest import Daemon, Project, eventually
 from tandem.console import ConsoleAddress
 from tandem.console.address import TOKEN_VARIABLE
@@ -50,6 +51,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     project = Project(tmp_path_factory.mktemp("remote_ui") / "project")
     (project.root / "tandem.yaml").write_text(SETTINGS)
     _workflow(project, "react", "eng")
+    project.workflow("nap", script=NAP)
     env = {**slack.env, "SLACK_SIGNING_SECRET": SIGNING_SECRET, TOKEN_VARIABLE: TOKEN}
     cluster = Cluster(project, [])
     try:
@@ -144,3 +146,14 @@ def test_a_slack_click_sent_to_another_daemon_decides_the_call(pair: Pair) -> No
     ]
     assert pair.slack.updated[0].ts == message.ts
     assert pair.slack.problems == []
+
+
+def test_a_consoles_runs_page_hears_of_runs_another_daemon_makes(pair: Pair) -> None:
+    browser = _console(pair.cluster.project.root / "state-b")
+    with contextlib.closing(browser), browser.stream("GET", "/runs/stream") as stream:
+        assert stream.status_code == 200
+        run_id = pair.a.client.trigger("nap", {"sleep": 0}, None)
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("event:")) == "event: runs"
+    assert eventually(lambda: pair.cluster.ended([run_id]))
+    assert pair.cluster.owner(run_id) == daemon_id(pair.a)
