@@ -22,7 +22,7 @@ class Look:
 def look(store: RunStore) -> Look:
     """Two indexed reads: the newest run's time (runs_by_created) and the runs in flight
     (runs_by_status)."""
-    newest = store._run("SELECT MAX(created_at) FROM runs", ()).fetchone()
+    newest = store._run("SELECT MAX(created_at) FROM runs").fetchone()
     rows = store._run(
         "SELECT id, status FROM runs WHERE status IN (?, ?, ?)"
         " ORDER BY created_at DESC, id DESC LIMIT ?",
