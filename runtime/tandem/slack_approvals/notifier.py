@@ -12,6 +12,7 @@ another daemon sharing the store is passed on to it (tandem.cluster.remote).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections import OrderedDict
@@ -128,7 +129,10 @@ class SlackApprovals:
     def take_click(self, fields: dict[str, Any]) -> bool:
         """A click another daemon passed on (see tandem.cluster.remote): answered here,
         never passed on again; whether it decided the call."""
-        click = Click(**fields)
+        try:
+            click = Click(**{f.name: fields[f.name] for f in dataclasses.fields(Click)})
+        except KeyError:  # passed on by a daemon of another version: not a click we know
+            return False
         held = messages.parse_value(click.value)
         if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
             return False
