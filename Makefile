@@ -13,10 +13,13 @@ INSPECTOR_VERSION := 2.12.0
 INSPECTOR_STAMP := $(PEERS)/inspector/.installed-$(INSPECTOR_VERSION)
 # The console's browser suite: Debian's chromium, driven by playwright (the dev extra).
 CHROMIUM_STAMP := $(VENV)/.installed-chromium
+# The run store's tests on PostgreSQL: Debian's server binaries (tests/pg.py starts a
+# throwaway cluster from them; no system service is used).
+POSTGRES_STAMP := $(VENV)/.installed-postgresql
 
 .PHONY: install test stress check demo console bench proto clean
 
-install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP) $(CHROMIUM_STAMP)
+install: $(STAMP) $(MCP1_STAMP) $(INSPECTOR_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STAMP)
 	@# Byte-compile the editable sources, as a wheel install would: a CLI start then reads
 	@# bytecode instead of compiling every module, even where PYTHONDONTWRITEBYTECODE is set.
 	@$(BIN)/python -m compileall -q -j0 runtime sdk >/dev/null
@@ -53,6 +56,12 @@ $(CHROMIUM_STAMP): | $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		apt-get install -y -qq chromium; } || \
 		{ echo "make install: the console's browser suite needs Debian's chromium" >&2; exit 1; }
+	touch $@
+
+$(POSTGRES_STAMP): | $(STAMP)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq postgresql; } || \
+		{ echo "make install: the store's tests need Debian's postgresql" >&2; exit 1; }
 	touch $@
 
 # Two workers: most tests wait on daemons and subprocesses. Each module stays on one worker

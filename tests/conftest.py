@@ -79,10 +79,16 @@ class Daemon(ServedDaemon):
     """`tandem serve` on a test's project, hot reload off unless asked."""
 
     def __init__(
-        self, project: Project, *args: str, env: dict[str, str] | None = None, reload: bool = False
+        self,
+        project: Project,
+        *args: str,
+        env: dict[str, str] | None = None,
+        reload: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self.project = project
-        super().__init__(project.root, *args, *([] if reload else ["--no-reload"]), env=env)
+        flags = [] if reload else ["--no-reload"]
+        super().__init__(project.root, *args, *flags, env=env, state_dir=state_dir)
 
 
 @pytest.fixture
@@ -143,3 +149,19 @@ def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """This test process's throwaway PostgreSQL (tests/pg.py), started on first use."""
+    from pg import PgServer
+
+    server = PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """The URL of a fresh, empty database on the test PostgreSQL."""
+    return str(pg_server.fresh_database())

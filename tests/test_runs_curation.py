@@ -198,9 +198,9 @@ def test_retention_keeps_flagged_and_exported_runs_unless_asked(
 
 
 def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
-    from tandem.store import _SCHEMA
+    from tandem.store.sqlite import _SCHEMA
 
-    added = ",\n    excluded_json TEXT,\n    exported_at REAL,\n    rerun_of TEXT"
+    added = ",\n    excluded_json TEXT,\n    exported_at DOUBLE PRECISION,\n    rerun_of TEXT"
     assert added in _SCHEMA
     database = tmp_path / "runs.sqlite3"
     with sqlite3.connect(database) as db:

@@ -81,3 +81,28 @@ def test_a_dry_run_answers_each_tool_as_its_real_answer_reads(
     planned = [e.data for e in record.events if e.kind == "tool.call"]
     assert {c["source"] for c in planned} == {"planned"}
     assert daemon.run("counts").output["next"] == 2, "the dry run counted nothing"
+
+
+SHARED = """
+def handler(trigger, tools, virtual_files, subagent):
+    s = tools.state
+    return {"count": s.increment(key="runs"), "first": s.add_once(key="delivery:1")}
+"""
+
+
+def test_daemons_sharing_a_postgresql_store_share_the_state(
+    tmp_path, start_daemon, pg_url: str
+) -> None:
+    """The state plugin keeps its data in the run store's PostgreSQL: a counter increments
+    across two daemons (each with its own state folder) and a key is added once."""
+    answers = []
+    for name in ("one", "two"):
+        project = Project(tmp_path / name)
+        (project.root / "tandem.yaml").write_text(f"store: {pg_url}\n")
+        project.workflow("shared", tools=["state.*"], script=SHARED)
+        daemon = start_daemon(project)
+        record = daemon.run("shared")
+        assert record.status == "succeeded", record.error
+        answers.append(record.output)
+        assert not (project.config.state_dir / "plugins" / "state" / "state.sqlite3").exists()
+    assert answers == [{"count": 1, "first": True}, {"count": 2, "first": False}]

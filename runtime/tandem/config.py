@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,14 @@ _KEYS = {
     "prices",  # read by tandem.ledger.prices
     "runs",
     "mcp_servers",  # read by tandem.mcp.config
+    "store",  # sqlite (the default), a SQLite file's path, or postgresql://...
+    "cluster",  # read by tandem.cluster (heartbeat and lease times)
 }
+# A PostgreSQL URL for the run store; it wins over `store:` in tandem.yaml, so one file
+# serves every machine and each names its database (and password) in its environment.
+DATABASE_URL_VARIABLE = "TANDEM_DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_QUEUED = 1000
 # A tool result up to this size is kept whole in the trace (what replay answers with).
@@ -40,6 +48,15 @@ DEFAULT_RECORD_MAX_RESULT_BYTES = 1024 * 1024
 # How long a signed webhook body is remembered: GitHub's signature covers the body and not
 # the delivery id, so a captured delivery could otherwise be sent again under a new id.
 DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """`cluster: {heartbeat_s, lease_s}`: how often a daemon says it lives and renews its
+    runs' leases, and how long a lease lasts (another daemon takes over after it)."""
+
+    heartbeat_s: float = 1.0
+    lease_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,11 @@ class ProjectConfig:
     max_queued: int = 1000  # DEFAULT_MAX_QUEUED
     # Fork script runs from the zygote (a daemon's); false: spawn an interpreter per run.
     zygote: bool = True
+    # The run store: a PostgreSQL URL (shared by several daemons), or None for SQLite, in
+    # `sqlite_path` when `store:` names a file, else in the state folder.
+    store_url: str | None = None
+    sqlite_path: Path | None = None
+    cluster: ClusterSettings = field(default_factory=lambda: ClusterSettings())
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -141,7 +163,13 @@ class ProjectConfig:
 
     @property
     def database(self) -> Path:
-        return self.state_dir / "runs.sqlite3"
+        """The SQLite store's file (unused when the store is PostgreSQL)."""
+        return self.sqlite_path or self.state_dir / "runs.sqlite3"
+
+    @property
+    def store_location(self) -> Path | str:
+        """What RunStore opens: the PostgreSQL URL, else the SQLite file."""
+        return self.store_url or self.database
 
     @property
     def host_socket_dir(self) -> Path:
@@ -183,6 +211,7 @@ def load_config(
     admission = _admission(root / CONFIG_FILE, settings.get("runs"))
     record = _record(root / CONFIG_FILE, settings.get("record"))
     base = root
+    store_url, sqlite_path = _store(root / CONFIG_FILE, settings.get("store"))
 
     def path_of(key: str, default: str) -> Path:
         return (base / str(settings.get(key, default))).resolve()
@@ -217,7 +246,25 @@ def load_config(
         max_in_flight=admission.get("max_in_flight", default_max_in_flight()),
         max_queued=admission.get("max_queued", DEFAULT_MAX_QUEUED),
         zygote=admission.get("zygote", True),
+        store_url=store_url,
+        sqlite_path=sqlite_path,
+        cluster=_cluster(root / CONFIG_FILE, settings.get("cluster")),
     )
+
+
+def _cluster(path: Path, value: Any) -> ClusterSettings:
+    if value is None:
+        return ClusterSettings()
+    expected = "cluster: expected {heartbeat_s: S, lease_s: L}, 0 < S < L"
+    if not isinstance(value, dict) or set(value) - {"heartbeat_s", "lease_s"}:
+        raise DefinitionError(str(path), expected)
+    numbers = [v for v in value.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(value):
+        raise DefinitionError(str(path), expected)
+    settings = ClusterSettings(**{str(key): float(number) for key, number in value.items()})
+    if not 0 < settings.heartbeat_s < settings.lease_s:
+        raise DefinitionError(str(path), expected)
+    return settings
 
 
 def default_max_in_flight() -> int:
@@ -244,6 +291,31 @@ def _admission(path: Path, value: Any) -> dict[str, Any]:
         if not isinstance(number, int) or number < (1 if key == "max_in_flight" else 0):
             raise DefinitionError(str(path), f"runs.{key}: expected a whole number, not {number!r}")
     return {str(key): setting for key, setting in value.items()}  # checked above
+
+
+def _store(path: Path, value: Any) -> tuple[str | None, Path | None]:
+    """`store: sqlite | PATH | postgresql://...` (`${VAR}` expanded), with
+    TANDEM_DATABASE_URL winning: the PostgreSQL URL, or the SQLite file when not default."""
+    from_env = os.environ.get(DATABASE_URL_VARIABLE, "")
+    where = str(path)
+    if from_env:
+        value, where = from_env, DATABASE_URL_VARIABLE
+    if value is None or value == "sqlite":
+        return None, None
+    if not isinstance(value, str) or not value:
+        raise DefinitionError(where, "store: expected sqlite, a file's path or postgresql://...")
+
+    def expand(match: re.Match[str]) -> str:
+        if match[1] not in os.environ:
+            raise DefinitionError(where, f"store: ${{{match[1]}}} is not set")
+        return os.environ[match[1]]
+
+    value = _VARIABLE.sub(expand, value)
+    if value.startswith(POSTGRES_SCHEMES):
+        return value, None
+    if from_env or "://" in value:
+        raise DefinitionError(where, "store: expected a postgresql:// URL")
+    return None, (path.parent / value).resolve()
 
 
 def _record(path: Path, value: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from tandem_sdk._pb import control_pb2_grpc, toolhost_pb2_grpc
 from tandem_sdk.errors import TandemError
 from tandem_sdk.protocol import GRPC_OPTIONS
 
+from .cluster.heartbeat import Heartbeat
+from .cluster.node import Node
 from .config import CONFIG_FILE, ProjectConfig
 from .coordinators.mcp import McpCoordinator
 from .coordinators.script import ScriptCoordinator
@@ -34,7 +36,7 @@ from .private_dirs import remove_if_empty
 from .runs import RunManager
 from .server.control import ControlServicer
 from .server.toolhost import ToolHostServicer
-from .store import RunStore
+from .store import open_store
 from .workflows import WorkflowRegistry
 from .zygote.client import Zygote
 
@@ -85,7 +87,9 @@ class Host:
         self.control_socket = (
             config.control_socket if daemon else config.embedded_control_socket(os.getpid())
         )
-        self.store = RunStore(config.database)
+        self.store = open_store(config)
+        # One member of the hosts sharing the store (a daemon also takes their queued runs).
+        self.node = Node(self.store, config.cluster, config.state_dir, daemon=daemon)
         if plugin_manager is None:
             plugin_manager = PluginManager.for_host(config, plugins, confine=daemon)
         self.plugins = plugin_manager
@@ -108,6 +112,7 @@ class Host:
                 "llm": LlmCoordinator(self.model_api, self.toolhost_socket),
                 "mcp": McpCoordinator(),
             },
+            node=self.node,
             record_max_result_bytes=config.record_max_result_bytes,
             max_in_flight=config.max_in_flight,
             max_queued=config.max_queued,
@@ -122,7 +127,8 @@ class Host:
         )
         scripts.toolhost = self.toolhost
         self.interrupted: list[str] = []
-        self.adopted: list[str] = []  # queued runs a previous host left, queued again
+        self.adopted: list[str] = []  # queued runs this daemon took as it started
+        self._heartbeat: asyncio.Task[None] | None = None
         self._servers: list[grpc.aio.Server] = []
         self._lock: IO[str] | None = None
 
@@ -131,7 +137,7 @@ class Host:
             self._take_lock()
             identity.sweep()  # run uids that daemons which died left behind
         self.private_dir.mkdir(mode=0o700, exist_ok=True)
-        self.interrupted = self.store.mark_interrupted()
+        self.interrupted = self.node.join().interrupted
         # Its interpreter imports gRPC while the plugins start theirs.
         zygote = asyncio.create_task(self.zygote.start()) if self.zygote else None
         await self.plugins.start()
@@ -161,7 +167,8 @@ class Host:
         if zygote is not None:
             await zygote
         # Last, once everything a run needs is serving.
-        self.adopted = self.runs.adopt_queued()
+        self.adopted = self.runs.admit()
+        self._heartbeat = asyncio.create_task(Heartbeat(self.runs).run_forever())
 
     def reload(self, only: Collection[str] | None = None) -> list[str]:
         errors = [str(e) for e in self.registry.reload(only)]
@@ -174,6 +181,7 @@ class Host:
         no socket or plugin process outlives a host that met an error."""
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("runs", lambda: self.runs.shutdown(grace)),
+            ("heartbeat", self._stop_heartbeat),
             ("servers", lambda: asyncio.gather(*(s.stop(0.5) for s in self._servers))),
             ("plugins", self.plugins.stop),
             ("model API client", self.model_api.close),
@@ -197,6 +205,15 @@ class Host:
         # Shared with other hosts of the project: each goes once the last host has left it.
         remove_if_empty(self.config.socket_dir)
         remove_sandbox_base(self.config.state_dir / "runs")
+
+    async def _stop_heartbeat(self) -> None:
+        """After the runs (their leases renewed while they finish): the member leaves, and
+        its queued runs go back to the shared queue."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        self.node.leave()
 
     def _take_lock(self) -> None:
         lock = self.config.daemon_lock.open("a+")

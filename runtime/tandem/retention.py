@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .blocking import in_thread
-from .store import FINAL, StoreError
+from .store import FINAL, RunStore, StoreError
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
@@ -28,14 +27,18 @@ class Pruned:
 
 
 def prune(
-    database: Path, before: float, *, include_flagged: bool = False, include_exported: bool = False
+    location: Path | str,
+    before: float,
+    *,
+    include_flagged: bool = False,
+    include_exported: bool = False,
 ) -> Pruned:
     """Delete the finished runs created before `before` (unix seconds) and their events.
-    Blocking: it opens its own connection, so it runs in a thread beside the daemon's."""
-    db = sqlite3.connect(database, isolation_level=None, timeout=30.0)
+    Blocking: it opens its own store, so it runs in a thread beside the daemon's."""
+    store = RunStore(location)
     try:
         final = ",".join("?" * len(FINAL))
-        rows = db.execute(
+        rows = store._run(
             "SELECT id, flag_json IS NOT NULL, exported_at IS NOT NULL FROM runs"  # noqa: S608 - placeholders
             f" WHERE created_at < ? AND status IN ({final})",
             (before, *FINAL),
@@ -46,27 +49,23 @@ def prune(
             if (include_flagged or not flagged) and (include_exported or not exported)
         ]
         for start in range(0, len(doomed), BATCH):
-            batch = [(run_id,) for run_id in doomed[start : start + BATCH]]
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("DELETE FROM events WHERE run_id=?", batch)
-                db.executemany("DELETE FROM runs WHERE id=?", batch)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-    except sqlite3.OperationalError as error:
-        raise StoreError(database, error) from error
+            batch = doomed[start : start + BATCH]
+            marks = ",".join("?" * len(batch))
+            with store.transaction() as execute:
+                execute(f"DELETE FROM events WHERE run_id IN ({marks})", batch)  # noqa: S608
+                execute(f"DELETE FROM runs WHERE id IN ({marks})", batch)  # noqa: S608
     finally:
-        db.close()
+        store.close()
     return Pruned(len(doomed), len(rows) - len(doomed))
 
 
-async def prune_forever(database: Path, keep_days: float, every_s: float = PRUNE_EVERY_S) -> None:
+async def prune_forever(
+    location: Path | str, keep_days: float, every_s: float = PRUNE_EVERY_S
+) -> None:
     """The daemon's retention: prune at once, then every `every_s`, off the event loop."""
     while True:
         try:
-            pruned = await in_thread(prune, database, time.time() - keep_days * DAY_S)
+            pruned = await in_thread(prune, location, time.time() - keep_days * DAY_S)
             if pruned.runs:
                 log.info(
                     "retention: %d run(s) older than %g days deleted (%d flagged or exported kept)",

@@ -22,6 +22,8 @@ from tandem_sdk.errors import (
 )
 
 from .approvals import ApprovalObserver
+from .cluster import claims
+from .cluster.node import Node
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
 from .coordinators.handover import hand_over
@@ -32,7 +34,7 @@ from .plugins import PluginManager
 from .replay import fixture_of
 from .replay.recording import Recording, attempted_plan
 from .session import RunMode, RunSession
-from .store import PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore
+from .store import FINAL, PLAN_KINDS, USAGE_KEYS, Event, RunQuery, RunRecord, RunStore, StoreError
 from .suggest import did_you_mean
 from .workflows import Workflow, WorkflowRegistry
 from .workflows.loader import WorkflowError, load_workflow
@@ -44,6 +46,9 @@ WATCH_GATHER_S = 0.005
 # The events a watcher is sent of what was written before it came, a page at a time: a
 # trace of any size, never read whole.
 WATCH_PAGE_CHARS = 1024 * 1024
+# A watcher of a run another daemon executes (or that waits in the shared queue) reads the
+# store this often.
+REMOTE_POLL_S = 0.1
 
 
 def new_run_id() -> str:
@@ -79,6 +84,7 @@ class RunManager:
         registry: WorkflowRegistry,
         coordinators: Mapping[str, Coordinator],
         *,
+        node: Node,
         record_max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES,
         max_in_flight: int = 8,
         max_queued: int = 1000,
@@ -86,8 +92,13 @@ class RunManager:
         self.record_max_result_bytes = record_max_result_bytes
         self.max_in_flight = max_in_flight
         self.max_queued = max_queued
-        # Runs created but not started, oldest first (admission control).
+        # This host's own runs created but not started, oldest first (admission control);
+        # live runs a daemon cannot start at once wait in the store, for any daemon.
         self._queue: deque[RunSession] = deque()
+        self.node = node
+        # The attempt of each run this host started: its writes of the run are fenced by it.
+        self._attempts: dict[str, int] = {}
+        self._taken_over: set[str] = set()  # runs of this host another daemon took
         self.store = store
         self.plugins = plugins
         self.registry = registry
@@ -146,18 +157,16 @@ class RunManager:
             raise DefinitionError(workflow_name, "coordinator script needs coordinator_script")
         if kind == "llm" and workflow.prompt_text is None:
             raise DefinitionError(workflow_name, "coordinator llm needs a prompt")
-        if len(self._queue) >= self.max_queued and not mcp:
+        if not mcp and claims.queued(self.store, self.max_queued) >= self.max_queued:
             raise QueueFull(
-                f"{len(self._queue)} runs already wait (runs.max_queued); try again later"
+                f"{self.max_queued} runs already wait (runs.max_queued); try again later"
             )
         run_id = new_run_id()
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
         session.observer = self.approval_observer
         session.guards = self._guards(session)
-        if workflow.version not in self._kept_versions:
-            self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
-            self._kept_versions.add(workflow.version)
+        self._keep(workflow)
         self.store.create(
             RunRecord(
                 id=run_id,
@@ -172,12 +181,96 @@ class RunManager:
                 rerun_of=rerun_of,
             )
         )
-        if mcp:  # an open session starts at once, beside the runs it does not hold up
+        if mode.name == "live" and self.node.claims:
+            self._start_or_share(session)
+        elif not claims.own(self.store, run_id, self.node.id):
+            session.close()  # a dry run another daemon took from the queue at once: its now
+        elif mcp:  # an open session starts at once, beside the runs it does not hold up
             self.sessions[session.id] = session
             self._start(session)
         else:
             self._enqueue(session)
         return session
+
+    def _keep(self, workflow: Workflow) -> None:
+        if workflow.version not in self._kept_versions:
+            self.store.keep_version(workflow.version, workflow.name, version_content(workflow))
+            self._kept_versions.add(workflow.version)
+
+    def _start_or_share(self, session: RunSession) -> None:
+        """A live run: started here at once when this daemon has room and takes it (one
+        statement; a limited workflow's cluster-wide count in a short transaction); else it
+        waits in the shared queue, for this daemon or any other."""
+        if not self.accepting or self._counted() >= self.max_in_flight:
+            session.close()
+            return
+        now = time.time()
+        workflow = session.workflow
+        limit = session.limits.max_in_flight
+        lease = self.node.lease_until(now)
+        if limit is None:
+            claim = claims.claim_run(
+                self.store, session.id, self.node.id, workflow.version, now, lease
+            )
+        else:
+            claim = claims.claim_next(
+                self.store,
+                self.node.id,
+                {workflow.name: workflow.version},
+                {workflow.name: limit},
+                now,
+                lease,
+                session.id,
+            )
+        if claim is None:
+            session.close()
+            return
+        self._attempts[session.id] = claim.attempt
+        self.sessions[session.id] = session
+        self._start(session)
+
+    def _claim_queued(self) -> list[str]:
+        """Take runs from the shared queue while this daemon has room; the ids taken."""
+        taken: list[str] = []
+        if not (self.node.claims and self.accepting):
+            return taken
+        loaded = [s.current for s in self.registry.states() if s.current is not None]
+        versions = {w.name: w.version for w in loaded}
+        limits = {
+            w.name: w.spec.limits.max_in_flight
+            for w in loaded
+            if w.spec.limits.max_in_flight is not None
+        }
+        while self._counted() < self.max_in_flight:
+            if not claims.any_claimable(self.store, list(versions)):
+                break
+            now = time.time()
+            lease = self.node.lease_until(now)
+            claim = claims.claim_next(self.store, self.node.id, versions, limits, now, lease)
+            if claim is None:
+                break
+            record = self.store.get(claim.run_id, events=False)
+            assert record is not None
+            workflow = self.registry.get(record.workflow)
+            assert workflow is not None  # claimed only for a workflow loaded here
+            self._keep(workflow)
+            mode = RunMode(record.mode == "dry_run", None, False, self.record_max_result_bytes)
+            session = RunSession(
+                record.id,
+                workflow,
+                record.coordinator,
+                record.trigger,
+                self.store,
+                self.plugins,
+                mode,
+            )
+            session.observer = self.approval_observer
+            session.guards = self._guards(session)
+            self._attempts[session.id] = claim.attempt
+            self.sessions[session.id] = session
+            self._start(session)
+            taken.append(session.id)
+        return taken
 
     def open_session(self, workflow_name: str, client: dict[str, str]) -> RunSession:
         """A run of `workflow_name` for an MCP session, started at once; its trigger names
@@ -219,17 +312,39 @@ class RunManager:
         else:
             self._queue.append(session)
 
-    def _admit(self) -> None:
-        """Start queued runs, oldest first, while the global and per-workflow limits allow;
-        a run whose workflow is at its own limit lets younger runs of others go ahead."""
+    def _admit(self) -> list[str]:
+        """Start queued runs, oldest first, while the global and per-workflow limits allow
+        (this host's own first, then the shared queue's); a run whose workflow is at its
+        own limit lets younger runs of others go ahead. The shared queue's runs taken."""
         if not self.accepting:
-            return
+            return []
         for session in list(self._queue):
             if self._counted() >= self.max_in_flight:
-                return
+                return []
             if self._may_start(session):
                 self._queue.remove(session)
                 self._start(session)
+        return self._claim_queued()
+
+    def admit(self) -> list[str]:
+        """Take what waits, as when a run ends (the heartbeat's poll, a daemon's start)."""
+        return self._admit()
+
+    def keep_only(self, mine: Mapping[str, int]) -> None:
+        """`mine`: the runs the store says are this daemon's, with their attempts. A run
+        started here that is no longer among them was taken over by another daemon (this
+        one missed its lease): its local copy is cancelled, and says why."""
+        for run_id, attempt in list(self._attempts.items()):
+            task = self._tasks.get(run_id)
+            if task is None or run_id in self._taken_over or mine.get(run_id) == attempt:
+                continue
+            log.warning(
+                "run %s: another daemon took it over (this daemon missed its lease);"
+                " cancelling this daemon's copy",
+                run_id,
+            )
+            self._taken_over.add(run_id)  # its end is not this daemon's to write
+            task.cancel()
 
     def _may_start(self, session: RunSession) -> bool:
         limit = session.limits.max_in_flight
@@ -269,44 +384,17 @@ class RunManager:
                 session, "cancelled", None, "the run was cancelled before it started", None
             )
 
-    def queue_position(self, run_id: str) -> int:
-        """1 for the next run to start, 0 for a run not waiting."""
+    def queue_position(self, run_id: str, record: RunRecord | None = None) -> int:
+        """1 for the next run to start, 0 for a run not waiting: in this host's own queue,
+        or in the shared one (`record`: the run as read already, to spare a read)."""
         for position, session in enumerate(self._queue, 1):
             if session.id == run_id:
                 return position
-        return 0
-
-    def adopt_queued(self) -> list[str]:
-        """Queue again the runs a previous host left queued; the ids adopted. A run whose
-        workflow no longer loads fails, saying so."""
-        adopted = []
-        for record in self.store.adopt_queued():
-            workflow = self.registry.get(record.workflow)
-            if workflow is None or record.mode in ("replay", "shadow"):
-                why = (
-                    "its workflow no longer loads"
-                    if workflow is None
-                    else "a queued replay does not outlive its host; replay it again"
-                )
-                self.store.finish(record.id, "failed", None, why, record.usage, time.time())
-                continue
-            mode = RunMode(record.mode == "dry_run", None, False, self.record_max_result_bytes)
-            session = RunSession(
-                record.id,
-                workflow,
-                record.coordinator,
-                record.trigger,
-                self.store,
-                self.plugins,
-                mode,
-            )
-            session.observer = self.approval_observer
-            session.guards = self._guards(session)
-            self._queue.append(session)
-            self.sessions[record.id] = session
-            adopted.append(record.id)
-        self._admit()
-        return adopted
+        if record is None:
+            record = self.store.get(run_id, events=False)
+        if record is None or record.status != "queued":
+            return 0
+        return claims.queue_position(self.store, record.created_at, record.id)
 
     def replay(
         self,
@@ -400,13 +488,19 @@ class RunManager:
             raise NotFound(f"no run {run_id!r}")
 
     async def wait(self, run_id: str) -> RunRecord:
-        task = self._tasks.get(run_id)
-        if task is not None:
-            await asyncio.shield(task)
-        return self.record(run_id)
+        """The run once it ends, wherever it runs."""
+        while True:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                await asyncio.shield(task)
+            record = self.record(run_id, events=False)
+            if record.status in FINAL:
+                return self.record(run_id)
+            await asyncio.sleep(REMOTE_POLL_S)
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel a queued or running run; False when it is neither."""
+        """Cancel a queued or running run of this host, or one waiting in the shared queue;
+        False when it is none of these."""
         queued = next((s for s in self._queue if s.id == run_id), None)
         if queued is not None:
             self._queue.remove(queued)
@@ -415,7 +509,7 @@ class RunManager:
             return True
         task = self._tasks.get(run_id)
         if task is None or task.done():
-            return False
+            return claims.cancel_queued(self.store, run_id, time.time())
         task.cancel()
         return True
 
@@ -425,22 +519,28 @@ class RunManager:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Runs waiting: this host's own and the shared queue's."""
+        return claims.queued(self.store, self.max_queued + 1)
 
     async def watch(self, run_id: str) -> AsyncIterator[list[Event]]:
         """The run's events so far, then live ones until it ends, in batches: a live batch
         is what the run wrote within WATCH_GATHER_S of its first event, so a busy run
         costs a watcher one message per batch rather than one per event."""
-        session = self.sessions.get(run_id)
-        if session is None:
-            self.record(run_id, events=False)  # NotFound for a run never made
-            async for page in self._stored(run_id):
+        last = 0
+        while (session := self.sessions.get(run_id)) is None:
+            # Not here (yet): another daemon's run, or one in the shared queue, read from
+            # the store until it ends or this daemon takes it. Its status first: the events
+            # read after an end are all the run has.
+            ended = self.record(run_id, events=False).status in FINAL  # NotFound: never made
+            async for page in self._stored(run_id, last):
+                last = page[-1].seq
                 yield page
-            return
+            if ended:
+                return
+            await asyncio.sleep(REMOTE_POLL_S)
         queue = session.subscribe()
         try:
-            last = 0
-            async for page in self._stored(run_id):
+            async for page in self._stored(run_id, last):
                 last = page[-1].seq
                 yield page
             ended = False
@@ -463,9 +563,9 @@ class RunManager:
         finally:
             session.unsubscribe(queue)
 
-    async def _stored(self, run_id: str) -> AsyncIterator[list[Event]]:
-        """The run's stored events, a page at a time (none: no page)."""
-        after, more = 0, True
+    async def _stored(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """The run's stored events after seq `after`, a page at a time (none: no page)."""
+        more = True
         while more:
             page, more = self.store.events_page(run_id, after, WATCH_PAGE_CHARS)
             if not page:
@@ -475,7 +575,7 @@ class RunManager:
 
     async def shutdown(self, grace: float) -> None:
         """Take no new runs; give the ones in flight `grace` seconds, then cancel them.
-        Queued runs stay queued in the store, for the next host."""
+        Queued runs stay queued in the store, for another daemon or the next one."""
         self.accepting = False
         for session in self._queue:
             session.close()  # their watchers end; the store keeps them queued
@@ -492,8 +592,21 @@ class RunManager:
 
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
+        if session.id not in self._attempts:  # one of this host's own: it starts it now
+            now = time.time()
+            try:
+                attempt = claims.start_owned(
+                    self.store, session.id, self.node.id, now, self.node.lease_until(now)
+                )
+            except StoreError as failure:  # its end is kept, to write once the store takes it
+                self._finish(session, "failed", None, failure.message, None)
+                return
+            if attempt is None:
+                log.warning("run %s: no longer this host's to start", session.id)
+                self._release(session)
+                return
+            self._attempts[session.id] = attempt
         try:
-            self.store.mark_started(session.id, time.time())
             mode = session.mode
             session.emit(
                 "run.started",
@@ -549,19 +662,45 @@ class RunManager:
         always see the end; an end the store cannot write yet (a full disk) it writes with
         its next statement that gets through, and shows meanwhile (a host that stops
         before then leaves the run for the next one to mark interrupted)."""
-        try:
-            if (dropped := session.budget.dropped()) is not None:
-                session.emit("trace.dropped", **dropped)
-            session.emit("run.finished", status=status, error=error, details=details)
-            self.store.finish(session.id, status, output, error, session.usage, time.time())
-        except Exception:  # the store keeps an end it cannot write yet: this is a bug
-            log.exception("run %s: could not record that it %s", session.id, status)
-        session.close()
-        self.sessions.pop(session.id, None)
-        self._tasks.pop(session.id, None)
+        if session.id in self._taken_over:  # the end another daemon wrote stands
+            self._taken_over.discard(session.id)
+        else:
+            attempt = self._attempts.get(session.id, 0)
+            try:
+                if (dropped := session.budget.dropped()) is not None:
+                    session.emit("trace.dropped", **dropped)
+                session.emit("run.finished", status=status, error=error, details=details)
+                self._write_end(session, attempt, status, output, error)
+            except Exception:  # the store keeps an end it cannot write yet: this is a bug
+                log.exception("run %s: could not record that it %s", session.id, status)
+        self._release(session)
         log.info("run %s %s: %s", session.id, session.workflow.name, status)
         self._admit()  # first: a shadow queued by _after then waits its turn behind them
         self._after(session)
+
+    def _write_end(
+        self, session: RunSession, attempt: int, status: str, output: Any, error: str | None
+    ) -> None:
+        """The end, fenced by this host's attempt; one the store cannot take now it keeps,
+        to write with its next statement that gets through."""
+        end = (status, output, error, session.usage, time.time())
+        try:
+            written = claims.finish(self.store, session.id, self.node.id, attempt, end)
+        except StoreError:
+            self.store.finish(session.id, *end)
+            return
+        if not written:
+            log.warning(
+                "run %s: its end (%s) was refused: another daemon took the run over",
+                session.id,
+                status,
+            )
+
+    def _release(self, session: RunSession) -> None:
+        session.close()
+        self.sessions.pop(session.id, None)
+        self._tasks.pop(session.id, None)
+        self._attempts.pop(session.id, None)
 
     def _after(self, session: RunSession) -> None:
         """Shadows: start one when a live run of a shadowed workflow ends (so it never

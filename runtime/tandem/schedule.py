@@ -2,7 +2,8 @@
 
 Cron has five fields (minute precision) or six, the sixth being seconds (croniter's
 convention). Fires missed while the daemon was down are not caught up: a schedule says
-"run every so often while serving", not "exactly once per slot".
+"run every so often while serving". Daemons sharing a store each load the schedule; a slot
+is fired by the one whose row for it in `schedule_slots` is made first, so it fires once.
 
 Expressions are checked when a workflow loads (`tandem.cron`); should one still fail to
 give a slot, that schedule alone is skipped and logged, and every other keeps firing.
@@ -15,8 +16,10 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from tandem.cluster import slots
 from tandem.cron import next_slot
 from tandem.runs import RunManager
+from tandem.store import StoreError
 
 log = logging.getLogger(__name__)
 # Re-read the schedules at least this often, so hot-reloaded workflows are picked up.
@@ -24,8 +27,11 @@ MAX_SLEEP_S = 5.0
 
 
 class Scheduler:
-    def __init__(self, runs: RunManager) -> None:
+    def __init__(self, runs: RunManager, *, once_per_slot: bool = True) -> None:
+        """`once_per_slot`: fire a slot only when this daemon takes it in the store (the
+        daemons sharing it fire each slot once); off, every due slot fires here."""
         self._runs = runs
+        self._once_per_slot = once_per_slot
         self._since = datetime.now(UTC)
         self._broken: set[tuple[str, str]] = set()  # reported once each
 
@@ -75,6 +81,8 @@ class Scheduler:
 
     def fire_due(self, now: datetime) -> None:
         for workflow, cron, slot in self.due(now):
+            if self._once_per_slot and not self._take(workflow, cron, slot):
+                continue  # another daemon fires this slot
             payload = {"trigger": "schedule", "schedule": cron, "slot": slot.isoformat()}
             try:
                 session = self._runs.trigger(workflow, payload)
@@ -83,6 +91,15 @@ class Scheduler:
                 continue
             log.info("scheduled run %s of %s (%s)", session.id, workflow, cron)
         self._since = now
+
+    def _take(self, workflow: str, cron: str, slot: datetime) -> bool:
+        try:
+            return slots.take(
+                self._runs.store, workflow, cron, slot.isoformat(), self._runs.node.id
+            )
+        except StoreError as error:
+            log.warning("scheduled run of %s not started: %s", workflow, error.message)
+            return False
 
     async def run_forever(self) -> None:
         while True:

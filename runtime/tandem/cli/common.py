@@ -123,11 +123,11 @@ def control_for_run(config: ProjectConfig, run_id: str) -> Iterator[ControlClien
 
 def _host_pid(config: ProjectConfig, run_id: str) -> int | None:
     """The run's host process, read from the store directly (WAL: beside any host)."""
-    if not config.database.exists():
-        return None
-    from tandem.store import RunStore
+    from tandem.store import open_existing_store
 
-    store = RunStore(config.database)
+    store = open_existing_store(config)
+    if store is None:
+        return None
     try:
         return store.host_pid(run_id)
     finally:

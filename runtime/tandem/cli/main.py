@@ -18,7 +18,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import approve, console, mcp, new, overview, replay, rewrite, run, runs, shadow, stats
+from . import (
+    approve,
+    console,
+    mcp,
+    new,
+    overview,
+    replay,
+    rewrite,
+    run,
+    runs,
+    shadow,
+    stats,
+    store_admin,
+)
 from .common import EXIT_OK, UsageError, fail
 
 if TYPE_CHECKING:
@@ -78,7 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     # Each command's module adds its own parser and imports what it needs only when it runs.
-    for module in (run, replay, shadow, rewrite, approve, stats, new, runs, overview, mcp, console):
+    for module in (
+        run,
+        replay,
+        shadow,
+        rewrite,
+        approve,
+        stats,
+        new,
+        runs,
+        overview,
+        mcp,
+        console,
+        store_admin,
+    ):
         module.add_parser(commands)
     return parser
 
@@ -144,6 +170,7 @@ _COMMANDS = {
     "new": (new, "cmd_new"),
     "runs": (runs, "cmd_runs"),
     "console": (console, "cmd_console"),
+    "store": (store_admin, "cmd_store"),
 }
 
 

@@ -294,14 +294,14 @@ def _yaml_problem(error: Exception) -> str:
 
 def _recorded_run(config: ProjectConfig, run_id: str) -> RunRecord:
     """The run from the project's store, read directly (WAL: beside a daemon too)."""
-    from tandem.store import ACTIVE, PLAN_KINDS, RunStore
+    from tandem.store import ACTIVE, PLAN_KINDS, open_existing_store
 
     where = f"--model-replies {RUN_PREFIX}{run_id}"
     if not run_id:
         raise UsageError(f"{where}: give a run id after {RUN_PREFIX}")
-    if not config.database.exists():
+    store = open_existing_store(config)
+    if store is None:
         raise UsageError(f"{where}: no runs recorded yet in {config.state_dir}")
-    store = RunStore(config.database)
     try:
         record = store.get(run_id, kinds=PLAN_KINDS)  # its model's turns, not its logs
     finally:

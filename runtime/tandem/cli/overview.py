@@ -147,6 +147,18 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
         for p in reply.plugins
     ]
     healthy = all(p["up"] and not p["crash_loop"] for p in plugins)
+    daemons = [
+        {
+            "id": d.id,
+            "host": d.host,
+            "pid": d.pid,
+            "state_dir": d.state_dir,
+            "heartbeat_age_s": round(d.heartbeat_age_s, 1),
+            "in_flight": d.in_flight,
+            "this": d.id == reply.daemon_id,
+        }
+        for d in reply.daemons
+    ]
     if args.json:
         print(
             json.dumps(
@@ -158,6 +170,7 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
                     "active_runs": reply.active_runs,
                     "zygote": {"pid": reply.zygote_pid or None, "tiers": list(reply.zygote_tiers)},
                     "plugins": plugins,
+                    "daemons": daemons,
                 },
                 indent=2,
             )
@@ -166,6 +179,14 @@ def cmd_status(config: ProjectConfig, args: argparse.Namespace) -> int:
     where = f"daemon on {config.control_socket}" if serving else "no daemon (embedded host)"
     print(f"{where}; tandem {reply.version}, isolation {reply.isolation}")
     print(f"active runs: {reply.active_runs}")
+    if len(daemons) > 1 or (daemons and not daemons[0]["this"]):
+        print(f"daemons sharing the run store: {len(daemons)}")
+        for d in daemons:
+            mark = "*" if d["this"] else " "
+            print(
+                f"  {mark} {d['host']} pid {d['pid']}: heartbeat {d['heartbeat_age_s']:g}s ago,"
+                f" {d['in_flight']} run(s) in flight ({d['state_dir']})"
+            )
     if reply.zygote_tiers:
         tiers = " and ".join(reply.zygote_tiers)
         print(f"zygote: pid {reply.zygote_pid}, forks {tiers} runs")

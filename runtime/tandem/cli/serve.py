@@ -159,7 +159,9 @@ async def _serve(
             host.reload()
         background.start("scheduler", Scheduler(host.runs).run_forever())
         if config.record_keep_days is not None:
-            background.start("retention", prune_forever(config.database, config.record_keep_days))
+            background.start(
+                "retention", prune_forever(config.store_location, config.record_keep_days)
+            )
         _announce(host, config, listener)
         if console_listener is not None:
             log.info(

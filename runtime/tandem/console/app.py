@@ -1,7 +1,8 @@
 """The console's starlette app: pages that need a signed-in session, and actions that are
 POSTs from the console's own pages (CSRF token and Origin). It reads and acts on the host
 in process (the console runs on the daemon's event loop), through the same RunManager
-methods the Control servicer uses."""
+methods the Control servicer uses; cancel, approve and deny reach a run another daemon
+executes as Control's do (tandem.cluster.remote)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from tandem_sdk.errors import TandemError
 
+from tandem.cluster import remote
 from tandem.ledger.prices import PriceTable, load_prices
 from tandem.runs import RunManager
+from tandem.store import FINAL
 
 from . import live
 from .approvals import decided_calls, waiting_calls
@@ -141,7 +144,7 @@ def create_app(console: Console) -> Starlette:
             trigger=json.dumps(record.trigger, indent=2),
             output=json.dumps(record.output, indent=2),
             entries=timeline(record, console.prices()),
-            live=run_id in console.runs.sessions,
+            live=record.status not in FINAL,
             queue_position=console.runs.queue_position(run_id),
             flagged_calls=" ".join(str(n + 1) for n in (record.flag or {}).get("calls", [])),
         )
@@ -151,7 +154,7 @@ def create_app(console: Console) -> Starlette:
 
     async def cancel(request: Request, form: dict[str, str]) -> Response:
         run_id = request.path_params["run_id"]
-        console.runs.cancel(run_id)
+        await remote.cancel(console.runs, run_id)
         return RedirectResponse(f"/runs/{run_id}", 303)
 
     async def rerun(request: Request, form: dict[str, str]) -> Response:
@@ -213,15 +216,15 @@ def create_app(console: Console) -> Starlette:
 
     async def decide(request: Request, form: dict[str, str]) -> Response:
         run_id = request.path_params["run_id"]
-        session = console.runs.sessions.get(run_id)
         approve = form.get("decision") == "approve"
         reason = form.get("reason", "").strip()
         if not approve and not reason:
             return Response("say why the call is denied", 400)
-        # One call, by its tool.call seq: a subagent's call has no number to name it by.
+        # One call, by its tool.call seq: a subagent's call has no number to name it by;
+        # answered where the run is held, this daemon or another.
         seq = int(request.path_params["seq"])
-        decided = session is not None and session.decide_held(
-            seq, approve, reason or "approved", by="console"
+        decided = await remote.decide_held(
+            console.runs, run_id, seq, approve, reason or "approved", by="console"
         )
         if not decided:
             return Response(f"run {run_id}: that call is not waiting for approval", 409)

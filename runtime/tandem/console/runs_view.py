@@ -50,7 +50,7 @@ def runs_page(runs: RunManager, params: QueryParams) -> RunsPage:
     records = runs.store.list(query)
     more = len(records) > PAGE_SIZE
     records = records[:PAGE_SIZE]
-    page.runs = [(r, runs.queue_position(r.id)) for r in records]
+    page.runs = [(r, runs.queue_position(r.id, r)) for r in records]
     if more:
         last = records[-1]
         page.next_cursor = f"{last.created_at!r}_{last.id}"

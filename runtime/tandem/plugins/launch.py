@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,7 @@ async def launch(
     data_dir: Path,
     standby: Standby | None = None,
     sandbox: PluginSandbox | None = None,
+    given: Mapping[str, str] | None = None,
 ) -> Generation:
     """Start the plugin and describe it; PluginLoadError, with its stderr, if it cannot load.
 
@@ -93,10 +95,11 @@ async def launch(
     told to load the plugin instead of a new process being started. Readiness is a
     handshake: the server writes `ready` on an inherited pipe once it serves (or exits,
     closing it), and only then is the channel made, so no connection attempt backs off.
-    `sandbox`: the plugin's own uid and folders (confine.py), when the host confines it."""
+    `sandbox`: the plugin's own uid and folders (confine.py), when the host confines it.
+    `given`: variables the host sets for it besides its secrets."""
     _prepare(socket, data_dir)
     version = plugin_version(manifest.folder)
-    process, ready = await _start(manifest, socket, data_dir, standby, sandbox)
+    process, ready = await _start(manifest, socket, data_dir, standby, sandbox, given or {})
     timed_out = False
     try:
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -152,9 +155,10 @@ async def _start(
     data_dir: Path,
     standby: Standby | None,
     sandbox: PluginSandbox | None,
+    given: Mapping[str, str],
 ) -> tuple[ManagedProcess, int]:
     """The process that is to serve, and the read end of its readiness pipe."""
-    arguments, secrets = _arguments(manifest, socket), _secrets(manifest)
+    arguments, secrets = _arguments(manifest, socket), {**_secrets(manifest), **given}
     if standby is not None:
         taken = None
         if standby.fits(manifest.name, data_dir, secrets, sandbox):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tandem_sdk.errors import DefinitionError, NotFound
 
+from tandem.config import builtin_plugins_dir
 from tandem.mcp.config import ServerConfig, ServerConfigError, load_servers
 from tandem.tools import HostTool
 
@@ -19,6 +20,9 @@ from .manifest import PluginManifest, find_plugins
 from .process import PluginProcess
 from .provider import ToolProvider
 from .standby import Standby
+
+# The run store's PostgreSQL URL, as the built-in state plugin reads it (plugins/state).
+STATE_DATABASE_URL = "STATE_DATABASE_URL"
 
 if TYPE_CHECKING:
     from tandem.config import ProjectConfig
@@ -36,11 +40,14 @@ class PluginManager:
         standbys: Mapping[str, Standby] | None = None,
         confine: bool = False,
         project_root: Path | None = None,
+        given: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """`project_root`: where tandem.yaml and .mcp.json name the MCP servers.
         `standbys`: processes started ahead for plugins by name, to take their first
         start (an embedded host starts them before its own imports). `confine`: each
-        plugin as a uid of its own where the host can (a daemon's; confine.py)."""
+        plugin as a uid of its own where the host can (a daemon's; confine.py). `given`:
+        variables the host gives a plugin that ships with Tandem, by name, besides its
+        secrets (the state plugin's shared database)."""
         self.folders = folders
         self.only = only  # start just these plugins (a host embedded for one workflow)
         self.socket_dir = socket_dir
@@ -55,6 +62,7 @@ class PluginManager:
         self._unreadable: dict[str, str] = {}  # an MCP config file that does not read -> why
         self.mcp_names: set[str] = set()  # the MCP servers the config names, loaded or not
         self.confine = confine
+        self.given = dict(given or {})
 
     @classmethod
     def for_host(
@@ -73,6 +81,9 @@ class PluginManager:
             standbys=standbys,
             confine=confine,
             project_root=config.root,
+            # The state plugin keeps its data where the runs are when that is PostgreSQL,
+            # so every daemon sharing the store shares the state.
+            given={"state": {STATE_DATABASE_URL: config.store_url}} if config.store_url else None,
         )
 
     def begin(self) -> asyncio.Future[None]:
@@ -269,6 +280,12 @@ class PluginManager:
     def _process_for(
         self, manifest: PluginManifest, standby: Standby | None = None
     ) -> PluginProcess:
+        builtin = manifest.folder.resolve().parent == builtin_plugins_dir().resolve()
         return PluginProcess(
-            manifest, self.socket_dir, self.data_dir / manifest.name, standby, self.confine
+            manifest,
+            self.socket_dir,
+            self.data_dir / manifest.name,
+            standby,
+            self.confine,
+            given=self.given.get(manifest.name, {}) if builtin else {},
         )

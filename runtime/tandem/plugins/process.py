@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from tandem_sdk._pb import plugin_pb2
@@ -53,10 +54,13 @@ class PluginProcess:
         data_dir: Path,
         standby: Standby | None = None,
         confine: bool = False,
+        given: Mapping[str, str] | None = None,
     ) -> None:
         """`standby`: a process started ahead for this plugin, to take its first start.
-        `confine`: run it as a uid of its own where the host can (confine.py)."""
+        `confine`: run it as a uid of its own where the host can (confine.py). `given`:
+        variables the host sets in its environment besides its secrets."""
         self.manifest = manifest
+        self.given = dict(given or {})
         self.name = manifest.name
         self.socket_dir = socket_dir
         self.data_dir = data_dir
@@ -268,7 +272,7 @@ class PluginProcess:
         if sandbox is not None:
             socket = sandbox.socket_dir / f"{self._launches}.sock"
         standby = await self._take_standby()
-        return await launch(manifest, socket, self.data_dir, standby, sandbox)
+        return await launch(manifest, socket, self.data_dir, standby, sandbox, self.given)
 
     def _prepare_standby(self, manifest: PluginManifest) -> None:
         """A plugin whose code changed is being worked on: start a process ahead of its

@@ -16,6 +16,7 @@ from tandem_sdk.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 
 from tandem import __version__
 from tandem.blocking import in_thread
+from tandem.cluster import members, remote
 from tandem.isolation import STRICTNESS
 from tandem.plugins import confine
 from tandem.retention import prune
@@ -94,6 +95,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             name: why for name, why in self._runs.plugins.broken.items() if name not in plugins
         }
         zygote = self._zygote
+        now = time.time()
 
         def kind_of(name: str) -> str:
             return "mcp" if name in self._runs.plugins.mcp_names else "plugin"
@@ -107,6 +109,19 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             queued_runs=self._runs.queued,
             isolation=self._isolation,
             plugin_isolation=self.plugin_isolation,
+            daemon_id=self._runs.node.id,
+            daemons=[
+                control_pb2.ClusterMember(
+                    id=m.id,
+                    host=m.host,
+                    pid=m.pid,
+                    state_dir=m.state_dir,
+                    started_at=m.started_at,
+                    heartbeat_age_s=max(0.0, now - m.heartbeat_at),
+                    in_flight=m.in_flight,
+                )
+                for m in members.members(self._runs.store)
+            ],
             plugins_down=[name for name, plugin in plugins.items() if not plugin.up],
             plugins=sorted(
                 [
@@ -217,7 +232,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         records = self._runs.store.list(query)
         position = self._runs.queue_position
         return control_pb2.ListRunsResponse(
-            runs=[record_message(r, position(r.id)) for r in records]
+            runs=[record_message(r, position(r.id, r)) for r in records]
         )
 
     @unary
@@ -237,8 +252,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.DecideRequest, context: Context
     ) -> control_pb2.DecideResponse:
         reason = request.reason or ("approved" if request.approve else "denied")
-        decided = self._runs.decide(
-            request.run_id, request.call or None, request.approve, reason, by="control"
+        decided = await remote.decide(
+            self._runs, request.run_id, request.call or None, request.approve, reason, "control"
         )
         return control_pb2.DecideResponse(calls=decided)
 
@@ -290,7 +305,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.PruneRunsResponse:
         pruned = await in_thread(
             prune,
-            self._runs.store.path,
+            self._runs.store.location,
             request.before,
             include_flagged=request.include_flagged,
             include_exported=request.include_exported,
@@ -309,7 +324,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: control_pb2.GetRunTraceRequest, context: Context
     ) -> control_pb2.RunRecord:
         record = self._runs.record(request.run_id, events=False)
-        message = record_message(record, self._runs.queue_position(record.id))
+        message = record_message(record, self._runs.queue_position(record.id, record))
         limit = min(request.max_bytes or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES)
         room = max(limit - message.ByteSize() - PAGE_MARGIN_BYTES, PAGE_MARGIN_BYTES)
         events, more = self._runs.store.events_page(record.id, request.after_seq, room)
@@ -341,7 +356,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def CancelRun(
         self, request: control_pb2.CancelRunRequest, context: Context
     ) -> control_pb2.CancelRunResponse:
-        return control_pb2.CancelRunResponse(cancelled=self._runs.cancel(request.run_id))
+        cancelled = await remote.cancel(self._runs, request.run_id)
+        return control_pb2.CancelRunResponse(cancelled=cancelled)
 
     @unary
     async def Reload(

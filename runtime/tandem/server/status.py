@@ -12,6 +12,7 @@ import grpc
 from tandem_sdk._status import SUBAGENT_FAILED, status_for
 from tandem_sdk.errors import DefinitionError, InterfaceError, ProtocolMismatch, SubagentError
 
+from tandem.cluster.commands import NoAnswer
 from tandem.runs import ShuttingDown
 from tandem.store import StoreError
 
@@ -23,6 +24,7 @@ _ANSWERED = (
     DefinitionError,
     SubagentError,
     ShuttingDown,
+    NoAnswer,
     StoreError,
 )
 S = TypeVar("S")
@@ -39,11 +41,15 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any,
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
     if isinstance(error, SubagentError):
         await context.abort(SUBAGENT_FAILED, error.message)
-    if isinstance(error, ShuttingDown):
+    if isinstance(error, ShuttingDown | NoAnswer):
         await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
     if isinstance(error, StoreError):
         log.error("%s", error.message)
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, error.message)
+        # A database that cannot be reached may come back; a full disk wants a person.
+        code = (
+            grpc.StatusCode.UNAVAILABLE if error.unavailable else grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        await context.abort(code, error.message)
     log.exception("internal error in a gRPC method", exc_info=error)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"

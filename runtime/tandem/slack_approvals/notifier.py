@@ -5,21 +5,25 @@ Posting and updating are the host's own calls to the `slack` plugin (its `post_m
 and `update_message` tools, through the PluginManager): they are not the run's tool
 calls, so they are not in its trace nor subject to its `tools:`. A post that fails is
 logged and changes nothing else: the call stays held, and `tandem approve|deny` answer it.
+The daemon that executes the run posts and updates its messages; a click that reaches
+another daemon sharing the store is passed on to it (tandem.cluster.remote).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from tandem_sdk.errors import TandemError, ToolError
+from tandem_sdk.errors import NotFound, TandemError, ToolError
 
 from tandem.approvals import NO_DECISION, RUN_ENDED, HeldCall
+from tandem.cluster import remote
 from tandem.plugins import PluginManager
 from tandem.runs import RunManager
 from tandem.session import RunSession
@@ -107,14 +111,60 @@ class SlackApprovals:
     def click(self, click: Click) -> None:
         """Decide the clicked call, as `tandem approve|deny` would; a click on a call that
         is not waiting (decided, ended, unknown) updates its message to say so. A click
-        counts only on the message the host posted for that call: any workflow may post
-        buttons with the same bot token and a value naming another run's call."""
+        on a call this daemon neither holds nor posted goes to the daemon that executes
+        its run, which posted the message and so checks and updates it (once)."""
         held = messages.parse_value(click.value)
-        approved = click.action_id == messages.APPROVE
-        who = click.user_name or click.user_id
         if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
             return
+        run_id = held[0]
+        if (
+            run_id not in self._runs.sessions
+            and held not in self._posts
+            and held not in self._outcomes
+        ):
+            self._start(self._pass_on(click, held))
+            return
+        self._answer(click, held)
+
+    def take_click(self, fields: dict[str, Any]) -> bool:
+        """A click another daemon passed on (see tandem.cluster.remote): answered here,
+        never passed on again; whether it decided the call."""
+        try:
+            click = Click(**{f.name: fields[f.name] for f in dataclasses.fields(Click)})
+        except KeyError:  # passed on by a daemon of another version: not a click we know
+            return False
+        held = messages.parse_value(click.value)
+        if held is None or click.action_id not in (messages.APPROVE, messages.DENY):
+            return False
+        return self._answer(click, held)
+
+    async def _pass_on(self, click: Click, held: tuple[str, int]) -> None:
+        who = click.user_name or click.user_id
+        try:
+            decided = await remote.pass_click(self._runs, held[0], asdict(click))
+        except NotFound:
+            decided = None  # no such run: answered here, as any click on no call
+        except TandemError as error:  # the daemon executing it did not answer
+            log.warning("Slack: %s's click %s on run %s: %s", who, click.action_id, held[0], error)
+            return
+        if decided is None:  # no other daemon executes the run: this one answers
+            self._answer(click, held)
+            return
+        log.info(
+            "Slack: %s's click %s passed on to the daemon executing run %s: %s",
+            who,
+            click.action_id,
+            held[0],
+            "decided" if decided else "not decided",
+        )
+
+    def _answer(self, click: Click, held: tuple[str, int]) -> bool:
+        """Decide the call if it waits here, on the message posted for it (any workflow
+        may post buttons with the same bot token and a value naming another run's call);
+        else say on the message why not. Whether it decided the call."""
         run_id, seq = held
+        approved = click.action_id == messages.APPROVE
+        who = click.user_name or click.user_id
         post = self._posts.get(held)
         known = self._outcomes.get(held)
         if post is None and known is not None:
@@ -130,7 +180,7 @@ class SlackApprovals:
                 click.message_ts,
                 click.channel,
             )
-            return
+            return False
         decided = False
         session = self._runs.sessions.get(run_id)
         if session is not None and seq in session.approvals:
@@ -149,7 +199,7 @@ class SlackApprovals:
             "decided" if decided else "not waiting",
         )
         if decided:
-            return  # `settled` updates the message
+            return True  # `settled` updates the message
         note = (
             f"Already decided: {known[0]}"
             if known
@@ -158,6 +208,7 @@ class SlackApprovals:
         )
         text, blocks = messages.settled_message(click.message_blocks, note)
         self._start(self._update("", click.channel, click.message_ts, text, blocks))
+        return False
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -31,15 +31,24 @@ class ServedDaemon(Closing):
         prefix: Sequence[str] = (),
         env: dict[str, str] | None = None,
         ready_within_s: float = 30,
+        state_dir: Path | None = None,
     ) -> None:
         """`prefix` goes before the command (a mount namespace, say); under it the daemon
         is the prefix's last exec, so `pid` is the daemon's. `env` adds to this process's
-        environment."""
+        environment. `state_dir`: its own state folder (daemons sharing one store)."""
         self.root = root
         self.log: list[str] = []
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            [*prefix, *TANDEM, "--project", str(root), "serve", *args],
+            [
+                *prefix,
+                *TANDEM,
+                "--project",
+                str(root),
+                *(["--state", str(state_dir)] if state_dir else []),
+                "serve",
+                *args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -50,7 +59,7 @@ class ServedDaemon(Closing):
         if not self._ready.wait(ready_within_s) or self.process.poll() is not None:
             self.kill()
             raise RuntimeError("daemon did not become ready:\n" + "\n".join(self.log))
-        self.client = ControlClient(load_config(root).control_socket)
+        self.client = ControlClient(load_config(root, state_dir=state_dir).control_socket)
 
     @property
     def pid(self) -> int:

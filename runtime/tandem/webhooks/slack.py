@@ -9,7 +9,9 @@ Interactivity Request URL). Its rules:
     no `payload` JSON            400
     not a block_actions click    200, ignored
     a click                      200 at once; the call is decided and its message updated
-                                 (only a click on the message posted for that call)
+                                 (only a click on the message posted for that call), by
+                                 the daemon that posted it: one sharing the store passes
+                                 the click on to it
 
 Slack signs each request: `X-Slack-Request-Timestamp` is when it was sent (unix seconds)
 and `X-Slack-Signature` is `v0=` and the hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`,

@@ -56,6 +56,8 @@ class HealthResponse(_message.Message):
     ZYGOTE_TIERS_FIELD_NUMBER: _builtins.int
     ZYGOTE_PID_FIELD_NUMBER: _builtins.int
     PLUGIN_ISOLATION_FIELD_NUMBER: _builtins.int
+    DAEMON_ID_FIELD_NUMBER: _builtins.int
+    DAEMONS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     protocol_version: _builtins.int
     active_runs: _builtins.int
@@ -66,6 +68,8 @@ class HealthResponse(_message.Message):
     """How plugins are confined: "uid" (each runs as a uid of its own, in a mount namespace
     that hides the state folder), or "none: <why>" (they run as the host's own user).
     """
+    daemon_id: _builtins.str
+    """The daemons sharing this daemon's run store, oldest first; daemon_id is this one's."""
     @_builtins.property
     def plugins_down(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -76,6 +80,8 @@ class HealthResponse(_message.Message):
         not started yet, or being restarted).
         """
 
+    @_builtins.property
+    def daemons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterMember]: ...
     def __init__(
         self,
         *,
@@ -89,14 +95,58 @@ class HealthResponse(_message.Message):
         zygote_tiers: _abc.Iterable[_builtins.str] | None = ...,
         zygote_pid: _builtins.int = ...,
         plugin_isolation: _builtins.str = ...,
+        daemon_id: _builtins.str = ...,
+        daemons: _abc.Iterable[Global___ClusterMember] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "isolation", b"isolation", "plugin_isolation", b"plugin_isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version", "zygote_pid", b"zygote_pid", "zygote_tiers", b"zygote_tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "daemon_id", b"daemon_id", "daemons", b"daemons", "isolation", b"isolation", "plugin_isolation", b"plugin_isolation", "plugins", b"plugins", "plugins_down", b"plugins_down", "protocol_version", b"protocol_version", "queued_runs", b"queued_runs", "version", b"version", "zygote_pid", b"zygote_pid", "zygote_tiers", b"zygote_tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HealthResponse: _TypeAlias = HealthResponse  # noqa: Y015
+
+@_typing.final
+class ClusterMember(_message.Message):
+    """A daemon serving the same run store (tandem status)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    STATE_DIR_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AGE_S_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    host: _builtins.str
+    pid: _builtins.int
+    state_dir: _builtins.str
+    started_at: _builtins.float
+    """unix seconds"""
+    heartbeat_age_s: _builtins.float
+    """since its last heartbeat, as the answering daemon sees it"""
+    in_flight: _builtins.int
+    """its runs in flight at that heartbeat"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        host: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        state_dir: _builtins.str = ...,
+        started_at: _builtins.float = ...,
+        heartbeat_age_s: _builtins.float = ...,
+        in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_age_s", b"heartbeat_age_s", "host", b"host", "id", b"id", "in_flight", b"in_flight", "pid", b"pid", "started_at", b"started_at", "state_dir", b"state_dir"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterMember: _TypeAlias = ClusterMember  # noqa: Y015
 
 @_typing.final
 class PluginStatus(_message.Message):

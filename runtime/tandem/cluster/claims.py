@@ -1,0 +1,203 @@
+"""Runs owned by one daemon, fenced by attempt: the claim of a queued run from the shared
+queue, the start of a run a daemon made for itself, and every later write of the run's
+status by the daemon executing it, refused once another daemon has taken the run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tandem.store import RunStore
+
+# Unowned queued runs of these modes are any daemon's to claim; a replay or shadow is only
+# ever its own daemon's (its recording and candidate are in that daemon's memory).
+CLAIMABLE = "status='queued' AND owner IS NULL AND mode IN ('live', 'dry_run')"
+IN_FLIGHT = "status IN ('running', 'waiting') AND mode <> 'mcp'"
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str
+    attempt: int
+
+
+def claim_run(
+    store: RunStore, run_id: str, me: str, version: str, now: float, lease_until: float
+) -> Claim | None:
+    """The fast path: this daemon takes the run it just queued, in one statement; None when
+    another daemon took it first."""
+    row = store._run(
+        "UPDATE runs SET owner=?, attempt=attempt+1, lease_until=?, status='running',"  # noqa: S608 - constant conditions
+        f" started_at=?, workflow_version=? WHERE id=? AND {CLAIMABLE} RETURNING attempt",
+        (me, lease_until, now, version, run_id),
+    ).fetchone()
+    if row is not None:
+        store._changed(run_id)
+    return None if row is None else Claim(run_id, int(row[0]))
+
+
+def claim_next(
+    store: RunStore,
+    me: str,
+    versions: Mapping[str, str],
+    limits: Mapping[str, int],
+    now: float,
+    lease_until: float,
+    run_id: str | None = None,
+) -> Claim | None:
+    """Take the oldest queued run (or `run_id`) of a workflow this daemon has loaded
+    (`versions`: workflow -> the version it runs), short of any workflow whose
+    `limits.max_in_flight` (`limits`) the cluster's runs in flight already reach. One short
+    transaction: on PostgreSQL the row is locked past other claimers (SKIP LOCKED) and a
+    limited workflow's count is taken under its advisory lock."""
+    if not versions:
+        return None
+    full: set[str] = set()
+    with store.transaction() as execute:
+        while True:
+            names = [name for name in versions if name not in full]
+            if not names:
+                return None
+            marks = ", ".join("?" * len(names))
+            which = " AND id=?" if run_id else ""
+            sql = (
+                f"SELECT id, workflow FROM runs WHERE {CLAIMABLE} AND workflow IN ({marks})"  # noqa: S608
+                f"{which} ORDER BY created_at, id LIMIT 1"
+            )
+            if store.dialect == "postgresql":
+                sql += " FOR UPDATE SKIP LOCKED"
+            row = execute(sql, (*names, *([run_id] if run_id else []))).fetchone()
+            if row is None:
+                return None
+            candidate, workflow = row
+            limit = limits.get(workflow)
+            if limit is not None and _in_flight(store, execute, workflow) >= limit:
+                full.add(workflow)
+                continue
+            attempt = execute(
+                "UPDATE runs SET owner=?, attempt=attempt+1, lease_until=?, status='running',"
+                " started_at=?, workflow_version=? WHERE id=? RETURNING attempt",
+                (me, lease_until, now, versions[workflow], candidate),
+            ).fetchone()[0]
+            break
+    store._changed(candidate)
+    return Claim(candidate, int(attempt))
+
+
+def _in_flight(store: RunStore, execute: Any, workflow: str) -> int:
+    if store.dialect == "postgresql":
+        execute("SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",))
+    row = execute(
+        f"SELECT COUNT(*) FROM runs WHERE workflow=? AND {IN_FLIGHT}",  # noqa: S608
+        (workflow,),
+    ).fetchone()
+    return int(row[0])
+
+
+def any_claimable(store: RunStore, workflows: list[str]) -> bool:
+    """A cheap read before a claim's transaction: is anything of these waiting?"""
+    if not workflows:
+        return False
+    marks = ", ".join("?" * len(workflows))
+    row = store._run(
+        f"SELECT 1 FROM runs WHERE {CLAIMABLE} AND workflow IN ({marks}) LIMIT 1",  # noqa: S608
+        workflows,
+    ).fetchone()
+    return row is not None
+
+
+def own(store: RunStore, run_id: str, me: str) -> bool:
+    """Hold a run this daemon just made for itself (a dry run, replay, shadow, MCP
+    session, or any run of an embedded host): no other daemon claims it."""
+    cursor = store._run(
+        "UPDATE runs SET owner=? WHERE id=? AND status='queued' AND owner IS NULL", (me, run_id)
+    )
+    return cursor.rowcount == 1
+
+
+def start_owned(
+    store: RunStore, run_id: str, me: str, now: float, lease_until: float
+) -> int | None:
+    """Start a run this daemon holds; its attempt, or None when it is no longer this
+    daemon's to start (cancelled, or taken over)."""
+    row = store._run(
+        "UPDATE runs SET status='running', started_at=?, attempt=attempt+1, lease_until=?"
+        " WHERE id=? AND owner=? AND status='queued' RETURNING attempt",
+        (now, lease_until, run_id, me),
+    ).fetchone()
+    if row is not None:
+        store._changed(run_id)
+    return None if row is None else int(row[0])
+
+
+def finish(
+    store: RunStore,
+    run_id: str,
+    me: str,
+    attempt: int,
+    end: tuple[str, Any, str | None, dict[str, int], float],
+) -> bool:
+    """Write the run's end, only while it is still this daemon's attempt: False when
+    another daemon took it over meanwhile (its end stands)."""
+    status, output, error, usage, at = end
+    cursor = store._run(
+        "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?, finished_at=?,"
+        " lease_until=NULL WHERE id=? AND owner=? AND attempt=?",
+        (status, json.dumps(output), error, json.dumps(usage), at, run_id, me, attempt),
+    )
+    store._changed(run_id)
+    return cursor.rowcount == 1
+
+
+def cancel_queued(store: RunStore, run_id: str, now: float) -> bool:
+    """Cancel a run still waiting in the shared queue (no daemon holds it yet)."""
+    cursor = store._run(
+        "UPDATE runs SET status='cancelled', finished_at=?,"  # noqa: S608 - constant conditions
+        f" error='the run was cancelled before it started' WHERE id=? AND {CLAIMABLE}",
+        (now, run_id),
+    )
+    store._changed(run_id)
+    return cursor.rowcount == 1
+
+
+def renew(store: RunStore, me: str, lease_until: float) -> dict[str, int]:
+    """Renew the leases of this daemon's running runs in one statement (a run waiting for
+    approval holds none: its daemon's heartbeat keeps it); the runs still this daemon's,
+    with their attempts."""
+    store._run(
+        "UPDATE runs SET lease_until=CASE WHEN status='running' THEN ? ELSE NULL END"
+        " WHERE owner=? AND status IN ('running', 'waiting')",
+        (lease_until, me),
+    )
+    rows = store._run(
+        "SELECT id, attempt FROM runs WHERE owner=? AND status IN ('running', 'waiting')", (me,)
+    ).fetchall()
+    return {run_id: int(attempt) for run_id, attempt in rows}
+
+
+def owner_of(store: RunStore, run_id: str) -> tuple[str | None, str] | None:
+    """(owner, status) of a run; None for no such run."""
+    row = store._run("SELECT owner, status FROM runs WHERE id=?", (run_id,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def queued(store: RunStore, at_most: int) -> int:
+    """Runs waiting in the store, every daemon's (runs.max_queued), counted up to `at_most`
+    (a count that costs the same however deep the queue)."""
+    row = store._run(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status='queued' LIMIT ?) AS waiting",
+        (at_most,),
+    ).fetchone()
+    return int(row[0])
+
+
+def queue_position(store: RunStore, created_at: float, run_id: str) -> int:
+    """A run's place in the shared queue, 1 for the next run to be claimed."""
+    row = store._run(
+        f"SELECT COUNT(*) FROM runs WHERE {CLAIMABLE} AND (created_at<?"  # noqa: S608
+        " OR (created_at=? AND id<=?))",
+        (created_at, created_at, run_id),
+    ).fetchone()
+    return int(row[0])

@@ -1,0 +1,175 @@
+"""The daemons registry: each daemon (and each embedded host) registers when it starts,
+heartbeats while it serves, and says when it stops; any of them marks one that stopped
+heartbeating dead and interrupts the runs it held."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from tandem.store import RunStore
+
+_COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
+# Why a run that was running on a daemon that died is not run again.
+# How long stopped members and fired schedule slots are kept.
+KEEP_S = 24 * 3600.0
+NEVER_AGAIN = "a run that already called a tool with side effects is never re-run blindly"
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    host: str
+    pid: int
+    state_dir: str
+    role: str  # "daemon", or "embedded" (a `tandem run` host: it claims nothing)
+    started_at: float
+    heartbeat_at: float
+    in_flight: int
+    stopped_at: float | None
+
+    def name(self) -> str:
+        return f"{self.host} pid {self.pid}"
+
+
+@dataclass
+class Reaped:
+    """What one pass of `reap` did."""
+
+    dead: list[Member]
+    interrupted: list[str]  # runs that were running or waiting
+    requeued: list[str]  # queued runs back in the shared queue, for any daemon
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def register(store: RunStore, member_id: str, state_dir: str, role: str, now: float) -> None:
+    store._run(
+        f"INSERT INTO daemons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",  # noqa: S608
+        (member_id, this_host(), os.getpid(), state_dir, role, now, now),
+    )
+
+
+def beat(store: RunStore, member_id: str, in_flight: int, now: float) -> None:
+    """Say this daemon lives (back to life, if others had marked it dead meanwhile: its runs
+    were taken over then, and its fenced writes are refused)."""
+    store._run(
+        "UPDATE daemons SET heartbeat_at=?, in_flight=?, stopped_at=NULL, stop_reason=NULL"
+        " WHERE id=?",
+        (now, in_flight, member_id),
+    )
+
+
+def stopped(store: RunStore, member_id: str, now: float) -> None:
+    """A clean stop: its queued runs go back to the shared queue."""
+    store._run(
+        "UPDATE daemons SET stopped_at=?, stop_reason='stopped', in_flight=0 WHERE id=?",
+        (now, member_id),
+    )
+    _requeue(store, member_id)
+
+
+def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
+    """The live members of the cluster (not stopped), oldest first."""
+    rows = store._run(
+        f"SELECT {_COLUMNS} FROM daemons WHERE stopped_at IS NULL AND role=?"  # noqa: S608
+        " ORDER BY started_at, id",
+        (role,),
+    ).fetchall()
+    return [Member(*row) for row in rows]
+
+
+def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
+    """Mark dead the members whose heartbeat is older than `lease_s` (or, on this machine,
+    whose process is gone), interrupt the runs they were running or holding for an
+    approval, and put their queued runs back in the shared queue; interrupt too any running
+    run whose lease ran out. Each statement is conditional, so daemons reaping together
+    each take a different share, never the same run twice."""
+    here = this_host()
+    rows = store._run(
+        f"SELECT {_COLUMNS} FROM daemons WHERE stopped_at IS NULL AND id<>?",  # noqa: S608
+        (me,),
+    ).fetchall()
+    candidates = [Member(*row) for row in rows]
+    dead = [
+        m
+        for m in candidates
+        if m.heartbeat_at < now - lease_s or (m.host == here and not _alive(m.pid))
+    ]
+    reaped = Reaped([], [], [])
+    for member in dead:
+        marked = store._run(
+            "UPDATE daemons SET stopped_at=?, stop_reason='stopped heartbeating'"
+            " WHERE id=? AND stopped_at IS NULL AND heartbeat_at=?",
+            (now, member.id, member.heartbeat_at),
+        )
+        if marked.rowcount != 1:
+            continue  # another daemon reaped it, or it beat again
+        reaped.dead.append(member)
+        why = (
+            f"the host stopped before the run finished: daemon {member.name()} stopped"
+            f" heartbeating; {NEVER_AGAIN}"
+        )
+        reaped.interrupted += _interrupt(
+            store, "owner=? AND status IN ('running', 'waiting')", (member.id,), why, now
+        )
+        reaped.requeued += _requeue(store, member.id)
+    why = f"the host stopped before the run finished: its lease ran out unrenewed; {NEVER_AGAIN}"
+    reaped.interrupted += _interrupt(store, "status='running' AND lease_until<?", (now,), why, now)
+    # Runs an older version left started, owned by no daemon.
+    why = f"the host stopped before the run finished; {NEVER_AGAIN}"
+    reaped.interrupted += _interrupt(
+        store, "owner IS NULL AND status IN ('running', 'waiting')", (), why, now
+    )
+    return reaped
+
+
+def sweep(store: RunStore, now: float) -> None:
+    """Forget what no one needs any more: members stopped a day ago, commands answered an
+    hour ago, schedule slots of days past (a slot is only ever fired near its time)."""
+    store._run("DELETE FROM daemons WHERE stopped_at<?", (now - KEEP_S,))
+    store._run("DELETE FROM commands WHERE done_at<?", (now - 3600,))
+    store._run("DELETE FROM schedule_slots WHERE fired_at<?", (now - KEEP_S,))
+
+
+def _interrupt(
+    store: RunStore, where: str, params: tuple[object, ...], why: str, now: float
+) -> list[str]:
+    """The attempt goes up: the daemon that ran the run, should it come back, is refused."""
+    rows = store._run(
+        "UPDATE runs SET status='interrupted', finished_at=?, error=?, lease_until=NULL,"  # noqa: S608 - constant conditions
+        f" attempt=attempt+1 WHERE {where} RETURNING id",
+        (now, why, *params),
+    ).fetchall()
+    for (run_id,) in rows:
+        store._changed(run_id)
+    return [run_id for (run_id,) in rows]
+
+
+def _requeue(store: RunStore, member_id: str) -> list[str]:
+    """A member's queued runs: live ones and dry runs back to the shared queue; a queued
+    replay or shadow (its recording and candidate were the daemon's) fails, saying so."""
+    store._run(
+        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"
+        " AND status='queued' AND mode IN ('replay', 'shadow')",
+        (time.time(), "a queued replay does not outlive its host; replay it again", member_id),
+    )
+    rows = store._run(
+        "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
+        (member_id,),
+    ).fetchall()
+    return [run_id for (run_id,) in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
