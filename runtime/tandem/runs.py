@@ -665,7 +665,7 @@ class RunManager:
         try:
             written = claims.finish(self.store, session.id, self.node.id, attempt, end)
         except StoreError:
-            self.store.finish(session.id, *end)
+            self.store.finish(session.id, *end, fence=(self.node.id, attempt))
             return
         if not written:
             log.warning(

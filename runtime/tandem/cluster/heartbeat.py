@@ -29,6 +29,9 @@ class Heartbeat:
         self._next_beat = 0.0
         self._next_sweep = 0.0
         self._failing = False
+        # After the store was away, every member's heartbeat is old: reap none before this,
+        # a lease after the last failed beat, so the others (back too) beat first.
+        self._reap_after = 0.0
 
     async def run_forever(self) -> None:
         poll = min(POLL_S, self.node.settings.heartbeat_s)
@@ -39,6 +42,7 @@ class Heartbeat:
                     log.info("the run store answers again")
                 self._failing = False
             except Exception as error:  # the store may be away a while: say so once
+                self._reap_after = time.time() + self.node.settings.lease_s
                 if not self._failing:
                     log.error("cluster heartbeat failed: %s", error)
                 self._failing = True
@@ -52,7 +56,9 @@ class Heartbeat:
             self._next_beat = now + node.settings.heartbeat_s
             members.beat(store, node.id, self.runs.active, now)
             self.runs.keep_only(claims.renew(store, node.id, node.lease_until(now)))
-            reaped = members.reap(store, node.id, node.settings.lease_s, now)
+            reaped = members.Reaped([], [], [])
+            if now >= self._reap_after:
+                reaped = members.reap(store, node.id, node.settings.lease_s, now)
             for member in reaped.dead:
                 log.warning(
                     "daemon %s stopped heartbeating: %d run(s) interrupted, %d queued run(s)"
