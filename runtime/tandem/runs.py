@@ -22,7 +22,7 @@ from tandem_sdk.errors import (
 )
 
 from .approvals import ApprovalObserver
-from .cluster import claims
+from .cluster import claims, wakeup
 from .cluster.node import Node
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
@@ -199,6 +199,7 @@ class RunManager:
         waits in the shared queue, for this daemon or any other."""
         if not self.accepting or self._counted() >= self.max_in_flight:
             session.close()
+            wakeup.hint(self.store)  # it waits in the shared queue: another daemon may have room
             return
         now = time.time()
         workflow = session.workflow
@@ -220,6 +221,7 @@ class RunManager:
             )
         if claim is None:
             session.close()
+            wakeup.hint(self.store)
             return
         self._attempts[session.id] = claim.attempt
         self.sessions[session.id] = session
