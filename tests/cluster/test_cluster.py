@@ -338,6 +338,12 @@ def test_postgresql_restarted_mid_burst_loses_nothing(cluster: Cluster, pg_serve
         assert outage.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         pg_server.start()
+    # Each daemon listens for queued runs again (LISTEN on a new connection).
+    assert eventually(
+        lambda: all(
+            any("listening for queued runs again" in line for line in d.log) for d in (a, b, c)
+        )
+    )
     for n in range(9, 30):
         trigger(n)
     assert eventually(lambda: _settled(cluster, accepted), within=60)
