@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 from conftest import Cli, Project, tandem
-from pg import PASSWORD, PASSWORD_USER
 from tandem.store import Event, RunRecord, RunStore
 from tandem.store.migrations import known
+from tandem.testing.postgres import PASSWORD, PASSWORD_USER
 
 COUNT = """
 def handler(trigger, tools, virtual_files, subagent):

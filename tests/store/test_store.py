@@ -1,5 +1,5 @@
 """The run store's interface, on both databases: SQLite (a file) and PostgreSQL (the test
-server of tests/pg.py). Every query is written once, so each test runs on each."""
+server of tandem.testing.postgres). Every query is written once, so each test runs on each."""
 
 from __future__ import annotations
 
