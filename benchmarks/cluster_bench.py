@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import statistics
 import sys
@@ -212,7 +213,7 @@ def claim_cost(server: PgServer) -> None:
         _queue(store, DEEP if name.startswith("10,000") else 1)
     try:
         samples = interleave(
-            ROUNDS * 2, {name: lambda s=s: _claims(s) for name, s in stores.items()}
+            ROUNDS * 2, {name: functools.partial(_claims, s) for name, s in stores.items()}
         )
     finally:
         for store in stores.values():
