@@ -261,8 +261,11 @@ class RunStore:
             return
         rows, self._pending = self._pending, []
         try:
+            # A batch sent again after its commit's answer was lost finds its rows there:
+            # those are skipped, the rest written.
             self._db.executemany(
-                "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, seq) DO NOTHING",
                 rows,
             )
         except StoreError:
