@@ -49,9 +49,13 @@ CHECK_AFTER_IDLE_S = 1.0
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
-def connection_options() -> dict[str, Any]:
+def connection_options(url: str, statement_timeout_s: float) -> dict[str, Any]:
     """libpq's options for the store's connections: keepalives and a TCP timeout, so a
-    server gone silent is noticed within TCP_SILENT_S, and the statement timeout."""
+    server gone silent is noticed within TCP_SILENT_S, and the statement timeout (0: none)
+    after the URL's own `options`."""
+    given = ""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        given = str(conninfo_to_dict(url).get("options") or "")
     return {
         "connect_timeout": CONNECT_TIMEOUT_S,
         "keepalives": 1,
@@ -59,7 +63,7 @@ def connection_options() -> dict[str, Any]:
         "keepalives_interval": 2,
         "keepalives_count": 3,
         "tcp_user_timeout": TCP_SILENT_S * 1000,
-        "options": f"-c statement_timeout={int(STATEMENT_TIMEOUT_S * 1000)}",
+        "options": f"{given} -c statement_timeout={int(statement_timeout_s * 1000)}".strip(),
     }
 
 
@@ -109,7 +113,7 @@ def migrate_database(url: str) -> list[Migration]:
     the server's own words within seconds); returns them."""
     where = shown_url(url)
     try:
-        options = {**connection_options(), "options": "-c statement_timeout=0"}
+        options = connection_options(url, 0)
         with psycopg.connect(url, autocommit=True, **options) as db:
             return migrate(db, where)
     except psycopg.Error as error:
@@ -166,7 +170,7 @@ class PostgresDatabase:
             url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True, **connection_options()},
+            kwargs={"autocommit": True, **connection_options(url, STATEMENT_TIMEOUT_S)},
             timeout=POOL_TIMEOUT_S,
             check=ConnectionPool.check_connection,
             open=False,
