@@ -101,6 +101,7 @@ bench: install
 	$(BIN)/python benchmarks/mcp_bench.py
 	$(BIN)/python benchmarks/console_bench.py
 	$(BIN)/python benchmarks/console_live_bench.py
+	$(BIN)/python benchmarks/cluster_bench.py
 
 proto: install
 	$(BIN)/python scripts/gen_proto.py

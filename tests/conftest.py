@@ -153,8 +153,8 @@ def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
-    """This test process's throwaway PostgreSQL (tests/pg.py), started on first use."""
-    from pg import PgServer
+    """This test process's throwaway PostgreSQL (tandem.testing.postgres), started on first use."""
+    from tandem.testing.postgres import PgServer
 
     server = PgServer()
     yield server

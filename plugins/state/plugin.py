@@ -40,9 +40,11 @@ class _Kv:
             import psycopg
 
             self._pg = psycopg.connect(url, autocommit=True, connect_timeout=5)
-            with self._pg.transaction():  # two daemons' plugins may start together
-                self._pg.execute("SELECT pg_advisory_xact_lock(hashtext('tandem state kv'))")
-                self._pg.execute(_TABLE.replace(" kv ", " plugin_state_kv ").encode())
+            made = self._pg.execute("SELECT to_regclass('plugin_state_kv')").fetchone()
+            if made == (None,):  # DDL only when needed: a role may have DML rights alone
+                with self._pg.transaction():  # two daemons' plugins may start together
+                    self._pg.execute("SELECT pg_advisory_xact_lock(hashtext('tandem state kv'))")
+                    self._pg.execute(_TABLE.replace(" kv ", " plugin_state_kv ").encode())
             return
         folder = Path(os.environ.get("TANDEM_PLUGIN_DATA", "."))
         self._db = sqlite3.connect(folder / "state.sqlite3", isolation_level=None, timeout=10)

@@ -52,11 +52,14 @@ DEFAULT_REPLAY_WINDOW_S = 7 * 24 * 3600.0
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """`cluster: {heartbeat_s, lease_s}`: how often a daemon says it lives and renews its
-    runs' leases, and how long a lease lasts (another daemon takes over after it)."""
+    """`cluster: {heartbeat_s, lease_s, poll_s}`: how often a daemon says it lives and
+    renews its runs' leases, how long a lease lasts (another daemon takes over after it),
+    and how often a daemon with room looks at the shared queue (at least every heartbeat;
+    on PostgreSQL a notification wakes it sooner)."""
 
     heartbeat_s: float = 1.0
     lease_s: float = 10.0
+    poll_s: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -255,14 +258,14 @@ def load_config(
 def _cluster(path: Path, value: Any) -> ClusterSettings:
     if value is None:
         return ClusterSettings()
-    expected = "cluster: expected {heartbeat_s: S, lease_s: L}, 0 < S < L"
-    if not isinstance(value, dict) or set(value) - {"heartbeat_s", "lease_s"}:
+    expected = "cluster: expected {heartbeat_s: S, lease_s: L, poll_s: P}, 0 < S < L, 0 < P"
+    if not isinstance(value, dict) or set(value) - {"heartbeat_s", "lease_s", "poll_s"}:
         raise DefinitionError(str(path), expected)
     numbers = [v for v in value.values() if isinstance(v, int | float) and not isinstance(v, bool)]
     if len(numbers) != len(value):
         raise DefinitionError(str(path), expected)
     settings = ClusterSettings(**{str(key): float(number) for key, number in value.items()})
-    if not 0 < settings.heartbeat_s < settings.lease_s:
+    if not (0 < settings.heartbeat_s < settings.lease_s and settings.poll_s > 0):
         raise DefinitionError(str(path), expected)
     return settings
 

@@ -22,7 +22,7 @@ from tandem_sdk.errors import (
 )
 
 from .approvals import ApprovalObserver
-from .cluster import claims
+from .cluster import claims, wakeup
 from .cluster.node import Node
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .coordinators.base import Coordinator
@@ -203,6 +203,7 @@ class RunManager:
         waits in the shared queue, for this daemon or any other."""
         if not self.accepting or self._counted() >= self.max_in_flight:
             session.close()
+            wakeup.hint(self.store)  # it waits in the shared queue: another daemon may have room
             return
         now = time.time()
         workflow = session.workflow
@@ -224,6 +225,7 @@ class RunManager:
             )
         if claim is None:
             session.close()
+            wakeup.hint(self.store)
             return
         self._attempts[session.id] = claim.attempt
         self.sessions[session.id] = session
@@ -687,7 +689,7 @@ class RunManager:
         try:
             written = claims.finish(self.store, session.id, self.node.id, attempt, end)
         except StoreError:
-            self.store.finish(session.id, *end)
+            self.store.finish(session.id, *end, fence=(self.node.id, attempt))
             return
         if not written:
             log.warning(

@@ -1,8 +1,9 @@
-"""Several daemons sharing one run store (SQLite in WAL mode): triggers on any of them run
+"""Several daemons sharing one run store, on each database (a SQLite file in WAL mode, and
+PostgreSQL): triggers on any of them run
 exactly once, a workflow's limit holds across them, a schedule fires once per slot, one
 delivery starts one run, cancel and approve work from any daemon, and a daemon that stops
 heartbeating has its runs interrupted (its late writes refused) and its queue run by the
-others."""
+others; on PostgreSQL, a server restarted mid-burst loses nothing."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ import itertools
 import json
 import re
 import signal
-import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 from conftest import Daemon, Project, eventually, tandem
 from tandem.cluster import claims
-from tandem.store import FINAL, RunStore
+from tandem.store import FINAL, RunStore, StoreError
 from tandem.webhooks.verify import sign
 from tandem_sdk._pb import control_pb2
 
 SETTINGS = """\
-store: shared/runs.sqlite3
+store: {store}
 cluster: {heartbeat_s: 0.2, lease_s: 3}
 runs: {max_in_flight: 2}
 """
@@ -58,10 +59,22 @@ SECRET = "deploy-secret"
 
 
 class Cluster:
-    def __init__(self, project: Project, daemons: list[Daemon]) -> None:
+    def __init__(self, project: Project, location: str) -> None:
         self.project = project
-        self.daemons = daemons
-        self.database = project.root / "shared" / "runs.sqlite3"
+        self.daemons: list[Daemon] = []
+        self.location = location
+        self._store: RunStore | None = None
+
+    @property
+    def store(self) -> RunStore:
+        """The test's own view of the shared store, opened once the daemons made it."""
+        if self._store is None:
+            self._store = RunStore(self.location)
+        return self._store
+
+    @property
+    def dialect(self) -> str:
+        return self.store.dialect
 
     def start(self, name: str) -> Daemon:
         daemon = Daemon(
@@ -75,11 +88,7 @@ class Cluster:
         return daemon
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        db = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
+        return list(self.store._run(sql, params).fetchall())
 
     def ended(self, run_ids: list[str]) -> bool:
         marks = ",".join("?" * len(run_ids))
@@ -101,17 +110,23 @@ def listener(daemon: Daemon) -> str:
     raise AssertionError("no http listener in the log:\n" + "\n".join(daemon.log))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     project = Project(tmp_path_factory.mktemp("cluster") / "project")
-    (project.root / "tandem.yaml").write_text(SETTINGS)
+    if request.param == "postgresql":
+        location = request.getfixturevalue("pg_server").fresh_database()
+    else:
+        location = str(project.root / "shared" / "runs.sqlite3")
+    (project.root / "tandem.yaml").write_text(SETTINGS.replace("{store}", location))
     project.plugin("gate", GATE)
     project.workflow("nap", script=NAP)
     project.workflow("single", script=NAP, limits={"max_in_flight": 1})
     project.workflow("ticker", script=NAP, triggers=[{"schedule": "* * * * * *"}])
     project.workflow("hooked", script=NAP, triggers=[{"webhook": HOOK}])
     project.workflow("held", script=POKE, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
-    group = Cluster(project, [])
+    group = Cluster(project, location)
     try:
         for name in ("a", "b", "c"):
             group.start(name)
@@ -119,12 +134,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         for daemon in group.daemons:
             daemon.close()
+        if group._store is not None:
+            group._store.close()
 
 
 def test_triggers_on_any_daemon_each_run_exactly_once(cluster: Cluster) -> None:
     a, b, c = cluster.daemons[:3]
-    run_ids = [[a, b, c][n % 3].client.trigger("nap", {"n": n}, None) for n in range(60)]
-    assert eventually(lambda: cluster.ended(run_ids), within=60)
+    # The issue's 300 on PostgreSQL; fewer on the SQLite file, whose one writer is slower.
+    count = 300 if cluster.dialect == "postgresql" else 60
+    run_ids = [
+        [a, b, c][n % 3].client.trigger("nap", {"n": n, "sleep": 0.05}, None) for n in range(count)
+    ]
+    assert eventually(lambda: cluster.ended(run_ids), within=120)
     marks = ",".join("?" * len(run_ids))
     rows = cluster.rows(
         f"SELECT status, attempt, owner, (SELECT COUNT(*) FROM events WHERE run_id=runs.id"
@@ -137,7 +158,7 @@ def test_triggers_on_any_daemon_each_run_exactly_once(cluster: Cluster) -> None:
     assert {owner for *_, owner, _ in rows} <= {daemon_id(d) for d in (a, b, c)}
     assert len({owner for *_, owner, _ in rows}) == 3
     # Every daemon lists every run, whichever ran it.
-    assert {r.id for r in c.client.runs("nap", "", 100)} == set(run_ids)
+    assert {r.id for r in c.client.runs("nap", "", count)} == set(run_ids)
 
 
 def test_a_workflow_limited_to_one_never_overlaps_across_daemons(cluster: Cluster) -> None:
@@ -232,12 +253,8 @@ def test_a_daemon_that_stops_heartbeating_is_taken_over_and_its_late_end_refused
     assert "never re-run" in (interrupted.error or "")
     # Back, it finds the run taken, cancels its copy and writes no end over the takeover.
     assert eventually(lambda: any("took it over" in line for line in late.log), within=30)
-    store = RunStore(cluster.database)
-    try:
-        end = ("succeeded", "late", None, {}, 0.0)
-        assert not claims.finish(store, run_id, late_id, 1, end)
-    finally:
-        store.close()
+    end = ("succeeded", "late", None, {}, 0.0)
+    assert not claims.finish(cluster.store, run_id, late_id, 1, end)
     again = watcher.run(run_id)
     assert (again.status, again.error) == ("interrupted", interrupted.error)
     assert late.client.run(run_id).status == "interrupted"
@@ -289,3 +306,68 @@ def test_status_lists_the_daemons_sharing_the_store(cluster: Cluster) -> None:
         listed = [line for line in lines if f" pid {daemon.pid}: heartbeat " in line]
         assert len(listed) == 1 and listed[0].startswith(f"  {mark} "), result.stdout
         assert f"state-{name})" in listed[0]
+
+
+@pytest.mark.parametrize("cluster", ["postgresql"], indirect=True)
+def test_postgresql_restarted_mid_burst_loses_nothing(cluster: Cluster, pg_server: Any) -> None:
+    a, b, c = cluster.daemons[:3]
+    accepted: list[str] = []
+
+    def trigger(n: int, sleep: float = 0.2) -> None:
+        """The burst's client: a trigger refused as UNAVAILABLE is sent again."""
+        while True:
+            try:
+                accepted.append([a, b, c][n % 3].client.trigger("nap", {"sleep": sleep}, None))
+                return
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+
+    # More than the daemons have room for (two each): some wait in the shared queue. Those
+    # running outlast the lease (3 s) unrenewed: the outage is longer than a lease.
+    for n in range(9):
+        trigger(n, sleep=3.5)
+    status = cluster.daemons[0].client.run
+    assert eventually(lambda: any(status(r).status == "running" for r in accepted))
+    in_flight = [run_id for run_id in accepted if status(run_id).status == "running"]
+    pg_server.stop()
+    try:
+        # The runs in flight end meanwhile; their daemons keep the ends to write later.
+        assert eventually(lambda: all(_ended_in_log(cluster, r) for r in in_flight), within=30)
+        with pytest.raises(grpc.RpcError) as outage:
+            a.client.trigger("nap", {}, None)
+        assert outage.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        pg_server.start()
+    # Each daemon listens for queued runs again (LISTEN on a new connection).
+    assert eventually(
+        lambda: all(
+            any("listening for queued runs again" in line for line in d.log) for d in (a, b, c)
+        )
+    )
+    for n in range(9, 30):
+        trigger(n)
+    assert eventually(lambda: _settled(cluster, accepted), within=60)
+    marks = ",".join("?" * len(accepted))
+    rows = cluster.rows(
+        f"SELECT status, attempt, (SELECT COUNT(*) FROM events WHERE run_id=runs.id"
+        f" AND kind='run.started') FROM runs WHERE id IN ({marks})",
+        *accepted,
+    )
+    assert len(rows) == len(accepted) == 30
+    assert set(rows) == {("succeeded", 1, 1)}
+    # Nor any other (the ticker's schedule runs on, beside these).
+    stuck = cluster.rows(
+        "SELECT id, status FROM runs WHERE workflow='nap' AND status IN ('queued', 'running')"
+    )
+    assert stuck == []
+
+
+def _ended_in_log(cluster: Cluster, run_id: str) -> bool:
+    return any(f"run {run_id} nap: succeeded" in line for d in cluster.daemons for line in d.log)
+
+
+def _settled(cluster: Cluster, run_ids: list[str]) -> bool:
+    try:
+        return cluster.ended(run_ids)
+    except StoreError:  # the test's own connection, until the server is back
+        return False

@@ -13,10 +13,15 @@ from typing import Any
 import grpc
 import pytest
 from conftest import Cli, Project, tandem
-from pg import PASSWORD, PASSWORD_USER
 from tandem.store import Event, RunRecord, RunStore
 from tandem.store.migrations import known
+from tandem.testing.postgres import PASSWORD, PASSWORD_USER
 
+SHARED = """
+def handler(trigger, tools, virtual_files, subagent):
+    s = tools.state
+    return {"count": s.increment(key="runs"), "first": s.add_once(key="delivery:1")}
+"""
 COUNT = """
 def handler(trigger, tools, virtual_files, subagent):
     return {"seen": trigger}
@@ -123,3 +128,58 @@ def test_a_database_that_cannot_be_used_is_one_line_at_start_without_its_passwor
     assert expected in lines[0], lines[0]
     assert json.dumps(lines[0])  # one printable line
     assert not Path(project.config.state_dir / "runs.sqlite3").exists()
+
+
+def test_copy_again_brings_up_to_date_the_runs_it_found_active_and_no_daemon_takes_them(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tandem.cluster.claims import any_claimable
+    from tandem.store.copy import copy_store
+
+    source, target = RunStore(tmp_path / "runs.sqlite3"), RunStore(pg_url)
+    try:
+        for run_id, status in (("ran", "running"), ("queued", "queued"), ("done", "succeeded")):
+            source.create(RunRecord(run_id, "count", "v1", "script", {}, status, created_at=1.0))
+        first = copy_store(source, target)
+        assert (first["runs"].added, first["runs"].active) == (3, 2)
+        assert target.get("ran").status == "running"  # type: ignore[union-attr]
+        assert not any_claimable(target, ["count"])  # the source's daemon runs it
+        source.finish("ran", "succeeded", {"ok": True}, None, {}, 2.0)
+        source.finish("done", "failed", None, "changed after it ended", {}, 2.0)
+        again = copy_store(source, target)
+        assert (again["runs"].added, again["runs"].updated, again["runs"].active) == (0, 2, 1)
+        ended = target.get("ran")
+        assert ended is not None and (ended.status, ended.output) == ("succeeded", {"ok": True})
+        assert target.get("done").status == "succeeded"  # type: ignore[union-attr]
+        assert target._run("SELECT owner FROM runs WHERE id='ran'").fetchone() == (None,)
+    finally:
+        source.close()
+        target.close()
+
+
+def test_a_role_granted_only_reads_and_writes_serves_a_migrated_store(
+    tmp_path: Path, start_daemon: Any, pg_server: Any, pg_url: str
+) -> None:
+    """The tables' owner migrates (a first daemon); a daemon whose role may only read and
+    write rows then starts, runs a workflow and keeps its state, with no DDL."""
+    database = pg_url.rsplit("/", 1)[1]
+    role, secret = f"dml_{database}", "dml-pw"
+    answers = []
+    for name, url in (("owner", pg_url), ("dml", pg_server.url(database, role, secret))):
+        if name == "dml":
+            with pg_server.admin(database) as db:
+                db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+                db.execute(
+                    f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+                )
+                db.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+                assert db.execute(
+                    "SELECT has_schema_privilege(%s, 'public', 'CREATE')", (role,)
+                ).fetchone() == (False,)
+        project = Project(tmp_path / name)
+        (project.root / "tandem.yaml").write_text(f"store: {url}\n")
+        project.workflow("shared", tools=["state.*"], script=SHARED)
+        record = start_daemon(project).run("shared")
+        assert record.status == "succeeded", record.error
+        answers.append(record.output)
+    assert answers == [{"count": 1, "first": True}, {"count": 2, "first": False}]

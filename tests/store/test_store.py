@@ -1,5 +1,5 @@
 """The run store's interface, on both databases: SQLite (a file) and PostgreSQL (the test
-server of tests/pg.py). Every query is written once, so each test runs on each."""
+server of tandem.testing.postgres). Every query is written once, so each test runs on each."""
 
 from __future__ import annotations
 
@@ -263,3 +263,50 @@ def test_retention_deletes_old_finished_runs_with_their_events_and_keeps_flagged
     assert (pruned.runs, pruned.kept) == (1, 1)
     assert [r.id for r in store.list()] == ["new", "old-flagged"]
     assert store.events("old") == [] and len(store.events("old-flagged")) == 1
+
+
+def test_a_batch_sent_again_after_its_commit_answer_was_lost_writes_what_it_lacks(
+    store: RunStore,
+) -> None:
+    store.create(_run("r", 1.0))
+    store.append_event("r", Event(1, 2.0, "log", {"n": 1}))  # no event loop: written at once
+
+    async def again_with_the_next() -> None:
+        store.append_event("r", Event(1, 2.0, "log", {"n": 1}))
+        store.append_event("r", Event(2, 3.0, "log", {"n": 2}))
+        store.flush()
+
+    asyncio.run(again_with_the_next())
+    assert [e.data for e in store.events("r")] == [{"n": 1}, {"n": 2}]
+    assert not store._pending
+
+
+@pytest.mark.parametrize("password", ["s3cret%ZZpw", "s3cr%65t%ZZ"])
+def test_a_url_that_does_not_parse_never_shows_its_password(password: str) -> None:
+    """Raw, or percent-encoded (`%65` is `e`) with a token that does not decode."""
+    with pytest.raises(StoreError) as refused:
+        RunStore(f"postgresql://tandem:{password}@127.0.0.1:1/runs")
+    assert "percent-encoded" in refused.value.message
+    assert "s3cr" not in refused.value.message and "***" in refused.value.message
+
+
+def test_a_statement_blocked_on_postgresql_is_cut_by_its_timeout(
+    pg_server: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tandem.store import postgres
+
+    monkeypatch.setattr(postgres, "STATEMENT_TIMEOUT_S", 1.0)
+    store = RunStore(pg_url)
+    try:
+        assert store._run("SHOW statement_timeout").fetchone() == ("1s",)
+        # libpq's own side: a server gone silent is given up by the kernel, not waited on.
+        settings = store._db._kept.info.get_parameters()  # type: ignore[attr-defined]
+        assert settings["keepalives"] == "1" and int(settings["tcp_user_timeout"]) > 0
+        with pg_server.admin(pg_url.rsplit("/", 1)[1]) as holder, holder.transaction():
+            holder.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreError, match="statement timeout"):
+                store.get("r")
+        store.create(_run("r", 1.0))  # the store works on once the lock is gone
+        assert store.get("r") is not None
+    finally:
+        store.close()

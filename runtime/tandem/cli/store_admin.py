@@ -25,7 +25,7 @@ def add_parser(commands: Any) -> None:
     copy = verbs.add_parser(
         "copy",
         help="copy a store's runs, traces, workflow versions and deliveries into another;"
-        " rows already there are kept, so it can run again",
+        " rows already there are kept but for runs found active, so it can run again",
     )
     copy.add_argument(
         "--from",
@@ -89,7 +89,14 @@ def _copy(config: ProjectConfig, source: str | None, target: str | None) -> int:
     finally:
         reading.close()
         writing.close()
-    for table, (read, added) in counts.items():
-        print(f"{table}: {read} read, {added} new")
+    for table, done in counts.items():
+        updated = f", {done.updated} brought up to date" if done.updated else ""
+        print(f"{table}: {done.read} read, {done.added} new{updated}")
+    active = counts["runs"].active
+    if active:
+        print(
+            f"{active} runs active in the source (queued, running or waiting) copied as they"
+            " stand: no daemon here runs them; copy again once they ended to bring their ends"
+        )
     print(f"copied into {where}")
     return EXIT_OK

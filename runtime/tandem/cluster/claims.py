@@ -60,14 +60,7 @@ def claim_next(
             names = [name for name in versions if name not in full]
             if not names:
                 return None
-            marks = ", ".join("?" * len(names))
-            which = " AND id=?" if run_id else ""
-            sql = (
-                f"SELECT id, workflow FROM runs WHERE {CLAIMABLE} AND workflow IN ({marks})"  # noqa: S608
-                f"{which} ORDER BY created_at, id LIMIT 1"
-            )
-            if store.dialect == "postgresql":
-                sql += " FOR UPDATE SKIP LOCKED"
+            sql = oldest_sql(store.dialect, len(names), one=run_id is not None)
             row = execute(sql, (*names, *([run_id] if run_id else []))).fetchone()
             if row is None:
                 return None
@@ -84,6 +77,19 @@ def claim_next(
             break
     store._changed(candidate)
     return Claim(candidate, int(attempt))
+
+
+def oldest_sql(dialect: str, workflows: int, *, one: bool = False) -> str:
+    """The claim's read: the oldest claimable run of `workflows` workflows (or the one run
+    named last), read in order from the index of queued runs (runs_claimable), so its cost
+    does not grow with the queue; on PostgreSQL its row locked past other claimers."""
+    marks = ", ".join("?" * workflows)
+    which = " AND id=?" if one else ""
+    sql = (
+        f"SELECT id, workflow FROM runs WHERE {CLAIMABLE} AND workflow IN ({marks})"  # noqa: S608
+        f"{which} ORDER BY created_at, id LIMIT 1"
+    )
+    return sql + " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else sql
 
 
 def _in_flight(store: RunStore, execute: Any, workflow: str) -> int:

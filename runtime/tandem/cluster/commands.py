@@ -16,6 +16,8 @@ from tandem_sdk.errors import TandemError
 
 from tandem.store import RunStore
 
+from . import wakeup
+
 # How often the asking daemon looks for the answer, and how long it waits for one.
 ANSWER_POLL_S = 0.02
 
@@ -39,6 +41,7 @@ def send(store: RunStore, owner: str, run_id: str, kind: str, args: dict[str, An
         " VALUES (?, ?, ?, ?, ?, ?)",
         (command_id, run_id, owner, kind, json.dumps(args), time.time()),
     )
+    wakeup.hint(store)
     return command_id
 
 

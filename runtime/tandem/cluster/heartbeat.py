@@ -6,19 +6,17 @@ stopped heartbeating."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from . import claims, commands, members, remote
+from . import claims, commands, members, remote, wakeup
 
 if TYPE_CHECKING:
     from tandem.runs import RunManager
 
 log = logging.getLogger(__name__)
-# How often an idle daemon with room looks at the shared queue and its commands: the
-# wake-up between daemons (PostgreSQL's LISTEN/NOTIFY may make it sooner, never later).
-POLL_S = 0.25
 SWEEP_S = 3600.0  # how often the registry, commands and schedule slots are swept
 
 
@@ -29,9 +27,28 @@ class Heartbeat:
         self._next_beat = 0.0
         self._next_sweep = 0.0
         self._failing = False
+        # After the store was away, every member's heartbeat is old: reap none before this,
+        # a lease after the last failed beat, so the others (back too) beat first.
+        self._reap_after = 0.0
+        self._woken = asyncio.Event()
 
     async def run_forever(self) -> None:
-        poll = min(POLL_S, self.node.settings.heartbeat_s)
+        # How often an idle daemon with room looks at the shared queue and its commands; on
+        # PostgreSQL a notification (a run left queued) wakes it sooner, never later.
+        poll = min(self.node.settings.poll_s, self.node.settings.heartbeat_s)
+        listener = None
+        if self.runs.store.dialect == "postgresql" and self.node.claims:
+            listener = wakeup.Listener(
+                str(self.runs.store.location), asyncio.get_running_loop(), self._woken.set
+            )
+            listener.start()
+        try:
+            await self._beat_forever(poll)
+        finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
+
+    async def _beat_forever(self, poll: float) -> None:
         while True:
             try:
                 self.tick(time.time())
@@ -39,10 +56,13 @@ class Heartbeat:
                     log.info("the run store answers again")
                 self._failing = False
             except Exception as error:  # the store may be away a while: say so once
+                self._reap_after = time.time() + self.node.settings.lease_s
                 if not self._failing:
                     log.error("cluster heartbeat failed: %s", error)
                 self._failing = True
-            await asyncio.sleep(poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), poll)
+            self._woken.clear()
 
     def tick(self, now: float) -> None:
         store, node = self.runs.store, self.node
@@ -52,7 +72,9 @@ class Heartbeat:
             self._next_beat = now + node.settings.heartbeat_s
             members.beat(store, node.id, self.runs.active, now)
             self.runs.keep_only(claims.renew(store, node.id, node.lease_until(now)))
-            reaped = members.reap(store, node.id, node.settings.lease_s, now)
+            reaped = members.Reaped([], [], [])
+            if now >= self._reap_after:
+                reaped = members.reap(store, node.id, node.settings.lease_s, now)
             for member in reaped.dead:
                 log.warning(
                     "daemon %s stopped heartbeating: %d run(s) interrupted, %d queued run(s)"

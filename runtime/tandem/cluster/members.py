@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from tandem.store import RunStore
 
+from . import wakeup
+
 _COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
 # Why a run that was running on a daemon that died is not run again.
 # How long stopped members and fired schedule slots are kept.
@@ -162,6 +164,8 @@ def _requeue(store: RunStore, member_id: str) -> list[str]:
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
         (member_id,),
     ).fetchall()
+    if rows:
+        wakeup.hint(store)
     return [run_id for (run_id,) in rows]
 
 

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,8 +28,14 @@ from .records import StoreError
 
 # Seconds to reach the server: a wrong host or a stopped server is said at once.
 CONNECT_TIMEOUT_S = 5
+# The store's statements are short and run on the daemon's event loop: one the server
+# holds longer (a lock another client keeps) is cancelled by the server after this many
+# seconds, and one whose server went silent (a partition) is given up by the kernel
+# after TCP_SILENT_S, so neither freezes the daemon for minutes. Migrations have no limit.
+STATEMENT_TIMEOUT_S = 5.0
+TCP_SILENT_S = 10
 # Seconds a statement waits for a pooled connection before the store says it cannot work.
-POOL_TIMEOUT_S = 2.0
+POOL_TIMEOUT_S = 1.0
 # After that, statements fail at once for this long (the pool reconnects behind them), so
 # a daemon whose database is gone is not held up by every statement in turn.
 DOWN_FOR_S = 2.0
@@ -42,6 +49,24 @@ CHECK_AFTER_IDLE_S = 1.0
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
+def connection_options(url: str, statement_timeout_s: float) -> dict[str, Any]:
+    """libpq's options for the store's connections: keepalives and a TCP timeout, so a
+    server gone silent is noticed within TCP_SILENT_S, and the statement timeout (0: none)
+    after the URL's own `options`."""
+    given = ""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        given = str(conninfo_to_dict(url).get("options") or "")
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": TCP_SILENT_S * 1000,
+        "options": f"{given} -c statement_timeout={int(statement_timeout_s * 1000)}".strip(),
+    }
+
+
 def shown_url(url: str) -> str:
     """The URL as messages name it: `postgresql://user@host:port/db`, never a password."""
     try:
@@ -53,16 +78,32 @@ def shown_url(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
-def _password(url: str) -> str:
+def _written_passwords(url: str) -> list[str]:
+    """The password as written in a URL, after `scheme://user:` up to the first `@` and up
+    to the last one (a URL that does not parse may mean either)."""
+    _, scheme, rest = url.partition("://")
+    user, colon, after = rest.partition(":")
+    if not scheme or not colon or "/" in user or "@" in user:
+        return []
+    return [after[:end] for end in {after.find("@"), after.rfind("@")} if end > 0]
+
+
+def _secrets(url: str) -> list[str]:
+    """Every form of the URL's password a message may quote: as parsed, and as written,
+    raw and percent-decoded, whether the URL parses or not; longest first."""
+    found: set[str] = set()
     with contextlib.suppress(psycopg.ProgrammingError):
-        return str(conninfo_to_dict(url).get("password") or "")
-    return ""
+        found.add(str(conninfo_to_dict(url).get("password") or ""))
+    for written in _written_passwords(url):
+        found.update((written, urllib.parse.unquote(written)))
+    return sorted(found - {""}, key=len, reverse=True)
 
 
 def _store_error(where: str, url: str, error: Exception) -> StoreError:
     message = str(error) or type(error).__name__
-    secret = _password(url)
-    if secret:  # drivers do not print it; a message that quotes the URL would
+    # Drivers do not print a password, but a message that quotes the URL or a token of
+    # one that does not parse would.
+    for secret in _secrets(url):
         message = message.replace(secret, "***")
     return StoreError(where, message, unavailable=isinstance(error, _UNREACHABLE))
 
@@ -72,7 +113,8 @@ def migrate_database(url: str) -> list[Migration]:
     the server's own words within seconds); returns them."""
     where = shown_url(url)
     try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as db:
+        options = connection_options(url, 0)
+        with psycopg.connect(url, autocommit=True, **options) as db:
             return migrate(db, where)
     except psycopg.Error as error:
         raise _store_error(where, url, error) from None
@@ -128,7 +170,7 @@ class PostgresDatabase:
             url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            kwargs={"autocommit": True, **connection_options(url, STATEMENT_TIMEOUT_S)},
             timeout=POOL_TIMEOUT_S,
             check=ConnectionPool.check_connection,
             open=False,

@@ -74,6 +74,7 @@ class RunStore:
         # be reached), by run: written with the next statement that gets through, and
         # shown by every read meanwhile.
         self._ends: dict[str, tuple[str, str, str | None, str, float]] = {}
+        self._fences: dict[str, tuple[str, int]] = {}  # run -> (owner, attempt) of its end
         self._flush_timer: asyncio.TimerHandle | None = None
         # Called with a run's id when it is made or its status or flag changes (the
         # console's live runs page).
@@ -200,22 +201,34 @@ class RunStore:
         error: str | None,
         usage: dict[str, int],
         at: float,
+        fence: tuple[str, int] | None = None,
     ) -> None:
         """Record a run's end, after its trace. A store that cannot take it now (a full
         disk) keeps it to write with the next statement that gets through; reads show it
-        meanwhile, so the run never looks as if it still ran."""
+        meanwhile, so the run never looks as if it still ran. `fence`: (owner, attempt)
+        the run must still have for the end to be written (one kept through an outage
+        must not overwrite another daemon's takeover)."""
         self._ends[run_id] = (status, json.dumps(output), error, json.dumps(usage), at)
+        if fence is not None:
+            self._fences[run_id] = fence
         self._flush_before()
         self._changed(run_id)
 
     def _write_ends(self) -> None:
         for run_id, (status, output, error, usage, at) in list(self._ends.items()):
-            self._db.execute(
-                "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"
-                " finished_at=? WHERE id=?",
-                (status, output, error, usage, at, run_id),
+            fence = self._fences.get(run_id)
+            fenced = " AND owner=? AND attempt=?" if fence else ""
+            cursor = self._db.execute(
+                "UPDATE runs SET status=?, output_json=?, error=?, usage_json=?,"  # noqa: S608 - constant conditions
+                f" finished_at=?, lease_until=NULL WHERE id=?{fenced}",
+                (status, output, error, usage, at, run_id, *(fence or ())),
             )
             del self._ends[run_id]
+            self._fences.pop(run_id, None)
+            if fence and cursor.rowcount != 1:
+                log.warning(
+                    "run %s: its end (%s) was refused: another daemon took it", run_id, status
+                )
 
     def _shown(self, record: RunRecord) -> RunRecord:
         """The record as it is, its end included when the store has not written it yet."""
@@ -253,8 +266,11 @@ class RunStore:
             return
         rows, self._pending = self._pending, []
         try:
+            # A batch sent again after its commit's answer was lost finds its rows there:
+            # those are skipped, the rest written.
             self._db.executemany(
-                "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (run_id, seq, ts, kind, data_json) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, seq) DO NOTHING",
                 rows,
             )
         except StoreError:

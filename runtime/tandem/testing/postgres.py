@@ -1,7 +1,8 @@
-"""A throwaway PostgreSQL for the tests: Debian's binaries (make install), a cluster made by
-initdb in a temporary folder and run as an unprivileged user (PostgreSQL refuses root),
-listening on a socket in that folder and on a free loopback port. One per test process
-(pytest-xdist workers each start their own); each test gets a database of its own."""
+"""A throwaway PostgreSQL for the tests and benchmarks: Debian's binaries (make install),
+a cluster made by initdb in a temporary folder and run as an unprivileged user
+(PostgreSQL refuses root), listening on a socket in that folder and on a free loopback
+port. One per test process (pytest-xdist workers each start their own); each test gets a
+database of its own."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ NOBODY = 65534
 # The superuser every test database belongs to (trust: no password), and a user with a
 # password over TCP, for the tests of a wrong password.
 SUPERUSER = "tandem"
-PASSWORD_USER = "secretive"
-PASSWORD = "s3cret-pw-never-printed"
+PASSWORD_USER = "secretive"  # noqa: S105 - a throwaway server's test user
+PASSWORD = "s3cret-pw-never-printed"  # noqa: S105 - a throwaway server's
 
 
 def binaries() -> Path | None:
