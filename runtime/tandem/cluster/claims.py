@@ -5,6 +5,7 @@ status by the daemon executing it, refused once another daemon has taken the run
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,10 +70,13 @@ def claim_next(
             if limit is not None and _in_flight(store, execute, workflow) >= limit:
                 full.add(workflow)
                 continue
+            # The start as of the claim, after the count: a run another daemon ended
+            # before this count read it ended before this run started, by the runs' times.
+            started = max(now, time.time())
             attempt = execute(
                 "UPDATE runs SET owner=?, attempt=attempt+1, lease_until=?, status='running',"
                 " started_at=?, workflow_version=? WHERE id=? RETURNING attempt",
-                (me, lease_until, now, versions[workflow], candidate),
+                (me, lease_until, started, versions[workflow], candidate),
             ).fetchone()[0]
             break
     store._changed(candidate)
