@@ -49,11 +49,12 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     slack = SlackStandIn().start()
     project = Project(tmp_path_factory.mktemp("remote_ui") / "project")
-    (project.root / "tandem.yaml").write_text(SETTINGS)
+    database = project.root / "shared" / "runs.sqlite3"
+    (project.root / "tandem.yaml").write_text(SETTINGS.replace("{store}", str(database)))
     _workflow(project, "react", "eng")
     project.workflow("nap", script=NAP)
     env = {**slack.env, "SLACK_SIGNING_SECRET": SIGNING_SECRET, TOKEN_VARIABLE: TOKEN}
-    cluster = Cluster(project, [])
+    cluster = Cluster(project, str(database))
     try:
         for name in ("a", "b"):
             cluster.daemons.append(
