@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import traceback
 
 import pytest
 from conftest import Project, eventually, tandem
@@ -194,6 +196,47 @@ def test_ctrl_c_on_a_followed_run_cancels_it_and_says_so(project: Project, start
     assert process.returncode == 130, err
     assert f"run {run.id} cancelled\n" in err
     assert eventually(lambda: daemon.client.run(run.id).status == "cancelled")
+
+
+def test_ctrl_c_while_a_follow_waits_in_grpc_is_raised_outside_grpc(
+    project: Project, start_daemon
+) -> None:
+    # Raised inside grpc's lock wait, KeyboardInterrupt can leave the lock half released
+    # (RuntimeError, a traceback, exit 1): Ctrl-C comes while the follow waits there.
+    import signal
+    import sys
+    import threading
+
+    from tandem.cli.follow import follow
+
+    project.workflow("waits", script=WAITS, tools=["state.*"], limits={"timeout_s": 60})
+    daemon = start_daemon(project)
+    run_id = daemon.client.trigger("waits", {}, None)
+    main = threading.main_thread().ident
+    assert threading.get_ident() == main, "signals reach the main thread only"
+
+    def waiting_in_grpc() -> bool:
+        frame = sys._current_frames().get(main or 0)
+        stack = traceback.extract_stack(frame) if frame else []
+        return bool(stack) and stack[-1].name == "wait" and _in_grpc(stack)
+
+    def interrupt() -> None:
+        if eventually(waiting_in_grpc):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            follow(daemon.client, run_id, lambda _: None)
+    finally:
+        sender.join()
+        daemon.client.cancel(run_id)
+    assert not _in_grpc(traceback.extract_tb(raised.tb))
+
+
+def _in_grpc(stack: traceback.StackSummary) -> bool:
+    return any(f"{os.sep}grpc{os.sep}" in frame.filename for frame in stack)
 
 
 def test_a_run_through_the_daemon_warns_of_variables_its_plugins_see_otherwise(

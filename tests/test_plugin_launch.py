@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 from tandem.plugins.launch import launch
 from tandem.plugins.link import PluginLink
 from tandem.plugins.manifest import PluginManifest, read_manifest
@@ -114,8 +115,12 @@ async def _call(socket: Path, tool: str) -> str:
 
 
 def _environ(pid: int) -> dict[str, str]:
-    """The environment a process was started with."""
-    items = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    """The environment a process was started with. A child's exec has closed the pipe its
+    parent waits on (so the start has returned) before the kernel lays out the new
+    program's environment, which reads empty until then: wait for it."""
+    environ = Path(f"/proc/{pid}/environ")
+    assert eventually(lambda: environ.read_bytes() != b""), "the process never exec'd"
+    items = environ.read_text().split("\0")
     return dict(item.split("=", 1) for item in items if item)
 
 

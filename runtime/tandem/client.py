@@ -24,7 +24,14 @@ from tandem_sdk.protocol import GRPC_OPTIONS, MAX_MESSAGE_BYTES
 
 from tandem.store import Event, RunRecord
 
-__all__ = ["AsyncToolHostClient", "ControlClient", "OpenSession", "ToolHostClient", "ToolInfo"]
+__all__ = [
+    "AsyncToolHostClient",
+    "ControlClient",
+    "EventStream",
+    "OpenSession",
+    "ToolHostClient",
+    "ToolInfo",
+]
 
 CLOSE_WAIT_S = 30.0  # how long close() waits for the daemon to end the run
 
@@ -69,6 +76,22 @@ class OpenSession:
                 pass
         finally:
             self._ended.set()
+
+
+class EventStream:
+    """A run's events as WatchRun streams them. `cancel()` may be called from another thread
+    or a signal handler: the iteration then raises RpcError CANCELLED."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Event]:
+        for batch in self._call:
+            for message in batch.events:
+                yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class ControlClient:
@@ -117,11 +140,9 @@ class ControlClient:
         )
         return str(self.stub.Trigger(request).run_id)
 
-    def watch(self, run_id: str) -> Iterator[Event]:
+    def watch(self, run_id: str) -> EventStream:
         """The run's events so far, then each one as it is written, until the run ends."""
-        for batch in self.stub.WatchRun(control_pb2.WatchRunRequest(run_id=run_id)):
-            for message in batch.events:
-                yield Event(message.seq, message.ts, message.kind, json.loads(message.data_json))
+        return EventStream(self.stub.WatchRun(control_pb2.WatchRunRequest(run_id=run_id)))
 
     def run(self, run_id: str) -> RunRecord:
         """The run with its whole trace, read a page at a time (each within this client's

@@ -28,6 +28,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_two_reloads_at_once_start_a_new_server_once(tmp_path: Path) -> None:
+    # Children of this process it did not start here (an earlier test's, still ending or
+    # not yet reaped, in the same test worker) are not this test's servers.
+    earlier = set(_children())
+
     async def main() -> tuple[list[list[str]], list[int], int]:
         manager = PluginManager([], tmp_path / "sock", tmp_path / "data", project_root=tmp_path)
         (tmp_path / "sock").mkdir()
@@ -36,7 +40,7 @@ def test_two_reloads_at_once_start_a_new_server_once(tmp_path: Path) -> None:
         (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
         changes = await asyncio.gather(manager.reload(), manager.reload())
         probe = manager.plugins["probe"]
-        started = [pid for pid in _children() if pid != os.getpid()]
+        started = [pid for pid in _children() if pid not in earlier]
         serving = probe.pid or 0
         await manager.stop()
         return changes, started, serving

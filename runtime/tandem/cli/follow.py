@@ -11,6 +11,7 @@ import grpc
 
 from tandem.client import ControlClient
 from tandem.store import Event, RunRecord
+from tandem.watching import watch_run
 
 RECONNECT_S = 5.0
 
@@ -27,14 +28,19 @@ def follow(
     reconnect: Callable[[], ControlClient | None] | None = None,
 ) -> tuple[ControlClient, RunRecord]:
     """Pass every event of the run to `on_event`, once, then return its record (and the
-    client that answered last). DaemonLost when no daemon comes back in time."""
+    client that answered last). DaemonLost when no daemon comes back in time;
+    KeyboardInterrupt on Ctrl-C (see tandem.watching)."""
     last, first = 0, client
+
+    def once(event: Event) -> None:  # a watch after a reconnect starts at the first event
+        nonlocal last
+        if event.seq > last:
+            last = event.seq
+            on_event(event)
+
     while True:
         try:
-            for event in client.watch(run_id):
-                if event.seq > last:
-                    last = event.seq
-                    on_event(event)
+            watch_run(client, run_id, once)
             return client, client.run(run_id)
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE or reconnect is None:

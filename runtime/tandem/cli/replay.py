@@ -120,6 +120,7 @@ def _replay_one(
     import grpc
 
     from tandem.replay import Recording, took_a_step
+    from tandem.watching import watch_run
 
     recorded = client.run(run_id)
     try:
@@ -129,8 +130,7 @@ def _replay_one(
             raise
         why = str(rpc_error(error))
         return _not_run(recorded, None, args.coordinator or recorded.coordinator, why)
-    for _ in client.watch(replay_id):
-        pass
+    watch_run(client, replay_id)
     replayed = client.run(replay_id)
     if replayed.status != "succeeded" and not took_a_step(replayed):
         why = replayed.error or f"it ended {replayed.status}"

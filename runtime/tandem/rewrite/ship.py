@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.client import ControlClient
+from tandem.watching import watch_run
 
 from .branch import (
     Repository,
@@ -118,8 +119,7 @@ def open_pull_request(
         "draft": draft,
     }
     run_id = client.trigger(PR_WORKFLOW.name, payload, None, workflow_path=PR_WORKFLOW)
-    for _ in client.watch(run_id):
-        pass
+    watch_run(client, run_id)
     record = client.run(run_id)
     if record.status != "succeeded" or not isinstance(record.output, dict):
         raise BranchError(

@@ -28,6 +28,7 @@ from tandem.client import ControlClient
 from tandem.escalation import EVENT as ESCALATION_EVENT
 from tandem.replay import Recording
 from tandem.store import RunRecord
+from tandem.watching import watch_run
 from tandem.workflows import Workflow
 
 from .material import shrink
@@ -162,8 +163,7 @@ def validate(client: ControlClient, runs: Sequence[RunRecord], candidate: Path) 
             nothing = diff_plans(recording.plan, [], wrong=recording.wrong)
             verdicts.append(Verdict(recorded, None, nothing, [], refused))
             continue
-        for _ in client.watch(replay_id):
-            pass
+        watch_run(client, replay_id)
         verdicts.append(judge(recorded, client.run(replay_id)))
     return verdicts
 
