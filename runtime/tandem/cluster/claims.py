@@ -51,7 +51,8 @@ def claim_next(
     (`versions`: workflow -> the version it runs), short of any workflow whose
     `limits.max_in_flight` (`limits`) the cluster's runs in flight already reach. One short
     transaction: on PostgreSQL the row is locked past other claimers (SKIP LOCKED) and a
-    limited workflow's count is taken under its advisory lock."""
+    limited workflow's count is taken under its advisory lock (skipped while another
+    claimer holds it)."""
     if not versions:
         return None
     full: set[str] = set()
@@ -66,7 +67,7 @@ def claim_next(
                 return None
             candidate, workflow = row
             limit = limits.get(workflow)
-            if limit is not None and _in_flight(store, execute, workflow) >= limit:
+            if limit is not None and not _has_room(store, execute, workflow, limit):
                 full.add(workflow)
                 continue
             attempt = execute(
@@ -92,14 +93,22 @@ def oldest_sql(dialect: str, workflows: int, *, one: bool = False) -> str:
     return sql + " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else sql
 
 
-def _in_flight(store: RunStore, execute: Any, workflow: str) -> int:
+def _has_room(store: RunStore, execute: Any, workflow: str, limit: int) -> bool:
+    """Whether the cluster's runs in flight of a limited workflow are below its limit, counted
+    under the workflow's advisory lock on PostgreSQL. The lock is only tried: a claimer
+    holding it counts that workflow now, and one claim waiting on another's lock while
+    holding its own could deadlock; the workflow is skipped until the next claim."""
     if store.dialect == "postgresql":
-        execute("SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",))
+        locked = execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",)
+        ).fetchone()[0]
+        if not locked:
+            return False
     row = execute(
         f"SELECT COUNT(*) FROM runs WHERE workflow=? AND {IN_FLIGHT}",  # noqa: S608
         (workflow,),
     ).fetchone()
-    return int(row[0])
+    return int(row[0]) < limit
 
 
 def any_claimable(store: RunStore, workflows: list[str]) -> bool:

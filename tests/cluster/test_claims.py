@@ -1,0 +1,103 @@
+"""Claims, leases and the daemons registry against a real store, on each database: daemons
+are played by their ids over one store (several RunStores on one PostgreSQL database)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tandem.cluster import claims, members
+from tandem.store import RunStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "runs.sqlite3")
+
+
+@pytest.fixture
+def store(location: str) -> Iterator[RunStore]:
+    opened = RunStore(location)
+    yield opened
+    opened.close()
+
+
+def add_run(
+    store: RunStore,
+    run_id: str,
+    workflow: str = "wf",
+    *,
+    status: str = "queued",
+    owner: str | None = None,
+    mode: str = "live",
+    created_at: float = 0.0,
+) -> None:
+    store._run(
+        "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
+        " created_at, mode, host_pid, owner, attempt, lease_until) VALUES"
+        " (?, ?, 'v1', 'script', 'null', ?, ?, ?, 1, ?, ?, ?)",
+        (
+            run_id,
+            workflow,
+            status,
+            created_at or time.time(),
+            mode,
+            owner,
+            1 if status == "running" else 0,
+            time.time() + 60 if status == "running" else None,
+        ),
+    )
+
+
+def status_of(store: RunStore, run_id: str) -> str:
+    return str(store._run("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0])
+
+
+def test_claimers_of_two_full_limited_workflows_never_deadlock(pg_url: str) -> None:
+    """Each claim looks at the oldest run of either workflow, both at their limit: claimers
+    meeting each other's workflows in opposite orders must pass, not wait on each other."""
+    setup = RunStore(pg_url)
+    now = time.time()
+    for workflow in ("a", "b"):
+        add_run(setup, f"{workflow}-running", workflow, status="running", owner="elsewhere")
+    for n in range(40):
+        add_run(setup, f"q{n:03}", "ab"[n % 2], created_at=now + n)
+    setup.close()
+    errors: list[BaseException] = []
+
+    def claimer(me: str) -> None:
+        store = RunStore(pg_url)
+        try:
+            for _ in range(30):
+                claim = claims.claim_next(
+                    store, me, {"a": "v1", "b": "v1"}, {"a": 1, "b": 1}, now, now + 60
+                )
+                assert claim is None  # both full: nothing to take
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"d{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+
+
+def dead_pid() -> int:
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(process.stdout)
