@@ -80,7 +80,7 @@ def test_claimers_of_two_full_limited_workflows_never_deadlock(pg_url: str) -> N
                     store, me, {"a": "v1", "b": "v1"}, {"a": 1, "b": 1}, now, now + 60
                 )
                 assert claim is None  # both full: nothing to take
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:  # reported by the test
             errors.append(error)
         finally:
             store.close()
@@ -101,3 +101,24 @@ def dead_pid() -> int:
         text=True,
     )
     return int(process.stdout)
+
+
+def test_a_member_of_this_machine_with_a_fresh_heartbeat_is_never_reaped(
+    store: RunStore,
+) -> None:
+    """A daemon in another container of the same hostname (its pid means nothing here)
+    heartbeats: its runs stay its own until it misses beats, whatever its pid says here."""
+    now = time.time()
+    store._run(
+        "INSERT INTO daemons (id, host, pid, state_dir, role, started_at, heartbeat_at,"
+        " in_flight) VALUES ('twin', ?, ?, '/state', 'daemon', ?, ?, 1)",
+        (members.this_host(), dead_pid(), now, now),
+    )
+    add_run(store, "twin-run", status="running", owner="twin")
+    reaped = members.reap(store, "me", 10.0, now + 0.5, beat_s=1.0)
+    assert reaped.dead == []
+    assert status_of(store, "twin-run") == "running"
+    # Gone here and two beats missed: no need to wait out the lease.
+    reaped = members.reap(store, "me", 10.0, now + 3, beat_s=1.0)
+    assert [m.id for m in reaped.dead] == ["twin"]
+    assert status_of(store, "twin-run") == "interrupted"

@@ -74,7 +74,10 @@ class Heartbeat:
             self.runs.keep_only(claims.renew(store, node.id, node.lease_until(now)))
             reaped = members.Reaped([], [], [])
             if now >= self._reap_after:
-                reaped = members.reap(store, node.id, node.settings.lease_s, now)
+                settings = node.settings
+                reaped = members.reap(
+                    store, node.id, settings.lease_s, now, beat_s=settings.heartbeat_s
+                )
             for member in reaped.dead:
                 log.warning(
                     "daemon %s stopped heartbeating: %d run(s) interrupted, %d queued run(s)"

@@ -85,13 +85,13 @@ def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
     return [Member(*row) for row in rows]
 
 
-def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
+def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float) -> Reaped:
     """Mark dead the members whose heartbeat is older than `lease_s` (or, on this machine,
-    whose process is gone), interrupt the runs they were running or holding for an
-    approval, and put their queued runs back in the shared queue; interrupt too any running
-    run whose lease ran out. Each statement is conditional, so daemons reaping together
-    each take a different share, never the same run twice."""
-    here = this_host()
+    whose process is gone and who missed two heartbeats of `beat_s`), interrupt the runs
+    they were running or holding for an approval, and put their queued runs back in the
+    shared queue; interrupt too any running run whose lease ran out. Each statement is
+    conditional, so daemons reaping together each take a different share, never the same
+    run twice."""
     rows = store._run(
         f"SELECT {_COLUMNS} FROM daemons WHERE stopped_at IS NULL AND id<>?",  # noqa: S608
         (me,),
@@ -100,7 +100,8 @@ def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
     dead = [
         m
         for m in candidates
-        if m.heartbeat_at < now - lease_s or (m.host == here and not _alive(m.pid))
+        if m.heartbeat_at < now - lease_s
+        or (m.heartbeat_at < now - 2 * beat_s and _gone_from_here(m))
     ]
     reaped = Reaped([], [], [])
     for member in dead:
@@ -167,6 +168,13 @@ def _requeue(store: RunStore, member_id: str) -> list[str]:
     if rows:
         wakeup.hint(store)
     return [run_id for (run_id,) in rows]
+
+
+def _gone_from_here(member: Member) -> bool:
+    """A member of this machine whose process is gone. Only a shortcut past the lease for a
+    member that already missed heartbeats: a hostname may be shared (containers, a default
+    name) and a pid seen from another pid namespace, so a fresh heartbeat always wins."""
+    return member.host == this_host() and not _alive(member.pid)
 
 
 def _alive(pid: int) -> bool:

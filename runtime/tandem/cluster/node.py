@@ -30,10 +30,12 @@ class Node:
 
     def join(self) -> members.Reaped:
         """Register, then reap the members that are gone (a previous daemon of this machine
-        at once: its process is gone), so their runs end `interrupted` now."""
+        whose process is gone, once it missed two heartbeats), so their runs end
+        `interrupted` now."""
         now = time.time()
         members.register(self.store, self.id, str(self.state_dir), self.role, now)
-        return members.reap(self.store, self.id, self.settings.lease_s, now)
+        settings = self.settings
+        return members.reap(self.store, self.id, settings.lease_s, now, beat_s=settings.heartbeat_s)
 
     def leave(self) -> None:
         members.stopped(self.store, self.id, time.time())
