@@ -506,6 +506,11 @@ class RunManager:
         return True
 
     @property
+    def executing(self) -> list[str]:
+        """The runs this host started, whose leases its heartbeat renews."""
+        return list(self._attempts)
+
+    @property
     def active(self) -> int:
         return len(self._tasks)
 

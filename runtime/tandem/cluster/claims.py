@@ -5,7 +5,7 @@ status by the daemon executing it, refused once another daemon has taken the run
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,15 +177,21 @@ def cancel_queued(store: RunStore, run_id: str, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def renew(store: RunStore, me: str, lease_until: float) -> dict[str, int]:
-    """Renew the leases of this daemon's running runs in one statement (a run waiting for
-    approval holds none: its daemon's heartbeat keeps it); the runs still this daemon's,
-    with their attempts."""
-    store._run(
-        "UPDATE runs SET lease_until=CASE WHEN status='running' THEN ? ELSE NULL END"
-        " WHERE owner=? AND status IN ('running', 'waiting')",
-        (lease_until, me),
-    )
+def renew(
+    store: RunStore, me: str, lease_until: float, executing: Collection[str]
+) -> dict[str, int]:
+    """Renew the leases of the runs this daemon executes (`executing`) in one statement (a
+    run waiting for approval holds none: its daemon's heartbeat keeps it); the runs still
+    this daemon's, with their attempts. A run the store says is this daemon's but that it
+    does not execute (claimed, then never started) is not renewed: its lease runs out and
+    any daemon's reap ends it."""
+    if executing:
+        marks = ", ".join("?" * len(executing))
+        store._run(
+            "UPDATE runs SET lease_until=CASE WHEN status='running' THEN ? ELSE NULL END"  # noqa: S608
+            f" WHERE owner=? AND status IN ('running', 'waiting') AND id IN ({marks})",
+            (lease_until, me, *executing),
+        )
     rows = store._run(
         "SELECT id, attempt FROM runs WHERE owner=? AND status IN ('running', 'waiting')", (me,)
     ).fetchall()

@@ -71,7 +71,8 @@ class Heartbeat:
         if now >= self._next_beat:
             self._next_beat = now + node.settings.heartbeat_s
             members.beat(store, node.id, self.runs.active, now)
-            self.runs.keep_only(claims.renew(store, node.id, node.lease_until(now)))
+            lease = node.lease_until(now)
+            self.runs.keep_only(claims.renew(store, node.id, lease, self.runs.executing))
             reaped = members.Reaped([], [], [])
             if now >= self._reap_after:
                 settings = node.settings
