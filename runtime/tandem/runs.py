@@ -340,7 +340,11 @@ class RunManager:
                 " cancelling this daemon's copy",
                 run_id,
             )
-            self._taken_over.add(run_id)  # its end is not this daemon's to write
+            session = self.sessions.get(run_id)
+            if session is not None:
+                self._lose(session)  # its end and trace are not this daemon's to write
+            else:
+                self._taken_over.add(run_id)
             task.cancel()
 
     def _may_start(self, session: RunSession) -> bool:
@@ -647,10 +651,17 @@ class RunManager:
         always see the end; an end the store cannot write yet (a full disk) it writes with
         its next statement that gets through, and shows meanwhile (a host that stops
         before then leaves the run for the next one to mark interrupted)."""
+        attempt = self._attempts.get(session.id, 0)
+        if session.id not in self._taken_over and not self._holds(session.id, attempt):
+            log.warning(
+                "run %s: another daemon took it over; this host's end (%s) is not written",
+                session.id,
+                status,
+            )
+            self._lose(session)
         if session.id in self._taken_over:  # the end another daemon wrote stands
             self._taken_over.discard(session.id)
         else:
-            attempt = self._attempts.get(session.id, 0)
             try:
                 if (dropped := session.budget.dropped()) is not None:
                     session.emit("trace.dropped", **dropped)
@@ -662,6 +673,20 @@ class RunManager:
         log.info("run %s %s: %s", session.id, session.workflow.name, status)
         self._admit()  # first: a shadow queued by _after then waits its turn behind them
         self._after(session)
+
+    def _holds(self, run_id: str, attempt: int) -> bool:
+        """Whether the run is still this host's attempt; a store that cannot say keeps the
+        end, fenced, to write later."""
+        try:
+            return self.store.holds(run_id, self.node.id, attempt)
+        except StoreError:
+            return True
+
+    def _lose(self, session: RunSession) -> None:
+        """Another daemon took the run over: its trace and end are no longer this copy's."""
+        self._taken_over.add(session.id)
+        session.traced = False
+        self.store.drop_events(session.id)
 
     def _write_end(
         self, session: RunSession, attempt: int, status: str, output: Any, error: str | None

@@ -252,6 +252,18 @@ class RunStore:
                 return
             self._flush_timer = loop.call_later(FLUSH_AFTER_S, self._flush_before)
 
+    def holds(self, run_id: str, owner: str, attempt: int) -> bool:
+        """Whether the run is still `owner`'s `attempt`, read before the buffered events are
+        written: a copy that lost the run drops its events (drop_events) instead."""
+        row = self._db.execute(
+            "SELECT 1 FROM runs WHERE id=? AND owner=? AND attempt=?", (run_id, owner, attempt)
+        ).fetchone()
+        return row is not None
+
+    def drop_events(self, run_id: str) -> None:
+        """Forget a run's buffered events: another daemon took the run over."""
+        self._pending = [row for row in self._pending if row[0] != run_id]
+
     def flush(self) -> None:
         """Commit the buffered events, in one transaction."""
         if self._flush_timer is not None:
