@@ -201,7 +201,7 @@ class RunManager:
             session.close()
             wakeup.hint(self.store)  # it waits in the shared queue: another daemon may have room
             return
-        now = time.time()
+        now = self.node.now()
         workflow = session.workflow
         limit = session.limits.max_in_flight
         lease = self.node.lease_until(now)
@@ -242,7 +242,7 @@ class RunManager:
         while self._counted() < self.max_in_flight:
             if not claims.any_claimable(self.store, list(versions)):
                 break
-            now = time.time()
+            now = self.node.now()
             lease = self.node.lease_until(now)
             claim = claims.claim_next(self.store, self.node.id, versions, limits, now, lease)
             if claim is None:
@@ -594,7 +594,7 @@ class RunManager:
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
         if session.id not in self._attempts:  # one of this host's own: it starts it now
-            now = time.time()
+            now = self.node.now()
             try:
                 attempt = claims.start_owned(
                     self.store, session.id, self.node.id, now, self.node.lease_until(now)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from tandem.cluster import claims, members
+from tandem.cluster.node import Node
+from tandem.config import ClusterSettings
 from tandem.store import RunStore
 
 
@@ -152,3 +154,25 @@ def test_a_kept_end_is_written_only_while_the_run_is_still_the_daemons_attempt(
     add_run(store, "kept", status="running", owner="late")
     store.finish("kept", "succeeded", "done", None, usage, time.time(), fence=("late", 1))
     assert status_of(store, "kept") == "succeeded"
+
+
+def test_a_daemon_whose_machine_clock_is_behind_is_not_taken_for_dead(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL heartbeats and leases are written and judged on the database's clock:
+    a machine an hour behind beats, and the others see it live, its run's lease good."""
+    settings = ClusterSettings(heartbeat_s=1.0, lease_s=10.0)
+    stores = [RunStore(pg_url), RunStore(pg_url)]
+    try:
+        behind = Node(stores[0], settings, tmp_path, daemon=True, clock=lambda: time.time() - 3600)
+        right = Node(stores[1], settings, tmp_path, daemon=True)
+        behind.join()
+        add_run(stores[0], "its-run", status="running", owner=behind.id)
+        mine = claims.renew(stores[0], behind.id, behind.lease_until(behind.now()), ["its-run"])
+        assert mine == {"its-run": 1}
+        reaped = right.join()
+        assert (reaped.dead, reaped.interrupted) == ([], [])
+        assert status_of(stores[1], "its-run") == "running"
+    finally:
+        for store in stores:
+            store.close()
