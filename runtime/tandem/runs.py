@@ -131,7 +131,8 @@ class RunManager:
         version (a candidate folder); `rerun_of` names the run whose trigger this is again;
         `check_payload` refuses a payload that misses the workflow's input_schema
         (InvalidArguments), before any run is made; `mcp` makes an MCP session's run
-        (`open_session`)."""
+        (`open_session`). Once the run is in the store the trigger answers with it, whatever
+        fails later (a store that goes away then): a caller told UNAVAILABLE has no run."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -163,6 +164,10 @@ class RunManager:
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
         session.observer = self.approval_observer
         self._keep(workflow)
+        # A live run of a daemon goes to the shared queue; any other run (a dry run, replay,
+        # shadow, MCP session, or any run of an embedded host) is this host's from its
+        # insert: no other daemon claims it, and no later statement can leave it ownerless.
+        shared = mode.name == "live" and self.node.claims
         self.store.create(
             RunRecord(
                 id=run_id,
@@ -175,12 +180,11 @@ class RunManager:
                 mode=mode.name,
                 source_run=replay.run.id if replay else None,
                 rerun_of=rerun_of,
-            )
+            ),
+            owner=None if shared else self.node.id,
         )
-        if mode.name == "live" and self.node.claims:
+        if shared:
             self._start_or_share(session)
-        elif not claims.own(self.store, run_id, self.node.id):
-            session.close()  # a dry run another daemon took from the queue at once: its now
         elif mcp:  # an open session starts at once, beside the runs it does not hold up
             self.sessions[session.id] = session
             self._start(session)
@@ -205,20 +209,24 @@ class RunManager:
         workflow = session.workflow
         limit = session.limits.max_in_flight
         lease = self.node.lease_until(now)
-        if limit is None:
-            claim = claims.claim_run(
-                self.store, session.id, self.node.id, workflow.version, now, lease
-            )
-        else:
-            claim = claims.claim_next(
-                self.store,
-                self.node.id,
-                {workflow.name: workflow.version},
-                {workflow.name: limit},
-                now,
-                lease,
-                session.id,
-            )
+        try:
+            if limit is None:
+                claim = claims.claim_run(
+                    self.store, session.id, self.node.id, workflow.version, now, lease
+                )
+            else:
+                claim = claims.claim_next(
+                    self.store,
+                    self.node.id,
+                    {workflow.name: workflow.version},
+                    {workflow.name: limit},
+                    now,
+                    lease,
+                    session.id,
+                )
+        except StoreError as error:  # the run is queued: a daemon claims it once the store is back
+            log.warning("run %s waits in the shared queue: %s", session.id, error.message)
+            claim = None
         if claim is None:
             session.close()
             wakeup.hint(self.store)

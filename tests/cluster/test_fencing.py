@@ -3,13 +3,21 @@ at the takeover (no `run.finished succeeded` in the trace of an interrupted run)
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from conftest import Project, eventually
 from tandem.client import ControlClient
 from tandem.embedded import EmbeddedHost
-from tandem.store import RunStore
+from tandem.store import FINAL, RunRecord, RunStore, StoreError
 
+QUICK = """
+def handler(trigger, tools, virtual_files, subagent):
+    return trigger
+"""
 POKE = """
 def handler(trigger, tools, virtual_files, subagent):
     return tools.gate.poke()
@@ -51,3 +59,34 @@ def test_a_late_copy_writes_neither_its_end_nor_run_finished_after_a_takeover(
             assert "run.finished" not in [event.kind for event in record.events]
         finally:
             other.close()
+
+
+def test_a_trigger_whose_store_fails_after_the_insert_answers_with_its_held_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store goes away right after the run's insert: the trigger still answers with the
+    run (a caller told UNAVAILABLE retries, and would start a second one), and the run is
+    its host's from the insert, never left in the store for another daemon to claim."""
+    (project.root / "tandem.yaml").write_text("builtin_plugins: false\n")
+    project.workflow("quick", script=QUICK)
+    insert = RunStore.create
+    away = threading.Event()
+
+    def create(store: RunStore, record: RunRecord, **kwargs: Any) -> None:
+        insert(store, record, **kwargs)
+        away.set()
+
+    def run(store: RunStore, sql: str, params: Sequence[Any] = ()) -> Any:
+        if away.is_set():
+            away.clear()
+            raise StoreError(str(store.location), "the server closed the connection")
+        return statement(store, sql, params)
+
+    statement = RunStore._run
+    monkeypatch.setattr(RunStore, "create", create)
+    monkeypatch.setattr(RunStore, "_run", run)
+    with EmbeddedHost(project.config) as embedded, ControlClient(embedded.control_socket) as client:
+        run_id = client.trigger("quick", {"n": 1}, None, dry_run=True)
+        assert eventually(lambda: client.run(run_id).status in FINAL)
+        owner = embedded.host.store._run("SELECT owner FROM runs WHERE id=?", (run_id,))
+        assert owner.fetchone()[0] == embedded.host.runs.node.id

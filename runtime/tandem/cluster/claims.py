@@ -123,15 +123,6 @@ def any_claimable(store: RunStore, workflows: list[str]) -> bool:
     return row is not None
 
 
-def own(store: RunStore, run_id: str, me: str) -> bool:
-    """Hold a run this daemon just made for itself (a dry run, replay, shadow, MCP
-    session, or any run of an embedded host): no other daemon claims it."""
-    cursor = store._run(
-        "UPDATE runs SET owner=? WHERE id=? AND status='queued' AND owner IS NULL", (me, run_id)
-    )
-    return cursor.rowcount == 1
-
-
 def start_owned(
     store: RunStore, run_id: str, me: str, now: float, lease_until: float
 ) -> int | None:

@@ -119,11 +119,12 @@ class RunStore:
         for watcher in self.watchers:
             watcher(run_id)
 
-    def create(self, record: RunRecord) -> None:
+    def create(self, record: RunRecord, *, owner: str | None = None) -> None:
+        """`owner`: the daemon that holds the run from its insert (no other claims it)."""
         self._run(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
-            " created_at, usage_json, host_pid, mode, source_run, rerun_of)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, usage_json, host_pid, mode, source_run, rerun_of, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.workflow,
@@ -137,6 +138,7 @@ class RunStore:
                 record.mode,
                 record.source_run,
                 record.rerun_of,
+                owner,
             ),
         )
         self._changed(record.id)
