@@ -176,3 +176,25 @@ def test_a_daemon_whose_machine_clock_is_behind_is_not_taken_for_dead(
     finally:
         for store in stores:
             store.close()
+
+
+def test_queued_runs_no_daemon_may_claim_fail_instead_of_waiting_forever(
+    store: RunStore,
+) -> None:
+    """A dead member's queued MCP session and an ownerless queued replay are nobody's to
+    run: they fail, saying so, instead of filling runs.max_queued; live runs wait."""
+    long_ago = time.time() - 600
+    store._run(
+        "INSERT INTO daemons (id, host, pid, state_dir, role, started_at, heartbeat_at,"
+        " in_flight) VALUES ('gone', 'elsewhere', 1, '/state', 'daemon', ?, ?, 0)",
+        (long_ago, long_ago),
+    )
+    add_run(store, "session", owner="gone", mode="mcp")
+    add_run(store, "replay", mode="replay", created_at=long_ago)
+    add_run(store, "live", created_at=long_ago)
+    reaped = members.reap(store, "me", 10.0, time.time(), beat_s=1.0)
+    assert reaped.requeued == []
+    assert status_of(store, "live") == "queued"
+    for run_id in ("session", "replay"):
+        assert status_of(store, run_id) == "failed"
+    assert claims.queued(store, 10) == 1

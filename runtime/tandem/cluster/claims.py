@@ -13,7 +13,8 @@ from tandem.store import RunStore
 
 # Unowned queued runs of these modes are any daemon's to claim; a replay or shadow is only
 # ever its own daemon's (its recording and candidate are in that daemon's memory).
-CLAIMABLE = "status='queued' AND owner IS NULL AND mode IN ('live', 'dry_run')"
+SHARED_MODES = "('live', 'dry_run')"
+CLAIMABLE = f"status='queued' AND owner IS NULL AND mode IN {SHARED_MODES}"
 IN_FLIGHT = "status IN ('running', 'waiting') AND mode <> 'mcp'"
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from tandem.store import RunStore
 
 from . import wakeup
+from .claims import SHARED_MODES
 
 _COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
 # Why a run that was running on a daemon that died is not run again.
 # How long stopped members and fired schedule slots are kept.
 KEEP_S = 24 * 3600.0
 NEVER_AGAIN = "a run that already called a tool with side effects is never re-run blindly"
+ORPHANED = "a queued run of this kind does not outlive its host; start it again"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
     reaped.interrupted += _interrupt(
         store, "owner IS NULL AND status IN ('running', 'waiting')", (), why, now
     )
+    # Queued runs no daemon may claim and none holds (an older version made them, then
+    # failed to hold them): they would wait forever, counted against runs.max_queued.
+    store._run(
+        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE status='queued'"  # noqa: S608 - constant modes
+        f" AND owner IS NULL AND mode NOT IN {SHARED_MODES} AND created_at<?",
+        (now, ORPHANED, now - lease_s),
+    )
     return reaped
 
 
@@ -154,12 +163,13 @@ def _interrupt(
 
 
 def _requeue(store: RunStore, member_id: str) -> list[str]:
-    """A member's queued runs: live ones and dry runs back to the shared queue; a queued
-    replay or shadow (its recording and candidate were the daemon's) fails, saying so."""
+    """A member's queued runs: live ones and dry runs back to the shared queue; any other
+    (a replay or shadow, whose recording and candidate were the daemon's; an MCP session's)
+    fails, saying so: no other daemon may claim it."""
     store._run(
-        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"
-        " AND status='queued' AND mode IN ('replay', 'shadow')",
-        (time.time(), "a queued replay does not outlive its host; replay it again", member_id),
+        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"  # noqa: S608
+        f" AND status='queued' AND mode NOT IN {SHARED_MODES}",
+        (time.time(), ORPHANED, member_id),
     )
     rows = store._run(
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
