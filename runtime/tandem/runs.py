@@ -603,12 +603,24 @@ class RunManager:
         status, output, error, details = "failed", None, None, None
         if session.id not in self._attempts:  # one of this host's own: it starts it now
             now = self.node.now()
+            most = None if session.mode.mcp else session.limits.max_in_flight
             try:
                 attempt = claims.start_owned(
-                    self.store, session.id, self.node.id, now, self.node.lease_until(now)
+                    self.store,
+                    session.id,
+                    self.node.id,
+                    now,
+                    self.node.lease_until(now),
+                    workflow=session.workflow.name,
+                    limit=most,
                 )
             except StoreError as failure:  # its end is kept, to write once the store takes it
                 self._finish(session, "failed", None, failure.message, None)
+                return
+            if attempt == claims.FULL:  # other daemons' runs fill the workflow's limit
+                log.debug("run %s waits: %s is at its limit", session.id, session.workflow.name)
+                del self._tasks[session.id]
+                self._queue.appendleft(session)  # retried by the next admission pass
                 return
             if attempt is None:
                 log.warning("run %s: no longer this host's to start", session.id)

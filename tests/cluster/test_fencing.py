@@ -3,6 +3,7 @@ at the takeover (no `run.finished succeeded` in the trace of an interrupted run)
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -90,3 +91,30 @@ def test_a_trigger_whose_store_fails_after_the_insert_answers_with_its_held_run(
         assert eventually(lambda: client.run(run_id).status in FINAL)
         owner = embedded.host.store._run("SELECT owner FROM runs WHERE id=?", (run_id,))
         assert owner.fetchone()[0] == embedded.host.runs.node.id
+
+
+def test_a_hosts_own_run_of_a_limited_workflow_waits_for_other_daemons_runs(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    """limits.max_in_flight holds across the cluster for a host's own runs (a dry run, an
+    embedded host's run) too: another daemon's run in flight fills a limit of one."""
+    caplog.set_level(logging.DEBUG, logger="tandem.runs")
+    (project.root / "tandem.yaml").write_text("builtin_plugins: false\n")
+    project.workflow("single", script=QUICK, limits={"max_in_flight": 1})
+    with EmbeddedHost(project.config) as embedded, ControlClient(embedded.control_socket) as client:
+        store = embedded.host.store
+        store._run(
+            "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json,"
+            " status, created_at, started_at, mode, host_pid, owner, attempt, lease_until)"
+            " VALUES ('elsewhere', 'single', 'v0', 'script', 'null', 'running', ?, ?, 'live',"
+            " 1, 'other', 1, ?)",
+            (time.time(), time.time(), time.time() + 600),
+        )
+        run_id = client.trigger("single", {"n": 1}, None, dry_run=True)
+        held = f"run {run_id} waits: single is at its limit"
+        assert eventually(lambda: held in caplog.text)
+        assert client.run(run_id).status == "queued"
+        store._run(
+            "UPDATE runs SET status='succeeded', finished_at=? WHERE id='elsewhere'", (time.time(),)
+        )
+        assert eventually(lambda: client.run(run_id).status == "succeeded")

@@ -105,11 +105,16 @@ def _has_room(store: RunStore, execute: Any, workflow: str, limit: int) -> bool:
         ).fetchone()[0]
         if not locked:
             return False
+    return _count(execute, workflow) < limit
+
+
+def _count(execute: Any, workflow: str) -> int:
+    """The cluster's runs in flight of `workflow`."""
     row = execute(
         f"SELECT COUNT(*) FROM runs WHERE workflow=? AND {IN_FLIGHT}",  # noqa: S608
         (workflow,),
     ).fetchone()
-    return int(row[0]) < limit
+    return int(row[0])
 
 
 def any_claimable(store: RunStore, workflows: list[str]) -> bool:
@@ -124,16 +129,41 @@ def any_claimable(store: RunStore, workflows: list[str]) -> bool:
     return row is not None
 
 
+# What start_owned answers for a run of a limited workflow the cluster's runs already fill.
+FULL = -1
+
+
 def start_owned(
-    store: RunStore, run_id: str, me: str, now: float, lease_until: float
+    store: RunStore,
+    run_id: str,
+    me: str,
+    now: float,
+    lease_until: float,
+    *,
+    workflow: str = "",
+    limit: int | None = None,
 ) -> int | None:
     """Start a run this daemon holds; its attempt, or None when it is no longer this
-    daemon's to start (cancelled, or taken over)."""
-    row = store._run(
+    daemon's to start (cancelled, or taken over). A run of a workflow with a `limit`
+    (limits.max_in_flight) starts only while the cluster's runs in flight of `workflow`
+    are fewer, counted as a claim counts them: FULL otherwise (it stays queued)."""
+    start = (
         "UPDATE runs SET status='running', started_at=?, attempt=attempt+1, lease_until=?"
-        " WHERE id=? AND owner=? AND status='queued' RETURNING attempt",
-        (now, lease_until, run_id, me),
-    ).fetchone()
+        " WHERE id=? AND owner=? AND status='queued' RETURNING attempt"
+    )
+    params = (now, lease_until, run_id, me)
+    if limit is None:
+        row = store._run(start, params).fetchone()
+    else:
+        with store.transaction() as execute:
+            if store.dialect == "postgresql":  # the only lock this transaction waits for
+                execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))",
+                    (f"tandem:{workflow}",),
+                )
+            if _count(execute, workflow) >= limit:
+                return FULL
+            row = execute(start, params).fetchone()
     if row is not None:
         store._changed(run_id)
     return None if row is None else int(row[0])
