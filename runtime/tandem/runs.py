@@ -134,7 +134,8 @@ class RunManager:
         version (a candidate folder); `rerun_of` names the run whose trigger this is again;
         `check_payload` refuses a payload that misses the workflow's input_schema
         (InvalidArguments), before any run is made; `mcp` makes an MCP session's run
-        (`open_session`)."""
+        (`open_session`). Once the run is in the store the trigger answers with it, whatever
+        fails later (a store that goes away then): a caller told UNAVAILABLE has no run."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -167,6 +168,10 @@ class RunManager:
         session.observer = self.approval_observer
         session.guards = self._guards(session)
         self._keep(workflow)
+        # A live run of a daemon goes to the shared queue; any other run (a dry run, replay,
+        # shadow, MCP session, or any run of an embedded host) is this host's from its
+        # insert: no other daemon claims it, and no later statement can leave it ownerless.
+        shared = mode.name == "live" and self.node.claims
         self.store.create(
             RunRecord(
                 id=run_id,
@@ -179,12 +184,11 @@ class RunManager:
                 mode=mode.name,
                 source_run=replay.run.id if replay else None,
                 rerun_of=rerun_of,
-            )
+            ),
+            owner=None if shared else self.node.id,
         )
-        if mode.name == "live" and self.node.claims:
+        if shared:
             self._start_or_share(session)
-        elif not claims.own(self.store, run_id, self.node.id):
-            session.close()  # a dry run another daemon took from the queue at once: its now
         elif mcp:  # an open session starts at once, beside the runs it does not hold up
             self.sessions[session.id] = session
             self._start(session)
@@ -205,24 +209,29 @@ class RunManager:
             session.close()
             wakeup.hint(self.store)  # it waits in the shared queue: another daemon may have room
             return
-        now = time.time()
+        now = self.node.now()
         workflow = session.workflow
         limit = session.limits.max_in_flight
         lease = self.node.lease_until(now)
-        if limit is None:
-            claim = claims.claim_run(
-                self.store, session.id, self.node.id, workflow.version, now, lease
-            )
-        else:
-            claim = claims.claim_next(
-                self.store,
-                self.node.id,
-                {workflow.name: workflow.version},
-                {workflow.name: limit},
-                now,
-                lease,
-                session.id,
-            )
+        try:
+            if limit is None:
+                claim = claims.claim_run(
+                    self.store, session.id, self.node.id, workflow.version, now, lease
+                )
+            else:
+                claim = claims.claim_next(
+                    self.store,
+                    self.node.id,
+                    {workflow.name: workflow.version},
+                    {workflow.name: limit},
+                    now,
+                    lease,
+                    session.id,
+                    clock=self.node.now,
+                )
+        except StoreError as error:  # the run is queued: a daemon claims it once the store is back
+            log.warning("run %s waits in the shared queue: %s", session.id, error.message)
+            claim = None
         if claim is None:
             session.close()
             wakeup.hint(self.store)
@@ -246,9 +255,11 @@ class RunManager:
         while self._counted() < self.max_in_flight:
             if not claims.any_claimable(self.store, list(versions)):
                 break
-            now = time.time()
+            now = self.node.now()
             lease = self.node.lease_until(now)
-            claim = claims.claim_next(self.store, self.node.id, versions, limits, now, lease)
+            claim = claims.claim_next(
+                self.store, self.node.id, versions, limits, now, lease, clock=self.node.now
+            )
             if claim is None:
                 break
             record = self.store.get(claim.run_id, events=False)
@@ -345,7 +356,11 @@ class RunManager:
                 " cancelling this daemon's copy",
                 run_id,
             )
-            self._taken_over.add(run_id)  # its end is not this daemon's to write
+            session = self.sessions.get(run_id)
+            if session is not None:
+                self._lose(session)  # its end and trace are not this daemon's to write
+            else:
+                self._taken_over.add(run_id)
             task.cancel()
 
     def _may_start(self, session: RunSession) -> bool:
@@ -516,6 +531,11 @@ class RunManager:
         return True
 
     @property
+    def executing(self) -> list[str]:
+        """The runs this host started, whose leases its heartbeat renews."""
+        return list(self._attempts)
+
+    @property
     def active(self) -> int:
         return len(self._tasks)
 
@@ -595,13 +615,25 @@ class RunManager:
     async def _execute(self, session: RunSession) -> None:
         status, output, error, details = "failed", None, None, None
         if session.id not in self._attempts:  # one of this host's own: it starts it now
-            now = time.time()
+            now = self.node.now()
+            most = None if session.mode.mcp else session.limits.max_in_flight
             try:
                 attempt = claims.start_owned(
-                    self.store, session.id, self.node.id, now, self.node.lease_until(now)
+                    self.store,
+                    session.id,
+                    self.node.id,
+                    now,
+                    self.node.lease_until(now),
+                    workflow=session.workflow.name,
+                    limit=most,
                 )
             except StoreError as failure:  # its end is kept, to write once the store takes it
                 self._finish(session, "failed", None, failure.message, None)
+                return
+            if attempt == claims.FULL:  # other daemons' runs fill the workflow's limit
+                log.debug("run %s waits: %s is at its limit", session.id, session.workflow.name)
+                del self._tasks[session.id]
+                self._queue.appendleft(session)  # retried by the next admission pass
                 return
             if attempt is None:
                 log.warning("run %s: no longer this host's to start", session.id)
@@ -664,10 +696,17 @@ class RunManager:
         always see the end; an end the store cannot write yet (a full disk) it writes with
         its next statement that gets through, and shows meanwhile (a host that stops
         before then leaves the run for the next one to mark interrupted)."""
+        attempt = self._attempts.get(session.id, 0)
+        if session.id not in self._taken_over and not self._holds(session.id, attempt):
+            log.warning(
+                "run %s: another daemon took it over; this host's end (%s) is not written",
+                session.id,
+                status,
+            )
+            self._lose(session)
         if session.id in self._taken_over:  # the end another daemon wrote stands
             self._taken_over.discard(session.id)
         else:
-            attempt = self._attempts.get(session.id, 0)
             try:
                 if (dropped := session.budget.dropped()) is not None:
                     session.emit("trace.dropped", **dropped)
@@ -679,6 +718,20 @@ class RunManager:
         log.info("run %s %s: %s", session.id, session.workflow.name, status)
         self._admit()  # first: a shadow queued by _after then waits its turn behind them
         self._after(session)
+
+    def _holds(self, run_id: str, attempt: int) -> bool:
+        """Whether the run is still this host's attempt; a store that cannot say keeps the
+        end, fenced, to write later."""
+        try:
+            return self.store.holds(run_id, self.node.id, attempt)
+        except StoreError:
+            return True
+
+    def _lose(self, session: RunSession) -> None:
+        """Another daemon took the run over: its trace and end are no longer this copy's."""
+        self._taken_over.add(session.id)
+        session.traced = False
+        self.store.drop_events(session.id)
 
     def _write_end(
         self, session: RunSession, attempt: int, status: str, output: Any, error: str | None

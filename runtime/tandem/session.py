@@ -119,6 +119,8 @@ class RunSession:
         self._store = store
         self._plugins = plugins
         self._seq = 0
+        # False once another daemon took the run over: the trace is its now, not this copy's.
+        self.traced = True
         self._watchers: list[asyncio.Queue[Event | None]] = []
         self.finished = asyncio.Event()
 
@@ -132,7 +134,8 @@ class RunSession:
         kept whole (tool arguments and results, already bounded, that replay relies on)."""
         self._seq += 1
         event = Event(self._seq, time.time(), kind, {**_capped(data), **(raw or {})})
-        self._store.append_event(self.id, event)
+        if self.traced:
+            self._store.append_event(self.id, event)
         for queue in self._watchers:
             queue.put_nowait(event)
         return event

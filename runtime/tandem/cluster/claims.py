@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,8 @@ from tandem.store import RunStore
 
 # Unowned queued runs of these modes are any daemon's to claim; a replay or shadow is only
 # ever its own daemon's (its recording and candidate are in that daemon's memory).
-CLAIMABLE = "status='queued' AND owner IS NULL AND mode IN ('live', 'dry_run')"
+SHARED_MODES = "('live', 'dry_run')"
+CLAIMABLE = f"status='queued' AND owner IS NULL AND mode IN {SHARED_MODES}"
 IN_FLIGHT = "status IN ('running', 'waiting') AND mode <> 'mcp'"
 
 
@@ -47,12 +48,15 @@ def claim_next(
     now: float,
     lease_until: float,
     run_id: str | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> Claim | None:
     """Take the oldest queued run (or `run_id`) of a workflow this daemon has loaded
     (`versions`: workflow -> the version it runs), short of any workflow whose
     `limits.max_in_flight` (`limits`) the cluster's runs in flight already reach. One short
     transaction: on PostgreSQL the row is locked past other claimers (SKIP LOCKED) and a
-    limited workflow's count is taken under its advisory lock."""
+    limited workflow's count is taken under its advisory lock (skipped while another
+    claimer holds it)."""
     if not versions:
         return None
     full: set[str] = set()
@@ -67,12 +71,12 @@ def claim_next(
                 return None
             candidate, workflow = row
             limit = limits.get(workflow)
-            if limit is not None and _in_flight(store, execute, workflow) >= limit:
+            if limit is not None and not _has_room(store, execute, workflow, limit):
                 full.add(workflow)
                 continue
             # The start as of the claim, after the count: a run another daemon ended
             # before this count read it ended before this run started, by the runs' times.
-            started = max(now, time.time())
+            started = max(now, clock())
             attempt = execute(
                 "UPDATE runs SET owner=?, attempt=attempt+1, lease_until=?, status='running',"
                 " started_at=?, workflow_version=? WHERE id=? RETURNING attempt",
@@ -96,9 +100,22 @@ def oldest_sql(dialect: str, workflows: int, *, one: bool = False) -> str:
     return sql + " FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else sql
 
 
-def _in_flight(store: RunStore, execute: Any, workflow: str) -> int:
+def _has_room(store: RunStore, execute: Any, workflow: str, limit: int) -> bool:
+    """Whether the cluster's runs in flight of a limited workflow are below its limit, counted
+    under the workflow's advisory lock on PostgreSQL. The lock is only tried: a claimer
+    holding it counts that workflow now, and one claim waiting on another's lock while
+    holding its own could deadlock; the workflow is skipped until the next claim."""
     if store.dialect == "postgresql":
-        execute("SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",))
+        locked = execute(
+            "SELECT pg_try_advisory_xact_lock(hashtext(CAST(? AS TEXT)))", (f"tandem:{workflow}",)
+        ).fetchone()[0]
+        if not locked:
+            return False
+    return _count(execute, workflow) < limit
+
+
+def _count(execute: Any, workflow: str) -> int:
+    """The cluster's runs in flight of `workflow`."""
     row = execute(
         f"SELECT COUNT(*) FROM runs WHERE workflow=? AND {IN_FLIGHT}",  # noqa: S608
         (workflow,),
@@ -118,25 +135,41 @@ def any_claimable(store: RunStore, workflows: list[str]) -> bool:
     return row is not None
 
 
-def own(store: RunStore, run_id: str, me: str) -> bool:
-    """Hold a run this daemon just made for itself (a dry run, replay, shadow, MCP
-    session, or any run of an embedded host): no other daemon claims it."""
-    cursor = store._run(
-        "UPDATE runs SET owner=? WHERE id=? AND status='queued' AND owner IS NULL", (me, run_id)
-    )
-    return cursor.rowcount == 1
+# What start_owned answers for a run of a limited workflow the cluster's runs already fill.
+FULL = -1
 
 
 def start_owned(
-    store: RunStore, run_id: str, me: str, now: float, lease_until: float
+    store: RunStore,
+    run_id: str,
+    me: str,
+    now: float,
+    lease_until: float,
+    *,
+    workflow: str = "",
+    limit: int | None = None,
 ) -> int | None:
     """Start a run this daemon holds; its attempt, or None when it is no longer this
-    daemon's to start (cancelled, or taken over)."""
-    row = store._run(
+    daemon's to start (cancelled, or taken over). A run of a workflow with a `limit`
+    (limits.max_in_flight) starts only while the cluster's runs in flight of `workflow`
+    are fewer, counted as a claim counts them: FULL otherwise (it stays queued)."""
+    start = (
         "UPDATE runs SET status='running', started_at=?, attempt=attempt+1, lease_until=?"
-        " WHERE id=? AND owner=? AND status='queued' RETURNING attempt",
-        (now, lease_until, run_id, me),
-    ).fetchone()
+        " WHERE id=? AND owner=? AND status='queued' RETURNING attempt"
+    )
+    params = (now, lease_until, run_id, me)
+    if limit is None:
+        row = store._run(start, params).fetchone()
+    else:
+        with store.transaction() as execute:
+            if store.dialect == "postgresql":  # the only lock this transaction waits for
+                execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(CAST(? AS TEXT)))",
+                    (f"tandem:{workflow}",),
+                )
+            if _count(execute, workflow) >= limit:
+                return FULL
+            row = execute(start, params).fetchone()
     if row is not None:
         store._changed(run_id)
     return None if row is None else int(row[0])
@@ -172,15 +205,21 @@ def cancel_queued(store: RunStore, run_id: str, now: float) -> bool:
     return cursor.rowcount == 1
 
 
-def renew(store: RunStore, me: str, lease_until: float) -> dict[str, int]:
-    """Renew the leases of this daemon's running runs in one statement (a run waiting for
-    approval holds none: its daemon's heartbeat keeps it); the runs still this daemon's,
-    with their attempts."""
-    store._run(
-        "UPDATE runs SET lease_until=CASE WHEN status='running' THEN ? ELSE NULL END"
-        " WHERE owner=? AND status IN ('running', 'waiting')",
-        (lease_until, me),
-    )
+def renew(
+    store: RunStore, me: str, lease_until: float, executing: Collection[str]
+) -> dict[str, int]:
+    """Renew the leases of the runs this daemon executes (`executing`) in one statement (a
+    run waiting for approval holds none: its daemon's heartbeat keeps it); the runs still
+    this daemon's, with their attempts. A run the store says is this daemon's but that it
+    does not execute (claimed, then never started) is not renewed: its lease runs out and
+    any daemon's reap ends it."""
+    if executing:
+        marks = ", ".join("?" * len(executing))
+        store._run(
+            "UPDATE runs SET lease_until=CASE WHEN status='running' THEN ? ELSE NULL END"  # noqa: S608
+            f" WHERE owner=? AND status IN ('running', 'waiting') AND id IN ({marks})",
+            (lease_until, me, *executing),
+        )
     rows = store._run(
         "SELECT id, attempt FROM runs WHERE owner=? AND status IN ('running', 'waiting')", (me,)
     ).fetchall()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from . import claims, commands, members, remote, wakeup
@@ -51,12 +50,12 @@ class Heartbeat:
     async def _beat_forever(self, poll: float) -> None:
         while True:
             try:
-                self.tick(time.time())
+                self.tick(self.node.now())
                 if self._failing:
                     log.info("the run store answers again")
                 self._failing = False
             except Exception as error:  # the store may be away a while: say so once
-                self._reap_after = time.time() + self.node.settings.lease_s
+                self._reap_after = self.node.now() + self.node.settings.lease_s
                 if not self._failing:
                     log.error("cluster heartbeat failed: %s", error)
                 self._failing = True
@@ -69,12 +68,18 @@ class Heartbeat:
         for command in commands.pending(store, node.id):
             remote.carry_out(self.runs, command)
         if now >= self._next_beat:
+            node.sync_clock()
+            now = node.now()
             self._next_beat = now + node.settings.heartbeat_s
             members.beat(store, node.id, self.runs.active, now)
-            self.runs.keep_only(claims.renew(store, node.id, node.lease_until(now)))
+            lease = node.lease_until(now)
+            self.runs.keep_only(claims.renew(store, node.id, lease, self.runs.executing))
             reaped = members.Reaped([], [], [])
             if now >= self._reap_after:
-                reaped = members.reap(store, node.id, node.settings.lease_s, now)
+                settings = node.settings
+                reaped = members.reap(
+                    store, node.id, settings.lease_s, now, beat_s=settings.heartbeat_s
+                )
             for member in reaped.dead:
                 log.warning(
                     "daemon %s stopped heartbeating: %d run(s) interrupted, %d queued run(s)"

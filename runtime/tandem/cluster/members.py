@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from tandem.store import RunStore
 
 from . import wakeup
+from .claims import SHARED_MODES
 
 _COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
 # Why a run that was running on a daemon that died is not run again.
 # How long stopped members and fired schedule slots are kept.
 KEEP_S = 24 * 3600.0
 NEVER_AGAIN = "a run that already called a tool with side effects is never re-run blindly"
+ORPHANED = "a queued run of this kind does not outlive its host; start it again"
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,13 @@ def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
     return [Member(*row) for row in rows]
 
 
-def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
+def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float) -> Reaped:
     """Mark dead the members whose heartbeat is older than `lease_s` (or, on this machine,
-    whose process is gone), interrupt the runs they were running or holding for an
-    approval, and put their queued runs back in the shared queue; interrupt too any running
-    run whose lease ran out. Each statement is conditional, so daemons reaping together
-    each take a different share, never the same run twice."""
-    here = this_host()
+    whose process is gone and who missed two heartbeats of `beat_s`), interrupt the runs
+    they were running or holding for an approval, and put their queued runs back in the
+    shared queue; interrupt too any running run whose lease ran out. Each statement is
+    conditional, so daemons reaping together each take a different share, never the same
+    run twice."""
     rows = store._run(
         f"SELECT {_COLUMNS} FROM daemons WHERE stopped_at IS NULL AND id<>?",  # noqa: S608
         (me,),
@@ -100,7 +102,8 @@ def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
     dead = [
         m
         for m in candidates
-        if m.heartbeat_at < now - lease_s or (m.host == here and not _alive(m.pid))
+        if m.heartbeat_at < now - lease_s
+        or (m.heartbeat_at < now - 2 * beat_s and _gone_from_here(m))
     ]
     reaped = Reaped([], [], [])
     for member in dead:
@@ -126,6 +129,13 @@ def reap(store: RunStore, me: str, lease_s: float, now: float) -> Reaped:
     why = f"the host stopped before the run finished; {NEVER_AGAIN}"
     reaped.interrupted += _interrupt(
         store, "owner IS NULL AND status IN ('running', 'waiting')", (), why, now
+    )
+    # Queued runs no daemon may claim and none holds (an older version made them, then
+    # failed to hold them): they would wait forever, counted against runs.max_queued.
+    store._run(
+        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE status='queued'"  # noqa: S608 - constant modes
+        f" AND owner IS NULL AND mode NOT IN {SHARED_MODES} AND created_at<?",
+        (now, ORPHANED, now - lease_s),
     )
     return reaped
 
@@ -153,12 +163,13 @@ def _interrupt(
 
 
 def _requeue(store: RunStore, member_id: str) -> list[str]:
-    """A member's queued runs: live ones and dry runs back to the shared queue; a queued
-    replay or shadow (its recording and candidate were the daemon's) fails, saying so."""
+    """A member's queued runs: live ones and dry runs back to the shared queue; any other
+    (a replay or shadow, whose recording and candidate were the daemon's; an MCP session's)
+    fails, saying so: no other daemon may claim it."""
     store._run(
-        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"
-        " AND status='queued' AND mode IN ('replay', 'shadow')",
-        (time.time(), "a queued replay does not outlive its host; replay it again", member_id),
+        "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"  # noqa: S608
+        f" AND status='queued' AND mode NOT IN {SHARED_MODES}",
+        (time.time(), ORPHANED, member_id),
     )
     rows = store._run(
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
@@ -167,6 +178,13 @@ def _requeue(store: RunStore, member_id: str) -> list[str]:
     if rows:
         wakeup.hint(store)
     return [run_id for (run_id,) in rows]
+
+
+def _gone_from_here(member: Member) -> bool:
+    """A member of this machine whose process is gone. Only a shortcut past the lease for a
+    member that already missed heartbeats: a hostname may be shared (containers, a default
+    name) and a pid seen from another pid namespace, so a fresh heartbeat always wins."""
+    return member.host == this_host() and not _alive(member.pid)
 
 
 def _alive(pid: int) -> bool:

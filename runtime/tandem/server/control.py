@@ -95,7 +95,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             name: why for name, why in self._runs.plugins.broken.items() if name not in plugins
         }
         zygote = self._zygote
-        now = time.time()
+        now = self._runs.node.now()  # the clock heartbeats are written with
 
         def kind_of(name: str) -> str:
             return "mcp" if name in self._runs.plugins.mcp_names else "plugin"

@@ -119,11 +119,12 @@ class RunStore:
         for watcher in self.watchers:
             watcher(run_id)
 
-    def create(self, record: RunRecord) -> None:
+    def create(self, record: RunRecord, *, owner: str | None = None) -> None:
+        """`owner`: the daemon that holds the run from its insert (no other claims it)."""
         self._run(
             "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
-            " created_at, usage_json, host_pid, mode, source_run, rerun_of)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, usage_json, host_pid, mode, source_run, rerun_of, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.workflow,
@@ -137,6 +138,7 @@ class RunStore:
                 record.mode,
                 record.source_run,
                 record.rerun_of,
+                owner,
             ),
         )
         self._changed(record.id)
@@ -256,6 +258,18 @@ class RunStore:
                 self._flush_before()
                 return
             self._flush_timer = loop.call_later(FLUSH_AFTER_S, self._flush_before)
+
+    def holds(self, run_id: str, owner: str, attempt: int) -> bool:
+        """Whether the run is still `owner`'s `attempt`, read before the buffered events are
+        written: a copy that lost the run drops its events (drop_events) instead."""
+        row = self._db.execute(
+            "SELECT 1 FROM runs WHERE id=? AND owner=? AND attempt=?", (run_id, owner, attempt)
+        ).fetchone()
+        return row is not None
+
+    def drop_events(self, run_id: str) -> None:
+        """Forget a run's buffered events: another daemon took the run over."""
+        self._pending = [row for row in self._pending if row[0] != run_id]
 
     def flush(self) -> None:
         """Commit the buffered events, in one transaction."""
