@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, Project
+from conftest import Daemon, Project, eventually
 from tandem.replay.recording import Recording
 from tandem.workflows.loader import WorkflowError, load_workflow
 
@@ -57,8 +57,11 @@ def good_add(call, history):
 
 
 def good_note(call, history):
-    if call["arguments"]["text"] == "forbidden":
+    text = call["arguments"]["text"]
+    if text == "forbidden":
         return "not that note"
+    if any(h["arguments"] == {"text": text} and "result" in h for h in history):
+        return "noted already"
     return None
 """
 
@@ -87,6 +90,25 @@ def handler(trigger, tools, virtual_files, subagent):
     return [first, "not refused"]
 """
 
+TWICE = """
+import threading
+from tandem_sdk.errors import GuardRefused
+
+def handler(trigger, tools, virtual_files, subagent):
+    answers = []
+    def note():
+        try:
+            answers.append(tools.good.note(text="once"))
+        except GuardRefused as refused:
+            answers.append(refused.reason)
+    both = [threading.Thread(target=note) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join()
+    return sorted(answers)
+"""
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
@@ -95,6 +117,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     for name, script in (("adds", ADDS), ("notes", NOTES)):
         folder = project.workflow(name, tools=["good.*"], script=script, guards={"timeout_s": 1})
         (folder / "guards.py").write_text(GUARDS)
+    approvals = {"script": ["side_effects"], "timeout_s": 60}
+    folder = project.workflow("twice", tools=["good.*"], script=TWICE, approvals=approvals)
+    (folder / "guards.py").write_text(GUARDS)
     daemon = Daemon(project)
     yield daemon
     daemon.close()
@@ -146,6 +171,28 @@ def test_guards_apply_in_a_dry_run_and_a_replay(daemon: Daemon) -> None:
         (refused,) = [e.data for e in run.events if e.kind == "guard.refused"]
         assert (refused["guard"], refused["reason"]) == ("good_note", "not that note")
     assert daemon.client.ledger("notes", 0.0, 0.0, 100)["refusals"] == {"notes": {"good_note": 1}}
+
+
+def test_parallel_calls_held_for_approval_are_asked_again_one_after_the_other(
+    daemon: Daemon,
+) -> None:
+    run_id = daemon.client.trigger("twice", None, None)
+
+    def held() -> int:
+        events = daemon.client.run(run_id).events
+        return sum(e.kind == "approval.waiting" for e in events)
+
+    # Both pass their guard before a person decides; approved, each is asked again in
+    # turn, and the second sees the first's answer.
+    assert eventually(lambda: held() == 2), daemon.log
+    assert len(daemon.client.decide(run_id, 0, True)) == 2
+    for _ in daemon.client.watch(run_id):
+        pass
+    record = daemon.client.run(run_id)
+    refused = "guard good_note refused this call: noted already"
+    assert (record.status, record.output) == ("succeeded", [refused, "noted once"]), record.error
+    results = [e.data for e in record.events if e.kind == "tool.result"]
+    assert sorted(str(r.get("refused")) for r in results) == ["None", "good_note"]
 
 
 def test_guards_py_must_parse_and_guard_only_tools_in_scope(tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ class GuardProcess:
                 await self._start()
             assert self._streams is not None
             reader, writer = self._streams
-            question = {"guard": guard, "call": call, "history": history[self.sent :]}
+            # Calls may be recorded while the guard thinks: send up to `end`, no further.
+            end = len(history)
+            question = {"guard": guard, "call": call, "history": history[self.sent : end]}
             try:
                 async with asyncio.timeout(timeout_s):
                     writer.write(json.dumps(question).encode() + b"\n")
@@ -78,7 +80,7 @@ class GuardProcess:
             except asyncio.CancelledError:
                 await asyncio.shield(self._stop())  # its answer, if any, must not be read
                 raise
-            self.sent = len(history)
+            self.sent = end
             return reply
 
     async def _start(self) -> None:
