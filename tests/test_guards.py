@@ -4,13 +4,17 @@ One daemon serves every test here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Daemon, Project, eventually
+from tandem.guards.process import guard_limits
+from tandem.isolation.process import runner_rlimits
 from tandem.replay.recording import Recording
 from tandem.workflows.loader import WorkflowError, load_workflow
+from tandem.workflows.spec import Limits
 
 PLUGIN = '''
 from tandem_sdk import tool
@@ -60,6 +64,8 @@ def good_note(call, history):
     text = call["arguments"]["text"]
     if text == "forbidden":
         return "not that note"
+    if text == "sizes":
+        return "seen " + ",".join(str(h.get("result_over_cap", "whole")) for h in history)
     if any(h["arguments"] == {"text": text} and "result" in h for h in history):
         return "noted already"
     return None
@@ -109,12 +115,25 @@ def handler(trigger, tools, virtual_files, subagent):
     return sorted(answers)
 """
 
+BIG = """
+from tandem_sdk.errors import GuardRefused
+
+def handler(trigger, tools, virtual_files, subagent):
+    for letter in "xyz":
+        tools.good.note(text=letter * 400)
+    try:
+        tools.good.note(text="sizes")
+    except GuardRefused as refused:
+        return refused.reason
+"""
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     project = Project(tmp_path_factory.mktemp("guards") / "project")
+    (project.root / "tandem.yaml").write_text("record:\n  max_result_bytes: 300\n")
     project.plugin("good", PLUGIN)
-    for name, script in (("adds", ADDS), ("notes", NOTES)):
+    for name, script in (("adds", ADDS), ("notes", NOTES), ("big", BIG)):
         folder = project.workflow(name, tools=["good.*"], script=script, guards={"timeout_s": 1})
         (folder / "guards.py").write_text(GUARDS)
     approvals = {"script": ["side_effects"], "timeout_s": 60}
@@ -193,6 +212,21 @@ def test_parallel_calls_held_for_approval_are_asked_again_one_after_the_other(
     assert (record.status, record.output) == ("succeeded", [refused, "noted once"]), record.error
     results = [e.data for e in record.events if e.kind == "tool.result"]
     assert sorted(str(r.get("refused")) for r in results) == ["None", "good_note"]
+
+
+def test_a_guard_sees_large_results_cut_as_the_trace_keeps_them(daemon: Daemon) -> None:
+    record = daemon.run("big")
+    # "noted xxx…" is 408 bytes of JSON, past the project's record.max_result_bytes.
+    cut = "guard good_note refused this call: seen 408,408,408"
+    assert (record.status, record.output) == ("succeeded", cut), record.error
+
+
+def test_a_guard_process_cpu_bound_covers_every_question_of_a_run() -> None:
+    # RLIMIT_CPU counts the process's whole life: it must not be the run's timeout_s, or
+    # the CPU of earlier questions would refuse a later one; each has its own deadline.
+    limits = guard_limits(Limits(timeout_s=5, max_tool_calls=100), guard_timeout_s=2.0)
+    assert json.loads(runner_rlimits(limits))["RLIMIT_CPU"] == 2 * 100 * 2 + 1
+    assert limits.memory_mb == Limits().memory_mb
 
 
 def test_guards_py_must_parse_and_guard_only_tools_in_scope(tmp_path: Path) -> None:

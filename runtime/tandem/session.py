@@ -279,14 +279,9 @@ class RunSession:
                 duration_ms=_ms(started),
             )
             raise
-        self.emit(
-            "tool.result",
-            **closing,
-            ok=True,
-            duration_ms=_ms(started),
-            raw=self._kept_result(result_json),
-        )
-        self._remember(name, arguments, result_json=result_json)
+        kept = self._kept_result(result_json)
+        self.emit("tool.result", **closing, ok=True, duration_ms=_ms(started), raw=kept)
+        self._remember(name, arguments, kept=kept)
         return ToolOutcome(result_json=result_json)
 
     def _refused(
@@ -335,7 +330,7 @@ class RunSession:
         name: str,
         arguments: dict[str, Any],
         *,
-        result_json: str | None = None,
+        kept: dict[str, Any] | None = None,
         error: ToolError | None = None,
     ) -> None:
         """The call and its answer, for the guards of later calls."""
@@ -344,7 +339,7 @@ class RunSession:
         if error is not None:
             self.guards.record(name, arguments, error={"type": error.type, "message": error.reason})
         else:
-            self.guards.record(name, arguments, result=json.loads(result_json or "null"))
+            self.guards.record(name, arguments, kept=kept)
 
     def _needs_approval(self, tool: HostTool, subagent: str | None) -> bool:
         # An MCP client is a model: its calls are held as the LLM coordinator's are.

@@ -60,15 +60,18 @@ class RunGuards:
         tool: str,
         arguments: dict[str, Any],
         *,
-        result: Any = None,
+        kept: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         refused: str | None = None,
     ) -> None:
+        """`kept` is the result as the trace keeps it: {"result": ...}, or
+        {"result_over_cap": bytes} past `record.max_result_bytes` (the history stays as
+        bounded as the trace)."""
         entry: dict[str, Any] = {"tool": tool, "arguments": arguments, "refused": refused}
         if error is not None:
             entry["error"] = error
         else:
-            entry["result"] = result
+            entry.update(kept or {"result": None})
         self.history.append(entry)
 
     async def close(self) -> None:

@@ -24,6 +24,7 @@ from tandem.isolation import IsolationUnavailable, LaunchRequest, identity
 from tandem.isolation.identity import RunUser
 from tandem.isolation.rundir import RunDir, create_run_dir, remove_run_dir, run_dir, sandbox_base
 from tandem.proc import ManagedProcess
+from tandem.workflows.spec import Limits
 from tandem.zygote.client import ForkedProcess
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 # its own, wider bound.
 START_TIMEOUT_S = 30.0
 MAX_REPLY_BYTES = 64 * 1024
+
+
+def guard_limits(limits: Limits, guard_timeout_s: float) -> Limits:
+    """The run's limits, but a CPU bound (RLIMIT_CPU, from timeout_s) for the process's
+    whole life, as many questions as a run can ask: each question is bounded by its own
+    deadline (guards.timeout_s), so CPU spent on earlier ones never refuses a later one."""
+    questions = 2 * limits.max_tool_calls  # a call held for approval is asked twice
+    life = max(limits.timeout_s, questions * guard_timeout_s)
+    return limits.model_copy(update={"timeout_s": life})
 
 
 class GuardFailed(Exception):
@@ -129,7 +139,7 @@ class GuardProcess:
                 script_origin=str(workflow.folder / "guards.py"),
                 workflow_dir=workflow.folder,
                 result_fd=os.dup(theirs.fileno()),  # closed by start_process once handed over
-                limits=session.limits,
+                limits=guard_limits(session.limits, workflow.spec.guards.timeout_s),
                 user=user,
                 guards=True,
             )
