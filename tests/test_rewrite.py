@@ -634,6 +634,12 @@ def test_branch_refuses_what_it_cannot_commit_to(
         rewrite(fresh, "--branch", "rewrite", "--pr", "--repo", "acme/widgets")
     assert fresh.setup.model.requests == [], "refused before the model is asked"
 
+    # A candidate that disagrees is left out of the work tree: the retry is not refused.
+    fresh.setup.model.add(answer(BAD))
+    assert rewrite(fresh, "--branch", "rewrite", "--repairs", "0") == 1
+    left = fresh.setup.project.config.state_dir / "rewrite" / "pr_merged.script.candidate.py"
+    assert f"candidate: {left}" in capsys.readouterr().out and left.read_text() == BAD
+    assert not (fresh.folder / "script.candidate.py").exists()
     fresh.setup.model.add(answer(GOOD))  # without --pr, no remote is needed
     assert rewrite(fresh, "--branch", "rewrite") == 0
     assert "next: review it (git diff main...rewrite)" in capsys.readouterr().out
