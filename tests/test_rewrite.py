@@ -550,6 +550,15 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     fresh: Recorded, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     root = committed(fresh, tmp_path / "remote.git")
+    # On `mine`, which tracks origin's main and has a commit not pushed; pushes go to fork.
+    git(root, "push", "-q", "-u", "origin", "main")
+    git(root, "checkout", "-q", "-b", "mine", "--track", "origin/main")
+    (root / "NOTES.md").write_text("a local note\n")
+    git(root, "add", "NOTES.md")
+    git(root, "commit", "-q", "-m", "a local commit")
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "fork.git")], check=True)
+    git(root, "remote", "add", "fork", str(tmp_path / "fork.git"))
+    git(root, "config", "remote.pushDefault", "fork")
     head = git(root, "rev-parse", "HEAD")
     fresh.setup.model.add(answer(GOOD))
     branch = "rewrite/pr-merged"
@@ -557,7 +566,7 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     out = capsys.readouterr().out
 
     # The current branch, its index and the work tree are as they were.
-    assert git(root, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(root, "symbolic-ref", "--short", "HEAD") == "mine"
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
     assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
@@ -567,9 +576,10 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     # The branch: one commit on HEAD with what --write writes.
     commit = git(root, "rev-parse", branch)
     assert git(root, "rev-parse", f"{branch}^") == head
-    assert f"branch {branch}: commit {commit} off main" in out
+    assert f"branch {branch}: commit {commit} off mine" in out
+    assert "holds mine's 1 commit(s) not on main's upstream" in out
     where = "workflows/pr_merged"
-    changed = git(root, "diff", "--name-status", f"main..{branch}").splitlines()
+    changed = git(root, "diff", "--name-status", f"mine..{branch}").splitlines()
     fixtures = [f"A\t{where}/tests/fixtures/pr_merged-{run}.json" for run in fresh.runs]
     written = [f"A\t{where}/script.py", f"A\t{where}/tests/test_script.py"]
     assert sorted(changed) == sorted([*written, f"M\t{where}/workflow.yaml", *fixtures])
@@ -578,14 +588,16 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     assert spec["coordinator"] == "script"
     assert "a reviewed script takes over" in git(root, "log", "-1", "--format=%s", branch)
 
-    # Pushed to the bare repository that is origin.
-    assert git(tmp_path / "remote.git", "rev-parse", f"refs/heads/{branch}") == commit
+    # Pushed where git pushes (remote.pushDefault), not to the upstream's remote.
+    assert git(tmp_path / "fork.git", "rev-parse", f"refs/heads/{branch}") == commit
+    assert git(tmp_path / "remote.git", "branch", "--list", branch) == ""
 
     # The pull request, as GitHub's API takes it, opened through the host by a run.
     [call] = [c for c in fresh.setup.github.calls if c.method == "POST"]
     assert (call.path, call.status) == ("/repos/acme/widgets/pulls", 201)
     sent = call.body or {}
-    assert (sent["head"], sent["base"], sent["draft"]) == (branch, "main", False)
+    assert (sent["head"], sent["base"], sent["draft"]) == (branch, "main", False)  # upstream's
+    assert "made off `mine`, which has 1 commit(s) not pushed to its upstream" in sent["body"]
     assert sent["title"] == "pr_merged: a reviewed script takes over from the prompt"
     body = sent["body"]
     assert "**3 of 3** agree" in body
@@ -717,3 +729,22 @@ def test_the_github_repository_is_read_from_the_remote_url() -> None:
     assert github_repository("https://github.com/acme/my.repo.git") == ("acme", "my.repo")
     for url in ("/srv/git/widgets.git", "file:///srv/widgets", "https://host/a/b/c"):
         assert github_repository(url) is None, url
+
+
+def test_the_pull_request_goes_to_the_repository_of_the_push_url(tmp_path: Path) -> None:
+    from tandem.rewrite.ship import prepare
+
+    root = tmp_path / "project"
+    (root / "workflows" / "w").mkdir(parents=True)
+    (root / "workflows" / "w" / "workflow.yaml").write_text("name: w\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "-c", "user.name=A", "-c", "user.email=a@b", "add", "-A")
+    git(root, "-c", "user.name=A", "-c", "user.email=a@b", "commit", "-q", "-m", "w")
+    git(root, "remote", "add", "origin", "https://github.com/acme/upstream.git")
+    git(root, "remote", "set-url", "--push", "origin", "git@github.com:ada/fork.git")
+    target = prepare(root / "workflows" / "w", "rewrite", pr=True, repo=None)
+    assert (target.remote, target.github, target.repository.base) == (
+        "origin",
+        ("ada", "fork"),
+        "main",
+    )

@@ -37,10 +37,13 @@ def description(
     groups: Sequence[Mapping[str, Any]],
     files: Sequence[str],
     refused: Mapping[str, int],
+    *,
+    ahead: tuple[str, int] = ("", 0),
 ) -> str:
     """The pull request's markdown. `groups` are the ledger report's (`tandem stats
     --json`) and `refused` its refusals of this workflow ({guard: calls}); `files` the
-    paths the branch's commit wrote, relative to the repository."""
+    paths the branch's commit wrote, relative to the repository; `ahead` (branch, count)
+    the commits of the branch it was made off that its upstream lacks, which it holds too."""
     workflow = folder.name
     agreed = sum(1 for v in verdicts if v.agree)
     lines = [
@@ -73,6 +76,13 @@ def description(
         "",
         *(f"- `{path}`" for path in files),
     ]
+    current, count = ahead
+    if count:
+        lines += [
+            "",
+            f"This branch was made off `{current}`, which has {count} commit(s) not pushed"
+            " to its upstream: they are part of this pull request too.",
+        ]
     return "\n".join(lines) + "\n"
 
 

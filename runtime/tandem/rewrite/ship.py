@@ -113,7 +113,7 @@ def open_pull_request(
         "repo": repo,
         "title": title,
         "head": target.branch,
-        "base": target.repository.branch,
+        "base": target.repository.base,
         "body": body,
         "draft": draft,
     }
