@@ -639,6 +639,9 @@ def test_branch_refuses_what_it_cannot_commit_to(
         rewrite(fresh, "--branch", "rewrite")
     git(root, "checkout", "-q", "--", "workflows/pr_merged/prompt.md")
 
+    for name in ("@{-1}", "refs/heads/x", "a..b"):
+        with pytest.raises(UsageError, match="is not a valid branch name"):
+            rewrite(fresh, "--branch", name)
     git(root, "branch", "taken")
     with pytest.raises(UsageError, match="a branch 'taken' already exists"):
         rewrite(fresh, "--branch", "taken")

@@ -93,7 +93,8 @@ def open_repository(folder: Path, branch: str, state_dir: Path | None = None) ->
             f"the work tree of {root} has uncommitted changes: {shown}; commit or remove them"
             " first, so the branch holds the workflow the rewrite was validated against"
         )
-    if _try(root, "check-ref-format", "--branch", branch) is None:
+    # `--branch` also expands @{-1} and takes refs/heads/x: only a plain name is one.
+    if _try(root, "check-ref-format", "--branch", branch) != branch or branch.startswith("refs/"):
         raise BranchError(f"{branch!r} is not a valid branch name")
     if _try(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") is not None:
         raise BranchError(f"a branch {branch!r} already exists in {root}: name a new one")
