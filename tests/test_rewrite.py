@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from conftest import REPO, tandem
@@ -616,6 +617,11 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     assert (opened.status, opened.coordinator) == ("succeeded", "script")
     assert opened.output["number"] == 106 and opened.output["head"] == branch
     assert f"pull request #106 {opened.output['url']}" in out
+    # A client names no other folder to run live: the project's workflows run by name.
+    with pytest.raises(grpc.RpcError) as refused:
+        fresh.setup.daemon.client.trigger("pr_merged", None, None, workflow_path=fresh.folder)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a workflow tandem ships" in str(refused.value.details())
 
 
 def test_branch_refuses_what_it_cannot_commit_to(

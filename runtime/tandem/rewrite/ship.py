@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tandem.builtin import PR_WORKFLOW
 from tandem.client import ControlClient
 
 from .branch import (
@@ -33,7 +34,6 @@ from .branch import (
 from .errors import BranchError
 from .write import CANDIDATE, write_accepted
 
-PR_WORKFLOW = Path(__file__).parent / "open_pull_request"
 _OWNER_REPO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]{0,38})/([A-Za-z0-9._-]{1,100})$")
 
 
