@@ -236,6 +236,11 @@ def test_guards_py_must_parse_and_guard_only_tools_in_scope(tmp_path: Path) -> N
     with pytest.raises(WorkflowError) as refused:
         load_workflow(folder, ["good.add", "good.note"])
     assert "good_note: guards no tool in the workflow's scope" in str(refused.value)
+    hidden = "try:\n    def good_add(call, history):\n        return 'no'\nexcept ImportError:\n"
+    for source in ("good_add = print\n", hidden + "    pass\n"):
+        (folder / "guards.py").write_text(source)
+        with pytest.raises(WorkflowError, match=r"good_add would guard good\.add only as a plain"):
+            load_workflow(folder, ["good.add"])
     (folder / "guards.py").write_text("def good_add(call, history)\n")
     with pytest.raises(WorkflowError, match="syntax error"):
         load_workflow(folder, ["good.add"])
