@@ -155,7 +155,16 @@ class PullOpened(TypedDict):
 
 
 # What a dry run answers: shaped as the real answer, so a script reading it keeps working.
-DRY_RUN_PULL = {"dry_run": True, "url": "", "number": 0, "state": "open", "draft": False}
+# (A static answer: head and base are there, empty, as a dry run's answer cannot echo them.)
+DRY_RUN_PULL = {
+    "dry_run": True,
+    "url": "",
+    "number": 0,
+    "state": "open",
+    "draft": False,
+    "head": "",
+    "base": "",
+}
 
 
 @tool(destructive=False, idempotent=False, open_world=True, dry_run_result=DRY_RUN_PULL)

@@ -289,6 +289,8 @@ def test_create_pull_request_opens_one_and_says_why_github_refused(
         "head": "rw",
         "base": "main",
     }
+    planned = json.loads(tool.dry_run_result_json)
+    assert sorted(planned) == sorted([*opened, "dry_run"]), "a dry run answers the same shape"
     assert plugin_env.calls[-1].body == {
         "title": "T",
         "head": "rw",
