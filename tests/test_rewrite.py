@@ -685,6 +685,13 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     call = PlannedCall("slack.add_reaction", {"ts": "1", "name": "merged"})
     flagged = RunRecord("r-flag", "pr_merged", "v1", "llm", None, "succeeded")
     flagged.flag = {"reason": "reacted | to an open PR", "calls": [2]}
+    refusal = {"call": 4, "guard": "slack_add_reaction", "tool": "slack.add_reaction"}
+    denial = {"call": 2, "tool": "slack.add_reaction", "approved": False, "reason": "not yet"}
+    flagged.events = [
+        Event(4, 0.0, "guard.refused", {**refusal, "reason": "PR #103 is open"}),
+        Event(6, 0.0, "approval.decided", denial),
+        Event(7, 0.0, "approval.decided", {**denial, "approved": True, "reason": "fine"}),
+    ]
     escalated = RunRecord("r-esc", "pr_merged", "v2", ESCALATED, None, "succeeded")
     escalated.events = [Event(3, 0.0, EVENT, {"reason": "a PR in another repo"})]
     verdicts = [
@@ -711,6 +718,12 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     assert "_helper" not in text
     assert "- `r-flag` flagged (call 3): reacted | to an open PR" in text
     assert "- `r-esc` escalated to the model: a PR in another repo" in text
+    refused_line = (
+        "- `r-flag` had a call refused by guard `slack_add_reaction` (slack.add_reaction)"
+    )
+    assert f"{refused_line}: PR #103 is open" in text
+    assert "- `r-flag` had a call denied (slack.add_reaction): not yet" in text
+    assert "fine" not in text, "an approved call is no wrong one"
     # 5 runs over 2 days: 2 a day, 2,000 tokens and $0.10 a run; 30 days of it.
     assert "2.0 runs a day (5 runs of the prompt, version `v1`, over 2.0 days)" in text
     assert "saves the 2,000 tokens a run and $0.1000 the model spent" in text
@@ -720,7 +733,7 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     lone = Group("pr_merged", "llm", "v1", runs=1, first_run=0.0, last_run=0.0)
     empty = description(tmp_path / "none", [], [lone.to_json()], [], {})
     assert "No projection" in empty and "no guards" in empty and "No shadow ran" in empty
-    assert "None of the runs was flagged or escalated." in empty
+    assert "None of the runs was flagged, refused or escalated." in empty
 
 
 def test_the_github_repository_is_read_from_the_remote_url() -> None:
