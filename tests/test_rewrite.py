@@ -737,8 +737,10 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
 
 
 def test_the_github_repository_is_read_from_the_remote_url() -> None:
-    from tandem.rewrite.branch import github_repository
+    from tandem.rewrite.branch import github_hosts, github_repository
 
+    enterprise = github_hosts({"GITHUB_API_URL": "https://GHE.example.com/api/v3"})
+    assert enterprise == {"github.com", "ghe.example.com"}
     for url in (
         "https://github.com/acme/widgets.git",
         "https://github.com/acme/widgets",
@@ -747,9 +749,16 @@ def test_the_github_repository_is_read_from_the_remote_url() -> None:
         "ssh://git@github.com:22/acme/widgets.git",
         "https://ghe.example.com/acme/widgets/",
     ):
-        assert github_repository(url) == ("acme", "widgets"), url
+        assert github_repository(url, enterprise) == ("acme", "widgets"), url
     assert github_repository("https://github.com/acme/my.repo.git") == ("acme", "my.repo")
-    for url in ("/srv/git/widgets.git", "file:///srv/widgets", "https://host/a/b/c"):
+    assert github_hosts({"GITHUB_API_URL": "https://api.github.com"}) == {"github.com"}
+    for url in (
+        "/srv/git/widgets.git",
+        "file:///srv/widgets",
+        "https://host/a/b/c",
+        "https://ghe.example.com/acme/widgets/",  # not GitHub unless the environment says so
+        "git@gitlab.com:acme/widgets.git",
+    ):
         assert github_repository(url) is None, url
 
 

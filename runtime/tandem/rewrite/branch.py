@@ -18,9 +18,10 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import BranchError
 
@@ -29,9 +30,10 @@ NO_COMMIT = "0" * 40
 # The remote's URL as GitHub writes it: https://HOST/OWNER/REPO(.git), git@HOST:OWNER/REPO,
 # ssh://git@HOST[:PORT]/OWNER/REPO.
 _REMOTE = re.compile(
-    r"^(?:https?://(?:[^@/]+@)?[^/]+/|ssh://(?:[^@/]+@)?[^/]+/|[^@/:]+@[^:/]+:)"
+    r"^(?:(?:https?|ssh)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d*)?/|[^@/:]+@(?P<scp>[^:/]+):)"
     r"(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100}?)(?:\.git)?/?$"
 )
+GITHUB = "github.com"
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,24 @@ def push(repository: Repository, remote: str, branch: str) -> None:
     git(repository.root, "push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}")
 
 
-def github_repository(url: str) -> tuple[str, str] | None:
-    """(owner, repo) from a remote's URL in one of GitHub's forms; None for another URL."""
+def github_hosts(env: Mapping[str, str]) -> frozenset[str]:
+    """The hosts whose remotes are GitHub repositories: github.com, and the web host of a
+    GitHub Enterprise Server named by GITHUB_SERVER_URL or GITHUB_API_URL (its API's host)."""
+    hosts = {GITHUB}
+    for name in ("GITHUB_SERVER_URL", "GITHUB_API_URL"):
+        host = urlsplit(env.get(name, "").strip()).hostname
+        if host and host != f"api.{GITHUB}":
+            hosts.add(host.lower())
+    return frozenset(hosts)
+
+
+def github_repository(url: str, hosts: Collection[str] = (GITHUB,)) -> tuple[str, str] | None:
+    """(owner, repo) from a remote's URL in one of GitHub's forms on one of `hosts`; None
+    for another URL."""
     match = _REMOTE.match(url.strip())
-    return (match["owner"], match["repo"]) if match else None
+    if match is None or (match["host"] or match["scp"]).lower() not in hosts:
+        return None
+    return match["owner"], match["repo"]
 
 
 def remote_url(repository: Repository, remote: str) -> str:

@@ -11,6 +11,7 @@ so the call is traced, checked and listed like any other.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from tandem.client import ControlClient
 from .branch import (
     Repository,
     commit_branch,
+    github_hosts,
     github_repository,
     open_repository,
     push,
@@ -59,11 +61,13 @@ def prepare(
         github = (match[1], match[2])
     else:
         url = remote_url(repository, remote)
-        found = github_repository(url)
+        hosts = github_hosts(os.environ)
+        found = github_repository(url, hosts)
         if found is None:
             raise BranchError(
-                f"remote {remote} ({url}) is not a GitHub repository's URL: name the"
-                " repository with --repo OWNER/NAME"
+                f"remote {remote} ({url}) is not a repository's URL on {', '.join(sorted(hosts))}"
+                " (GitHub Enterprise: set GITHUB_SERVER_URL): name the repository with"
+                " --repo OWNER/NAME"
             )
         github = found
     return Target(repository, branch, remote, github)
