@@ -563,6 +563,7 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     head = git(root, "rev-parse", "HEAD")
     fresh.setup.model.add(answer(GOOD))
     branch = "rewrite/pr-merged"
+    fresh.setup.github.push_branch(branch)  # the stand-in is no git remote: it is told
     assert rewrite(fresh, "--branch", branch, "--pr", "--repo", "acme/widgets") == 0
     out = capsys.readouterr().out
 
