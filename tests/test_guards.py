@@ -5,16 +5,19 @@ One daemon serves every test here."""
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, Project, eventually
+from conftest import REPO, Daemon, Project, eventually
 from tandem.guards.process import guard_limits
 from tandem.isolation.process import runner_rlimits
 from tandem.replay.recording import Recording
 from tandem.workflows.loader import WorkflowError, load_workflow
 from tandem.workflows.spec import Limits
+from tandem_sdk.guards import load_guards
 
 PLUGIN = '''
 from tandem_sdk import tool
@@ -249,3 +252,23 @@ def test_guards_py_must_parse_and_guard_only_tools_in_scope(tmp_path: Path) -> N
     loaded = load_workflow(folder, ["good.add", "good.note"])
     assert loaded.guard_names == {"good_add", "good_note"}  # _helper is no guard
     assert (loaded.guard_for("good.add"), loaded.guard_for("good.other")) == ("good_add", None)
+
+
+def test_pr_merged_guards_the_reaction_its_settings_name_merged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pr_merged"
+    shutil.copytree(REPO / "workflows" / "pr_merged", folder)
+    settings = json.loads((folder / "files" / "settings.json").read_text())
+    settings["reactions"]["merged"] = "shipit"
+    (folder / "files" / "settings.json").write_text(json.dumps(settings))
+    monkeypatch.setenv("TANDEM_WORKFLOW_DIR", str(folder))  # as the guard process has it
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_guards puts the folder on it
+    guards = load_guards(str(folder / "guards.py"), "guards.py", str(folder))
+    guard = guards["slack_add_reaction"]
+    unread = {"channel": "eng", "ts": "1.2"}
+    refusal = guard({"tool": "slack.add_reaction", "arguments": {**unread, "name": "shipit"}}, [])
+    assert refusal == "message 1.2 was not read in this run: read it with slack.get_messages first"
+    assert (
+        guard({"tool": "slack.add_reaction", "arguments": {**unread, "name": "merged"}}, []) is None
+    )
