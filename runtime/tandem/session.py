@@ -68,6 +68,9 @@ class RunMode:
       recorded, and an unrecorded call with side effects is planned.
     - mcp: an MCP session (`tandem mcp serve`); every call reaches its plugin, as live,
       and the session has no wall-clock limit of its own (each call has `timeout_s`).
+
+    `candidate`: a replay through a folder other than the workflow's (a rewrite's
+    validation, `tandem replay --workflow`).
     """
 
     dry_run: bool = False
@@ -75,6 +78,7 @@ class RunMode:
     live_reads: bool = False
     max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     mcp: bool = False
+    candidate: bool = False
 
     @property
     def name(self) -> str:
