@@ -217,6 +217,21 @@ def test_parallel_calls_held_for_approval_are_asked_again_one_after_the_other(
     assert sorted(str(r.get("refused")) for r in results) == ["None", "good_note"]
 
 
+def test_the_guard_process_runs_in_a_cgroup_of_its_own(daemon: Daemon) -> None:
+    # Where the host makes its runs' cgroups, when it has them (the daemon says at start).
+    below = [line.rsplit(" below ", 1)[1] for line in daemon.log if " per run, below " in line]
+    run_id = daemon.client.trigger("adds", {"adds": [4]}, None)  # its guard loops a second
+
+    def groups() -> list[Path]:
+        return [g for b in below for g in Path(b).glob(f"*/{run_id}.guards")]
+
+    held = bool(below) and eventually(lambda: bool(groups()))  # memory bounded, children killed
+    for _ in daemon.client.watch(run_id):
+        pass
+    assert held == bool(below), daemon.log
+    assert groups() == [], "removed with the process"
+
+
 def test_a_guard_sees_large_results_cut_as_the_trace_keeps_them(daemon: Daemon) -> None:
     record = daemon.run("big")
     # "noted xxx…" is 408 bytes of JSON, past the project's record.max_result_bytes.
