@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from conftest import REPO, tandem
@@ -550,14 +551,24 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     fresh: Recorded, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     root = committed(fresh, tmp_path / "remote.git")
+    # On `mine`, which tracks origin's main and has a commit not pushed; pushes go to fork.
+    git(root, "push", "-q", "-u", "origin", "main")
+    git(root, "checkout", "-q", "-b", "mine", "--track", "origin/main")
+    (root / "NOTES.md").write_text("a local note\n")
+    git(root, "add", "NOTES.md")
+    git(root, "commit", "-q", "-m", "a local commit")
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "fork.git")], check=True)
+    git(root, "remote", "add", "fork", str(tmp_path / "fork.git"))
+    git(root, "config", "remote.pushDefault", "fork")
     head = git(root, "rev-parse", "HEAD")
     fresh.setup.model.add(answer(GOOD))
     branch = "rewrite/pr-merged"
+    fresh.setup.github.push_branch(branch)  # the stand-in is no git remote: it is told
     assert rewrite(fresh, "--branch", branch, "--pr", "--repo", "acme/widgets") == 0
     out = capsys.readouterr().out
 
     # The current branch, its index and the work tree are as they were.
-    assert git(root, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(root, "symbolic-ref", "--short", "HEAD") == "mine"
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain", "--", ".", ":(exclude).tandem") == ""
     assert (fresh.folder / "workflow.yaml").read_text() == LLM_YAML
@@ -567,9 +578,10 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     # The branch: one commit on HEAD with what --write writes.
     commit = git(root, "rev-parse", branch)
     assert git(root, "rev-parse", f"{branch}^") == head
-    assert f"branch {branch}: commit {commit} off main" in out
+    assert f"branch {branch}: commit {commit} off mine" in out
+    assert "holds mine's 1 commit(s) not on main's upstream" in out
     where = "workflows/pr_merged"
-    changed = git(root, "diff", "--name-status", f"main..{branch}").splitlines()
+    changed = git(root, "diff", "--name-status", f"mine..{branch}").splitlines()
     fixtures = [f"A\t{where}/tests/fixtures/pr_merged-{run}.json" for run in fresh.runs]
     written = [f"A\t{where}/script.py", f"A\t{where}/tests/test_script.py"]
     assert sorted(changed) == sorted([*written, f"M\t{where}/workflow.yaml", *fixtures])
@@ -578,14 +590,16 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     assert spec["coordinator"] == "script"
     assert "a reviewed script takes over" in git(root, "log", "-1", "--format=%s", branch)
 
-    # Pushed to the bare repository that is origin.
-    assert git(tmp_path / "remote.git", "rev-parse", f"refs/heads/{branch}") == commit
+    # Pushed where git pushes (remote.pushDefault), not to the upstream's remote.
+    assert git(tmp_path / "fork.git", "rev-parse", f"refs/heads/{branch}") == commit
+    assert git(tmp_path / "remote.git", "branch", "--list", branch) == ""
 
     # The pull request, as GitHub's API takes it, opened through the host by a run.
     [call] = [c for c in fresh.setup.github.calls if c.method == "POST"]
     assert (call.path, call.status) == ("/repos/acme/widgets/pulls", 201)
     sent = call.body or {}
-    assert (sent["head"], sent["base"], sent["draft"]) == (branch, "main", False)
+    assert (sent["head"], sent["base"], sent["draft"]) == (branch, "main", False)  # upstream's
+    assert "made off `mine`, which has 1 commit(s) not pushed to its upstream" in sent["body"]
     assert sent["title"] == "pr_merged: a reviewed script takes over from the prompt"
     body = sent["body"]
     assert "**3 of 3** agree" in body
@@ -604,6 +618,11 @@ def test_branch_and_pr_commit_push_and_open_the_pull_request_with_the_evidence(
     assert (opened.status, opened.coordinator) == ("succeeded", "script")
     assert opened.output["number"] == 106 and opened.output["head"] == branch
     assert f"pull request #106 {opened.output['url']}" in out
+    # A client names no other folder to run live: the project's workflows run by name.
+    with pytest.raises(grpc.RpcError) as refused:
+        fresh.setup.daemon.client.trigger("pr_merged", None, None, workflow_path=fresh.folder)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a workflow tandem ships" in str(refused.value.details())
 
 
 def test_branch_refuses_what_it_cannot_commit_to(
@@ -627,6 +646,9 @@ def test_branch_refuses_what_it_cannot_commit_to(
         rewrite(fresh, "--branch", "rewrite")
     git(root, "checkout", "-q", "--", "workflows/pr_merged/prompt.md")
 
+    for name in ("@{-1}", "refs/heads/x", "a..b"):
+        with pytest.raises(UsageError, match="is not a valid branch name"):
+            rewrite(fresh, "--branch", name)
     git(root, "branch", "taken")
     with pytest.raises(UsageError, match="a branch 'taken' already exists"):
         rewrite(fresh, "--branch", "taken")
@@ -634,6 +656,12 @@ def test_branch_refuses_what_it_cannot_commit_to(
         rewrite(fresh, "--branch", "rewrite", "--pr", "--repo", "acme/widgets")
     assert fresh.setup.model.requests == [], "refused before the model is asked"
 
+    # A candidate that disagrees is left out of the work tree: the retry is not refused.
+    fresh.setup.model.add(answer(BAD))
+    assert rewrite(fresh, "--branch", "rewrite", "--repairs", "0") == 1
+    left = fresh.setup.project.config.state_dir / "rewrite" / "pr_merged.script.candidate.py"
+    assert f"candidate: {left}" in capsys.readouterr().out and left.read_text() == BAD
+    assert not (fresh.folder / "script.candidate.py").exists()
     fresh.setup.model.add(answer(GOOD))  # without --pr, no remote is needed
     assert rewrite(fresh, "--branch", "rewrite") == 0
     assert "next: review it (git diff main...rewrite)" in capsys.readouterr().out
@@ -658,6 +686,13 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     call = PlannedCall("slack.add_reaction", {"ts": "1", "name": "merged"})
     flagged = RunRecord("r-flag", "pr_merged", "v1", "llm", None, "succeeded")
     flagged.flag = {"reason": "reacted | to an open PR", "calls": [2]}
+    refusal = {"call": 4, "guard": "slack_add_reaction", "tool": "slack.add_reaction"}
+    denial = {"call": 2, "tool": "slack.add_reaction", "approved": False, "reason": "not yet"}
+    flagged.events = [
+        Event(4, 0.0, "guard.refused", {**refusal, "reason": "PR #103 is open"}),
+        Event(6, 0.0, "approval.decided", denial),
+        Event(7, 0.0, "approval.decided", {**denial, "approved": True, "reason": "fine"}),
+    ]
     escalated = RunRecord("r-esc", "pr_merged", "v2", ESCALATED, None, "succeeded")
     escalated.events = [Event(3, 0.0, EVENT, {"reason": "a PR in another repo"})]
     verdicts = [
@@ -684,6 +719,12 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     assert "_helper" not in text
     assert "- `r-flag` flagged (call 3): reacted | to an open PR" in text
     assert "- `r-esc` escalated to the model: a PR in another repo" in text
+    refused_line = (
+        "- `r-flag` had a call refused by guard `slack_add_reaction` (slack.add_reaction)"
+    )
+    assert f"{refused_line}: PR #103 is open" in text
+    assert "- `r-flag` had a call denied (slack.add_reaction): not yet" in text
+    assert "fine" not in text, "an approved call is no wrong one"
     # 5 runs over 2 days: 2 a day, 2,000 tokens and $0.10 a run; 30 days of it.
     assert "2.0 runs a day (5 runs of the prompt, version `v1`, over 2.0 days)" in text
     assert "saves the 2,000 tokens a run and $0.1000 the model spent" in text
@@ -693,12 +734,14 @@ def test_the_pull_request_description_holds_the_evidence(tmp_path: Path) -> None
     lone = Group("pr_merged", "llm", "v1", runs=1, first_run=0.0, last_run=0.0)
     empty = description(tmp_path / "none", [], [lone.to_json()], [], {})
     assert "No projection" in empty and "no guards" in empty and "No shadow ran" in empty
-    assert "None of the runs was flagged or escalated." in empty
+    assert "None of the runs was flagged, refused or escalated." in empty
 
 
 def test_the_github_repository_is_read_from_the_remote_url() -> None:
-    from tandem.rewrite.branch import github_repository
+    from tandem.rewrite.branch import github_hosts, github_repository
 
+    enterprise = github_hosts({"GITHUB_API_URL": "https://GHE.example.com/api/v3"})
+    assert enterprise == {"github.com", "ghe.example.com"}
     for url in (
         "https://github.com/acme/widgets.git",
         "https://github.com/acme/widgets",
@@ -707,7 +750,33 @@ def test_the_github_repository_is_read_from_the_remote_url() -> None:
         "ssh://git@github.com:22/acme/widgets.git",
         "https://ghe.example.com/acme/widgets/",
     ):
-        assert github_repository(url) == ("acme", "widgets"), url
+        assert github_repository(url, enterprise) == ("acme", "widgets"), url
     assert github_repository("https://github.com/acme/my.repo.git") == ("acme", "my.repo")
-    for url in ("/srv/git/widgets.git", "file:///srv/widgets", "https://host/a/b/c"):
+    assert github_hosts({"GITHUB_API_URL": "https://api.github.com"}) == {"github.com"}
+    for url in (
+        "/srv/git/widgets.git",
+        "file:///srv/widgets",
+        "https://host/a/b/c",
+        "https://ghe.example.com/acme/widgets/",  # not GitHub unless the environment says so
+        "git@gitlab.com:acme/widgets.git",
+    ):
         assert github_repository(url) is None, url
+
+
+def test_the_pull_request_goes_to_the_repository_of_the_push_url(tmp_path: Path) -> None:
+    from tandem.rewrite.ship import prepare
+
+    root = tmp_path / "project"
+    (root / "workflows" / "w").mkdir(parents=True)
+    (root / "workflows" / "w" / "workflow.yaml").write_text("name: w\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "-c", "user.name=A", "-c", "user.email=a@b", "add", "-A")
+    git(root, "-c", "user.name=A", "-c", "user.email=a@b", "commit", "-q", "-m", "w")
+    git(root, "remote", "add", "origin", "https://github.com/acme/upstream.git")
+    git(root, "remote", "set-url", "--push", "origin", "git@github.com:ada/fork.git")
+    target = prepare(root / "workflows" / "w", "rewrite", pr=True, repo=None)
+    assert (target.remote, target.github, target.repository.base) == (
+        "origin",
+        ("ada", "fork"),
+        "main",
+    )

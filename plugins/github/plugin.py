@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 from githubkit import GitHub, TokenAuthStrategy, UnauthAuthStrategy
@@ -155,7 +155,16 @@ class PullOpened(TypedDict):
 
 
 # What a dry run answers: shaped as the real answer, so a script reading it keeps working.
-DRY_RUN_PULL = {"dry_run": True, "url": "", "number": 0, "state": "open", "draft": False}
+# (A static answer: head and base are there, empty, as a dry run's answer cannot echo them.)
+DRY_RUN_PULL = {
+    "dry_run": True,
+    "url": "",
+    "number": 0,
+    "state": "open",
+    "draft": False,
+    "head": "",
+    "base": "",
+}
 
 
 @tool(destructive=False, idempotent=False, open_world=True, dry_run_result=DRY_RUN_PULL)
@@ -284,6 +293,9 @@ def _failure(error: GitHubException, what: str) -> ToolError:
             said = _validation(error)
             return ToolError(f"GitHub answered 422 for {what}: {said}", type="invalid")
         if status == 401:
+            if not os.environ.get("GITHUB_TOKEN", "").strip():  # a write needs one
+                said = f"{what} needs a token, and no GITHUB_TOKEN is set: 401 {said}"
+                return ToolError(said, type="bad_credentials")
             return ToolError(
                 f"GitHub refused the token in GITHUB_TOKEN: 401 {said}", type="bad_credentials"
             )
@@ -317,11 +329,19 @@ def _validation(error: RequestFailed) -> str:
     """A 422's message with the reasons in its `errors` (GitHub puts the useful part there:
     "A pull request already exists for acme:branch.")."""
     try:
-        reasons = [e.get("message") or e.get("code") for e in error.response.json()["errors"]]
+        reasons = [e.get("message") or _field_error(e) for e in error.response.json()["errors"]]
     except (ValueError, AttributeError, KeyError, TypeError):
         reasons = []
     said = _message(error)
     return f"{said}: {'; '.join(str(r) for r in reasons)}" if reasons else said
+
+
+def _field_error(entry: dict[str, Any]) -> str:
+    """An `errors` entry without a message: {"resource", "field", "code"}."""
+    said = " ".join(str(entry[k]) for k in ("field", "code") if entry.get(k))
+    if (entry.get("field"), entry.get("code")) == ("head", "invalid"):
+        said += " (is the head branch pushed to the repository?)"
+    return said
 
 
 def _message(error: RequestFailed) -> str:

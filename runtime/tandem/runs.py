@@ -128,14 +128,16 @@ class RunManager:
         rerun_of: str | None = None,
         check_payload: bool = False,
         mcp: bool = False,
+        candidate: bool = False,
     ) -> RunSession:
         """Start a run. `dry_run` plans every call with side effects instead of making it;
         `replay` answers calls from a recorded run; `workflow` replaces the registry's
         version (a candidate folder); `rerun_of` names the run whose trigger this is again;
         `check_payload` refuses a payload that misses the workflow's input_schema
         (InvalidArguments), before any run is made; `mcp` makes an MCP session's run
-        (`open_session`). Once the run is in the store the trigger answers with it, whatever
-        fails later (a store that goes away then): a caller told UNAVAILABLE has no run."""
+        (`open_session`); `candidate` marks a replay through a candidate's folder. Once the
+        run is in the store the trigger answers with it, whatever fails later (a store that
+        goes away then): a caller told UNAVAILABLE has no run."""
         if not self.accepting:
             raise ShuttingDown("the host is shutting down and takes no new runs")
         workflow = workflow or self.registry.get(workflow_name)
@@ -163,7 +165,7 @@ class RunManager:
                 f"{self.max_queued} runs already wait (runs.max_queued); try again later"
             )
         run_id = new_run_id()
-        mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp)
+        mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp, candidate)
         session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
         session.observer = self.approval_observer
         session.guards = self._guards(session)
@@ -439,6 +441,7 @@ class RunManager:
             replay=Recording.from_run(record),
             live_reads=live_reads,
             workflow=candidate,
+            candidate=candidate is not None,
         )
 
     def load_folder(self, path: Path) -> Workflow:

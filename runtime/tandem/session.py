@@ -29,6 +29,7 @@ from tandem_sdk.plan import canonical, in_plan
 from .approvals import ApprovalObserver, Approvals
 from .config import DEFAULT_RECORD_MAX_RESULT_BYTES
 from .files_tools import FILE_TOOL_NAMES, file_tools
+from .guards import GuardTurn
 from .plugins import PluginManager
 from .replay.answers import replayed_answer
 from .replay.recording import RecordedCall, Recording
@@ -67,6 +68,9 @@ class RunMode:
       recorded, and an unrecorded call with side effects is planned.
     - mcp: an MCP session (`tandem mcp serve`); every call reaches its plugin, as live,
       and the session has no wall-clock limit of its own (each call has `timeout_s`).
+
+    `candidate`: a replay through a folder other than the workflow's (a rewrite's
+    validation, `tandem replay --workflow`).
     """
 
     dry_run: bool = False
@@ -74,6 +78,7 @@ class RunMode:
     live_reads: bool = False
     max_result_bytes: int = DEFAULT_RECORD_MAX_RESULT_BYTES
     mcp: bool = False
+    candidate: bool = False
 
     @property
     def name(self) -> str:
@@ -203,8 +208,24 @@ class RunSession:
                 )
             raise
         tagged: dict[str, Any] = {"subagent": subagent} if subagent in self.subagents else {}
-        refusal = await self.guards.refusal(name, arguments) if self.guards else None
-        if refusal is not None:
+        turn = GuardTurn(self.guards, name)
+        try:
+            return await self._guarded_call(name, tool, arguments, arguments_json, tagged, turn)
+        finally:
+            turn.give()
+
+    async def _guarded_call(
+        self,
+        name: str,
+        tool: HostTool,
+        arguments: dict[str, Any],
+        arguments_json: str,
+        tagged: dict[str, Any],
+        turn: GuardTurn,
+    ) -> ToolOutcome:
+        """The call once in scope: its guard asked (and asked again after an approval),
+        then answered as the run's mode says."""
+        if (refusal := await turn.ask(arguments)) is not None:
             return self._refused(name, arguments, tagged, refusal)
         source, recorded = self._source(tool, arguments)
         if (version := self._plugins.version_of(tool.provider)) is not None:
@@ -224,8 +245,11 @@ class RunSession:
         started = time.perf_counter()
         closing: dict[str, Any] = {"call": call.seq, "tool": name, "executed": source == "plugin"}
         try:
-            if source == "plugin" and self._needs_approval(tool, subagent):
+            if source == "plugin" and self._needs_approval(tool, tagged.get("subagent")):
+                turn.give()  # other guarded calls go on while a person decides
                 await self.held.hold(call.seq, number, tool.name, arguments)
+                if (refusal := await turn.ask(arguments)) is not None:
+                    return self._refused(name, arguments, tagged, refusal, call=call.seq)
             result_json = await self._answer(source, recorded, tool, arguments, arguments_json)
         except ToolError as error:
             self.emit(
@@ -262,37 +286,39 @@ class RunSession:
                 duration_ms=_ms(started),
             )
             raise
-        self.emit(
-            "tool.result",
-            **closing,
-            ok=True,
-            duration_ms=_ms(started),
-            raw=self._kept_result(result_json),
-        )
-        self._remember(name, arguments, result_json=result_json)
+        kept = self._kept_result(result_json)
+        self.emit("tool.result", **closing, ok=True, duration_ms=_ms(started), raw=kept)
+        self._remember(name, arguments, kept=kept)
         return ToolOutcome(result_json=result_json)
 
     def _refused(
-        self, name: str, arguments: dict[str, Any], tagged: dict[str, Any], refusal: Refusal
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        tagged: dict[str, Any],
+        refusal: Refusal,
+        call: int | None = None,
     ) -> ToolOutcome:
         """A call its guard refused: traced as a call never made, answered as a tool error
-        the coordinator sees (the model reads the reason; a script raises GuardRefused)."""
-        call = self.emit(
-            "tool.call",
-            tool=name,
-            executed=False,
-            source="guard",
-            **tagged,
-            raw={"arguments": arguments},
-        )
-        if "subagent" not in tagged and in_plan(name):
-            self._calls_numbered += 1  # numbered in the trace as any call is
+        the coordinator sees (the model reads the reason; a script raises GuardRefused).
+        `call` is the seq of its tool.call when it was refused after an approval."""
+        if call is None:
+            call = self.emit(
+                "tool.call",
+                tool=name,
+                executed=False,
+                source="guard",
+                **tagged,
+                raw={"arguments": arguments},
+            ).seq
+            if "subagent" not in tagged and in_plan(name):
+                self._calls_numbered += 1  # numbered in the trace as any call is
         guard, reason = refusal.guard, refusal.reason
-        self.emit("guard.refused", call=call.seq, guard=guard, tool=name, reason=reason)
+        self.emit("guard.refused", call=call, guard=guard, tool=name, reason=reason)
         error = GuardRefused(refusal.message, tool=name)
         self.emit(
             "tool.result",
-            call=call.seq,
+            call=call,
             tool=name,
             executed=False,
             ok=False,
@@ -311,7 +337,7 @@ class RunSession:
         name: str,
         arguments: dict[str, Any],
         *,
-        result_json: str | None = None,
+        kept: dict[str, Any] | None = None,
         error: ToolError | None = None,
     ) -> None:
         """The call and its answer, for the guards of later calls."""
@@ -320,7 +346,7 @@ class RunSession:
         if error is not None:
             self.guards.record(name, arguments, error={"type": error.type, "message": error.reason})
         else:
-            self.guards.record(name, arguments, result=json.loads(result_json or "null"))
+            self.guards.record(name, arguments, kept=kept)
 
     def _needs_approval(self, tool: HostTool, subagent: str | None) -> bool:
         # An MCP client is a model: its calls are held as the LLM coordinator's are.

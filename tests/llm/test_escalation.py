@@ -53,6 +53,14 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
         held = TAKING_OVER.replace("tools.util.add(a=1, b=2)", "tools.util.whoami()")
         approvals = {"llm": ["util.whoami"]}
         project.workflow("held", script=held, prompt=PROMPT, tools=["util.*"], approvals=approvals)
+        project.workflow(
+            "shadowed",
+            script=RAISING,
+            prompt=PROMPT,
+            tools=["util.*"],
+            coordinator="llm",
+            shadow="script",
+        )
         guarded = project.workflow("guarded", script=TAKING_OVER, prompt=PROMPT, tools=["util.*"])
         (guarded / "guards.py").write_text(ECHO_GUARD)
 
@@ -163,6 +171,32 @@ def test_a_replay_answers_the_models_calls_from_the_recording(
     # The recorded run's result, not a new one (a whoami run now would name the replay).
     result = [e.data for e in events(replayed, "tool.result")][-1]
     assert result["result"]["run"] == recorded.id
+
+
+def test_a_shadow_or_a_candidates_replay_records_the_escalation_and_asks_no_model(
+    llm: LlmHost, daemon: Any, api: AnthropicStandIn
+) -> None:
+    api.add(Reply.text("hello"))  # the live llm run's one turn; its script shadow escalates
+    live = daemon.run("shadowed")
+    assert live.status == "succeeded", live.error
+    assert eventually(lambda: bool(daemon.client.runs("shadowed", mode="shadow"))), daemon.log
+    (shadow,) = daemon.client.runs("shadowed", mode="shadow")
+    assert eventually(lambda: daemon.client.run(shadow.id).status not in ("queued", "running"))
+    shadow = daemon.client.run(shadow.id)
+    assert shadow.status == "failed" and shadow.coordinator == "script"
+    assert shadow.error == "the script escalated (unsure); a shadow does not hand over to the model"
+    assert [e.data["reason"] for e in events(shadow, "run.escalated")] == ["unsure"]
+
+    api.add(Reply.text("done"))
+    recorded = daemon.run("planner")  # escalated live: the model finished it
+    folder = llm.project.root / "workflows" / "planner"
+    replay_id = daemon.client.replay(recorded.id, workflow_path=str(folder))
+    for _ in daemon.client.watch(replay_id):
+        pass
+    replayed = daemon.client.run(replay_id)
+    assert replayed.status == "failed", replayed.error
+    assert "a candidate's replay does not hand over to the model" in str(replayed.error)
+    assert len(api.requests) == 2, "neither the shadow nor the candidate asked the model"
 
 
 def test_no_prompt_fails_the_run_saying_so(daemon: Any, api: AnthropicStandIn) -> None:

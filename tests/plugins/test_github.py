@@ -280,6 +280,9 @@ def test_create_pull_request_opens_one_and_says_why_github_refused(
         except ToolError as error:
             return {"error": error.type, "reason": error.reason}
 
+    unpushed = create()
+    assert unpushed["error"] == "invalid" and "head" in unpushed["reason"], unpushed
+    plugin_env.push_branch("rw")
     opened = create(body="The evidence.", draft=True)
     assert opened == {
         "url": f"https://github.com/{OWNER}/{NAME}/pull/106",
@@ -289,6 +292,8 @@ def test_create_pull_request_opens_one_and_says_why_github_refused(
         "head": "rw",
         "base": "main",
     }
+    planned = json.loads(tool.dry_run_result_json)
+    assert sorted(planned) == sorted([*opened, "dry_run"]), "a dry run answers the same shape"
     assert plugin_env.calls[-1].body == {
         "title": "T",
         "head": "rw",
@@ -301,7 +306,9 @@ def test_create_pull_request_opens_one_and_says_why_github_refused(
     assert f"A pull request already exists for {OWNER}:rw." in again["reason"]
     missing = create(repo="gadgets")
     assert missing["error"] == "not_found" and f"repository {OWNER}/gadgets" in missing["reason"]
-    assert [c.status for c in plugin_env.calls] == [201, 422, 404]
+    plugin_env.exhaust_rate_limit()  # a POST counts against the limit as a GET does
+    assert create(base="develop")["error"] == "rate_limited"
+    assert [c.status for c in plugin_env.calls] == [422, 201, 422, 404, 403]
     assert plugin_env.problems == []
 
 
@@ -314,6 +321,13 @@ def test_without_a_token_the_plugin_reads_unauthenticated(
     missing = outcome(tools, context(), url=pull_url(MISSING))
     assert missing["error"] == "not_found" and "no GITHUB_TOKEN is set" in missing["reason"]
     assert [call.token for call in plugin_env.calls] == [None, None]
+    fields = {"owner": OWNER, "repo": NAME, "title": "T", "head": "rw", "base": "main"}
+    with pytest.raises(ToolError) as unauthenticated:
+        tools["create_pull_request"].invoke(json.dumps(fields), context())
+    assert unauthenticated.value.type == "bad_credentials"
+    assert "no GITHUB_TOKEN is set" in unauthenticated.value.reason
+    assert "401 Requires authentication" in unauthenticated.value.reason
+    assert plugin_env.calls[-1].status == 401
 
 
 def test_secondary_limit_is_waited_out_only_within_the_time_left(

@@ -3,16 +3,23 @@
 A guard returns None to let the call through, or the reason it refuses it.
 """
 
+import json
+import os
 import re
+from pathlib import Path
 
 PULL_URL = re.compile(r"^(https://[^/\s]+/[^/\s]+/[^/\s]+/pull/\d+)(?:[/?#].*)?$")
+# The guard process sees the workflow's folder (read-only) at TANDEM_WORKFLOW_DIR: the
+# reaction that means "merged" is the one the script and the prompt read in settings.json.
+_FOLDER = Path(os.environ.get("TANDEM_WORKFLOW_DIR") or Path(__file__).parent)
+MERGED = json.loads((_FOLDER / "files" / "settings.json").read_text())["reactions"]["merged"]
 
 
 def slack_add_reaction(call, history):
     """React :merged: only on a message this run read, that links a pull request this run
     saw merged (github.pr_status): never on one whose pull requests are open or unchecked."""
     arguments = call["arguments"]
-    if arguments.get("name") != "merged":
+    if arguments.get("name") != MERGED:
         return None
     ts = arguments.get("ts")
     message = _message(history, ts)

@@ -1,8 +1,9 @@
 """`tandem rewrite WORKFLOW`: the model writes the workflow's script.py from its prompt,
 tools, virtual files and recorded runs; every recorded run is then replayed through the
 candidate, and one repair turn (`--repairs N`) feeds the model the diffs. The candidate is
-always left beside the workflow as script.candidate.py; `--write` makes it script.py,
-switches workflow.yaml to it and ships the runs as fixtures with a test, when every run
+always left beside the workflow as script.candidate.py (with --branch, out of the work
+tree: the state folder's rewrite/WORKFLOW.script.candidate.py); `--write` makes it
+script.py, switches workflow.yaml to it and ships the runs as fixtures with a test, when every run
 agrees (or `--accept-diffs`). `--branch NAME` commits those files on a new git branch
 instead, leaving the work tree and the current branch as they are; `--pr` pushes it and
 opens a pull request through the `github` plugin, the evidence in its description
@@ -256,7 +257,6 @@ def _rewrite(
         validate,
         write_accepted,
         write_candidate,
-        write_candidate_file,
     )
     from tandem.rewrite.material import choose_for_validation
 
@@ -283,13 +283,12 @@ def _rewrite(
         try:
             script = conversation.repair([v.report() for v in disagreeing])
         except RewriteError:
-            write_candidate_file(workflow.folder, script)  # the last script that ran
+            _leave_candidate(workflow, config.state_dir, script, target, args)  # the last run
             raise
     agreed = all(v.agree for v in verdicts)
     result.update(agreed=agreed, written=[])
     if target is None or not (agreed or args.accept_diffs):  # a branch leaves no candidate
-        candidate_file = write_candidate_file(workflow.folder, script)
-        print(f"candidate: {candidate_file}", file=_out(args))
+        candidate_file = _leave_candidate(workflow, config.state_dir, script, target, args)
         result["candidate"] = str(candidate_file)
     if not args.write and target is None:
         return EXIT_OK if agreed else EXIT_RUN_FAILED
@@ -320,6 +319,28 @@ def _rewrite(
             file=sys.stderr,
         )
     return EXIT_OK if agreed else EXIT_RUN_FAILED
+
+
+def _leave_candidate(
+    workflow: Workflow,
+    state_dir: Path,
+    script: str,
+    target: Target | None,
+    args: argparse.Namespace,
+) -> Path:
+    """Leave the candidate where a person finds it: beside the workflow, or with --branch
+    under the state folder, never in the work tree (a retry would refuse it as dirty)."""
+    from tandem.rewrite import write_candidate_file
+    from tandem.rewrite.write import CANDIDATE
+
+    if target is None:
+        path = write_candidate_file(workflow.folder, script)
+    else:
+        path = state_dir / "rewrite" / f"{workflow.name}.{CANDIDATE}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script, encoding="utf-8")
+    print(f"candidate: {path}", file=_out(args))
+    return path
 
 
 def _out(args: argparse.Namespace) -> TextIO:

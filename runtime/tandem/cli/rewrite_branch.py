@@ -43,8 +43,10 @@ def ship(
     )
     scratch = config.state_dir / "rewrite" / "branch"
     made, files = commit(target, folder, script, fixtures, scratch, message)
-    base = target.repository.branch
-    print(f"branch {target.branch}: commit {made} off {base}, {len(files)} files", file=out)
+    base, current = target.repository.base, target.repository.branch
+    print(f"branch {target.branch}: commit {made} off {current}, {len(files)} files", file=out)
+    if ahead := target.repository.ahead:
+        print(f"  (it also holds {current}'s {ahead} commit(s) not on {base}'s upstream)", file=out)
     for path in files:
         print(f"  {path}", file=out)
     result.update(branch=target.branch, commit=made, base=base, written=files)
@@ -57,7 +59,9 @@ def ship(
         return
     ledger = client.ledger(folder.name, 0, 0, LEDGER_RUNS)
     refused = ledger.get("refusals", {}).get(folder.name, {})
-    body = pull_request.description(folder, verdicts, ledger["groups"], files, refused)
+    body = pull_request.description(
+        folder, verdicts, ledger["groups"], files, refused, ahead=(current, target.repository.ahead)
+    )
     opened = open_pull_request(client, target, title, body, draft=args.draft)
     owner, repo = target.github or ("", "")
     print(

@@ -7,6 +7,11 @@ run) and the hand-over: the reason, the context, and the calls the script made w
 results, read from the run's own trace. From then on the run's calls are the model's:
 approvals for `llm` apply, and the run is recorded with coordinator ESCALATED.
 
+A shadow, and a replay through a candidate's folder (a rewrite's validation), never hand
+over: the escalation is recorded and the run fails saying so (a candidate that escalates
+does not agree anyway). A user's replay of the workflow hands over as a live run does; the
+model is asked as in an llm replay, its tool calls answered from the recording.
+
 The trace's `run.escalated` event (reason, context, how many calls so far) marks the
 moment; the ledger counts these per workflow and reason, and `tandem rewrite` offers the
 escalated runs first.
@@ -50,6 +55,12 @@ async def hand_over(
         calls=len(calls),
     )
     said = f"the script escalated ({escalation.reason})"
+    mode = session.mode
+    if mode.name == "shadow" or mode.candidate:
+        # A check of a script, never a run to finish: the model would be asked live (or
+        # take the replies scripted for the command's own runs). Recorded, then ended.
+        what = "a shadow" if mode.name == "shadow" else "a candidate's replay"
+        raise RunFailed(f"{said}; {what} does not hand over to the model")
     if session.workflow.prompt_text is None:
         raise RunFailed(
             f"{said}, but workflow {session.workflow.name!r} has no prompt for the model to"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,12 @@ class RunGuards:
         self._workflow = session.workflow
         self._process = process
         self.history: list[dict[str, Any]] = []  # every call of the run so far
+        # Guarded calls take turns from the question to the answer's record: two parallel
+        # calls must not both pass a guard that the first one's answer would change.
+        self.turns = asyncio.Lock()
+
+    def guarded(self, tool: str) -> bool:
+        return self._workflow.guard_for(tool) is not None
 
     async def refusal(self, tool: str, arguments: dict[str, Any]) -> Refusal | None:
         """Why `tool`'s guard refuses this call; None lets it through."""
@@ -53,19 +60,48 @@ class RunGuards:
         tool: str,
         arguments: dict[str, Any],
         *,
-        result: Any = None,
+        kept: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         refused: str | None = None,
     ) -> None:
+        """`kept` is the result as the trace keeps it: {"result": ...}, or
+        {"result_over_cap": bytes} past `record.max_result_bytes` (the history stays as
+        bounded as the trace)."""
         entry: dict[str, Any] = {"tool": tool, "arguments": arguments, "refused": refused}
         if error is not None:
             entry["error"] = error
         else:
-            entry["result"] = result
+            entry.update(kept or {"result": None})
         self.history.append(entry)
 
     async def close(self) -> None:
         await self._process.stop()
+
+
+class GuardTurn:
+    """One call's turn at its guard: `ask` takes the run's turn and asks; `give` hands it
+    back (once the call's answer is recorded, or while a person decides on a held call,
+    whose guard is then asked again). A call of a tool without a guard takes no turn."""
+
+    def __init__(self, guards: RunGuards | None, tool: str) -> None:
+        guarded = guards is not None and guards.guarded(tool)
+        self._guards = guards if guarded else None
+        self._tool = tool
+        self._held = False
+
+    async def ask(self, arguments: dict[str, Any]) -> Refusal | None:
+        guards = self._guards
+        if guards is None:
+            return None
+        if not self._held:
+            await guards.turns.acquire()
+            self._held = True
+        return await guards.refusal(self._tool, arguments)
+
+    def give(self) -> None:
+        if self._held and self._guards is not None:
+            self._held = False
+            self._guards.turns.release()
 
 
 def guards_for(session: RunSession, scripts: ScriptCoordinator | None) -> RunGuards | None:

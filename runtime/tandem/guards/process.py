@@ -20,10 +20,12 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from tandem.blocking import in_thread
-from tandem.isolation import IsolationUnavailable, LaunchRequest, identity
+from tandem.isolation import IsolationUnavailable, LaunchRequest, cgroups, identity
+from tandem.isolation.cgroups import RunGroup
 from tandem.isolation.identity import RunUser
 from tandem.isolation.rundir import RunDir, create_run_dir, remove_run_dir, run_dir, sandbox_base
 from tandem.proc import ManagedProcess
+from tandem.workflows.spec import Limits
 from tandem.zygote.client import ForkedProcess
 
 if TYPE_CHECKING:
@@ -36,6 +38,15 @@ log = logging.getLogger(__name__)
 # its own, wider bound.
 START_TIMEOUT_S = 30.0
 MAX_REPLY_BYTES = 64 * 1024
+
+
+def guard_limits(limits: Limits, guard_timeout_s: float) -> Limits:
+    """The run's limits, but a CPU bound (RLIMIT_CPU, from timeout_s) for the process's
+    whole life, as many questions as a run can ask: each question is bounded by its own
+    deadline (guards.timeout_s), so CPU spent on earlier ones never refuses a later one."""
+    questions = 2 * limits.max_tool_calls  # a call held for approval is asked twice
+    life = max(limits.timeout_s, questions * guard_timeout_s)
+    return limits.model_copy(update={"timeout_s": life})
 
 
 class GuardFailed(Exception):
@@ -51,6 +62,7 @@ class GuardProcess:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._rundir: RunDir | None = None
         self._user: RunUser | None = None
+        self._group: RunGroup | None = None  # with the host's cgroups, as a script run has
         self.sent = 0  # entries of the history this process has been sent
 
     async def ask(
@@ -63,7 +75,9 @@ class GuardProcess:
                 await self._start()
             assert self._streams is not None
             reader, writer = self._streams
-            question = {"guard": guard, "call": call, "history": history[self.sent :]}
+            # Calls may be recorded while the guard thinks: send up to `end`, no further.
+            end = len(history)
+            question = {"guard": guard, "call": call, "history": history[self.sent : end]}
             try:
                 async with asyncio.timeout(timeout_s):
                     writer.write(json.dumps(question).encode() + b"\n")
@@ -78,7 +92,7 @@ class GuardProcess:
             except asyncio.CancelledError:
                 await asyncio.shield(self._stop())  # its answer, if any, must not be read
                 raise
-            self.sent = len(history)
+            self.sent = end
             return reply
 
     async def _start(self) -> None:
@@ -116,6 +130,9 @@ class GuardProcess:
         self._user = user = identity.allocate()
         await in_thread(create_run_dir, rundir, user, "", workflow.guards_source)
         rundir.socket.touch(0o400)  # no ToolHost: see the module's docstring
+        limits = guard_limits(session.limits, workflow.spec.guards.timeout_s)
+        if scripts.cgroups is not None:  # its memory bounded, its children killed with it
+            self._group = await in_thread(scripts.cgroups.create, f"{session.id}.guards", limits)
         ours, theirs = socket.socketpair()
         try:
             request = LaunchRequest(
@@ -127,12 +144,12 @@ class GuardProcess:
                 script_origin=str(workflow.folder / "guards.py"),
                 workflow_dir=workflow.folder,
                 result_fd=os.dup(theirs.fileno()),  # closed by start_process once handed over
-                limits=session.limits,
+                limits=limits,
                 user=user,
                 guards=True,
             )
             theirs.close()
-            self._process = await scripts.start_process(session, isolation, request, None)
+            self._process = await scripts.start_process(session, isolation, request, self._group)
             self._streams = await asyncio.open_connection(sock=ours, limit=MAX_REPLY_BYTES)
         finally:
             theirs.close()
@@ -154,12 +171,17 @@ class GuardProcess:
 
     async def _stop(self) -> None:
         streams, process, rundir, user = self._streams, self._process, self._rundir, self._user
-        self._streams = self._process = self._rundir = self._user = None
+        group = self._group
+        self._streams = self._process = self._rundir = self._user = self._group = None
         if streams is not None:
             streams[1].close()
         if process is not None:
             process.kill_group()
             await process.stop(grace=0)
+        if group is not None and not await in_thread(cgroups.remove, group):
+            log.error(
+                "run %s: the guards' cgroup %s could not be emptied", self._session.id, group.dirs
+            )
         if user is not None and not await identity.kill_all(user):
             log.error("run %s: guard processes of uid %d survived", self._session.id, user.uid)
             user = None  # kept, as a run's uid is

@@ -5,7 +5,11 @@ created at the commit `commit-tree` makes of it, only if no branch of that name 
 (update-ref against the all-zero id). The current branch, its index and the work tree
 are never touched, so a reviewer's tree stays as it was.
 
-`--pr` then pushes the branch to the current branch's upstream remote (else `origin`).
+`--pr` then pushes the branch where git pushes the current branch (its pushRemote, else
+remote.pushDefault, its upstream's remote, `origin`) and reads the GitHub repository from
+that remote's push URL. The pull request's base is the branch the current one tracks
+(`branch.<name>.merge`), else the current branch's own name; commits of HEAD not on that
+upstream ride along on the new branch, which `Repository.ahead` counts.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import BranchError
 
@@ -25,16 +30,19 @@ NO_COMMIT = "0" * 40
 # The remote's URL as GitHub writes it: https://HOST/OWNER/REPO(.git), git@HOST:OWNER/REPO,
 # ssh://git@HOST[:PORT]/OWNER/REPO.
 _REMOTE = re.compile(
-    r"^(?:https?://(?:[^@/]+@)?[^/]+/|ssh://(?:[^@/]+@)?[^/]+/|[^@/:]+@[^:/]+:)"
+    r"^(?:(?:https?|ssh)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d*)?/|[^@/:]+@(?P<scp>[^:/]+):)"
     r"(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100}?)(?:\.git)?/?$"
 )
+GITHUB = "github.com"
 
 
 @dataclass(frozen=True)
 class Repository:
     root: Path  # the work tree's top folder
-    branch: str  # the current branch, which becomes the pull request's base
+    branch: str  # the current branch
     head: str  # the commit the new branch is made off
+    base: str  # the pull request's base: the upstream's branch name, else `branch`
+    ahead: int = 0  # HEAD's commits not on the upstream (0 when it has none)
 
 
 def git(
@@ -87,11 +95,22 @@ def open_repository(folder: Path, branch: str, state_dir: Path | None = None) ->
             f"the work tree of {root} has uncommitted changes: {shown}; commit or remove them"
             " first, so the branch holds the workflow the rewrite was validated against"
         )
-    if _try(root, "check-ref-format", "--branch", branch) is None:
+    # `--branch` also expands @{-1} and takes refs/heads/x: only a plain name is one.
+    if _try(root, "check-ref-format", "--branch", branch) != branch or branch.startswith("refs/"):
         raise BranchError(f"{branch!r} is not a valid branch name")
     if _try(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}") is not None:
         raise BranchError(f"a branch {branch!r} already exists in {root}: name a new one")
-    return Repository(root, current, head)
+    return Repository(root, current, head, *_upstream(root, current))
+
+
+def _upstream(root: Path, branch: str) -> tuple[str, int]:
+    """(the upstream's branch name, HEAD's commits not on it); (`branch`, 0) without one."""
+    merge = _try(root, "config", f"branch.{branch}.merge")
+    if not merge:
+        return branch, 0
+    name = merge.removeprefix("refs/heads/")
+    counted = _try(root, "rev-list", "--count", "@{upstream}..HEAD")
+    return name, int(counted) if counted and counted.isdigit() else 0
 
 
 def dirty_files(root: Path, leave_out: Path | None = None) -> list[str]:
@@ -135,11 +154,13 @@ def commit_branch(
 
 
 def push_remote(repository: Repository) -> str:
-    """The remote to push to: the current branch's upstream remote, else `origin`."""
-    remotes = git(repository.root, "remote").split()
-    upstream = _try(repository.root, "config", f"branch.{repository.branch}.remote")
-    if upstream in remotes:
-        return str(upstream)
+    """The remote git pushes the current branch to: its pushRemote, remote.pushDefault,
+    its upstream's remote, else `origin`."""
+    root, branch = repository.root, repository.branch
+    remotes = git(root, "remote").split()
+    for key in (f"branch.{branch}.pushRemote", "remote.pushDefault", f"branch.{branch}.remote"):
+        if (named := _try(root, "config", key)) in remotes:
+            return str(named)
     if "origin" in remotes:
         return "origin"
     raise BranchError(
@@ -153,14 +174,29 @@ def push(repository: Repository, remote: str, branch: str) -> None:
     git(repository.root, "push", "--quiet", remote, f"refs/heads/{branch}:refs/heads/{branch}")
 
 
-def github_repository(url: str) -> tuple[str, str] | None:
-    """(owner, repo) from a remote's URL in one of GitHub's forms; None for another URL."""
+def github_hosts(env: Mapping[str, str]) -> frozenset[str]:
+    """The hosts whose remotes are GitHub repositories: github.com, and the web host of a
+    GitHub Enterprise Server named by GITHUB_SERVER_URL or GITHUB_API_URL (its API's host)."""
+    hosts = {GITHUB}
+    for name in ("GITHUB_SERVER_URL", "GITHUB_API_URL"):
+        host = urlsplit(env.get(name, "").strip()).hostname
+        if host and host != f"api.{GITHUB}":
+            hosts.add(host.lower())
+    return frozenset(hosts)
+
+
+def github_repository(url: str, hosts: Collection[str] = (GITHUB,)) -> tuple[str, str] | None:
+    """(owner, repo) from a remote's URL in one of GitHub's forms on one of `hosts`; None
+    for another URL."""
     match = _REMOTE.match(url.strip())
-    return (match["owner"], match["repo"]) if match else None
+    if match is None or (match["host"] or match["scp"]).lower() not in hosts:
+        return None
+    return match["owner"], match["repo"]
 
 
 def remote_url(repository: Repository, remote: str) -> str:
-    return git(repository.root, "remote", "get-url", remote)
+    """Where a push to `remote` goes (its pushurl, when it has one)."""
+    return git(repository.root, "remote", "get-url", "--push", remote)
 
 
 def _try(root: Path, *args: str) -> str | None:

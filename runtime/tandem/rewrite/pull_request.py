@@ -7,7 +7,8 @@ folder and the ledger's report:
 - the guards: the functions of the workflow's guards.py and the first line of each one's
   docstring (read, never imported: it is workflow code), with the calls each refused in
   the ledger (its `refusals`);
-- the runs that were flagged (a person's reason) or escalated (`run.escalated` events);
+- the runs that were flagged (a person's reason), had a call refused by a guard
+  (`guard.refused`) or denied at an approval, or escalated (`run.escalated` events);
 - the ledger's projection of the tokens and cost the script saves at the observed rate.
 """
 
@@ -37,10 +38,13 @@ def description(
     groups: Sequence[Mapping[str, Any]],
     files: Sequence[str],
     refused: Mapping[str, int],
+    *,
+    ahead: tuple[str, int] = ("", 0),
 ) -> str:
     """The pull request's markdown. `groups` are the ledger report's (`tandem stats
     --json`) and `refused` its refusals of this workflow ({guard: calls}); `files` the
-    paths the branch's commit wrote, relative to the repository."""
+    paths the branch's commit wrote, relative to the repository; `ahead` (branch, count)
+    the commits of the branch it was made off that its upstream lacks, which it holds too."""
     workflow = folder.name
     agreed = sum(1 for v in verdicts if v.agree)
     lines = [
@@ -73,6 +77,13 @@ def description(
         "",
         *(f"- `{path}`" for path in files),
     ]
+    current, count = ahead
+    if count:
+        lines += [
+            "",
+            f"This branch was made off `{current}`, which has {count} commit(s) not pushed"
+            " to its upstream: they are part of this pull request too.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -155,10 +166,18 @@ def flagged_lines(runs: Sequence[RunRecord]) -> list[str]:
             which = f" (call {', '.join(str(c + 1) for c in calls)})" if calls else ""
             lines.append(f"- `{run.id}` flagged{which}: {_inline(reason)}")
         for event in run.events:
+            reason = _inline(str(event.data.get("reason") or "no reason given"))
+            tool = event.data.get("tool", "?")
             if event.kind == ESCALATION_EVENT:
-                reason = event.data.get("reason") or "no reason given"
-                lines.append(f"- `{run.id}` escalated to the model: {_inline(str(reason))}")
-    return lines or ["None of the runs was flagged or escalated."]
+                lines.append(f"- `{run.id}` escalated to the model: {reason}")
+            elif event.kind == "guard.refused":  # a wrong call, as a flagged one is
+                guard = event.data.get("guard", "?")
+                lines.append(
+                    f"- `{run.id}` had a call refused by guard `{guard}` ({tool}): {reason}"
+                )
+            elif event.kind == "approval.decided" and event.data.get("approved") is False:
+                lines.append(f"- `{run.id}` had a call denied ({tool}): {reason}")
+    return lines or ["None of the runs was flagged, refused or escalated."]
 
 
 def savings_lines(projection: Projection | None) -> list[str]:

@@ -11,6 +11,7 @@ so the call is traced, checked and listed like any other.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -19,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tandem.builtin import PR_WORKFLOW
 from tandem.client import ControlClient
 from tandem.watching import watch_run
 
 from .branch import (
     Repository,
     commit_branch,
+    github_hosts,
     github_repository,
     open_repository,
     push,
@@ -34,7 +37,6 @@ from .branch import (
 from .errors import BranchError
 from .write import CANDIDATE, write_accepted
 
-PR_WORKFLOW = Path(__file__).parent / "open_pull_request"
 _OWNER_REPO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]{0,38})/([A-Za-z0-9._-]{1,100})$")
 
 
@@ -60,11 +62,13 @@ def prepare(
         github = (match[1], match[2])
     else:
         url = remote_url(repository, remote)
-        found = github_repository(url)
+        hosts = github_hosts(os.environ)
+        found = github_repository(url, hosts)
         if found is None:
             raise BranchError(
-                f"remote {remote} ({url}) is not a GitHub repository's URL: name the"
-                " repository with --repo OWNER/NAME"
+                f"remote {remote} ({url}) is not a repository's URL on {', '.join(sorted(hosts))}"
+                " (GitHub Enterprise: set GITHUB_SERVER_URL): name the repository with"
+                " --repo OWNER/NAME"
             )
         github = found
     return Target(repository, branch, remote, github)
@@ -114,7 +118,7 @@ def open_pull_request(
         "repo": repo,
         "title": title,
         "head": target.branch,
-        "base": target.repository.branch,
+        "base": target.repository.base,
         "body": body,
         "draft": draft,
     }

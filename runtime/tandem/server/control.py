@@ -16,6 +16,7 @@ from tandem_sdk.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 
 from tandem import __version__
 from tandem.blocking import in_thread
+from tandem.builtin import BUILTIN_FOLDERS
 from tandem.cluster import members, remote
 from tandem.isolation import STRICTNESS
 from tandem.plugins import confine
@@ -159,6 +160,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         except json.JSONDecodeError as error:
             raise InvalidArguments(f"payload is not JSON: {error}") from None
         path = Path(request.workflow_path) if request.workflow_path else None
+        if path is not None and path.resolve() not in BUILTIN_FOLDERS:
+            # A folder of a client's choosing would run live under any name: only tandem's own.
+            raise InvalidArguments(
+                f"{path} is not a workflow tandem ships: a trigger runs the project's workflows"
+            )
         folder = self._runs.load_folder(path) if path is not None else None
         if folder is not None and folder.name != request.workflow:
             raise InvalidArguments(f"{path} is workflow {folder.name!r}, not {request.workflow!r}")

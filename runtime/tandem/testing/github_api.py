@@ -6,11 +6,13 @@ wire format: `GET /repos/{owner}/{repo}/pulls/{pull_number}` answers the complet
 request object (the shape githubkit's models require, built by `tandem.testing.github_objects`),
 for the seeded repository of `tandem.testing.workspace`; `POST /repos/{owner}/{repo}/pulls`
 opens one (201 with the object and a Location header; GitHub's 422 when the fields are
-missing or an open pull request from the same head into the same base exists, 404 for
-another repository), as the token's user, `tandem-bot`. It checks credentials as GitHub does
-(`Authorization: Bearer <token>` or `token <token>`; none is allowed, with the unauthenticated
-rate limit), answers GitHub's error bodies, and puts GitHub's headers on every response
-(`x-github-request-id`, `x-ratelimit-*`, `x-github-api-version-selected`). Knobs make it
+missing, the head is no branch of the repository (`push_branch` makes one), or an open pull
+request from the same head into the same base exists, 404 for another repository; 401
+without a token), as the token's user, `tandem-bot`, counted in the rate limits as a read
+is. It checks credentials as GitHub does (`Authorization: Bearer <token>` or `token
+<token>`; none is allowed for reads, with the unauthenticated rate limit), answers GitHub's
+error bodies, and puts GitHub's headers on every response (`x-github-request-id`,
+`x-ratelimit-*`, `x-github-api-version-selected`). Knobs make it
 misbehave the way GitHub does (a spent primary rate limit, secondary rate limits, a revoked
 token) and change a pull request (`set_pull`: merge, close, reopen).
 
@@ -127,6 +129,8 @@ class GitHubStandIn(ServedStandIn):
         self._exhausted_until = 0.0
         self._secondary: tuple[int, int, int] = (0, 0, 403)  # (times left, retry-after, status)
         self._revoked = False
+        # The repository's branches: a pull request's head must be one (`push_branch`).
+        self.branches = {"main", *(seed.branch for seed in PULLS)}
         self._lock = threading.Lock()
         route = Route("/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT"])
         self._served = ServedApp(Starlette(routes=[route]), "github-standin")
@@ -178,6 +182,11 @@ class GitHubStandIn(ServedStandIn):
         403 or 429) with `retry-after` seconds and primary quota left."""
         with self._lock:
             self._secondary = (times, retry_after, status)
+
+    def push_branch(self, name: str) -> None:
+        """The branch `name` now exists in the repository, as after a `git push`."""
+        with self._lock:
+            self.branches.add(name)
 
     def revoke_token(self) -> None:
         """From now on the token is unknown to GitHub: 401 Bad credentials."""
@@ -245,20 +254,17 @@ class GitHubStandIn(ServedStandIn):
         if method == "GET" and served == "/rate_limit":  # costs no primary quota
             return 200, _rate_limit_body(bucket, version), {}
         create = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls", served)
-        if route is None and create is not None and method == "POST":
-            return self._open(create[1], create[2], sent or {}, version)
-        if route is None or method != "GET":
+        opening = route is None and create is not None and method == "POST"
+        if not opening and (route is None or method != "GET"):
             self.problems.append(f"{method} {path}: not implemented by the stand-in")
             return 404, _error("Not Found", DOCS, 404), {}
-        if bucket.used >= bucket.limit:
-            return 403, _error(_primary_limit_message(token), RATE_DOCS, 403), {}
-        bucket.used += 1
-        times, retry_after, status = self._secondary
-        if times > 0:
-            self._secondary = (times - 1, retry_after, status)
-            docs = RATE_DOCS + "#about-secondary-rate-limits"
-            body = _error(_secondary_limit_message(), docs, status)
-            return status, body, {"retry-after": str(retry_after)}
+        if opening and token is None:  # reading is open to anyone, writing is not
+            return 401, _error("Requires authentication", DOCS, 401), {}
+        if (limited := self._limited(bucket, token)) is not None:
+            return limited
+        if create is not None and opening:
+            return self._open(create[1], create[2], sent or {}, version)
+        assert route is not None
         owner, repo, number = route.groups()
         pull = self._pulls.get(int(number)) if number.isdigit() else None
         if (owner.lower(), repo.lower()) != (OWNER, REPO) or pull is None:
@@ -275,6 +281,22 @@ class GitHubStandIn(ServedStandIn):
             },
         )
 
+    def _limited(
+        self, bucket: _Bucket, token: str | None
+    ) -> tuple[int, JSON, dict[str, str]] | None:
+        """A call counted against the primary rate limit; GitHub's answer when a primary or
+        secondary limit refuses it (the lock is held)."""
+        if bucket.used >= bucket.limit:
+            return 403, _error(_primary_limit_message(token), RATE_DOCS, 403), {}
+        bucket.used += 1
+        times, retry_after, status = self._secondary
+        if times > 0:
+            self._secondary = (times - 1, retry_after, status)
+            docs = RATE_DOCS + "#about-secondary-rate-limits"
+            body = _error(_secondary_limit_message(), docs, status)
+            return status, body, {"retry-after": str(retry_after)}
+        return None
+
     def _open(
         self, owner: str, repo: str, sent: JSON, version: str | None
     ) -> tuple[int, JSON, dict[str, str]]:
@@ -288,6 +310,9 @@ class GitHubStandIn(ServedStandIn):
             ]
             return 422, _validation_failed(errors), {}
         head, base = sent["head"].removeprefix(f"{OWNER}:"), sent["base"]
+        if head not in self.branches:  # GitHub's answer for a head that was never pushed
+            invalid = {"resource": "PullRequest", "field": "head", "code": "invalid"}
+            return 422, _validation_failed([invalid]), {}
         if any(
             p.seed.branch == head and p.base == base and p.state == "open"
             for p in self._pulls.values()

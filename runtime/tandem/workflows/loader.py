@@ -212,7 +212,32 @@ def _load_guards(
             problems.append((where, node.name, "a guard is def name(call, history)"))
         else:
             names.add(node.name)
+    for name, line in _bound_otherwise(tree):
+        if name in tools and not name.startswith("_"):
+            problems.append(
+                (where, f"line {line}", f"{name} would guard {tools[name]} only as a plain def")
+            )
     return source, frozenset(names)
+
+
+def _bound_otherwise(tree: ast.Module) -> list[tuple[str, int]]:
+    """Module-level names bound other than by a top-level def (an assignment, an import, a
+    class, a def inside if/try/with): a guard the host would never ask, so a load error."""
+    found = []
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if isinstance(statement, ast.ClassDef):
+            found.append((statement.name, statement.lineno))
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                found.append((node.name, node.lineno))
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                found.append((node.id, node.lineno))
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                found += [((a.asname or a.name).split(".")[0], node.lineno) for a in node.names]
+    return found
 
 
 def _read_text(
