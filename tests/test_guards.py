@@ -122,8 +122,7 @@ BIG = """
 from tandem_sdk.errors import GuardRefused
 
 def handler(trigger, tools, virtual_files, subagent):
-    for letter in "xyz":
-        tools.good.note(text=letter * 400)
+    tools.good.note(text="x" * 400)  # past the recording's cap, whole for the guards
     try:
         tools.good.note(text="sizes")
     except GuardRefused as refused:
@@ -232,11 +231,14 @@ def test_the_guard_process_runs_in_a_cgroup_of_its_own(daemon: Daemon) -> None:
     assert groups() == [], "removed with the process"
 
 
-def test_a_guard_sees_large_results_cut_as_the_trace_keeps_them(daemon: Daemon) -> None:
+def test_a_guard_sees_results_whole_that_the_recording_cuts(daemon: Daemon) -> None:
     record = daemon.run("big")
-    # "noted xxx…" is 408 bytes of JSON, past the project's record.max_result_bytes.
-    cut = "guard good_note refused this call: seen 408,408,408"
-    assert (record.status, record.output) == ("succeeded", cut), record.error
+    # "noted xxx…" is 408 bytes of JSON, past the project's record.max_result_bytes (300):
+    # the trace keeps its size, the guard its whole text (its bound is 1 MiB).
+    seen = "guard good_note refused this call: seen whole"
+    assert (record.status, record.output) == ("succeeded", seen), record.error
+    kept = next(e.data for e in record.events if e.kind == "tool.result")
+    assert kept.get("result_over_cap") == 408
 
 
 def test_a_guard_process_cpu_bound_covers_every_question_of_a_run() -> None:

@@ -198,8 +198,11 @@ def test_retention_keeps_flagged_and_exported_runs_unless_asked(
 
 
 def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
-    from tandem.store.sqlite import _SCHEMA
+    from tandem.store.migrations import FOLDER
 
+    # A store an earlier version made: the first schema, without these columns, and no
+    # record of migrations.
+    _SCHEMA = (FOLDER / "0001_initial.sql").read_text()
     added = ",\n    excluded_json TEXT,\n    exported_at DOUBLE PRECISION,\n    rerun_of TEXT"
     assert added in _SCHEMA
     database = tmp_path / "runs.sqlite3"

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 # A single event's data is cut beyond this, so one huge tool result cannot bloat the store.
 MAX_EVENT_VALUE_CHARS = 64 * 1024
+# A guard sees results whole up to this size whatever the recording's cap: a run that
+# records little must not leave its guards blind to what it read.
+GUARD_RESULT_BYTES = DEFAULT_RECORD_MAX_RESULT_BYTES
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ class RunSession:
             raise
         kept = self._kept_result(result_json)
         self.emit("tool.result", **closing, ok=True, duration_ms=_ms(started), raw=kept)
-        self._remember(name, arguments, kept=kept)
+        self._remember(name, arguments, kept=self._kept_result(result_json, GUARD_RESULT_BYTES))
         return ToolOutcome(result_json=result_json)
 
     def _refused(
@@ -411,9 +414,10 @@ class RunSession:
             )
         return await self._dispatch(tool, arguments, arguments_json)
 
-    def _kept_result(self, result_json: str) -> dict[str, Any]:
+    def _kept_result(self, result_json: str, at_least: int = 0) -> dict[str, Any]:
+        """The result as kept: whole up to the recording's cap (or `at_least` bytes)."""
         size = len(result_json.encode())
-        if size > self.mode.max_result_bytes:
+        if size > max(self.mode.max_result_bytes, at_least):
             return {"result_over_cap": size}
         return {"result": json.loads(result_json)}
 

@@ -64,9 +64,8 @@ class RunGuards:
         error: dict[str, Any] | None = None,
         refused: str | None = None,
     ) -> None:
-        """`kept` is the result as the trace keeps it: {"result": ...}, or
-        {"result_over_cap": bytes} past `record.max_result_bytes` (the history stays as
-        bounded as the trace)."""
+        """`kept` is the result: {"result": ...}, or {"result_over_cap": bytes} past
+        `record.max_result_bytes` and GUARD_RESULT_BYTES (the history stays bounded)."""
         entry: dict[str, Any] = {"tool": tool, "arguments": arguments, "refused": refused}
         if error is not None:
             entry["error"] = error
