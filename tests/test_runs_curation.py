@@ -202,12 +202,12 @@ def test_a_store_made_before_curation_gains_its_columns(tmp_path: Path) -> None:
 
     # A store an earlier version made: the first schema, without these columns, and no
     # record of migrations.
-    _SCHEMA = (FOLDER / "0001_initial.sql").read_text()
+    schema = (FOLDER / "0001_initial.sql").read_text()
     added = ",\n    excluded_json TEXT,\n    exported_at DOUBLE PRECISION,\n    rerun_of TEXT"
-    assert added in _SCHEMA
+    assert added in schema
     database = tmp_path / "runs.sqlite3"
     with sqlite3.connect(database) as db:
-        db.executescript(_SCHEMA.replace(added, ""))
+        db.executescript(schema.replace(added, ""))
     store = RunStore(database)
     try:
         store.create(RunRecord("again", "count", "v0", "script", None, "queued", rerun_of="first"))
