@@ -123,6 +123,7 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
             store, "owner=? AND status IN ('running', 'waiting')", (member.id,), why, now
         )
         reaped.requeued += _requeue(store, member.id)
+    reaped.requeued += _requeue_unstarted(store, now)
     why = f"the host stopped before the run finished: its lease ran out unrenewed; {NEVER_AGAIN}"
     reaped.interrupted += _interrupt(store, "status='running' AND lease_until<?", (now,), why, now)
     # Runs an older version left started, owned by no daemon.
@@ -175,6 +176,24 @@ def _requeue(store: RunStore, member_id: str) -> list[str]:
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
         (member_id,),
     ).fetchall()
+    if rows:
+        wakeup.hint(store)
+    return [run_id for (run_id,) in rows]
+
+
+def _requeue_unstarted(store: RunStore, now: float) -> list[str]:
+    """Claimed runs whose lease ran out before they started (no `run.started` in the trace:
+    the claim's reply was lost, say, and its daemon took the run for still queued): back to
+    the shared queue, their attempt raised so the claim's daemon can write nothing on them."""
+    rows = store._run(
+        "UPDATE runs SET status='queued', owner=NULL, lease_until=NULL, started_at=NULL,"  # noqa: S608 - constant modes
+        f" attempt=attempt+1 WHERE status='running' AND lease_until<? AND mode IN {SHARED_MODES}"
+        " AND NOT EXISTS (SELECT 1 FROM events WHERE events.run_id=runs.id"
+        " AND events.kind='run.started') RETURNING id",
+        (now,),
+    ).fetchall()
+    for (run_id,) in rows:
+        store._changed(run_id)
     if rows:
         wakeup.hint(store)
     return [run_id for (run_id,) in rows]
