@@ -3,10 +3,12 @@ they are carried out, against a real store on each database (daemons played by t
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import pytest
 from cluster.test_claims import add_run, location, status_of, store
-from tandem.cluster import claims, members
+from tandem.cluster import claims, commands, members
 from tandem.store import Event, RunStore
 
 __all__ = ["location", "store"]  # the fixtures, on each database
@@ -31,3 +33,25 @@ def test_a_claimed_run_that_never_started_goes_back_to_the_queue(store: RunStore
     # The first claimer's late write of its attempt is refused.
     end = ("succeeded", None, None, {}, now + 3)
     assert not claims.finish(store, "lost", "gone", 1, end)
+
+
+def test_a_command_is_either_taken_and_answered_or_withdrawn_undone(store: RunStore) -> None:
+    """The asker's wait ends: a command the owner took is waited for (its answer, even one
+    that came just then, is the asker's; none at all is said so, not UNAVAILABLE), and one
+    it did not take is withdrawn, so the owner never carries it out after."""
+    now = time.time
+    answered = commands.send(store, "owner", "run", "cancel", {}, now())
+    assert commands.take(store, answered, now())
+    commands.answer(store, answered, True, now())
+    assert asyncio.run(commands.answer_of(store, answered, 0, "owner", now)) is True
+
+    silent = commands.send(store, "owner", "run", "cancel", {}, now())
+    assert commands.take(store, silent, now())
+    with pytest.raises(commands.AnswerLate, match="which took it"):
+        asyncio.run(commands.answer_of(store, silent, 0, "owner", now, taken_s=0))
+
+    untaken = commands.send(store, "owner", "run", "cancel", {}, now())
+    with pytest.raises(commands.NoAnswer):
+        asyncio.run(commands.answer_of(store, untaken, 0, "owner", now))
+    assert commands.pending(store, "owner") == []
+    assert not commands.take(store, untaken, now())

@@ -142,10 +142,11 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
 
 
 def sweep(store: RunStore, now: float) -> None:
-    """Forget what no one needs any more: members stopped a day ago, commands answered an
-    hour ago, schedule slots of days past (a slot is only ever fired near its time)."""
+    """Forget what no one needs any more: members stopped a day ago, commands sent an hour
+    ago (answered or not), schedule slots of days past (a slot is only ever fired near its
+    time)."""
     store._run("DELETE FROM daemons WHERE stopped_at<?", (now - KEEP_S,))
-    store._run("DELETE FROM commands WHERE done_at<?", (now - 3600,))
+    store._run("DELETE FROM commands WHERE created_at<?", (now - 3600,))
     store._run("DELETE FROM schedule_slots WHERE fired_at<?", (now - KEEP_S,))
 
 
