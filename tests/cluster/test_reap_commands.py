@@ -8,7 +8,11 @@ import time
 
 import pytest
 from cluster.test_claims import add_run, location, status_of, store
+from cluster.test_fencing import QUICK
+from conftest import Project, eventually
+from tandem.client import ControlClient
 from tandem.cluster import claims, commands, members
+from tandem.embedded import EmbeddedHost
 from tandem.store import Event, RunStore
 
 __all__ = ["location", "store"]  # the fixtures, on each database
@@ -55,3 +59,20 @@ def test_a_command_is_either_taken_and_answered_or_withdrawn_undone(store: RunSt
         asyncio.run(commands.answer_of(store, untaken, 0, "owner", now))
     assert commands.pending(store, "owner") == []
     assert not commands.take(store, untaken, now())
+
+
+def test_a_runs_times_are_all_on_the_stores_clock(project: Project) -> None:
+    """A store whose clock is an hour ahead of this machine's (PostgreSQL elsewhere): a run's
+    creation and end are stamped on it, as its start and lease are, so the runs' times
+    order the cluster's runs whatever machine made them."""
+    (project.root / "tandem.yaml").write_text("builtin_plugins: false\n")
+    project.workflow("quick", script=QUICK)
+    with EmbeddedHost(project.config) as embedded, ControlClient(embedded.control_socket) as client:
+        embedded.host.node._skew = 3600.0  # the store's clock less this machine's
+        before = time.time()
+        run_id = client.trigger("quick", None, None)
+        assert eventually(lambda: client.run(run_id).status == "succeeded")
+        record = embedded.host.store.get(run_id, events=False)
+        assert record is not None and record.started_at is not None
+        assert record.finished_at is not None
+        assert before + 3600 <= record.created_at <= record.started_at <= record.finished_at

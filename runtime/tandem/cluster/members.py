@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass
 
 from tandem.store import RunStore
@@ -74,7 +73,7 @@ def stopped(store: RunStore, member_id: str, now: float) -> None:
         "UPDATE daemons SET stopped_at=?, stop_reason='stopped', in_flight=0 WHERE id=?",
         (now, member_id),
     )
-    _requeue(store, member_id)
+    _requeue(store, member_id, now)
 
 
 def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
@@ -122,7 +121,7 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
         reaped.interrupted += _interrupt(
             store, "owner=? AND status IN ('running', 'waiting')", (member.id,), why, now
         )
-        reaped.requeued += _requeue(store, member.id)
+        reaped.requeued += _requeue(store, member.id, now)
     reaped.requeued += _requeue_unstarted(store, now)
     why = f"the host stopped before the run finished: its lease ran out unrenewed; {NEVER_AGAIN}"
     reaped.interrupted += _interrupt(store, "status='running' AND lease_until<?", (now,), why, now)
@@ -164,14 +163,14 @@ def _interrupt(
     return [run_id for (run_id,) in rows]
 
 
-def _requeue(store: RunStore, member_id: str) -> list[str]:
+def _requeue(store: RunStore, member_id: str, now: float) -> list[str]:
     """A member's queued runs: live ones and dry runs back to the shared queue; any other
     (a replay or shadow, whose recording and candidate were the daemon's; an MCP session's)
     fails, saying so: no other daemon may claim it."""
     store._run(
         "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"  # noqa: S608
         f" AND status='queued' AND mode NOT IN {SHARED_MODES}",
-        (time.time(), ORPHANED, member_id),
+        (now, ORPHANED, member_id),
     )
     rows = store._run(
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
