@@ -182,7 +182,7 @@ class RunManager:
                 coordinator=kind,
                 trigger=payload,
                 status="queued",
-                created_at=time.time(),
+                created_at=self.node.now(),
                 mode=mode.name,
                 source_run=replay.run.id if replay else None,
                 rerun_of=rerun_of,
@@ -529,7 +529,7 @@ class RunManager:
             return True
         task = self._tasks.get(run_id)
         if task is None or task.done():
-            return claims.cancel_queued(self.store, run_id, time.time())
+            return claims.cancel_queued(self.store, run_id, self.node.now())
         task.cancel()
         return True
 
@@ -741,7 +741,7 @@ class RunManager:
     ) -> None:
         """The end, fenced by this host's attempt; one the store cannot take now it keeps,
         to write with its next statement that gets through."""
-        end = (status, output, error, session.usage, time.time())
+        end = (status, output, error, session.usage, self.node.now())
         try:
             written = claims.finish(self.store, session.id, self.node.id, attempt, end)
         except StoreError:
@@ -791,7 +791,7 @@ class RunManager:
 
     def _skip_shadow(self, primary: RunSession, record: RunRecord, why: str) -> None:
         """A shadow that never ran, kept so `tandem shadow` says why."""
-        run_id, now = new_run_id(), time.time()
+        run_id, now = new_run_id(), self.node.now()
         self.store.create(
             RunRecord(
                 id=run_id,

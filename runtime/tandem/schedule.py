@@ -94,8 +94,9 @@ class Scheduler:
 
     def _take(self, workflow: str, cron: str, slot: datetime) -> bool:
         try:
+            node = self._runs.node
             return slots.take(
-                self._runs.store, workflow, cron, slot.isoformat(), self._runs.node.id
+                self._runs.store, workflow, cron, slot.isoformat(), node.id, node.now()
             )
         except StoreError as error:
             log.warning("scheduled run of %s not started: %s", workflow, error.message)

@@ -128,7 +128,8 @@ def test_a_member_of_this_machine_with_a_fresh_heartbeat_is_never_reaped(
 
 def test_only_the_runs_a_daemon_executes_have_their_leases_renewed(store: RunStore) -> None:
     """A run claimed but never started (its daemon lost it between the claim and the start)
-    is not renewed with the rest: its lease runs out, and the reap ends it."""
+    is not renewed with the rest: its lease runs out, and the reap puts it back in the
+    shared queue."""
     add_run(store, "started", status="running", owner="me")
     add_run(store, "lost", status="running", owner="me")
     now = time.time()
@@ -136,8 +137,8 @@ def test_only_the_runs_a_daemon_executes_have_their_leases_renewed(store: RunSto
     mine = claims.renew(store, "me", now + 60, ["started"])
     assert mine == {"started": 1, "lost": 1}
     reaped = members.reap(store, "other", 10.0, now + 2, beat_s=1.0)
-    assert reaped.interrupted == ["lost"]
-    assert (status_of(store, "started"), status_of(store, "lost")) == ("running", "interrupted")
+    assert (reaped.interrupted, reaped.requeued) == ([], ["lost"])
+    assert (status_of(store, "started"), status_of(store, "lost")) == ("running", "queued")
 
 
 def test_a_kept_end_is_written_only_while_the_run_is_still_the_daemons_attempt(
@@ -146,6 +147,11 @@ def test_a_kept_end_is_written_only_while_the_run_is_still_the_daemons_attempt(
     """An end kept through an outage, written once the store answers, after another daemon
     took the run over: the takeover's `interrupted` stands."""
     add_run(store, "taken", status="running", owner="late")
+    store._run(
+        "INSERT INTO events (run_id, seq, ts, kind, data_json)"
+        " VALUES ('taken', 0, ?, 'run.started', '{}')",
+        (time.time(),),
+    )
     store._run("UPDATE runs SET lease_until=?", (time.time() - 1,))
     assert members.reap(store, "other", 10.0, time.time(), beat_s=1.0).interrupted == ["taken"]
     usage = {"input_tokens": 0}

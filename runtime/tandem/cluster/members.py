@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass
 
 from tandem.store import RunStore
@@ -74,7 +73,7 @@ def stopped(store: RunStore, member_id: str, now: float) -> None:
         "UPDATE daemons SET stopped_at=?, stop_reason='stopped', in_flight=0 WHERE id=?",
         (now, member_id),
     )
-    _requeue(store, member_id)
+    _requeue(store, member_id, now)
 
 
 def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
@@ -122,7 +121,8 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
         reaped.interrupted += _interrupt(
             store, "owner=? AND status IN ('running', 'waiting')", (member.id,), why, now
         )
-        reaped.requeued += _requeue(store, member.id)
+        reaped.requeued += _requeue(store, member.id, now)
+    reaped.requeued += _requeue_unstarted(store, now)
     why = f"the host stopped before the run finished: its lease ran out unrenewed; {NEVER_AGAIN}"
     reaped.interrupted += _interrupt(store, "status='running' AND lease_until<?", (now,), why, now)
     # Runs an older version left started, owned by no daemon.
@@ -141,10 +141,11 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
 
 
 def sweep(store: RunStore, now: float) -> None:
-    """Forget what no one needs any more: members stopped a day ago, commands answered an
-    hour ago, schedule slots of days past (a slot is only ever fired near its time)."""
+    """Forget what no one needs any more: members stopped a day ago, commands sent an hour
+    ago (answered or not), schedule slots of days past (a slot is only ever fired near its
+    time)."""
     store._run("DELETE FROM daemons WHERE stopped_at<?", (now - KEEP_S,))
-    store._run("DELETE FROM commands WHERE done_at<?", (now - 3600,))
+    store._run("DELETE FROM commands WHERE created_at<?", (now - 3600,))
     store._run("DELETE FROM schedule_slots WHERE fired_at<?", (now - KEEP_S,))
 
 
@@ -162,19 +163,37 @@ def _interrupt(
     return [run_id for (run_id,) in rows]
 
 
-def _requeue(store: RunStore, member_id: str) -> list[str]:
+def _requeue(store: RunStore, member_id: str, now: float) -> list[str]:
     """A member's queued runs: live ones and dry runs back to the shared queue; any other
     (a replay or shadow, whose recording and candidate were the daemon's; an MCP session's)
     fails, saying so: no other daemon may claim it."""
     store._run(
         "UPDATE runs SET status='failed', finished_at=?, error=? WHERE owner=?"  # noqa: S608
         f" AND status='queued' AND mode NOT IN {SHARED_MODES}",
-        (time.time(), ORPHANED, member_id),
+        (now, ORPHANED, member_id),
     )
     rows = store._run(
         "UPDATE runs SET owner=NULL WHERE owner=? AND status='queued' RETURNING id",
         (member_id,),
     ).fetchall()
+    if rows:
+        wakeup.hint(store)
+    return [run_id for (run_id,) in rows]
+
+
+def _requeue_unstarted(store: RunStore, now: float) -> list[str]:
+    """Claimed runs whose lease ran out before they started (no `run.started` in the trace:
+    the claim's reply was lost, say, and its daemon took the run for still queued): back to
+    the shared queue, their attempt raised so the claim's daemon can write nothing on them."""
+    rows = store._run(
+        "UPDATE runs SET status='queued', owner=NULL, lease_until=NULL, started_at=NULL,"  # noqa: S608 - constant modes
+        f" attempt=attempt+1 WHERE status='running' AND lease_until<? AND mode IN {SHARED_MODES}"
+        " AND NOT EXISTS (SELECT 1 FROM events WHERE events.run_id=runs.id"
+        " AND events.kind='run.started') RETURNING id",
+        (now,),
+    ).fetchall()
+    for (run_id,) in rows:
+        store._changed(run_id)
     if rows:
         wakeup.hint(store)
     return [run_id for (run_id,) in rows]

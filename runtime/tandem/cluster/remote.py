@@ -79,12 +79,16 @@ async def _ask(runs: RunManager, run_id: str, kind: str, args: dict[str, Any]) -
         return None
     live = {m.id: m for m in members.members(runs.store)}
     who = live[owner].name() if owner in live else owner
-    command_id = commands.send(runs.store, owner, run_id, kind, args)
-    return await commands.answer_of(runs.store, command_id, ANSWER_WITHIN_S, who)
+    now = runs.node.now
+    command_id = commands.send(runs.store, owner, run_id, kind, args, now())
+    return await commands.answer_of(runs.store, command_id, ANSWER_WITHIN_S, who, now)
 
 
 def carry_out(runs: RunManager, command: commands.Command) -> None:
-    """A command another daemon left for this one: done, and answered."""
+    """A command another daemon left for this one: taken, done, and answered; not done
+    when its asker withdrew it first (it stopped waiting for the answer)."""
+    if not commands.take(runs.store, command.id, runs.node.now()):
+        return
     result: Any = None
     if command.kind == "cancel":
         result = runs.cancel(command.run_id)
@@ -104,4 +108,4 @@ def carry_out(runs: RunManager, command: commands.Command) -> None:
     elif command.kind == "click":
         observer = runs.approval_observer
         result = isinstance(observer, ClickTaker) and observer.take_click(command.args)
-    commands.answer(runs.store, command.id, result)
+    commands.answer(runs.store, command.id, result, runs.node.now())

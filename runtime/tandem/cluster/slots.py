@@ -3,15 +3,14 @@ makes the slot's row fires it; the others find the row there and skip the slot."
 
 from __future__ import annotations
 
-import time
-
 from tandem.store import RunStore
 
 
-def take(store: RunStore, workflow: str, schedule: str, slot: str, daemon: str) -> bool:
+def take(store: RunStore, workflow: str, schedule: str, slot: str, daemon: str, now: float) -> bool:
+    """`now`: the store's time (Node.now), so slots are swept on one clock."""
     cursor = store._run(
         "INSERT INTO schedule_slots (workflow, schedule, slot, daemon, fired_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (workflow, schedule, slot) DO NOTHING",
-        (workflow, schedule, slot, daemon, time.time()),
+        (workflow, schedule, slot, daemon, now),
     )
     return cursor.rowcount == 1

@@ -16,11 +16,16 @@ from tandem.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
 CHANNEL = "tandem_wake"
+# Its bound on a connection attempt (the store's; a stop waits for one to end).
 CONNECT_TIMEOUT_S = 5
 # How long the listener waits for a notification before it checks whether it should stop.
 WAIT_S = 1.0
 # After a lost connection, how long before the next attempt to listen again.
 RETRY_S = 1.0
+# Idle waits between two `SELECT 1`: a connection that only listens sends nothing, so a
+# server gone away without a word (a partition) is found by the next statement, cut by
+# the store's TCP timeout, beside its keepalives.
+PING_EVERY = 5
 
 
 def hint(store: RunStore) -> None:
@@ -56,20 +61,28 @@ class Listener:
     def _listen(self) -> None:
         import psycopg  # only for a store on PostgreSQL
 
+        from tandem.store.postgres import connection_options
+
+        # The store's own: keepalives and a TCP timeout notice a silent server.
+        options = connection_options(self._url, 0)
         failing = False
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                ) as db:
+                with psycopg.connect(self._url, autocommit=True, **options) as db:
                     db.execute(f"LISTEN {CHANNEL}")
                     if failing:
                         log.info("listening for queued runs again")
                     failing = False
                     self._notify()
+                    idle = 0
                     while not self._stop.is_set():
+                        idle += 1
                         for _ in db.notifies(timeout=WAIT_S):
                             self._notify()
+                            idle = 0
+                        if idle >= PING_EVERY:
+                            db.execute("SELECT 1")
+                            idle = 0
             except psycopg.Error as error:
                 if not failing:
                     log.warning("not listening for queued runs (the poll goes on): %s", error)

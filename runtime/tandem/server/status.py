@@ -12,7 +12,7 @@ import grpc
 from tandem_sdk._status import SUBAGENT_FAILED, status_for
 from tandem_sdk.errors import DefinitionError, InterfaceError, ProtocolMismatch, SubagentError
 
-from tandem.cluster.commands import NoAnswer
+from tandem.cluster.commands import AnswerLate, NoAnswer
 from tandem.runs import ShuttingDown
 from tandem.store import StoreError
 
@@ -25,6 +25,7 @@ _ANSWERED = (
     SubagentError,
     ShuttingDown,
     NoAnswer,
+    AnswerLate,
     StoreError,
 )
 S = TypeVar("S")
@@ -43,6 +44,8 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any,
         await context.abort(SUBAGENT_FAILED, error.message)
     if isinstance(error, ShuttingDown | NoAnswer):
         await context.abort(grpc.StatusCode.UNAVAILABLE, error.message)
+    if isinstance(error, AnswerLate):  # taken by the daemon executing the run: maybe done
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, error.message)
     if isinstance(error, StoreError):
         log.error("%s", error.message)
         # A database that cannot be reached may come back; a full disk wants a person.
