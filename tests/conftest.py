@@ -17,6 +17,21 @@ from tandem.testing.daemon import TANDEM, ServedDaemon
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The start of a test plugin's source: the `add` tool, with `tool` imported for the rest.
+ADD_PLUGIN = '''
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first.
+        b: the second.
+    """
+    return a + b
+'''
+
 
 class Project:
     """A project folder built by a test: workflows and plugins written from strings."""
