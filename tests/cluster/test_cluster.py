@@ -11,17 +11,14 @@ import itertools
 import json
 import re
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from conftest import Daemon, Project, eventually, tandem
+from conftest import Daemon, Project, eventually, post_signed, tandem
 from tandem.cluster import claims
 from tandem.store import FINAL, RunStore, StoreError
-from tandem.webhooks.verify import sign
 from tandem_sdk._pb import control_pb2
 
 SETTINGS = """\
@@ -191,21 +188,7 @@ def test_one_delivery_sent_to_every_daemon_starts_one_run(cluster: Cluster) -> N
     body = json.dumps({"service": "api"}).encode()
 
     def post(daemon: Daemon) -> int:
-        request = urllib.request.Request(
-            listener(daemon) + "/hooks/deploys",
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Deploy-Signature": sign(SECRET, body),
-                "X-Request-Id": "delivery-1",
-            },
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return error.code
+        return post_signed(listener(daemon) + "/hooks/deploys", body, SECRET, "delivery-1")
 
     answers = sorted(post(d) for d in cluster.daemons[:3])
     assert answers == [200, 200, 202]
