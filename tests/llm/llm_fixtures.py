@@ -13,29 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, Project
+from conftest import ADD_PLUGIN, Daemon, Project
 from tandem.testing import AnthropicStandIn
 
 # Tools for the model: arithmetic, an echo, a tool that fails, one that answers only when
 # called concurrently, and one no workflow here may call (the `vault` plugin).
-UTIL_PLUGIN = '''
+UTIL_PLUGIN = (
+    ADD_PLUGIN
+    + '''
 import os
 import threading
 
-from tandem_sdk import RunContext, tool
+from tandem_sdk import RunContext
 
 _barriers = {}
 _lock = threading.Lock()
-
-@tool(side_effects=False)
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: the first.
-        b: the second.
-    """
-    return a + b
 
 @tool(side_effects=False)
 def echo(text: str) -> dict:
@@ -78,6 +70,7 @@ def environment() -> dict:
     """The environment variables this plugin process sees."""
     return dict(os.environ)
 '''
+)
 
 VAULT_PLUGIN = '''
 from tandem_sdk import tool
