@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cluster_fixtures import held_workflow
 from conftest import Daemon, Project, eventually, post_signed, tandem
 from tandem.cluster import claims
 from tandem.store import FINAL, RunStore, StoreError
@@ -33,18 +34,6 @@ def handler(trigger, tools, virtual_files, subagent):
     time.sleep((trigger or {}).get("sleep", 0.2))
     return trigger
 """
-POKE = """
-def handler(trigger, tools, virtual_files, subagent):
-    return tools.gate.poke()
-"""
-GATE = '''
-from tandem_sdk import tool
-
-@tool()
-def poke() -> str:
-    """A call with side effects: held for a person's approval."""
-    return "poked"
-'''
 HOOK = {
     "path": "/hooks/deploys",
     "verify": "hmac",
@@ -117,12 +106,11 @@ def cluster(
     else:
         location = str(project.root / "shared" / "runs.sqlite3")
     (project.root / "tandem.yaml").write_text(SETTINGS.replace("{store}", location))
-    project.plugin("gate", GATE)
     project.workflow("nap", script=NAP)
     project.workflow("single", script=NAP, limits={"max_in_flight": 1})
     project.workflow("ticker", script=NAP, triggers=[{"schedule": "* * * * * *"}])
     project.workflow("hooked", script=NAP, triggers=[{"webhook": HOOK}])
-    project.workflow("held", script=POKE, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
+    held_workflow(project)
     group = Cluster(project, location)
     try:
         for name in ("a", "b", "c"):
