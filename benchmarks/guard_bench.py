@@ -14,24 +14,16 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from daemon import PLUGIN as ECHO_PLUGIN
 from daemon import WARM_UP, Daemon
 from measure import machine, ms, p50, ratio
 
 ROUNDS = 5
 CALLS = 400
 
-PLUGIN = '''
-from tandem_sdk import tool
-
-@tool(side_effects=False)
-def echo(value: int) -> int:
-    """Return the value.
-
-    Args:
-        value: any integer.
-    """
-    return value
-
+PLUGIN = (
+    ECHO_PLUGIN
+    + '''
 @tool(side_effects=False)
 def watched(value: int) -> int:
     """Return the value (a guard watches this one).
@@ -41,6 +33,7 @@ def watched(value: int) -> int:
     """
     return value
 '''
+)
 
 GUARDS = """
 def bench_watched(call, history):

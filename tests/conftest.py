@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,24 @@ import yaml
 from tandem.cli.main import main
 from tandem.config import load_config
 from tandem.testing.daemon import TANDEM, ServedDaemon
+from tandem.webhooks.verify import sign
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The start of a test plugin's source: the `add` tool, with `tool` imported for the rest.
+ADD_PLUGIN = '''
+from tandem_sdk import tool
+
+@tool(side_effects=False)
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first.
+        b: the second.
+    """
+    return a + b
+'''
 
 
 class Project:
@@ -138,6 +156,26 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return subprocess.CompletedProcess(argv, code, out, err)
 
     return run
+
+
+def post_signed(url: str, body: bytes, secret: str, request_id: str) -> int:
+    """POST `body` to a webhook as a generic HMAC sender does, with the headers the tests'
+    hooks name (`X-Deploy-Signature`, `X-Request-Id`); the HTTP status of the answer."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Deploy-Signature": sign(secret, body),
+            "X-Request-Id": request_id,
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def eventually(condition: Callable[[], bool], within: float = 20.0) -> bool:

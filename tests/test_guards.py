@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Daemon, Project, eventually
+from conftest import ADD_PLUGIN, REPO, Daemon, Project, eventually
 from tandem.guards.process import guard_limits
 from tandem.isolation.process import runner_rlimits
 from tandem.replay.recording import Recording
@@ -19,19 +19,9 @@ from tandem.workflows.loader import WorkflowError, load_workflow
 from tandem.workflows.spec import Limits
 from tandem_sdk.guards import load_guards
 
-PLUGIN = '''
-from tandem_sdk import tool
-
-@tool(read_only=True)
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: the first.
-        b: the second.
-    """
-    return a + b
-
+PLUGIN = (
+    ADD_PLUGIN
+    + '''
 @tool
 def note(text: str) -> str:
     """Write a note somewhere (a side effect).
@@ -41,6 +31,7 @@ def note(text: str) -> str:
     """
     return f"noted {text}"
 '''
+)
 
 GUARDS = """
 def good_add(call, history):

@@ -3,22 +3,11 @@ the gRPC status codes underneath, and the run deciding what happens next."""
 
 from __future__ import annotations
 
-from conftest import Project
+from conftest import ADD_PLUGIN, Project
 
 PLUGINS = {
-    "good": '''
-from tandem_sdk import tool
-
-@tool(side_effects=False)
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: the first.
-        b: the second.
-    """
-    return a + b
-
+    "good": ADD_PLUGIN
+    + '''
 @tool
 def explode(reason: str) -> None:
     """Fail on purpose.

@@ -11,9 +11,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import TANDEM, Daemon, Project, eventually, tandem
+from conftest import TANDEM, Daemon, Project, eventually, post_signed, tandem
 from tandem.testing.github_webhook import deliver
-from tandem.webhooks.verify import sign
 
 SECRET = "It's a Secret to Everybody"
 ECHO = """
@@ -134,21 +133,7 @@ def test_a_generic_hmac_sender_is_verified_and_deduplicated(served) -> None:
     body = json.dumps({"service": "api", "version": "1.2.3"}).encode()
 
     def post(secret: str, request_id: str) -> int:
-        request = urllib.request.Request(
-            url + "/hooks/deploys",
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Deploy-Signature": sign(secret, body),
-                "X-Request-Id": request_id,
-            },
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return error.code
+        return post_signed(url + "/hooks/deploys", body, secret, request_id)
 
     assert post("deploy-secret", "req-1") == 202
     assert post("deploy-secret", "req-1") == 200  # duplicate
@@ -173,15 +158,7 @@ def test_a_workflow_that_fails_to_reload_keeps_its_routes(served) -> None:
         answer = deliver(url + "/hooks/github", "pull_request", closed_102, secret=SECRET)
         assert answer.status == 202
 
-        body = b"{}"
-        request = urllib.request.Request(
-            url + "/hooks/deploys",
-            data=body,
-            headers={"X-Deploy-Signature": sign("deploy-secret", body), "X-Request-Id": "r9"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 202
+        assert post_signed(url + "/hooks/deploys", b"{}", "deploy-secret", "r9") == 202
     finally:
         (folder / "workflow.yaml").write_text(good)
 

@@ -211,10 +211,7 @@ def create_pull_request(
     except GitHubException as error:
         raise _failure(error, what) from error
     except pydantic.ValidationError as error:
-        raise ToolError(
-            f"GitHub's answer for {what} is not the pull request object expected: {error}",
-            type="github_error",
-        ) from error
+        raise _unexpected(error, what) from error
     return PullOpened(
         url=pull.html_url,
         number=pull.number,
@@ -270,10 +267,15 @@ def _fetch(owner: str, repo: str, number: int, ctx: RunContext) -> "PullRequest"
         except GitHubException as error:
             raise _failure(error, what) from error
         except pydantic.ValidationError as error:
-            raise ToolError(
-                f"GitHub's answer for {what} is not the pull request object expected: {error}",
-                type="github_error",
-            ) from error
+            raise _unexpected(error, what) from error
+
+
+def _unexpected(error: pydantic.ValidationError, what: str) -> ToolError:
+    """GitHub answered, but not with the pull request object githubkit parses."""
+    return ToolError(
+        f"GitHub's answer for {what} is not the pull request object expected: {error}",
+        type="github_error",
+    )
 
 
 def _failure(error: GitHubException, what: str) -> ToolError:

@@ -11,17 +11,15 @@ import itertools
 import json
 import re
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from conftest import Daemon, Project, eventually, tandem
+from cluster_fixtures import held_workflow
+from conftest import Daemon, Project, eventually, post_signed, tandem
 from tandem.cluster import claims
 from tandem.store import FINAL, RunStore, StoreError
-from tandem.webhooks.verify import sign
 from tandem_sdk._pb import control_pb2
 
 SETTINGS = """\
@@ -36,18 +34,6 @@ def handler(trigger, tools, virtual_files, subagent):
     time.sleep((trigger or {}).get("sleep", 0.2))
     return trigger
 """
-POKE = """
-def handler(trigger, tools, virtual_files, subagent):
-    return tools.gate.poke()
-"""
-GATE = '''
-from tandem_sdk import tool
-
-@tool()
-def poke() -> str:
-    """A call with side effects: held for a person's approval."""
-    return "poked"
-'''
 HOOK = {
     "path": "/hooks/deploys",
     "verify": "hmac",
@@ -120,12 +106,11 @@ def cluster(
     else:
         location = str(project.root / "shared" / "runs.sqlite3")
     (project.root / "tandem.yaml").write_text(SETTINGS.replace("{store}", location))
-    project.plugin("gate", GATE)
     project.workflow("nap", script=NAP)
     project.workflow("single", script=NAP, limits={"max_in_flight": 1})
     project.workflow("ticker", script=NAP, triggers=[{"schedule": "* * * * * *"}])
     project.workflow("hooked", script=NAP, triggers=[{"webhook": HOOK}])
-    project.workflow("held", script=POKE, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
+    held_workflow(project)
     group = Cluster(project, location)
     try:
         for name in ("a", "b", "c"):
@@ -191,21 +176,7 @@ def test_one_delivery_sent_to_every_daemon_starts_one_run(cluster: Cluster) -> N
     body = json.dumps({"service": "api"}).encode()
 
     def post(daemon: Daemon) -> int:
-        request = urllib.request.Request(
-            listener(daemon) + "/hooks/deploys",
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Deploy-Signature": sign(SECRET, body),
-                "X-Request-Id": "delivery-1",
-            },
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return error.code
+        return post_signed(listener(daemon) + "/hooks/deploys", body, SECRET, "delivery-1")
 
     answers = sorted(post(d) for d in cluster.daemons[:3])
     assert answers == [200, 200, 202]

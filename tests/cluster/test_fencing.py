@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from cluster_fixtures import held_workflow
 from conftest import Project, eventually
 from tandem.client import ControlClient
 from tandem.embedded import EmbeddedHost
@@ -19,18 +20,6 @@ QUICK = """
 def handler(trigger, tools, virtual_files, subagent):
     return trigger
 """
-POKE = """
-def handler(trigger, tools, virtual_files, subagent):
-    return tools.gate.poke()
-"""
-GATE = '''
-from tandem_sdk import tool
-
-@tool()
-def poke() -> str:
-    """A call with side effects: held for a person's approval."""
-    return "poked"
-'''
 
 
 def test_a_late_copy_writes_neither_its_end_nor_run_finished_after_a_takeover(
@@ -40,8 +29,7 @@ def test_a_late_copy_writes_neither_its_end_nor_run_finished_after_a_takeover(
     (project.root / "tandem.yaml").write_text(
         "builtin_plugins: false\ncluster: {heartbeat_s: 300, lease_s: 600}\n"
     )
-    project.plugin("gate", GATE)
-    project.workflow("held", script=POKE, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
+    held_workflow(project)
     with EmbeddedHost(project.config) as embedded, ControlClient(embedded.control_socket) as client:
         run_id = client.trigger("held", None, None)
         assert eventually(lambda: client.run(run_id).status == "waiting")

@@ -1,7 +1,9 @@
 """Helpers for LLM runs: a Messages API stand-in and a real daemon pointed at it.
 
 Test modules import it (a second conftest.py would shadow the top one's
-`from conftest import Project`) and build their fixtures on `llm_host`."""
+`from conftest import Project`), define a module-scoped `llm` fixture on `llm_host`, and
+load this module with `pytest_plugins` for the `api` and `daemon` fixtures built on it
+(PYTEST_DONT_REWRITE: it has no asserts, and is imported before it is loaded)."""
 
 from __future__ import annotations
 
@@ -10,29 +12,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Daemon, Project
+import pytest
+from conftest import ADD_PLUGIN, Daemon, Project
 from tandem.testing import AnthropicStandIn
 
 # Tools for the model: arithmetic, an echo, a tool that fails, one that answers only when
 # called concurrently, and one no workflow here may call (the `vault` plugin).
-UTIL_PLUGIN = '''
+UTIL_PLUGIN = (
+    ADD_PLUGIN
+    + '''
 import os
 import threading
 
-from tandem_sdk import RunContext, tool
+from tandem_sdk import RunContext
 
 _barriers = {}
 _lock = threading.Lock()
-
-@tool(side_effects=False)
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: the first.
-        b: the second.
-    """
-    return a + b
 
 @tool(side_effects=False)
 def echo(text: str) -> dict:
@@ -75,6 +70,7 @@ def environment() -> dict:
     """The environment variables this plugin process sees."""
     return dict(os.environ)
 '''
+)
 
 VAULT_PLUGIN = '''
 from tandem_sdk import tool
@@ -110,3 +106,16 @@ def llm_host(root: Path, define: Callable[[Project], object], **env: str) -> Ite
             yield LlmHost(project, api, daemon)
         finally:
             daemon.close()
+
+
+@pytest.fixture
+def api(llm: LlmHost) -> AnthropicStandIn:
+    """The module's stand-in, reset for this test."""
+    llm.api.reset()
+    return llm.api
+
+
+@pytest.fixture
+def daemon(llm: LlmHost, api: AnthropicStandIn) -> Daemon:
+    """The module's daemon, after `api` was reset for this test."""
+    return llm.daemon

@@ -19,6 +19,9 @@ from tandem.rewrite.validate import judge
 from tandem.store import Event, RunRecord
 from tandem.testing import AnthropicStandIn, Reply
 
+# The `api` and `daemon` fixtures, built on this module's `llm`.
+pytest_plugins = ["llm_fixtures"]
+
 PROMPT = "You greet people with the util tools."
 # Makes a call, then hands over: through subagent.take_over, or by raising Escalate.
 TAKING_OVER = """
@@ -66,17 +69,6 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
 
     with llm_host(tmp_path_factory.mktemp("esc") / "project", define) as host:
         yield host
-
-
-@pytest.fixture
-def api(llm: LlmHost) -> AnthropicStandIn:
-    llm.api.reset()
-    return llm.api
-
-
-@pytest.fixture
-def daemon(llm: LlmHost, api: AnthropicStandIn) -> Any:
-    return llm.daemon
 
 
 def events(record: Any, kind: str) -> list[Any]:

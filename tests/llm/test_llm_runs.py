@@ -11,6 +11,9 @@ import pytest
 from llm_fixtures import LlmHost, llm_host
 from tandem.testing import AnthropicStandIn, Reply, ToolUse
 
+# The `api` and `daemon` fixtures, built on this module's `llm`.
+pytest_plugins = ["llm_fixtures"]
+
 PROMPT = "You add numbers with the util tools and answer with the sum."
 WORKFLOWS: dict[str, dict[str, Any]] = {
     "adder": {"tools": ["util.add"], "model": "claude-test-1"},
@@ -34,18 +37,6 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
 
     with llm_host(tmp_path_factory.mktemp("llm") / "project", define) as host:
         yield host
-
-
-@pytest.fixture
-def api(llm: LlmHost) -> AnthropicStandIn:
-    """The module's stand-in, reset for this test."""
-    llm.api.reset()
-    return llm.api
-
-
-@pytest.fixture
-def daemon(llm: LlmHost, api: AnthropicStandIn) -> Any:
-    return llm.daemon
 
 
 def kinds(record: Any, prefix: str) -> list[dict[str, Any]]:

@@ -12,6 +12,9 @@ from conftest import tandem
 from llm_fixtures import LlmHost, llm_host
 from tandem.testing import AnthropicStandIn, Reply
 
+# The `api` and `daemon` fixtures, built on this module's `llm`.
+pytest_plugins = ["llm_fixtures"]
+
 ASKING_SCRIPT = """
 from tandem_sdk import errors
 
@@ -52,17 +55,6 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmHost]:
 
     with llm_host(tmp_path_factory.mktemp("sub") / "project", define) as host:
         yield host
-
-
-@pytest.fixture
-def api(llm: LlmHost) -> AnthropicStandIn:
-    llm.api.reset()
-    return llm.api
-
-
-@pytest.fixture
-def daemon(llm: LlmHost, api: AnthropicStandIn) -> Any:
-    return llm.daemon
 
 
 def events(record: Any, kind: str) -> list[dict[str, Any]]:

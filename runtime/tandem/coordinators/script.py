@@ -122,12 +122,8 @@ class ScriptCoordinator:
         workflow = session.workflow
         assert workflow.script_path is not None
         read_fd, write_fd = os.pipe()
-        request = LaunchRequest(
-            run_id=session.id,
-            workdir=rundir.workdir,
-            toolhost_socket=rundir.socket,
-            token_file=rundir.token_file,
-            script_file=rundir.script_file,
+        request = rundir.launch_request(
+            session.id,
             script_origin=str(workflow.script_path),
             workflow_dir=workflow.folder,
             result_fd=write_fd,

@@ -20,7 +20,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from tandem.blocking import in_thread
-from tandem.isolation import IsolationUnavailable, LaunchRequest, cgroups, identity
+from tandem.isolation import IsolationUnavailable, cgroups, identity
 from tandem.isolation.cgroups import RunGroup
 from tandem.isolation.identity import RunUser
 from tandem.isolation.rundir import RunDir, create_run_dir, remove_run_dir, run_dir, sandbox_base
@@ -135,12 +135,8 @@ class GuardProcess:
             self._group = await in_thread(scripts.cgroups.create, f"{session.id}.guards", limits)
         ours, theirs = socket.socketpair()
         try:
-            request = LaunchRequest(
-                run_id=session.id,
-                workdir=rundir.workdir,
-                toolhost_socket=rundir.socket,
-                token_file=rundir.token_file,
-                script_file=rundir.script_file,
+            request = rundir.launch_request(
+                session.id,
                 script_origin=str(workflow.folder / "guards.py"),
                 workflow_dir=workflow.folder,
                 result_fd=os.dup(theirs.fileno()),  # closed by start_process once handed over

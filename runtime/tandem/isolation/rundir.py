@@ -25,7 +25,9 @@ from tandem.private_dirs import (
     remove_if_empty,
     runtime_root,
 )
+from tandem.workflows.spec import Limits
 
+from .base import LaunchRequest
 from .identity import RunUser
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,32 @@ class RunDir:
     socket: Path
     token_file: Path
     script_file: Path
+
+    def launch_request(
+        self,
+        run_id: str,
+        *,
+        script_origin: str,
+        workflow_dir: Path,
+        result_fd: int,
+        limits: Limits,
+        user: RunUser | None,
+        guards: bool = False,
+    ) -> LaunchRequest:
+        """What the runner needs to run the script snapshot in this folder."""
+        return LaunchRequest(
+            run_id=run_id,
+            workdir=self.workdir,
+            toolhost_socket=self.socket,
+            token_file=self.token_file,
+            script_file=self.script_file,
+            script_origin=script_origin,
+            workflow_dir=workflow_dir,
+            result_fd=result_fd,
+            limits=limits,
+            user=user,
+            guards=guards,
+        )
 
 
 # A base made under a random name, where the usual one was taken by another user.
