@@ -1,0 +1,109 @@
+"""Which members a daemon may declare dead, and when: by a lease run out, or at once when
+its process is gone from this boot and pid namespace; never at its own start by a heartbeat
+that only looks old (the store was away)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tandem.cluster import members
+from tandem.cluster.node import Node
+from tandem.config import ClusterSettings
+from tandem.store import RunStore
+
+SETTINGS = ClusterSettings(heartbeat_s=1.0, lease_s=10.0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    if request.param == "postgresql":
+        location = str(request.getfixturevalue("pg_url"))
+    else:
+        location = str(tmp_path / "runs.sqlite3")
+    opened = RunStore(location)
+    yield opened
+    opened.close()
+
+
+def dead_pid() -> int:
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(process.stdout)
+
+
+def add_member(
+    store: RunStore,
+    member_id: str,
+    host: str,
+    pid: int,
+    heartbeat_at: float,
+    machine: tuple[str | None, int | None] = (None, None),
+) -> None:
+    """A member with a running run of its own."""
+    store._run(
+        "INSERT INTO daemons (id, host, pid, state_dir, role, started_at, heartbeat_at,"
+        " in_flight, boot_id, pid_ns) VALUES (?, ?, ?, '/state', 'daemon', ?, ?, 1, ?, ?)",
+        (member_id, host, pid, heartbeat_at, heartbeat_at, *machine),
+    )
+    store._run(
+        "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json, status,"
+        " created_at, mode, host_pid, owner, attempt, lease_until) VALUES"
+        " (?, 'wf', 'v1', 'script', 'null', 'running', ?, 'live', 1, ?, 1, ?)",
+        (f"{member_id}-run", heartbeat_at, member_id, heartbeat_at + SETTINGS.lease_s),
+    )
+
+
+def status_of(store: RunStore, run_id: str) -> str:
+    return str(store._run("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0])
+
+
+def test_a_daemon_killed_on_this_machine_is_reaped_by_the_next_one_at_its_start(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """Same boot, same pid namespace, pid gone: dead, though it beat a moment ago."""
+    boot_id, pid_ns = members.this_machine()
+    assert boot_id is not None and pid_ns is not None
+    add_member(store, "killed", members.this_host(), dead_pid(), time.time(), (boot_id, pid_ns))
+    reaped = Node(store, SETTINGS, tmp_path, daemon=True).join()
+    assert [m.id for m in reaped.dead] == ["killed"]
+    assert reaped.interrupted == ["killed-run"]
+    row = store._run("SELECT boot_id, pid_ns FROM daemons WHERE id<>'killed'").fetchone()
+    assert tuple(row) == (boot_id, pid_ns)
+
+
+def test_a_member_of_the_same_hostname_elsewhere_is_reaped_only_by_its_lease(
+    store: RunStore,
+) -> None:
+    """Another container of this hostname (its own pid namespace: its pid means nothing
+    here) that stalled a few heartbeats keeps its runs until its lease runs out."""
+    boot_id, pid_ns = members.this_machine()
+    now = time.time()
+    add_member(store, "twin", members.this_host(), dead_pid(), now, (boot_id, (pid_ns or 0) + 1))
+    reaped = members.reap(store, "me", SETTINGS.lease_s, now + 3)
+    assert reaped.dead == []
+    assert status_of(store, "twin-run") == "running"
+    reaped = members.reap(store, "me", SETTINGS.lease_s, now + SETTINGS.lease_s + 1)
+    assert [m.id for m in reaped.dead] == ["twin"]
+    assert status_of(store, "twin-run") == "interrupted"
+
+
+def test_a_daemon_starting_after_an_outage_of_the_store_reaps_no_live_member(
+    store: RunStore, tmp_path: Path
+) -> None:
+    """The store was away longer than a lease: every heartbeat in it is old, yet the other
+    daemons live (they beat again once they see the store back). A daemon starting now
+    leaves them and their runs alone."""
+    stale = time.time() - 3 * SETTINGS.lease_s
+    add_member(store, "elsewhere", "another-machine", 1, stale)
+    reaped = Node(store, SETTINGS, tmp_path, daemon=True).join()
+    assert (reaped.dead, reaped.interrupted) == ([], [])
+    assert status_of(store, "elsewhere-run") == "running"
