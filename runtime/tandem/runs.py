@@ -171,9 +171,12 @@ class RunManager:
         session.guards = self._guards(session)
         self._keep(workflow)
         # A live run of a daemon goes to the shared queue; any other run (a dry run, replay,
-        # shadow, MCP session, or any run of an embedded host) is this host's from its
-        # insert: no other daemon claims it, and no later statement can leave it ownerless.
-        shared = mode.name == "live" and self.node.claims
+        # shadow, MCP session, a run of a folder rather than the registry's workflow, or any
+        # run of an embedded host) is this host's from its insert: no other daemon claims
+        # it (a claim runs the claimer's registry's version), and no later statement can
+        # leave it ownerless.
+        registered = workflow is self.registry.get(workflow.name)
+        shared = mode.name == "live" and self.node.claims and registered
         self.store.create(
             RunRecord(
                 id=run_id,

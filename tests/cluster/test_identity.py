@@ -1,6 +1,6 @@
 """Which members a daemon may declare dead, and when: by a lease run out, or at once when
 its process is gone from this boot and pid namespace; never at its own start by a heartbeat
-that only looks old (the store was away)."""
+that only looks old (the store was away). And which runs are the cluster's to claim."""
 
 from __future__ import annotations
 
@@ -9,12 +9,36 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import Project, eventually
+from tandem.builtin import PR_WORKFLOW
 from tandem.cluster import members
 from tandem.cluster.node import Node
 from tandem.config import ClusterSettings
 from tandem.store import RunStore
+
+HELD = """
+def handler(trigger, tools, virtual_files, subagent):
+    return tools.gate.poke()
+"""
+GATE = '''
+from tandem_sdk import tool
+
+@tool()
+def poke() -> str:
+    """A call with side effects: held for a person's approval."""
+    return "poked"
+'''
+GITHUB = '''
+from tandem_sdk import tool
+
+@tool()
+def create_pull_request(title: str) -> dict:
+    """Stands in for GitHub's: the pull request it would open."""
+    return {"number": 1, "title": title}
+'''
 
 SETTINGS = ClusterSettings(heartbeat_s=1.0, lease_s=10.0)
 
@@ -107,3 +131,32 @@ def test_a_daemon_starting_after_an_outage_of_the_store_reaps_no_live_member(
     reaped = Node(store, SETTINGS, tmp_path, daemon=True).join()
     assert (reaped.dead, reaped.interrupted) == ([], [])
     assert status_of(store, "elsewhere-run") == "running"
+
+
+def test_a_run_of_a_workflow_folder_waits_on_its_daemon_not_in_the_shared_queue(
+    project: Project, start_daemon: Any
+) -> None:
+    """The daemon is full: a run of a built-in folder (not the registry's workflow, which no
+    daemon loads) is its daemon's to start once it has room, never left for a claim that
+    would run the registry's version of that name, or never come."""
+    (project.root / "tandem.yaml").write_text("builtin_plugins: false\nruns: {max_in_flight: 1}\n")
+    project.plugin("gate", GATE)
+    project.plugin("github", GITHUB)
+    project.workflow("held", script=HELD, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
+    daemon = start_daemon(project)
+    client = daemon.client
+    held = client.trigger("held", None, None)
+    assert eventually(lambda: client.run(held).status == "waiting")
+    folder_run = client.trigger(
+        "open_pull_request", {"title": "t"}, None, workflow_path=PR_WORKFLOW
+    )
+    store = RunStore(project.config.store_location)
+    try:
+        row = store._run("SELECT status, owner FROM runs WHERE id=?", (folder_run,)).fetchone()
+        [member] = members.members(store)
+        assert tuple(row) == ("queued", member.id)
+    finally:
+        store.close()
+    client.decide(held, 0, False)
+    assert eventually(lambda: client.run(folder_run).status == "succeeded")
+    assert client.run(folder_run).output == {"number": 1, "title": "t"}
