@@ -4,6 +4,7 @@ that only looks old (the store was away). And which runs are the cluster's to cl
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -14,9 +15,11 @@ from typing import Any
 import pytest
 from conftest import Project, eventually
 from tandem.builtin import PR_WORKFLOW
-from tandem.cluster import members
+from tandem.client import ControlClient
+from tandem.cluster import claims, members
 from tandem.cluster.node import Node
 from tandem.config import ClusterSettings
+from tandem.embedded import EmbeddedHost
 from tandem.store import RunStore
 
 HELD = """
@@ -40,6 +43,10 @@ def create_pull_request(title: str) -> dict:
     return {"number": 1, "title": title}
 '''
 
+QUICK = """
+def handler(trigger, tools, virtual_files, subagent):
+    return trigger
+"""
 SETTINGS = ClusterSettings(heartbeat_s=1.0, lease_s=10.0)
 
 
@@ -160,3 +167,35 @@ def test_a_run_of_a_workflow_folder_waits_on_its_daemon_not_in_the_shared_queue(
     client.decide(held, 0, False)
     assert eventually(lambda: client.run(folder_run).status == "succeeded")
     assert client.run(folder_run).output == {"number": 1, "title": "t"}
+
+
+def test_a_run_put_back_at_its_limit_and_started_again_at_once_is_not_cancelled(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another daemon's run fills the workflow's limit when this host's run would start: the
+    run goes back to its queue. That run ends, and an admission pass starts this one again
+    before the first task's end is handled: the first task's end leaves the new one be."""
+    (project.root / "tandem.yaml").write_text("builtin_plugins: false\n")
+    project.workflow("limited", script=QUICK, limits={"max_in_flight": 1})
+    real_start_owned = claims.start_owned
+
+    def start_owned(store: RunStore, *args: Any, **kwargs: Any) -> int | None:
+        attempt = real_start_owned(store, *args, **kwargs)
+        if attempt == claims.FULL:  # the other daemon's run ends, and this host admits
+            store._run("UPDATE runs SET status='succeeded' WHERE id='elsewhere'")
+            asyncio.get_running_loop().call_soon(embedded.host.runs.admit)
+        return attempt
+
+    monkeypatch.setattr(claims, "start_owned", start_owned)
+    with EmbeddedHost(project.config) as embedded, ControlClient(embedded.control_socket) as client:
+        embedded.host.store._run(
+            "INSERT INTO runs (id, workflow, workflow_version, coordinator, trigger_json,"
+            " status, created_at, mode, host_pid, owner, attempt, lease_until) VALUES"
+            " ('elsewhere', 'limited', 'v1', 'script', 'null', 'running', ?, 'live', 1,"
+            " 'other', 1, ?)",
+            (time.time(), time.time() + 600),
+        )
+        run_id = client.trigger("limited", {"n": 1}, None)
+        assert eventually(lambda: client.run(run_id).status not in ("queued", "running"))
+        record = client.run(run_id)
+        assert (record.status, record.output) == ("succeeded", {"n": 1})
