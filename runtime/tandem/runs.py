@@ -171,9 +171,12 @@ class RunManager:
         session.guards = self._guards(session)
         self._keep(workflow)
         # A live run of a daemon goes to the shared queue; any other run (a dry run, replay,
-        # shadow, MCP session, or any run of an embedded host) is this host's from its
-        # insert: no other daemon claims it, and no later statement can leave it ownerless.
-        shared = mode.name == "live" and self.node.claims
+        # shadow, MCP session, a run of a folder rather than the registry's workflow, or any
+        # run of an embedded host) is this host's from its insert: no other daemon claims
+        # it (a claim runs the claimer's registry's version), and no later statement can
+        # leave it ownerless.
+        registered = workflow is self.registry.get(workflow.name)
+        shared = mode.name == "live" and self.node.claims and registered
         self.store.create(
             RunRecord(
                 id=run_id,
@@ -392,13 +395,15 @@ class RunManager:
 
     def _start(self, session: RunSession) -> None:
         task = asyncio.create_task(self._execute(session), name=f"run-{session.id}")
-        task.add_done_callback(lambda _: self._never_started(session))
+        task.add_done_callback(lambda done: self._never_started(session, done))
         self._tasks[session.id] = task
 
-    def _never_started(self, session: RunSession) -> None:
+    def _never_started(self, session: RunSession, task: asyncio.Task[None]) -> None:
         """A run task cancelled before its first step never ran `_execute`, whose end
-        releases the run (its slot, watchers and token): release it here instead."""
-        if session.id in self._tasks:
+        releases the run (its slot, watchers and token): release it here instead. Only while
+        the run's task is still this one: a run put back in the queue may have been started
+        again, by a new task, before this callback ran."""
+        if self._tasks.get(session.id) is task:
             self._finish(
                 session, "cancelled", None, "the run was cancelled before it started", None
             )
@@ -636,6 +641,10 @@ class RunManager:
             if attempt == claims.FULL:  # other daemons' runs fill the workflow's limit
                 log.debug("run %s waits: %s is at its limit", session.id, session.workflow.name)
                 del self._tasks[session.id]
+                if not self.accepting:  # shutdown() emptied the queue: left queued in the store
+                    session.close()
+                    self.sessions.pop(session.id, None)
+                    return
                 self._queue.appendleft(session)  # retried by the next admission pass
                 return
             if attempt is None:

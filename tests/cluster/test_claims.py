@@ -3,8 +3,6 @@ are played by their ids over one store (several RunStores on one PostgreSQL data
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -95,37 +93,6 @@ def test_claimers_of_two_full_limited_workflows_never_deadlock(pg_url: str) -> N
     assert errors == []
 
 
-def dead_pid() -> int:
-    process = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(process.stdout)
-
-
-def test_a_member_of_this_machine_with_a_fresh_heartbeat_is_never_reaped(
-    store: RunStore,
-) -> None:
-    """A daemon in another container of the same hostname (its pid means nothing here)
-    heartbeats: its runs stay its own until it misses beats, whatever its pid says here."""
-    now = time.time()
-    store._run(
-        "INSERT INTO daemons (id, host, pid, state_dir, role, started_at, heartbeat_at,"
-        " in_flight) VALUES ('twin', ?, ?, '/state', 'daemon', ?, ?, 1)",
-        (members.this_host(), dead_pid(), now, now),
-    )
-    add_run(store, "twin-run", status="running", owner="twin")
-    reaped = members.reap(store, "me", 10.0, now + 0.5, beat_s=1.0)
-    assert reaped.dead == []
-    assert status_of(store, "twin-run") == "running"
-    # Gone here and two beats missed: no need to wait out the lease.
-    reaped = members.reap(store, "me", 10.0, now + 3, beat_s=1.0)
-    assert [m.id for m in reaped.dead] == ["twin"]
-    assert status_of(store, "twin-run") == "interrupted"
-
-
 def test_only_the_runs_a_daemon_executes_have_their_leases_renewed(store: RunStore) -> None:
     """A run claimed but never started (its daemon lost it between the claim and the start)
     is not renewed with the rest: its lease runs out, and the reap puts it back in the
@@ -136,7 +103,7 @@ def test_only_the_runs_a_daemon_executes_have_their_leases_renewed(store: RunSto
     store._run("UPDATE runs SET lease_until=?", (now + 1,))
     mine = claims.renew(store, "me", now + 60, ["started"])
     assert mine == {"started": 1, "lost": 1}
-    reaped = members.reap(store, "other", 10.0, now + 2, beat_s=1.0)
+    reaped = members.reap(store, "other", 10.0, now + 2)
     assert (reaped.interrupted, reaped.requeued) == ([], ["lost"])
     assert (status_of(store, "started"), status_of(store, "lost")) == ("running", "queued")
 
@@ -153,7 +120,7 @@ def test_a_kept_end_is_written_only_while_the_run_is_still_the_daemons_attempt(
         (time.time(),),
     )
     store._run("UPDATE runs SET lease_until=?", (time.time() - 1,))
-    assert members.reap(store, "other", 10.0, time.time(), beat_s=1.0).interrupted == ["taken"]
+    assert members.reap(store, "other", 10.0, time.time()).interrupted == ["taken"]
     usage = {"input_tokens": 0}
     store.finish("taken", "succeeded", "late", None, usage, time.time(), fence=("late", 1))
     assert status_of(store, "taken") == "interrupted"
@@ -198,7 +165,7 @@ def test_queued_runs_no_daemon_may_claim_fail_instead_of_waiting_forever(
     add_run(store, "session", owner="gone", mode="mcp")
     add_run(store, "replay", mode="replay", created_at=long_ago)
     add_run(store, "live", created_at=long_ago)
-    reaped = members.reap(store, "me", 10.0, time.time(), beat_s=1.0)
+    reaped = members.reap(store, "me", 10.0, time.time())
     assert reaped.requeued == []
     assert status_of(store, "live") == "queued"
     for run_id in ("session", "replay"):

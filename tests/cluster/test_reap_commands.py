@@ -29,7 +29,7 @@ def test_a_claimed_run_that_never_started_goes_back_to_the_queue(store: RunStore
         assert claims.claim_run(store, run_id, "gone", "v1", now, now + 1) is not None
     store.append_event("started", Event(0, now, "run.started", {}))
     store.flush()
-    reaped = members.reap(store, "other", 10.0, now + 2, beat_s=1.0)
+    reaped = members.reap(store, "other", 10.0, now + 2)
     assert (reaped.requeued, reaped.interrupted) == (["lost"], ["started"])
     assert status_of(store, "lost") == "queued"
     claim = claims.claim_next(store, "other", {"wf": "v1"}, {}, now + 2, now + 12)

@@ -26,9 +26,10 @@ class Heartbeat:
         self._next_beat = 0.0
         self._next_sweep = 0.0
         self._failing = False
-        # After the store was away, every member's heartbeat is old: reap none before this,
-        # a lease after the last failed beat, so the others (back too) beat first.
-        self._reap_after = 0.0
+        # At start, and after the store was away, every member's heartbeat may be old: reap
+        # none by lease before this, a lease after the start or the last failed beat, so the
+        # others (back too) beat first.
+        self._reap_after = self.node.now() + self.node.settings.lease_s
         self._woken = asyncio.Event()
 
     async def run_forever(self) -> None:
@@ -74,12 +75,8 @@ class Heartbeat:
             members.beat(store, node.id, self.runs.active, now)
             lease = node.lease_until(now)
             self.runs.keep_only(claims.renew(store, node.id, lease, self.runs.executing))
-            reaped = members.Reaped([], [], [])
-            if now >= self._reap_after:
-                settings = node.settings
-                reaped = members.reap(
-                    store, node.id, settings.lease_s, now, beat_s=settings.heartbeat_s
-                )
+            leases = now >= self._reap_after
+            reaped = members.reap(store, node.id, node.settings.lease_s, now, leases=leases)
             for member in reaped.dead:
                 log.warning(
                     "daemon %s stopped heartbeating: %d run(s) interrupted, %d queued run(s)"

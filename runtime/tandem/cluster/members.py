@@ -7,13 +7,18 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from tandem.store import RunStore
 
 from . import wakeup
 from .claims import SHARED_MODES
 
-_COLUMNS = "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at"
+_COLUMNS = (
+    "id, host, pid, state_dir, role, started_at, heartbeat_at, in_flight, stopped_at,"
+    " boot_id, pid_ns"
+)
 # Why a run that was running on a daemon that died is not run again.
 # How long stopped members and fired schedule slots are kept.
 KEEP_S = 24 * 3600.0
@@ -32,6 +37,8 @@ class Member:
     heartbeat_at: float
     in_flight: int
     stopped_at: float | None
+    boot_id: str | None  # the kernel's boot, and
+    pid_ns: int | None  # the pid namespace its pid is in (None: unknown, not Linux)
 
     def name(self) -> str:
         return f"{self.host} pid {self.pid}"
@@ -50,10 +57,26 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+@cache
+def this_machine() -> tuple[str | None, int | None]:
+    """This process's boot id and pid namespace inode: two members that share both see the
+    same pids (None where the system does not say)."""
+    try:
+        boot_id: str | None = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = None
+    try:
+        pid_ns: int | None = Path("/proc/self/ns/pid").stat().st_ino
+    except OSError:
+        pid_ns = None
+    return boot_id, pid_ns
+
+
 def register(store: RunStore, member_id: str, state_dir: str, role: str, now: float) -> None:
+    boot_id, pid_ns = this_machine()
     store._run(
-        f"INSERT INTO daemons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",  # noqa: S608
-        (member_id, this_host(), os.getpid(), state_dir, role, now, now),
+        f"INSERT INTO daemons ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)",  # noqa: S608
+        (member_id, this_host(), os.getpid(), state_dir, role, now, now, boot_id, pid_ns),
     )
 
 
@@ -86,23 +109,21 @@ def members(store: RunStore, *, role: str = "daemon") -> list[Member]:
     return [Member(*row) for row in rows]
 
 
-def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float) -> Reaped:
-    """Mark dead the members whose heartbeat is older than `lease_s` (or, on this machine,
-    whose process is gone and who missed two heartbeats of `beat_s`), interrupt the runs
-    they were running or holding for an approval, and put their queued runs back in the
-    shared queue; interrupt too any running run whose lease ran out. Each statement is
-    conditional, so daemons reaping together each take a different share, never the same
-    run twice."""
+def reap(store: RunStore, me: str, lease_s: float, now: float, *, leases: bool = True) -> Reaped:
+    """Mark dead the members whose process is gone from this machine (same boot, same pid
+    namespace) and, with `leases`, those whose heartbeat is older than `lease_s`; interrupt
+    the runs they were running or holding for an approval, and put their queued runs back
+    in the shared queue; with `leases`, interrupt too any running run whose lease ran out.
+    A host just started, or back after the store was away, reaps without `leases`: every
+    heartbeat looks old then. Each statement is conditional, so daemons reaping together
+    each take a different share, never the same run twice."""
     rows = store._run(
         f"SELECT {_COLUMNS} FROM daemons WHERE stopped_at IS NULL AND id<>?",  # noqa: S608
         (me,),
     ).fetchall()
     candidates = [Member(*row) for row in rows]
     dead = [
-        m
-        for m in candidates
-        if m.heartbeat_at < now - lease_s
-        or (m.heartbeat_at < now - 2 * beat_s and _gone_from_here(m))
+        m for m in candidates if (leases and m.heartbeat_at < now - lease_s) or _gone_from_here(m)
     ]
     reaped = Reaped([], [], [])
     for member in dead:
@@ -122,6 +143,8 @@ def reap(store: RunStore, me: str, lease_s: float, now: float, *, beat_s: float)
             store, "owner=? AND status IN ('running', 'waiting')", (member.id,), why, now
         )
         reaped.requeued += _requeue(store, member.id, now)
+    if not leases:
+        return reaped
     reaped.requeued += _requeue_unstarted(store, now)
     why = f"the host stopped before the run finished: its lease ran out unrenewed; {NEVER_AGAIN}"
     reaped.interrupted += _interrupt(store, "status='running' AND lease_until<?", (now,), why, now)
@@ -200,10 +223,17 @@ def _requeue_unstarted(store: RunStore, now: float) -> list[str]:
 
 
 def _gone_from_here(member: Member) -> bool:
-    """A member of this machine whose process is gone. Only a shortcut past the lease for a
-    member that already missed heartbeats: a hostname may be shared (containers, a default
-    name) and a pid seen from another pid namespace, so a fresh heartbeat always wins."""
-    return member.host == this_host() and not _alive(member.pid)
+    """A member of this boot and pid namespace whose pid is gone is dead, however fresh its
+    heartbeat (it may have beaten just before a SIGKILL). A hostname proves nothing (it may
+    be shared by containers, or copied); a pid reused since only makes the member look
+    alive, and the lease decides."""
+    boot_id, pid_ns = this_machine()
+    return (
+        boot_id is not None
+        and pid_ns is not None
+        and (member.boot_id, member.pid_ns) == (boot_id, pid_ns)
+        and not _alive(member.pid)
+    )
 
 
 def _alive(pid: int) -> bool:

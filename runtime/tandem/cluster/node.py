@@ -55,14 +55,14 @@ class Node:
         return now + self.settings.lease_s
 
     def join(self) -> members.Reaped:
-        """Register, then reap the members that are gone (a previous daemon of this machine
-        whose process is gone, once it missed two heartbeats), so their runs end
-        `interrupted` now."""
+        """Register, then reap the members proven dead on this machine (a previous daemon
+        whose process is gone), so their runs end `interrupted` now. No member is judged by
+        its heartbeat here: after an outage of the store every heartbeat is old, and the
+        heartbeat reaps by lease only once the others had a lease's time to beat."""
         self.sync_clock()
         now = self.now()
         members.register(self.store, self.id, str(self.state_dir), self.role, now)
-        settings = self.settings
-        return members.reap(self.store, self.id, settings.lease_s, now, beat_s=settings.heartbeat_s)
+        return members.reap(self.store, self.id, self.settings.lease_s, now, leases=False)
 
     def leave(self) -> None:
         members.stopped(self.store, self.id, self.now())
