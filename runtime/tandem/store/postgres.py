@@ -166,30 +166,49 @@ class PostgresDatabase:
         # Until when statements fail at once, and why (see DOWN_FOR_S).
         self._down = (0.0, "")
         self.migrated = migrate_database(url)
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=POOL_SIZE,
-            kwargs={"autocommit": True, **connection_options(url, STATEMENT_TIMEOUT_S)},
-            timeout=POOL_TIMEOUT_S,
-            check=ConnectionPool.check_connection,
-            open=False,
-            name="tandem-store",
-        )
+        self._pool = self._new_pool()
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
         except PoolTimeout as error:
             self._pool.close()
             raise self._error(error) from None
+        # Set when no connection could be had: the next statement, past DOWN_FOR_S, opens
+        # a new pool (see _renew).
+        self._stale = False
         # The connection single statements use, and when it was last used.
         self._kept: psycopg.Connection[tuple[Any, ...]] | None = None
         self._used = 0.0
         self._keeping = threading.Lock()
 
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[tuple[Any, ...]]]:
+        return ConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, **connection_options(self._url, STATEMENT_TIMEOUT_S)},
+            timeout=POOL_TIMEOUT_S,
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="tandem-store",
+        )
+
+    def _renew(self) -> None:
+        """A pool that found no connection tries again on a growing backoff (1, 2, 4, 8 s),
+        so a daemon could stay away from the store for seconds after it is back, and the
+        other daemons take its runs for a dead daemon's: a new pool connects at once."""
+        with self._keeping:
+            old, kept = self._pool, self._kept
+            self._pool, self._kept, self._stale = self._new_pool(), None, False
+            self._pool.open(wait=False)
+        if kept is not None:
+            kept.close()
+        old.close(timeout=0)
+
     def _error(self, error: Exception) -> StoreError:
         failure = _store_error(self.where, self._url, error)
         if isinstance(error, PoolTimeout):  # no connection to be had: the server is gone
             self._down = (time.monotonic() + DOWN_FOR_S, failure.detail)
+            self._stale = True
         return failure
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -217,6 +236,8 @@ class PostgresDatabase:
         until, message = self._down
         if time.monotonic() < until:
             raise StoreError(self.where, message, unavailable=True)
+        if self._stale:
+            self._renew()
 
     def close(self) -> None:
         if self._kept is not None:
