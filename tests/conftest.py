@@ -203,3 +203,21 @@ def pg_server() -> Iterator[Any]:
 def pg_url(pg_server: Any) -> str:
     """The URL of a fresh, empty database on the test PostgreSQL."""
     return str(pg_server.fresh_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A new run store's location on each database: a SQLite file, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "runs.sqlite3"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(store_location: Path | str) -> Iterator[Any]:
+    """A run store on each database, closed after the test."""
+    from tandem.store import RunStore
+
+    opened = RunStore(store_location)
+    yield opened
+    opened.close()

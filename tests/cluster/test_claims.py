@@ -5,28 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from tandem.cluster import claims, members
 from tandem.cluster.node import Node
 from tandem.config import ClusterSettings
 from tandem.store import RunStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return str(tmp_path / "runs.sqlite3")
-
-
-@pytest.fixture
-def store(location: str) -> Iterator[RunStore]:
-    opened = RunStore(location)
-    yield opened
-    opened.close()
 
 
 def add_run(

@@ -8,11 +8,11 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_fixtures import held_workflow
 from conftest import Project, eventually
 from tandem.builtin import PR_WORKFLOW
 from tandem.client import ControlClient
@@ -22,18 +22,6 @@ from tandem.config import ClusterSettings
 from tandem.embedded import EmbeddedHost
 from tandem.store import RunStore
 
-HELD = """
-def handler(trigger, tools, virtual_files, subagent):
-    return tools.gate.poke()
-"""
-GATE = '''
-from tandem_sdk import tool
-
-@tool()
-def poke() -> str:
-    """A call with side effects: held for a person's approval."""
-    return "poked"
-'''
 GITHUB = '''
 from tandem_sdk import tool
 
@@ -48,17 +36,6 @@ def handler(trigger, tools, virtual_files, subagent):
     return trigger
 """
 SETTINGS = ClusterSettings(heartbeat_s=1.0, lease_s=10.0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    if request.param == "postgresql":
-        location = str(request.getfixturevalue("pg_url"))
-    else:
-        location = str(tmp_path / "runs.sqlite3")
-    opened = RunStore(location)
-    yield opened
-    opened.close()
 
 
 def dead_pid() -> int:
@@ -147,9 +124,8 @@ def test_a_run_of_a_workflow_folder_waits_on_its_daemon_not_in_the_shared_queue(
     daemon loads) is its daemon's to start once it has room, never left for a claim that
     would run the registry's version of that name, or never come."""
     (project.root / "tandem.yaml").write_text("builtin_plugins: false\nruns: {max_in_flight: 1}\n")
-    project.plugin("gate", GATE)
+    held_workflow(project)
     project.plugin("github", GITHUB)
-    project.workflow("held", script=HELD, tools=["gate.poke"], approvals={"script": ["gate.poke"]})
     daemon = start_daemon(project)
     client = daemon.client
     held = client.trigger("held", None, None)

@@ -7,15 +7,13 @@ import asyncio
 import time
 
 import pytest
-from cluster.test_claims import add_run, location, status_of, store
+from cluster.test_claims import add_run, status_of
 from cluster.test_fencing import QUICK
 from conftest import Project, eventually
 from tandem.client import ControlClient
 from tandem.cluster import claims, commands, members
 from tandem.embedded import EmbeddedHost
 from tandem.store import Event, RunStore
-
-__all__ = ["location", "store"]  # the fixtures, on each database
 
 
 def test_a_claimed_run_that_never_started_goes_back_to_the_queue(store: RunStore) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,6 @@ import psycopg
 import pytest
 from tandem.store import Event, RunQuery, RunRecord, RunStore, StoreError
 from tandem.store.migrations import known, migrate
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    if request.param == "sqlite":
-        return tmp_path / "runs.sqlite3"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(location: Path | str) -> Iterator[RunStore]:
-    opened = RunStore(location)
-    yield opened
-    opened.close()
 
 
 def _run(run_id: str, at: float, **fields: Any) -> RunRecord:
@@ -80,10 +65,10 @@ def test_events_are_read_whole_by_kind_a_page_at_a_time_and_newest_first(
 
 
 def test_buffered_events_are_written_before_any_read_and_by_their_timer(
-    store: RunStore, location: Path | str
+    store: RunStore, store_location: Path | str
 ) -> None:
     store.create(_run("r", 1.0))
-    other = RunStore(location)  # another reader sees only what was committed
+    other = RunStore(store_location)  # another reader sees only what was committed
 
     async def append_then_wait() -> None:
         store.append_event("r", Event(1, 1.0, "log", {"n": 1}))
@@ -125,9 +110,9 @@ def test_flags_exclusions_plan_diffs_exports_and_versions(store: RunStore) -> No
 
 
 def test_a_delivery_claimed_from_two_stores_on_one_database_is_taken_once(
-    store: RunStore, location: Path | str
+    store: RunStore, store_location: Path | str
 ) -> None:
-    other = RunStore(location)
+    other = RunStore(store_location)
     try:
         won = []
         barrier = threading.Barrier(2)
@@ -250,7 +235,7 @@ def test_store_setting_names_sqlite_a_file_or_postgresql_and_the_environment_win
 
 
 def test_retention_deletes_old_finished_runs_with_their_events_and_keeps_flagged_ones(
-    store: RunStore, location: Path | str
+    store: RunStore, store_location: Path | str
 ) -> None:
     from tandem.retention import prune
 
@@ -259,7 +244,7 @@ def test_retention_deletes_old_finished_runs_with_their_events_and_keeps_flagged
         store.append_event(run_id, Event(1, at, "log", {}))
         store.finish(run_id, "succeeded", None, None, {}, at + 1)
     store.flag("old-flagged", {"reason": "evidence"})
-    pruned = prune(location, before=500.0)
+    pruned = prune(store_location, before=500.0)
     assert (pruned.runs, pruned.kept) == (1, 1)
     assert [r.id for r in store.list()] == ["new", "old-flagged"]
     assert store.events("old") == [] and len(store.events("old-flagged")) == 1
