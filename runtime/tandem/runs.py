@@ -166,10 +166,7 @@ class RunManager:
             )
         run_id = new_run_id()
         mode = RunMode(dry_run, replay, live_reads, self.record_max_result_bytes, mcp, candidate)
-        session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
-        session.observer = self.approval_observer
-        session.guards = self._guards(session)
-        self._keep(workflow)
+        session = self._session(run_id, workflow, kind, payload, mode)
         # A live run of a daemon goes to the shared queue; any other run (a dry run, replay,
         # shadow, MCP session, a run of a folder rather than the registry's workflow, or any
         # run of an embedded host) is this host's from its insert: no other daemon claims
@@ -199,6 +196,17 @@ class RunManager:
             self._start(session)
         else:
             self._enqueue(session)
+        return session
+
+    def _session(
+        self, run_id: str, workflow: Workflow, kind: str, payload: Any, mode: RunMode
+    ) -> RunSession:
+        """A run's session, told of approvals and asking its guards, its workflow version
+        kept in the store."""
+        session = RunSession(run_id, workflow, kind, payload, self.store, self.plugins, mode)
+        session.observer = self.approval_observer
+        session.guards = self._guards(session)
+        self._keep(workflow)
         return session
 
     def _keep(self, workflow: Workflow) -> None:
@@ -271,19 +279,8 @@ class RunManager:
             assert record is not None
             workflow = self.registry.get(record.workflow)
             assert workflow is not None  # claimed only for a workflow loaded here
-            self._keep(workflow)
             mode = RunMode(record.mode == "dry_run", None, False, self.record_max_result_bytes)
-            session = RunSession(
-                record.id,
-                workflow,
-                record.coordinator,
-                record.trigger,
-                self.store,
-                self.plugins,
-                mode,
-            )
-            session.observer = self.approval_observer
-            session.guards = self._guards(session)
+            session = self._session(record.id, workflow, record.coordinator, record.trigger, mode)
             self._attempts[session.id] = claim.attempt
             self.sessions[session.id] = session
             self._start(session)

@@ -291,7 +291,9 @@ class RunSession:
             raise
         kept = self._kept_result(result_json)
         self.emit("tool.result", **closing, ok=True, duration_ms=_ms(started), raw=kept)
-        self._remember(name, arguments, kept=self._kept_result(result_json, GUARD_RESULT_BYTES))
+        if self.guards is not None:  # decoded again only when the trace cut it
+            seen = kept if "result" in kept else self._kept_result(result_json, GUARD_RESULT_BYTES)
+            self._remember(name, arguments, kept=seen)
         return ToolOutcome(result_json=result_json)
 
     def _refused(
@@ -330,9 +332,7 @@ class RunSession:
             refused=guard,
             duration_ms=0.0,
         )
-        if self.guards is not None:
-            failure = {"type": error.type, "message": error.reason}
-            self.guards.record(name, arguments, error=failure, refused=reason)
+        self._remember(name, arguments, error=error, refused=reason)
         return ToolOutcome(error=error)
 
     def _remember(
@@ -342,12 +342,15 @@ class RunSession:
         *,
         kept: dict[str, Any] | None = None,
         error: ToolError | None = None,
+        refused: str | None = None,
     ) -> None:
-        """The call and its answer, for the guards of later calls."""
+        """The call and its answer (and the reason a guard refused it), for the guards of
+        later calls."""
         if self.guards is None:
             return
         if error is not None:
-            self.guards.record(name, arguments, error={"type": error.type, "message": error.reason})
+            failure = {"type": error.type, "message": error.reason}
+            self.guards.record(name, arguments, error=failure, refused=refused)
         else:
             self.guards.record(name, arguments, kept=kept)
 
